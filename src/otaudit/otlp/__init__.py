@@ -1,0 +1,1 @@
+"""OTLP decoding: protobuf and OTLP/JSON into one record model."""
