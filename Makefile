@@ -1,0 +1,36 @@
+# otaudit: every target bootstraps its own virtual environment from the
+# pinned constraints, so a fresh clone needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit demo bench fuzz clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: $(STAMP)  ## Run otaudit serve on the embedded SQLite store (./otaudit-data)
+	$(BIN)/otaudit serve
+
+demo: $(STAMP)  ## The whole story in one command
+	$(BIN)/otaudit demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit  ## Everything CI runs
+
+bench: $(STAMP)  ## Throughput and latency figures (printed, not asserted)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m otaudit``."""
+
+from otaudit.cli import main
+
+main()

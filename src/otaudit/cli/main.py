@@ -1,0 +1,85 @@
+"""The ``otaudit`` command group and the options every command shares.
+
+Only this layer exits: library code raises ``OtauditError``; here it becomes
+a one-line message on stderr and exit status 2 (``verify`` uses 1 for a
+ledger that fails verification).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from otaudit import __version__
+from otaudit.datadir import DEFAULT_DATA
+from otaudit.errors import OtauditError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+
+
+def store_options(func: F) -> F:
+    """Add ``--data`` and ``--store`` to a command."""
+    func = click.option(
+        "--store",
+        "store_url",
+        metavar="URL",
+        envvar="OTAUDIT_STORE",
+        help="Ledger store URL (default: the SQLite ledger inside --data).",
+    )(func)
+    func = click.option(
+        "--data",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=DEFAULT_DATA,
+        show_default=True,
+        envvar="OTAUDIT_DATA",
+        help="Data directory (SQLite ledger and signing key).",
+    )(func)
+    return func
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print ``otaudit: error: message`` and exit."""
+    click.echo(f"otaudit: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn ``OtauditError`` raised by a command into a message and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OtauditError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="otaudit")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def cli(verbose: bool) -> None:
+    """otaudit: a verifiable SOC 2 audit trail from OpenTelemetry traces and logs."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``otaudit`` script."""
+    from otaudit.cli import demo, query, serve, verify
+
+    for module in (serve, verify, query, demo):
+        module.register(cli)
+    cli.main(args=argv, prog_name="otaudit")

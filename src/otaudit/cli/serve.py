@@ -1,0 +1,112 @@
+"""``otaudit serve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from otaudit.cli.main import handle_errors, store_options
+from otaudit.ingest import IngestSettings
+from otaudit.server import ServeSettings, parse_address, serve
+
+
+@click.command("serve")
+@store_options
+@click.option(
+    "--http",
+    "http_addr",
+    default="127.0.0.1:4318",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="OTLP/HTTP listen address (also /metrics and /healthz).",
+)
+@click.option(
+    "--grpc",
+    "grpc_addr",
+    default="127.0.0.1:4317",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="OTLP/gRPC listen address.",
+)
+@click.option(
+    "--origin",
+    metavar="NAME",
+    help="Log origin for a new ledger (default: otaudit/<host>/<random>).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Signing key file (default: DATA/signing.key).",
+)
+@click.option(
+    "--audit-attribute",
+    default="audit.action",
+    show_default=True,
+    help="Records carrying this attribute are sealed; the rest are counted and dropped.",
+)
+@click.option(
+    "--pipeline",
+    default="otlp",
+    show_default=True,
+    help="Pipeline name stamped on records that carry no X-Audit-Pipeline header.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1024),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Request size limit, measured after decompression.",
+)
+@click.option(
+    "--max-queue-records",
+    type=click.IntRange(1),
+    default=200_000,
+    show_default=True,
+    help="Records waiting for the sequencer before ingest answers 503.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(0.05, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between signed checkpoints while records arrive.",
+)
+@handle_errors
+def serve_command(
+    data: Path,
+    store_url: str | None,
+    http_addr: str,
+    grpc_addr: str,
+    origin: str | None,
+    key_file: Path | None,
+    audit_attribute: str,
+    pipeline: str,
+    max_body_bytes: int,
+    max_queue_records: int,
+    checkpoint_interval: float,
+) -> None:
+    """Receive OTLP and seal audit records into the ledger."""
+    serve(
+        ServeSettings(
+            data=data,
+            store_url=store_url,
+            http=parse_address(http_addr, "--http"),
+            grpc=parse_address(grpc_addr, "--grpc"),
+            origin=origin,
+            key_file=key_file,
+            checkpoint_interval_s=checkpoint_interval,
+            max_queue_records=max_queue_records,
+            ingest=IngestSettings(
+                audit_attribute=audit_attribute,
+                default_pipeline=pipeline,
+                max_body_bytes=max_body_bytes,
+            ),
+        )
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(serve_command)

@@ -1,0 +1,34 @@
+"""Audit attribute conventions: which attributes fill a record's audit fields.
+
+otaudit accepts both the names used by older instrumentation and the seed
+article (``enduser.id``, ``enduser.role``, ``enduser.ip``) and the current
+OpenTelemetry semantic conventions (``user.id``, ``user.roles``,
+``client.address``), plus the ``audit.*`` namespace. Each audit field takes
+the first attribute of its list that is present on the record; the raw
+attributes are always kept as sent. ``docs/conventions.md`` documents the
+table.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Field name -> attribute keys in order of preference.
+FIELD_SOURCES: Final[dict[str, tuple[str, ...]]] = {
+    "actor": ("enduser.id", "user.id", "audit.changed_by"),
+    "actor_role": ("enduser.role", "user.roles"),
+    "client_address": ("client.address", "enduser.ip"),
+    "action": ("audit.action",),
+    "target": ("audit.target_user", "audit.target"),
+    "resource_type": ("audit.resource_type",),
+    "result": ("audit.result",),
+}
+
+#: The attribute whose presence makes a record audit-relevant (the default policy).
+AUDIT_ATTRIBUTE: Final = "audit.action"
+
+#: Resource attribute naming the emitting service.
+SERVICE_ATTRIBUTE: Final = "service.name"
+
+#: OTLP span status codes mapped to a result when ``audit.result`` is absent.
+STATUS_RESULT: Final[dict[int, str]] = {1: "success", 2: "failure"}

@@ -1,0 +1,237 @@
+"""The sequencer: one writer that appends, commits and checkpoints.
+
+Receivers hand over sealed entries with :meth:`Sequencer.submit` and get a
+future. The sequencer thread drains everything queued into one durable
+transaction (group commit across concurrent exports), resolves each future
+with the sequence numbers its entries got, and signs a checkpoint at least
+once per ``checkpoint_interval_s`` while records arrive. A future resolves
+only after the commit, which is what lets receivers acknowledge an export
+only once it is durable.
+
+The queue is bounded by records: :meth:`submit` raises ``Overloaded`` when it
+is full, and receivers answer 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from otaudit import merkle, tree
+from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
+from otaudit.errors import Overloaded, StoreError, VerificationError
+from otaudit.metrics import Metrics
+from otaudit.record import Entry
+from otaudit.store.base import Store, StoredCheckpoint
+
+log = logging.getLogger("otaudit.ledger")
+
+_STOP = object()
+
+
+class Checkpointer:
+    """Signs tree heads, each only after it proves consistent with the previous one."""
+
+    def __init__(self, store: Store, key: SigningKey, origin: str) -> None:
+        self.store = store
+        self.key = key
+        self.origin = origin
+        existing = store.checkpoints()
+        self.latest: StoredCheckpoint | None = existing[-1] if existing else None
+
+    def checkpoint(self) -> StoredCheckpoint | None:
+        """Sign and store a checkpoint for the current tree size if it grew; return it."""
+        size = self.store.tree_size()
+        latest = self.latest
+        if latest is not None and latest.tree_size >= size:
+            return None
+        root = tree.root_at(self.store, size)
+        if latest is not None and latest.tree_size > 0:
+            # 1. The new head must extend the previous signed one (RFC 9162 §2.1.4).
+            proof = tree.consistency_proof(self.store, latest.tree_size, size)
+            try:
+                merkle.verify_consistency(latest.tree_size, size, proof, latest.root_hash, root)
+            except VerificationError as exc:
+                raise VerificationError(
+                    f"refusing to sign tree size {size}: not consistent with the checkpoint "
+                    f"at size {latest.tree_size}: {exc}"
+                ) from exc
+        # 2. Sign the C2SP checkpoint and store it.
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self.key)
+        cp = StoredCheckpoint(size, root, time.time_ns(), note)
+        self.store.add_checkpoint(cp)
+        self.latest = cp
+        return cp
+
+
+@dataclass
+class _Work:
+    entries: list[Entry]
+    future: Future[list[int | None]]
+    queued_at: float
+
+
+class Sequencer:
+    """The single writer of one log: group commit, dense sequence numbers, checkpoints."""
+
+    def __init__(
+        self,
+        store: Store,
+        checkpointer: Checkpointer,
+        metrics: Metrics,
+        *,
+        max_queue_records: int = 200_000,
+        max_batch_records: int = 20_000,
+        checkpoint_interval_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.checkpointer = checkpointer
+        self.metrics = metrics
+        self.max_queue_records = max_queue_records
+        self.max_batch_records = max_batch_records
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._queue: queue.Queue[_Work | object] = queue.Queue()
+        self._lock = threading.Lock()
+        self._queued_records = 0
+        self._oldest: list[float] = []
+        self._thread = threading.Thread(target=self._run, name="otaudit-sequencer", daemon=True)
+        self._stopping = False
+        self.metrics.lag.set_function(self._lag)
+        self.metrics.tree_size.set(store.tree_size())
+        latest = checkpointer.latest
+        self.metrics.checkpoint_size.set(latest.tree_size if latest else 0)
+
+    def _lag(self) -> float:
+        with self._lock:
+            return time.monotonic() - self._oldest[0] if self._oldest else 0.0
+
+    def start(self) -> None:
+        """Sign a checkpoint for anything left uncovered, then start the writer thread."""
+        self._checkpoint()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish queued work, sign a final checkpoint and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def submit(self, entries: list[Entry]) -> Future[list[int | None]]:
+        """Queue entries for the next commit; the future gets their sequence numbers.
+
+        A sequence number of None means the ledger already held that record.
+        Raises ``Overloaded`` when the queue is full or the sequencer is stopping.
+        """
+        future: Future[list[int | None]] = Future()
+        if not entries:
+            future.set_result([])
+            return future
+        now = time.monotonic()
+        with self._lock:
+            if self._stopping:
+                raise Overloaded("otaudit is shutting down", retry_after_s=5)
+            if self._queued_records + len(entries) > self.max_queue_records:
+                raise Overloaded(
+                    f"sequencer queue full ({self._queued_records} records waiting, "
+                    f"limit {self.max_queue_records})"
+                )
+            self._queued_records += len(entries)
+            self._oldest.append(now)
+            self.metrics.queue_records.set(self._queued_records)
+        self._queue.put(_Work(entries, future, now))
+        return future
+
+    def _take(self, first: _Work) -> tuple[list[_Work], bool]:
+        batch, count, stop = [first], len(first.entries), False
+        while count < self.max_batch_records:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            assert isinstance(item, _Work)
+            batch.append(item)
+            count += len(item.entries)
+        return batch, stop
+
+    def _run(self) -> None:
+        last_checkpoint = time.monotonic()
+        stop = False
+        while not stop:
+            dirty = self.checkpointer.latest is None or (
+                self.checkpointer.latest.tree_size < self.store.tree_size()
+            )
+            wait = max(0.0, last_checkpoint + self.checkpoint_interval_s - time.monotonic())
+            try:
+                item = self._queue.get(timeout=wait if dirty else None)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                with self._lock:
+                    self._stopping = True
+                stop = True
+            elif isinstance(item, _Work):
+                batch, stop = self._take(item)
+                self._commit(batch)
+                if stop:
+                    with self._lock:
+                        self._stopping = True
+            if stop or time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
+                self._checkpoint()
+                last_checkpoint = time.monotonic()
+        # Anything submitted while stopping is refused by submit; drain leftovers.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Work):
+                self._commit([item])
+        self._checkpoint()
+
+    def _commit(self, batch: list[_Work]) -> None:
+        entries = [e for w in batch for e in w.entries]
+        started = time.monotonic()
+        try:
+            result = self.store.append(entries)
+        except StoreError as exc:
+            log.error("append failed, %d records not acknowledged: %s", len(entries), exc)
+            for w in batch:
+                w.future.set_exception(exc)
+        else:
+            self.metrics.commit_seconds.observe(time.monotonic() - started)
+            self.metrics.tree_size.set(result.tree_size)
+            counts: Counter[tuple[bool, str]] = Counter(
+                (seq is not None, e.columns.signal)
+                for e, seq in zip(entries, result.seqs, strict=True)
+            )
+            for (sealed, signal), n in counts.items():
+                (self.metrics.sealed if sealed else self.metrics.duplicates).labels(signal).inc(n)
+            at = 0
+            for w in batch:
+                w.future.set_result(result.seqs[at : at + len(w.entries)])
+                at += len(w.entries)
+        finally:
+            with self._lock:
+                self._queued_records -= len(entries)
+                del self._oldest[: len(batch)]
+                self.metrics.queue_records.set(self._queued_records)
+
+    def _checkpoint(self) -> None:
+        try:
+            cp = self.checkpointer.checkpoint()
+        except StoreError as exc:
+            log.error("checkpoint not signed: %s", exc)
+            return
+        except VerificationError as exc:
+            log.critical("%s; run `otaudit verify`", exc)
+            return
+        if cp is not None:
+            self.metrics.checkpoint_size.set(cp.tree_size)

@@ -1,0 +1,252 @@
+"""OTLP protobuf messages -> audit record content (select, then encode).
+
+The selection policy runs first and is cheap (a scan of attribute keys);
+only selected records are converted into the lossless record encoding of
+``docs/record-format.md``. Ids of the wrong length make the whole request
+invalid (HTTP 400, nothing written); a record that cannot be encoded
+losslessly (a duplicate attribute key) is rejected on its own and reported
+through OTLP ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from otaudit.canonical import canonical_bytes
+from otaudit.errors import DecodeError
+from otaudit.record import encode_double
+
+_MAX_REASONS = 5
+
+
+class RecordRejected(Exception):
+    """One record cannot be sealed as sent; the reason goes to ``partial_success``."""
+
+
+@dataclass
+class Selection:
+    """The audit records selected from one export request, and what happened to the rest."""
+
+    signal: str
+    records: list[tuple[dict[str, Any], bytes]] = field(default_factory=list)
+    received: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, where: str, reason: str) -> None:
+        """Count one rejected record and keep the first few reasons."""
+        self.rejected += 1
+        if len(self.reasons) < _MAX_REASONS:
+            self.reasons.append(f"{where}: {reason}")
+
+    @property
+    def error_message(self) -> str:
+        """The ``partial_success.error_message`` for this request ("" when nothing was rejected)."""
+        if not self.rejected:
+            return ""
+        more = (
+            ""
+            if self.rejected <= len(self.reasons)
+            else f" (and {self.rejected - len(self.reasons)} more)"
+        )
+        return (
+            f"{self.rejected} {self.signal} record(s) rejected: " + "; ".join(self.reasons) + more
+        )
+
+
+def any_value(value: Any) -> Any:
+    """Encode an OTLP ``AnyValue`` losslessly (record format, "Values")."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return {"int": str(value.int_value)}
+    if kind == "double_value":
+        return {"double": encode_double(value.double_value)}
+    if kind == "bytes_value":
+        return {"bytes": base64.b64encode(value.bytes_value).decode("ascii")}
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {"kvlist": key_values(value.kvlist_value.values)}
+    return None
+
+
+def key_values(items: Iterable[Any]) -> dict[str, Any]:
+    """Encode a repeated ``KeyValue`` as an object; duplicate keys cannot be kept losslessly."""
+    out: dict[str, Any] = {}
+    for kv in items:
+        if kv.key in out:
+            raise RecordRejected(f"duplicate attribute key {kv.key!r}")
+        out[kv.key] = any_value(kv.value)
+    return out
+
+
+def _resource(res: Any, schema_url: str) -> dict[str, Any]:
+    return {
+        "attributes": key_values(res.attributes),
+        "dropped_attributes_count": res.dropped_attributes_count,
+        "entity_refs": [
+            {
+                "schema_url": ref.schema_url,
+                "type": ref.type,
+                "id_keys": list(ref.id_keys),
+                "description_keys": list(ref.description_keys),
+            }
+            for ref in getattr(res, "entity_refs", ())
+        ],
+        "schema_url": schema_url,
+    }
+
+
+def _scope(scope: Any, schema_url: str) -> dict[str, Any]:
+    return {
+        "name": scope.name,
+        "version": scope.version,
+        "attributes": key_values(scope.attributes),
+        "dropped_attributes_count": scope.dropped_attributes_count,
+        "schema_url": schema_url,
+    }
+
+
+def _check_id(value: bytes, size: int, where: str, name: str) -> str:
+    if len(value) not in (0, size):
+        raise DecodeError(f"{where}.{name}: expected {size} bytes, got {len(value)}")
+    return value.hex()
+
+
+def _is_audit(attributes: Iterable[Any], key: str) -> bool:
+    return any(kv.key == key for kv in attributes)
+
+
+def _span(span: Any, where: str) -> dict[str, Any]:
+    return {
+        "signal": "span",
+        "trace_id": span.trace_id.hex(),
+        "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex(),
+        "trace_state": span.trace_state,
+        "flags": span.flags,
+        "name": span.name,
+        "kind": span.kind,
+        "start_time_unix_nano": str(span.start_time_unix_nano),
+        "end_time_unix_nano": str(span.end_time_unix_nano),
+        "attributes": key_values(span.attributes),
+        "dropped_attributes_count": span.dropped_attributes_count,
+        "events": [
+            {
+                "time_unix_nano": str(ev.time_unix_nano),
+                "name": ev.name,
+                "attributes": key_values(ev.attributes),
+                "dropped_attributes_count": ev.dropped_attributes_count,
+            }
+            for ev in span.events
+        ],
+        "dropped_events_count": span.dropped_events_count,
+        "links": [
+            {
+                "trace_id": _check_id(ln.trace_id, 16, where, "links.trace_id"),
+                "span_id": _check_id(ln.span_id, 8, where, "links.span_id"),
+                "trace_state": ln.trace_state,
+                "attributes": key_values(ln.attributes),
+                "dropped_attributes_count": ln.dropped_attributes_count,
+                "flags": ln.flags,
+            }
+            for ln in span.links
+        ],
+        "dropped_links_count": span.dropped_links_count,
+        "status": {"code": span.status.code, "message": span.status.message},
+    }
+
+
+def _log(rec: Any) -> dict[str, Any]:
+    return {
+        "signal": "log",
+        "time_unix_nano": str(rec.time_unix_nano),
+        "observed_time_unix_nano": str(rec.observed_time_unix_nano),
+        "severity_number": rec.severity_number,
+        "severity_text": rec.severity_text,
+        "body": any_value(rec.body) if rec.HasField("body") else None,
+        "attributes": key_values(rec.attributes),
+        "dropped_attributes_count": rec.dropped_attributes_count,
+        "flags": rec.flags,
+        "trace_id": rec.trace_id.hex(),
+        "span_id": rec.span_id.hex(),
+        "event_name": getattr(rec, "event_name", ""),
+    }
+
+
+def _add(sel: Selection, content: dict[str, Any], common: dict[str, Any]) -> None:
+    content.update(common)
+    sel.records.append((content, canonical_bytes(content)))
+
+
+def select_spans(request: Any, audit_attribute: str) -> Selection:
+    """Select and encode the audit spans of an ``ExportTraceServiceRequest``."""
+    sel = Selection("span")
+    for r, rs in enumerate(request.resource_spans):
+        resource: dict[str, Any] | None = None
+        for s, ss in enumerate(rs.scope_spans):
+            scope: dict[str, Any] | None = None
+            for i, span in enumerate(ss.spans):
+                where = f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
+                sel.received += 1
+                _check_id(span.trace_id, 16, where, "trace_id")
+                _check_id(span.span_id, 8, where, "span_id")
+                _check_id(span.parent_span_id, 8, where, "parent_span_id")
+                if not _is_audit(span.attributes, audit_attribute):
+                    sel.dropped += 1
+                    continue
+                try:
+                    if resource is None:
+                        resource = _resource(rs.resource, rs.schema_url)
+                    if scope is None:
+                        scope = _scope(ss.scope, ss.schema_url)
+                    _add(sel, _span(span, where), {"resource": resource, "scope": scope})
+                except RecordRejected as exc:
+                    sel.reject(where, str(exc))
+    return sel
+
+
+def select_logs(request: Any, audit_attribute: str) -> Selection:
+    """Select and encode the audit log records of an ``ExportLogsServiceRequest``."""
+    sel = Selection("log")
+    for r, rl in enumerate(request.resource_logs):
+        resource: dict[str, Any] | None = None
+        for s, sl in enumerate(rl.scope_logs):
+            scope: dict[str, Any] | None = None
+            for i, rec in enumerate(sl.log_records):
+                where = f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]"
+                sel.received += 1
+                _check_id(rec.trace_id, 16, where, "trace_id")
+                _check_id(rec.span_id, 8, where, "span_id")
+                if not _is_audit(rec.attributes, audit_attribute):
+                    sel.dropped += 1
+                    continue
+                try:
+                    if resource is None:
+                        resource = _resource(rl.resource, rl.schema_url)
+                    if scope is None:
+                        scope = _scope(sl.scope, sl.schema_url)
+                    _add(sel, _log(rec), {"resource": resource, "scope": scope})
+                except RecordRejected as exc:
+                    sel.reject(where, str(exc))
+    return sel
+
+
+def count_data_points(request: Any) -> int:
+    """Count the data points of an ``ExportMetricsServiceRequest`` (metrics are not kept)."""
+    total = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total

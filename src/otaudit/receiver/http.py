@@ -1,0 +1,102 @@
+"""The OTLP/HTTP receiver (``/v1/traces``, ``/v1/logs``, ``/v1/metrics``) and ``/metrics``.
+
+Status semantics follow the OTLP specification: 200 with ``partial_success``
+when records were rejected, 400 with a ``google.rpc.Status`` body for bad
+data, 405, 413 when the body passes the limit after decompression, 415, and
+503 with Retry-After while the ledger cannot take the export. Responses use
+the request's content type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from otaudit.errors import OtauditError, PayloadTooLarge
+from otaudit.ingest import PIPELINE_HEADER, Ingest
+from otaudit.otlp import body as otlp_body
+from otaudit.otlp.status import failure_for
+from otaudit.receiver.responses import (
+    export_response,
+    export_response_json,
+    status_json,
+    status_message,
+)
+
+log = logging.getLogger("otaudit.receiver.http")
+_PROMETHEUS: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body of {declared} bytes is larger than the {max_bytes}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body is larger than the {max_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(ingest: Ingest) -> Starlette:
+    """The Starlette application serving OTLP/HTTP, ``/metrics`` and ``/healthz``."""
+    limit = ingest.settings.max_body_bytes
+
+    async def export(request: Request) -> Response:
+        received_ns = time.time_ns()
+        kind = request.url.path.rsplit("/", 1)[-1]
+        media = otlp_body.JSON
+        try:
+            media = otlp_body.media_type(request.headers.get("content-type"))
+            gzipped = otlp_body.check_encoding(request.headers.get("content-encoding"))
+            pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
+            raw = await _read_body(request, limit)
+            data = otlp_body.gunzip(raw, limit) if gzipped else raw
+            message = otlp_body.decode(kind, media, data)
+            if kind == "metrics":
+                rejected, text = ingest.refuse_metrics(message)
+            else:
+                selection, future = ingest.accept(kind, message, pipeline, received_ns)
+                await asyncio.wrap_future(future)
+                rejected, text = selection.rejected, selection.error_message
+        except OtauditError as exc:
+            failure = failure_for(exc)
+            ingest.metrics.failed_requests.labels("http", failure.reason).inc()
+            headers = {}
+            if failure.retry_after_s is not None:
+                headers["Retry-After"] = str(failure.retry_after_s)
+            if media == otlp_body.PROTOBUF:
+                content = status_message(failure, str(exc)).SerializeToString()
+            else:
+                content = status_json(failure, str(exc))
+            return Response(content, failure.http_status, headers, media_type=media)
+        if media == otlp_body.PROTOBUF:
+            content = export_response(kind, rejected, text).SerializeToString()
+        else:
+            content = export_response_json(kind, rejected, text)
+        return Response(content, 200, media_type=media)
+
+    async def metrics(request: Request) -> Response:
+        return Response(ingest.metrics.render(), media_type=_PROMETHEUS)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route(f"/v1/{kind}", export, methods=["POST"]) for kind in ("traces", "logs", "metrics")
+    ]
+    routes += [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,208 @@
+"""The audit record: its canonical bytes and the columns derived from them.
+
+A sealed record is the RFC 8785 canonical JSON of an envelope::
+
+    {"otaudit": 1, "pipeline": "<name>", "received_at": "<UTC ns>", "record": {...}}
+
+``record`` is the OTLP span or log record with its resource and scope, in
+the lossless encoding of ``docs/record-format.md``; ``received_at`` and
+``pipeline`` are stamped by the server before hashing, so they are sealed
+too. The leaf hash of a record is ``merkle.leaf_hash(sealed_bytes)``.
+
+Every column a query can read is derived from the sealed bytes by
+:func:`derive_columns`; ``verify`` calls the same function on the stored
+bytes and compares, so a tampered column is detected.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from otaudit import conventions
+from otaudit.canonical import canonical_bytes
+from otaudit.merkle import leaf_hash
+
+FORMAT_VERSION: Final = 1
+_RECORD_MARKER: Final = b',"record":'
+
+
+class Columns(NamedTuple):
+    """The query columns of one record, all derived from its sealed bytes."""
+
+    signal: str
+    time_unix_nano: int
+    timestamp: str
+    received_at: str
+    pipeline: str
+    trace_id: str
+    span_id: str
+    name: str
+    service: str | None
+    actor: str | None
+    actor_role: str | None
+    client_address: str | None
+    action: str | None
+    target: str | None
+    resource_type: str | None
+    result: str | None
+    attributes: str
+    resource: str
+
+
+COLUMN_NAMES: Final = Columns._fields
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A record ready to append: sealed bytes, leaf hash, dedup key, columns."""
+
+    sealed: bytes
+    leaf: bytes
+    dedup_key: bytes
+    columns: Columns
+
+
+def rfc3339_ns(ns: int) -> str:
+    """Format UTC nanoseconds since the epoch as RFC 3339 with 9 fraction digits and ``Z``."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+
+
+def encode_double(value: float) -> str:
+    """The string form of a double: shortest round-trip decimal, or NaN/Infinity/-Infinity."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def text_value(value: Any) -> str:
+    """The text form of an encoded attribute value, as query columns show it.
+
+    Strings are themselves; booleans ``true``/``false``; ints, doubles and bytes
+    their string form; arrays and key-value lists compact JSON of text forms.
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) or "kvlist" in value:
+        return orjson.dumps(_plain(value)).decode()
+    return str(next(iter(value.values())))  # {"int": ...}, {"double": ...}, {"bytes": ...}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and "kvlist" in value:
+        return {k: _plain(v) for k, v in value["kvlist"].items()}
+    return text_value(value)
+
+
+def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        if key in attributes:
+            return text_value(attributes[key])
+    return None
+
+
+def _flat(attributes: dict[str, Any]) -> str:
+    return orjson.dumps(
+        {k: text_value(v) for k, v in attributes.items()}, option=orjson.OPT_SORT_KEYS
+    ).decode()
+
+
+def derive_columns(envelope: dict[str, Any]) -> Columns:
+    """Derive the query columns from a parsed sealed envelope.
+
+    This is the single definition used both when a record is appended and
+    when ``verify`` re-derives the columns from the stored bytes.
+    """
+    rec = envelope["record"]
+    attrs: dict[str, Any] = rec["attributes"]
+    res_attrs: dict[str, Any] = rec["resource"]["attributes"]
+    received_ns = int(envelope["received_at"])
+    signal = rec["signal"]
+    if signal == "span":
+        when = int(rec["start_time_unix_nano"])
+        name = rec["name"]
+    else:
+        when = int(rec["time_unix_nano"]) or int(rec["observed_time_unix_nano"])
+        body = rec["body"]
+        name = rec["event_name"] or (body if isinstance(body, str) else "")
+    when = when or received_ns
+    fields = {f: _first(attrs, keys) for f, keys in conventions.FIELD_SOURCES.items()}
+    if fields["result"] is None and signal == "span":
+        fields["result"] = conventions.STATUS_RESULT.get(rec["status"]["code"])
+    return Columns(
+        signal=signal,
+        time_unix_nano=when,
+        timestamp=rfc3339_ns(when),
+        received_at=rfc3339_ns(received_ns),
+        pipeline=envelope["pipeline"],
+        trace_id=rec["trace_id"],
+        span_id=rec["span_id"],
+        name=name,
+        service=_first(res_attrs, (conventions.SERVICE_ATTRIBUTE,)),
+        attributes=_flat(attrs),
+        resource=_flat(res_attrs),
+        **fields,
+    )
+
+
+def content_key(content: bytes) -> bytes:
+    """The idempotence key of a record: SHA-256 of the canonical ``record`` member, 16 bytes.
+
+    A retried export carries the same content (but a new receive time), so it
+    maps to the same key and is not sealed twice.
+    """
+    return hashlib.sha256(content).digest()[:16]
+
+
+def seal(content_obj: dict[str, Any], content: bytes, pipeline: str, received_ns: int) -> Entry:
+    """Stamp a record's canonical content and build the entry to append."""
+    prefix = canonical_bytes({"otaudit": FORMAT_VERSION, "pipeline": pipeline})[:-1]
+    sealed = b"".join(
+        (
+            prefix,
+            b',"received_at":"',
+            str(received_ns).encode(),
+            b'"',
+            _RECORD_MARKER,
+            content,
+            b"}",
+        )
+    )
+    envelope = {
+        "otaudit": FORMAT_VERSION,
+        "pipeline": pipeline,
+        "received_at": str(received_ns),
+        "record": content_obj,
+    }
+    return Entry(sealed, leaf_hash(sealed), content_key(content), derive_columns(envelope))
+
+
+def parse_sealed(sealed: bytes) -> tuple[dict[str, Any], bytes]:
+    """Parse stored sealed bytes into the envelope and the canonical ``record`` member bytes."""
+    envelope = orjson.loads(sealed)
+    if not isinstance(envelope, dict) or envelope.get("otaudit") != FORMAT_VERSION:
+        raise ValueError("not an otaudit v1 sealed record")
+    at = sealed.find(_RECORD_MARKER)
+    if at < 0 or not sealed.endswith(b"}"):
+        raise ValueError("sealed record has no record member")
+    return envelope, sealed[at + len(_RECORD_MARKER) : -1]
+
+
+def bytes_text(data: bytes) -> str:
+    """Standard base64 text of bytes, as the record format stores them."""
+    return base64.b64encode(data).decode("ascii")

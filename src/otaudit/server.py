@@ -1,0 +1,121 @@
+"""``otaudit serve``: the receivers, the sequencer and the store in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from otaudit import datadir
+from otaudit.errors import ConfigError
+from otaudit.ingest import Ingest, IngestSettings
+from otaudit.ledger import Checkpointer, Sequencer
+from otaudit.metrics import Metrics
+from otaudit.receiver.grpc import build_server
+from otaudit.receiver.http import build_app
+
+log = logging.getLogger("otaudit.server")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``otaudit serve`` is configured with."""
+
+    data: Path = datadir.DEFAULT_DATA
+    store_url: str | None = None
+    http: tuple[str, int] = ("127.0.0.1", 4318)
+    grpc: tuple[str, int] = ("127.0.0.1", 4317)
+    origin: str | None = None
+    key_file: Path | None = None
+    checkpoint_interval_s: float = 1.0
+    max_queue_records: int = 200_000
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+
+
+def parse_address(text: str, option: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (``[::1]:PORT`` for IPv6); ConfigError names the option."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ConfigError(f"{option} expects HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run until SIGINT/SIGTERM; then finish queued exports and sign a final checkpoint."""
+    data = datadir.prepare(settings.data, create=True)
+    store = datadir.open_store(data, settings.store_url, readonly=False)
+    key = datadir.signing_key(data, store, settings.origin, settings.key_file)
+    metrics = Metrics()
+    sequencer = Sequencer(
+        store,
+        Checkpointer(store, key, key.name),
+        metrics,
+        max_queue_records=settings.max_queue_records,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+    )
+    ingest = Ingest(sequencer, metrics, settings.ingest)
+    http_host, http_port = settings.http
+    http_socket = _listen(http_host, http_port)
+    grpc_host, grpc_port = settings.grpc
+    grpc_server, bound = build_server(ingest, f"{grpc_host}:{grpc_port}")
+    if bound == 0:
+        raise ConfigError(f"cannot listen for gRPC on {grpc_host}:{grpc_port} (address in use?)")
+    sequencer.start()
+    grpc_server.start()
+    config = uvicorn.Config(
+        build_app(ingest),
+        host=http_host,
+        port=http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "otaudit %s: OTLP/HTTP on %s:%d, OTLP/gRPC on %s:%d, ledger %s (%d records)",
+        key.name,
+        http_host,
+        http_port,
+        grpc_host,
+        bound,
+        store_label(settings),
+        store.tree_size(),
+    )
+    try:
+        asyncio.run(_run_http(server, http_socket))
+    finally:
+        grpc_server.stop(grace=5).wait()
+        sequencer.stop()
+        store.close()
+        log.info("otaudit stopped; final checkpoint signed")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+async def _run_http(server: uvicorn.Server, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    await server.serve(sockets=[sock])
+
+
+def store_label(settings: ServeSettings) -> str:
+    """A human description of the store in use."""
+    return settings.store_url or str(settings.data / datadir.LEDGER_FILE)

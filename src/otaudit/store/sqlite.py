@@ -1,0 +1,312 @@
+"""The embedded store: one SQLite database in WAL mode.
+
+Durability: ``synchronous=FULL``, so a commit is on disk (the WAL is fsynced)
+before ``append`` returns. Append-only: triggers abort any UPDATE or DELETE
+on the ledger tables. Queries run on separate read-only connections
+(``mode=ro`` and ``PRAGMA query_only``) with an authorizer that allows
+reading only, a time limit and a row cap.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from otaudit.errors import ConfigError, QueryError, StoreError
+from otaudit.merkle import node_hash
+from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.store.base import AppendResult, StoredCheckpoint, StoredRecord
+
+SCHEMA_VERSION: Final = "1"
+_LEDGER_TABLES: Final = ("records", "tree_nodes", "checkpoints", "meta")
+_COLUMNS_SQL: Final = """
+    signal TEXT NOT NULL, time_unix_nano INTEGER NOT NULL, timestamp TEXT NOT NULL,
+    received_at TEXT NOT NULL, pipeline TEXT NOT NULL, trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL, name TEXT NOT NULL, service TEXT, actor TEXT, actor_role TEXT,
+    client_address TEXT, action TEXT, target TEXT, resource_type TEXT, result TEXT,
+    attributes TEXT NOT NULL, resource TEXT NOT NULL"""
+VIEW_COLUMNS: Final = (
+    "seq, timestamp, signal, trace_id, span_id, name, service, actor, actor_role, "
+    "client_address, action, target, resource_type, result, attributes, resource, "
+    "received_at, pipeline, time_unix_nano"
+)
+_SCHEMA: Final = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE records (
+    seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL, dedup_key BLOB NOT NULL UNIQUE,
+    {_COLUMNS_SQL}
+);
+CREATE INDEX records_time ON records (time_unix_nano);
+CREATE INDEX records_action_time ON records (action, time_unix_nano);
+CREATE TABLE tree_nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE checkpoints (
+    tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL,
+    signed_at_ns INTEGER NOT NULL, note TEXT NOT NULL
+);
+CREATE VIEW audit_records AS SELECT {VIEW_COLUMNS} FROM records;
+CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
+CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
+""" + "".join(
+    f"""
+CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t}
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: UPDATE on {t} refused'); END;
+CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t}
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on {t} refused'); END;
+"""
+    for t in _LEDGER_TABLES
+)
+_INSERT_RECORD: Final = (
+    f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
+    f"VALUES ({', '.join('?' * (3 + len(COLUMN_NAMES)))})"
+)
+_READ_ACTIONS: Final = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
+_DUP_CHUNK: Final = 500
+
+
+def _store_error(action: str, path: Path, exc: sqlite3.Error) -> StoreError:
+    return StoreError(f"{action} failed on {path}: {exc}")
+
+
+class SQLiteStore:
+    """The SQLite ledger inside a data directory (``<data>/ledger.db``)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        if readonly:
+            if not path.exists():
+                raise ConfigError(
+                    f"no ledger at {path}: start `otaudit serve` with this data directory first"
+                )
+            uri = f"file:{path}?mode=ro"
+        else:
+            uri = f"file:{path}?mode=rwc"
+        try:
+            self._conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA busy_timeout = 10000")
+            if readonly:
+                self._conn.execute("PRAGMA query_only = ON")
+            else:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = FULL")
+                self._conn.execute("PRAGMA cache_size = -65536")
+                self._create_schema()
+            version = self.meta("schema_version")
+        except sqlite3.Error as exc:
+            raise _store_error("opening the ledger", path, exc) from exc
+        if version != SCHEMA_VERSION:
+            raise ConfigError(f"{path}: schema version {version!r}, expected {SCHEMA_VERSION!r}")
+
+    def _create_schema(self) -> None:
+        exists = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if exists:
+            return
+        self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        )
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry]) -> AppendResult:
+        """Durably append the entries not already held (one transaction); see ``Store``."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._append_locked(conn, entries)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _store_error("appending to the ledger", self.path, exc) from exc
+        return result
+
+    def _append_locked(self, conn: sqlite3.Connection, entries: Sequence[Entry]) -> AppendResult:
+        size: int = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM records").fetchone()[0]
+        held: set[bytes] = set()
+        keys = [e.dedup_key for e in entries]
+        for i in range(0, len(keys), _DUP_CHUNK):
+            chunk = keys[i : i + _DUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            held.update(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT dedup_key FROM records WHERE dedup_key IN ({marks})", chunk
+                )
+            )
+        # The right edge of the tree: hashes of the perfect subtrees covering [0, size).
+        edge = self._edge_locked(conn, size)
+        records: list[tuple[Any, ...]] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        seqs: list[int | None] = []
+        for entry in entries:
+            if entry.dedup_key in held:
+                seqs.append(None)
+                continue
+            held.add(entry.dedup_key)
+            seq = size
+            size += 1
+            seqs.append(seq)
+            records.append((seq, entry.sealed, entry.dedup_key, *entry.columns))
+            level, idx, digest = 0, seq, entry.leaf
+            nodes.append((0, seq, digest))
+            while idx & 1:
+                digest = node_hash(edge.pop(), digest)
+                level += 1
+                idx >>= 1
+                nodes.append((level, idx, digest))
+            edge.append(digest)
+        conn.executemany(_INSERT_RECORD, records)
+        conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        return AppendResult(seqs, size)
+
+    @staticmethod
+    def _edge_locked(conn: sqlite3.Connection, size: int) -> list[bytes]:
+        edge: list[bytes] = []
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                idx = (size >> level) - 1
+                row = conn.execute(
+                    "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?", (level, idx)
+                ).fetchone()
+                if row is None:
+                    raise StoreError(
+                        f"tree node level {level} idx {idx} is missing; run `otaudit verify`"
+                    )
+                edge.append(row[0])
+        return edge
+
+    def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        """Durably store a signed checkpoint."""
+        try:
+            self._conn.execute(
+                "INSERT INTO checkpoints (tree_size, root_hash, signed_at_ns, note)"
+                " VALUES (?, ?, ?, ?)",
+                (cp.tree_size, cp.root_hash, cp.signed_at_ns, cp.note),
+            )
+        except sqlite3.Error as exc:
+            raise _store_error("storing a checkpoint", self.path, exc) from exc
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a metadata value once."""
+        try:
+            self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        except sqlite3.Error as exc:
+            raise _store_error(f"setting {key}", self.path, exc) from exc
+
+    # -- reading ---------------------------------------------------------------
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error("reading the ledger", self.path, exc) from exc
+
+    def meta(self, key: str) -> str | None:
+        """A metadata value, or None."""
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def tree_size(self) -> int:
+        """The number of records committed."""
+        return int(self._read("SELECT COALESCE(MAX(seq) + 1, 0) FROM records")[0][0])
+
+    def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The stored hashes of the given (level, idx) subtrees; StoreError if one is missing."""
+        out = []
+        for level, idx in keys:
+            rows = self._read(
+                "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?", (level, idx)
+            )
+            if not rows:
+                raise StoreError(f"tree node level {level} idx {idx} is missing")
+            out.append(bytes(rows[0][0]))
+        return out
+
+    def iter_records(self, begin: int = 0, end: int | None = None) -> Iterator[StoredRecord]:
+        """Records with ``begin <= seq < end`` in sequence order."""
+        sql = (
+            f"SELECT seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)} FROM records WHERE seq >= ?"
+        )
+        params: list[int] = [begin]
+        if end is not None:
+            sql += " AND seq < ?"
+            params.append(end)
+        try:
+            cur = self._conn.execute(sql + " ORDER BY seq", params)
+            while rows := cur.fetchmany(2000):
+                for r in rows:
+                    yield StoredRecord(r[0], r[1], r[2], Columns(*r[3:]))
+        except sqlite3.Error as exc:
+            raise _store_error("reading records", self.path, exc) from exc
+
+    def iter_level(self, level: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
+        """The (idx, hash) rows of one tree level from ``begin``, in order."""
+        try:
+            cur = self._conn.execute(
+                "SELECT idx, hash FROM tree_nodes WHERE level = ? AND idx >= ? ORDER BY idx",
+                (level, begin),
+            )
+            while rows := cur.fetchmany(4000):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise _store_error("reading tree nodes", self.path, exc) from exc
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, oldest first."""
+        rows = self._read(
+            "SELECT tree_size, root_hash, signed_at_ns, note FROM checkpoints ORDER BY tree_size"
+        )
+        return [StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), str(r[3])) for r in rows]
+
+    def query(
+        self, sql: str, *, max_rows: int, timeout_ms: int
+    ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        """Run read-only SQL on a fresh read-only connection; see ``Store.query``."""
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _store_error("opening a read connection", self.path, exc) from exc
+        deadline = time.monotonic() + timeout_ms / 1000
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.set_authorizer(
+                lambda action, *_: (
+                    sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+                )
+            )
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            try:
+                cur = conn.execute(sql)
+                rows = cur.fetchmany(max_rows + 1)
+            except sqlite3.Error as exc:
+                if time.monotonic() > deadline:
+                    raise QueryError(f"query stopped after the {timeout_ms} ms time limit") from exc
+                raise QueryError(f"SQL error: {exc}") from exc
+            except sqlite3.Warning as exc:
+                raise QueryError(f"SQL error: {exc}") from exc
+            names = [d[0] for d in cur.description or ()]
+            return names, rows[:max_rows], len(rows) > max_rows
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
