@@ -65,13 +65,26 @@ _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
     f"VALUES ({', '.join('?' * (3 + len(COLUMN_NAMES)))})"
 )
-_READ_ACTIONS: Final = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    sqlite3.SQLITE_FUNCTION,
-    sqlite3.SQLITE_RECURSIVE,
-}
+QUERY_VIEWS: Final = frozenset({"audit_records", "audit_spans", "audit_logs"})
+_QUERY_ACTIONS: Final = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 _DUP_CHUNK: Final = 500
+
+
+def _authorize_query(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
+) -> int:
+    """Allow reading the audit views (and what they read) and nothing else.
+
+    A read with an empty column name reads no data (``count(*)`` counting
+    rows, a recursive CTE); it is allowed.
+    """
+    if action in _QUERY_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_READ and (
+        arg2 == "" or (db == "main" and (arg1 in QUERY_VIEWS or source in QUERY_VIEWS))
+    ):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
 
 
 def _store_error(action: str, path: Path, exc: sqlite3.Error) -> StoreError:
@@ -287,11 +300,7 @@ class SQLiteStore:
         deadline = time.monotonic() + timeout_ms / 1000
         try:
             conn.execute("PRAGMA query_only = ON")
-            conn.set_authorizer(
-                lambda action, *_: (
-                    sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
-                )
-            )
+            conn.set_authorizer(_authorize_query)
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             try:
                 cur = conn.execute(sql)
