@@ -2,88 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from otaudit.demo import free_port, wait_ready
+from support import Server, otaudit
 
-
-@dataclass
-class Server:
-    """A running ``otaudit serve`` subprocess and how to reach it."""
-
-    data: Path
-    http_port: int = 0
-    grpc_port: int = 0
-    extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def start(self) -> Server:
-        self.http_port, self.grpc_port = free_port(), free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "otaudit",
-            "serve",
-            "--data",
-            str(self.data),
-            "--http",
-            f"127.0.0.1:{self.http_port}",
-            "--grpc",
-            self.grpc_endpoint,
-            "--checkpoint-interval",
-            "0.1",
-            *self.extra_args,
-        ]
-        self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        wait_ready(f"{self.http_url}/healthz", self.proc)
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
-        self.proc = None
-        return code
-
-    def metrics(self) -> dict[str, float]:
-        """The server's /metrics as {"name{labels}": value} (samples only)."""
-        with urllib.request.urlopen(f"{self.http_url}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-
-def otaudit(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the otaudit CLI as a user would and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "otaudit", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
+__all__ = ["Server", "otaudit"]
 
 
 @pytest.fixture
