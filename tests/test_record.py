@@ -94,7 +94,7 @@ GOLDEN_LEAF = "1e4c55ac19a7f4147d3de41718288580e62f9e22e0d1ec70f501d5e2eb87c72e"
         "nan",
         "bytes",
         "empty",
-    ],  # fmt: skip
+    ],
 )
 def test_any_value_encoding_is_lossless(value: AnyValue, encoded: object) -> None:
     assert any_value(value) == encoded
