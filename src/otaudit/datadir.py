@@ -11,6 +11,7 @@ name; it is chosen on first start (``--origin``) and recorded in the ledger.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -26,6 +27,8 @@ from otaudit.store.sqlite import SQLiteStore
 DEFAULT_DATA: Final = Path("otaudit-data")
 LEDGER_FILE: Final = "ledger.db"
 KEY_FILE: Final = "signing.key"
+
+log = logging.getLogger("otaudit.datadir")
 
 
 def prepare(data: Path, *, create: bool) -> Path:
@@ -88,6 +91,13 @@ def signing_key(data: Path, store: Store, origin: str | None, key_file: Path | N
     else:
         key = SigningKey.generate(origin or default_origin())
         key.save(path)
+        log.warning(
+            "new log %r: signing key written to %s; keep a copy of its verifier key "
+            "out of this machine's reach: %s",
+            key.name,
+            path,
+            key.verifier_key(),
+        )
     if origin is not None and origin != key.name:
         raise ConfigError(f"--origin {origin!r} does not match the log's origin {key.name!r}")
     if recorded is None:
