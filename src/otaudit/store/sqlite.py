@@ -9,6 +9,7 @@ reading only, a time limit and a row cap.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -102,7 +103,7 @@ class SQLiteStore:
                 raise ConfigError(
                     f"no ledger at {path}: start `otaudit serve` with this data directory first"
                 )
-            uri = f"file:{path}?mode=ro"
+            uri = self._read_uri()
         else:
             uri = f"file:{path}?mode=rwc"
         try:
@@ -122,6 +123,14 @@ class SQLiteStore:
             raise _store_error("opening the ledger", path, exc) from exc
         if version != SCHEMA_VERSION:
             raise ConfigError(f"{path}: schema version {version!r}, expected {SCHEMA_VERSION!r}")
+
+    def _read_uri(self) -> str:
+        """A read-only URI; on read-only media (no writable directory, no ``-shm``
+        file) the file cannot change, so SQLite may open it as immutable."""
+        shm = self.path.with_name(self.path.name + "-shm")
+        if not os.access(self.path.parent, os.W_OK) and not shm.exists():
+            return f"file:{self.path}?mode=ro&immutable=1"
+        return f"file:{self.path}?mode=ro"
 
     def _create_schema(self) -> None:
         exists = self._conn.execute(
@@ -294,7 +303,7 @@ class SQLiteStore:
     ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
         """Run read-only SQL on a fresh read-only connection; see ``Store.query``."""
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            conn = sqlite3.connect(self._read_uri(), uri=True, isolation_level=None)
         except sqlite3.Error as exc:
             raise _store_error("opening a read connection", self.path, exc) from exc
         deadline = time.monotonic() + timeout_ms / 1000
