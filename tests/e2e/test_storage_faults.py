@@ -12,41 +12,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from support import Server, otaudit
-
-_counter = iter(range(1, 1 << 62))
-
-
-def audit_request(spans: int, payload_bytes: int = 200) -> bytes:
-    req = ExportTraceServiceRequest()
-    scope = req.resource_spans.add().scope_spans.add()
-    for _ in range(spans):
-        n = next(_counter)
-        span = scope.spans.add(trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"))
-        span.name = "config.update"
-        span.start_time_unix_nano = 1764288000000000000 + n
-        span.attributes.extend(
-            [
-                KeyValue(key="audit.action", value=AnyValue(string_value="config_change")),
-                KeyValue(key="user.id", value=AnyValue(string_value="alice")),
-                KeyValue(key="payload", value=AnyValue(string_value="x" * payload_bytes)),
-            ]
-        )
-    return req.SerializeToString()
-
-
-def post(server: Server, body: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{server.http_url}/v1/traces",
-        content=body,
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=30,
-    )
+from support import Server, audit_request, otaudit, post
 
 
 @pytest.fixture
