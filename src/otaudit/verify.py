@@ -139,11 +139,15 @@ def _check_tree(store: Store, size: int) -> None:
                 raise VerificationError(f"{where} does not match the hash of its children", first)
             count += 1
         extra = next(stored, None)
-        if count != want_count or extra is not None:
+        if extra is not None:
+            first = extra[0] << level
             raise VerificationError(
-                f"tree level {level} has {'extra' if extra else 'missing'} nodes "
-                f"for a tree of {size} leaves"
+                f"tree node level {level} index {extra[0]} covers seq {first}.. but the ledger "
+                f"holds only {size} records: seq {size} onwards is missing",
+                size,
             )
+        if count != want_count:
+            raise VerificationError(f"tree level {level} is missing nodes for {size} leaves")
         level += 1
     beyond = next(store.iter_level(level), None)
     if beyond is not None:
@@ -157,7 +161,10 @@ def _check_checkpoints(store: Store, key: VerifierKey, size: int) -> tuple[int, 
     origin = store.meta("origin")
     for cp in stored:
         where = f"checkpoint at tree size {cp.tree_size}"
-        opened = open_checkpoint(cp.note, key, origin)
+        try:
+            opened = open_checkpoint(cp.note, key, origin)
+        except VerificationError as exc:
+            raise VerificationError(f"{where}: {exc}") from exc
         if opened.tree_size != cp.tree_size or opened.root_hash != cp.root_hash:
             raise VerificationError(f"{where}: signed note does not match the stored size and root")
         if cp.tree_size > size:
@@ -179,6 +186,13 @@ def verify_ledger(
     """Verify the whole ledger (steps in the module docstring); raise at the first problem."""
     started = time.perf_counter()
     records, record_bytes = _check_records(store, progress)
+    latest = max((cp.tree_size for cp in store.checkpoints()), default=0)
+    if latest > records:
+        raise VerificationError(
+            f"checkpoint at tree size {latest}: the ledger holds only {records} records; "
+            f"seq {records} onwards is missing",
+            records,
+        )
     _check_tree(store, records)
     count, cp_size = _check_checkpoints(store, key, records)
     return VerifyReport(

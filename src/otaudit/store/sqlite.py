@@ -22,7 +22,14 @@ from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store.base import AppendResult, StoredCheckpoint, StoredRecord
 
 SCHEMA_VERSION: Final = "1"
-_LEDGER_TABLES: Final = ("records", "tree_nodes", "checkpoints", "meta")
+# Each ledger table and the condition that finds an existing row with a new row's key:
+# INSERT OR REPLACE deletes without firing DELETE triggers, so inserts check it too.
+_LEDGER_KEYS: Final = {
+    "records": "seq = NEW.seq OR dedup_key = NEW.dedup_key",
+    "tree_nodes": "level = NEW.level AND idx = NEW.idx",
+    "checkpoints": "tree_size = NEW.tree_size",
+    "meta": "key = NEW.key",
+}
 _COLUMNS_SQL: Final = """
     signal TEXT NOT NULL, time_unix_nano INTEGER NOT NULL, timestamp TEXT NOT NULL,
     received_at TEXT NOT NULL, pipeline TEXT NOT NULL, trace_id TEXT NOT NULL,
@@ -55,12 +62,14 @@ CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
 CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
 """ + "".join(
     f"""
+CREATE TRIGGER {t}_no_replace BEFORE INSERT ON {t} WHEN EXISTS (SELECT 1 FROM {t} WHERE {key})
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: {t} already holds this row'); END;
 CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t}
 BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: UPDATE on {t} refused'); END;
 CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t}
 BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on {t} refused'); END;
 """
-    for t in _LEDGER_TABLES
+    for t, key in _LEDGER_KEYS.items()
 )
 _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "

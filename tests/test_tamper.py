@@ -1,0 +1,380 @@
+"""Tampering with a stopped server's ledger is detected by ``otaudit verify``.
+
+One server receives 40 audit spans over OTLP/HTTP and is stopped (SIGTERM:
+it signs a final checkpoint). Each case then copies the data directory and
+edits the copy with plain ``sqlite3``, the way someone with file access
+would: drop the append-only triggers first, then change, delete, insert or
+swap rows. ``otaudit verify`` must exit 1 with a ``FAILED:`` message naming
+the place. The append-only triggers and the read-only ``otaudit sql`` are
+tested on the untouched ledger too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from support import Server, otaudit
+
+RECORDS = 40
+REQUESTS = 4
+LEDGER_TABLES = ("records", "tree_nodes", "checkpoints", "meta")
+ACTIONS = ("login", "role_update", "read", "export")
+
+
+def actor(i: int) -> str:
+    return f"employee{i:02d}@example.com"
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def _span(i: int) -> Span:
+    return Span(
+        trace_id=(0x5B8E0000 + i).to_bytes(16, "big"),
+        span_id=(0xEEE10000 + i).to_bytes(8, "big"),
+        name=f"audit-op-{i}",
+        kind=Span.SPAN_KIND_SERVER,
+        start_time_unix_nano=1_700_000_000_000_000_000 + i * 1_000_000,
+        end_time_unix_nano=1_700_000_000_000_500_000 + i * 1_000_000,
+        attributes=[
+            _kv("audit.action", ACTIONS[i % len(ACTIONS)]),
+            _kv("user.id", actor(i)),
+            _kv("audit.target", f"doc-{i}"),
+        ],
+    )
+
+
+def _request(first: int, count: int) -> bytes:
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=[_kv("service.name", "tamper-test")]),
+                scope_spans=[ScopeSpans(spans=[_span(i) for i in range(first, first + count)])],
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory of a stopped server holding 40 audit spans (seq 0..39)."""
+    data = tmp_path_factory.mktemp("tamper") / "data"
+    srv = Server(data).start()
+    try:
+        per_request = RECORDS // REQUESTS
+        with httpx.Client(base_url=srv.http_url, timeout=30) as client:
+            for first in range(0, RECORDS, per_request):
+                response = client.post(
+                    "/v1/traces",
+                    content=_request(first, per_request),
+                    headers={"content-type": "application/x-protobuf"},
+                )
+                assert response.status_code == 200
+                assert response.content == b""
+        assert int(srv.metrics()["otaudit_tree_size"]) == RECORDS
+    finally:
+        assert srv.stop() == 0
+    result = otaudit("verify", "--data", str(data))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"OK: {RECORDS} records verified")
+    assert f"latest at size {RECORDS}\n" in result.stdout  # the final checkpoint covers all
+    return data
+
+
+def _connect(data: Path) -> sqlite3.Connection:
+    return sqlite3.connect(data / "ledger.db", isolation_level=None)
+
+
+def _copy(ledger: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(ledger, copy)
+    return copy
+
+
+def _drop_triggers(conn: sqlite3.Connection) -> None:
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+    assert len(names) == 3 * len(LEDGER_TABLES)  # no replace, no UPDATE, no DELETE, per table
+    for name in names:
+        conn.execute(f'DROP TRIGGER "{name}"')
+
+
+def _flip_bit(blob: bytes, at: int = 0) -> bytes:
+    return blob[:at] + bytes([blob[at] ^ 0x01]) + blob[at + 1 :]
+
+
+def _one(conn: sqlite3.Connection, sql: str, *params: object) -> Any:
+    rows = conn.execute(sql, params).fetchall()
+    assert len(rows) == 1, rows
+    return rows[0][0]
+
+
+# -- the tampering -------------------------------------------------------------
+
+
+def record_byte_flipped(conn: sqlite3.Connection) -> None:
+    sealed = bytes(_one(conn, "SELECT sealed FROM records WHERE seq = 17"))
+    name = actor(17).encode()
+    assert sealed.count(name) == 1
+    forged = sealed.replace(name, b"m" + name[1:])  # "employee17" -> "mmployee17": still JSON
+    assert len(forged) == len(sealed)
+    json.loads(forged)
+    conn.execute("UPDATE records SET sealed = ? WHERE seq = 17", (forged,))
+
+
+def derived_column_changed(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE records SET actor = 'mallory' WHERE seq = 9")
+
+
+def middle_row_deleted(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM records WHERE seq = 20")
+
+
+def last_rows_deleted(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM records WHERE seq >= ?", (RECORDS - 3,))
+    conn.execute("DELETE FROM tree_nodes WHERE level = 0 AND idx >= ?", (RECORDS - 3,))
+
+
+def last_rows_and_their_nodes_deleted(conn: sqlite3.Connection) -> None:
+    """Like ``last_rows_deleted``, and every tree node over them too: a tree of 37 leaves."""
+    keep = RECORDS - 3
+    conn.execute("DELETE FROM records WHERE seq >= ?", (keep,))
+    conn.execute("DELETE FROM tree_nodes WHERE ((idx + 1) << level) > ?", (keep,))
+
+
+def forged_row_appended(conn: sqlite3.Connection) -> None:
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(records)")]
+    rest = [c for c in columns if c not in ("seq", "dedup_key")]
+    conn.execute(
+        f"INSERT INTO records (seq, dedup_key, {', '.join(rest)}) "
+        f"SELECT ?, ?, {', '.join(rest)} FROM records WHERE seq = 5",
+        (RECORDS, hashlib.sha256(b"forged").digest()[:16]),
+    )
+
+
+def rows_swapped(conn: sqlite3.Connection) -> None:
+    # Give seq 3 and seq 4 each other's content: sealed bytes, dedup key, every column.
+    conn.execute("UPDATE records SET seq = -1 WHERE seq = 3")
+    conn.execute("UPDATE records SET seq = 3 WHERE seq = 4")
+    conn.execute("UPDATE records SET seq = 4 WHERE seq = -1")
+
+
+def tree_node_changed(conn: sqlite3.Connection) -> None:
+    node = bytes(_one(conn, "SELECT hash FROM tree_nodes WHERE level = 2 AND idx = 1"))
+    conn.execute(
+        "UPDATE tree_nodes SET hash = ? WHERE level = 2 AND idx = 1", (_flip_bit(node, 5),)
+    )
+
+
+def leaf_hash_changed(conn: sqlite3.Connection) -> None:
+    leaf = bytes(_one(conn, "SELECT hash FROM tree_nodes WHERE level = 0 AND idx = 11"))
+    conn.execute(
+        "UPDATE tree_nodes SET hash = ? WHERE level = 0 AND idx = 11", (_flip_bit(leaf, 31),)
+    )
+
+
+def checkpoint_note_altered(conn: sqlite3.Connection) -> None:
+    size, note = conn.execute(
+        "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+    ).fetchone()
+    assert size == RECORDS
+    lines = note.split("\n")
+    root = base64.b64decode(lines[2], validate=True)
+    assert len(root) == 32
+    lines[2] = base64.b64encode(_flip_bit(root)).decode()
+    conn.execute("UPDATE checkpoints SET note = ? WHERE tree_size = ?", ("\n".join(lines), size))
+
+
+Tamper = Callable[[sqlite3.Connection], None]
+CASES: list[tuple[Tamper, list[str]]] = [
+    (record_byte_flipped, ["seq 17"]),
+    (derived_column_changed, ["seq 9", "actor"]),
+    (middle_row_deleted, ["seq 20"]),
+    (last_rows_deleted, [f"checkpoint at tree size {RECORDS}", f"seq {RECORDS - 3} onwards"]),
+    (last_rows_and_their_nodes_deleted, [f"seq {RECORDS - 3}"]),
+    (forged_row_appended, [f"seq {RECORDS}"]),
+    (rows_swapped, ["seq 3"]),
+    (tree_node_changed, ["level 2", "index 1"]),
+    (leaf_hash_changed, ["seq 11"]),
+    (checkpoint_note_altered, [f"checkpoint at tree size {RECORDS}"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [pytest.param(t, n, id=t.__name__.replace("_", "-")) for t, n in CASES],
+)
+def test_tampering_is_detected(
+    ledger: Path, tmp_path: Path, tamper: Tamper, named: list[str]
+) -> None:
+    copy = _copy(ledger, tmp_path)
+    conn = _connect(copy)
+    try:
+        _drop_triggers(conn)
+        tamper(conn)
+    finally:
+        conn.close()
+    result = otaudit("verify", "--data", str(copy))
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert result.stderr.startswith("FAILED: ")
+    assert result.stderr.count("\n") == 1
+    for words in named:
+        assert words in result.stderr
+
+
+# -- the append-only triggers ----------------------------------------------------
+
+TRIGGERED: dict[str, tuple[str, str]] = {
+    "records": (
+        "UPDATE records SET actor = 'mallory' WHERE seq = 9",
+        "DELETE FROM records WHERE seq = 39",
+    ),
+    "tree_nodes": (
+        "UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 11",
+        "DELETE FROM tree_nodes WHERE level = 0 AND idx = 39",
+    ),
+    "checkpoints": (
+        "UPDATE checkpoints SET note = 'forged' WHERE tree_size = 40",
+        "DELETE FROM checkpoints WHERE tree_size = 40",
+    ),
+    "meta": (
+        "UPDATE meta SET value = 'evil' WHERE key = 'origin'",
+        "DELETE FROM meta WHERE key = 'verifier_key'",
+    ),
+}
+
+
+def _table_dump(conn: sqlite3.Connection, table: str) -> list[tuple[object, ...]]:
+    return conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+
+
+@pytest.mark.parametrize("op", ["update", "delete"])
+@pytest.mark.parametrize("table", LEDGER_TABLES)
+def test_triggers_refuse_update_and_delete(
+    ledger: Path, tmp_path: Path, table: str, op: str
+) -> None:
+    statement = TRIGGERED[table][op == "delete"]
+    copy = _copy(ledger, tmp_path)
+    conn = _connect(copy)
+    try:
+        before = _table_dump(conn, table)
+        with pytest.raises(sqlite3.Error, match="append-only") as info:
+            conn.execute(statement)
+        assert f"{op.upper()} on {table}" in str(info.value)
+        assert _table_dump(conn, table) == before
+    finally:
+        conn.close()
+
+
+def _replace_statement(conn: sqlite3.Connection, table: str) -> str:
+    """An ``INSERT OR REPLACE`` that overwrites an existing row of ``table`` with other values."""
+    if table == "records":
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(records)")]
+        values = ["'mallory'" if c == "actor" else c for c in columns]
+        return (
+            f"INSERT OR REPLACE INTO records ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM records WHERE seq = 9"
+        )
+    return {
+        "tree_nodes": "INSERT OR REPLACE INTO tree_nodes VALUES (0, 11, zeroblob(32))",
+        "checkpoints": "INSERT OR REPLACE INTO checkpoints VALUES (40, zeroblob(32), 0, 'forged')",
+        "meta": "INSERT OR REPLACE INTO meta VALUES ('origin', 'evil')",
+    }[table]
+
+
+@pytest.mark.parametrize("table", LEDGER_TABLES)
+def test_triggers_refuse_insert_or_replace(ledger: Path, tmp_path: Path, table: str) -> None:
+    """``INSERT OR REPLACE`` deletes the row it replaces: an UPDATE in all but name.
+
+    SQLite fires no DELETE trigger for a REPLACE unless ``recursive_triggers``
+    is on in the writing connection, so the append-only guarantee has to
+    cover this path explicitly.
+    """
+    copy = _copy(ledger, tmp_path)
+    conn = _connect(copy)
+    try:
+        before = _table_dump(conn, table)
+        statement = _replace_statement(conn, table)
+        with pytest.raises(sqlite3.Error, match="append-only"):
+            conn.execute(statement)
+        assert _table_dump(conn, table) == before
+    finally:
+        conn.close()
+
+
+# -- otaudit sql is read-only ------------------------------------------------------
+
+
+def _ledger_digest(data: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(data.iterdir())
+        if p.name.startswith("ledger.db") and not p.name.endswith("-shm")
+    }
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(
+            "INSERT INTO meta (key, value) VALUES ('note', 'forged')",
+            id="insert",
+        ),
+        pytest.param("UPDATE records SET actor = 'mallory' WHERE seq = 9", id="update"),
+        pytest.param("DELETE FROM records WHERE seq = 20", id="delete"),
+        pytest.param("ATTACH DATABASE '{tmp}/other.db' AS other", id="attach"),
+        pytest.param("PRAGMA user_version = 7", id="pragma"),
+    ],
+)
+def test_sql_refuses_writes(ledger: Path, tmp_path: Path, statement: str) -> None:
+    before = _ledger_digest(ledger)
+    result = otaudit("sql", "--data", str(ledger), statement.format(tmp=tmp_path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("otaudit: error: ")
+    assert len(result.stderr.strip()) > len("otaudit: error: ")
+    assert _ledger_digest(ledger) == before
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_sql_select_as_json(ledger: Path) -> None:
+    result = otaudit(
+        "sql",
+        "--data",
+        str(ledger),
+        "--format",
+        "json",
+        "SELECT name, seq, actor AS who, action FROM audit_records "
+        "WHERE seq IN (0, 17, 39) ORDER BY seq DESC",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = json.loads(result.stdout)
+    assert rows == [
+        {"name": f"audit-op-{i}", "seq": i, "who": actor(i), "action": ACTIONS[i % len(ACTIONS)]}
+        for i in (39, 17, 0)
+    ]
+    assert [list(row) for row in rows] == [["name", "seq", "who", "action"]] * 3
+
+
+def test_untampered_ledger_still_verifies(ledger: Path) -> None:
+    """The cases above worked on copies, and ``otaudit sql`` wrote nothing."""
+    result = otaudit("verify", "--data", str(ledger))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"OK: {RECORDS} records verified")
