@@ -80,11 +80,22 @@ def _check_record(rec: StoredRecord, leaf: bytes) -> None:
         )
 
 
-def _check_records(store: Store, progress: Progress | None) -> tuple[int, int]:
-    leaves = store.iter_level(0)
-    expected = 0
+def _check_records(
+    store: Store,
+    progress: Progress | None,
+    begin: int = 0,
+    end: int | None = None,
+    each: Callable[[int, bytes], None] | None = None,
+) -> tuple[int, int]:
+    """Check records ``[begin, end)`` against their leaves; return (count, bytes).
+
+    With ``end`` None the check runs to the last record and also refuses
+    leaves that have no record.
+    """
+    leaves = store.iter_level(0, begin)
+    expected = begin
     total_bytes = 0
-    for rec in store.iter_records():
+    for rec in store.iter_records(begin, end):
         if rec.seq != expected:
             raise VerificationError(
                 f"seq {expected} is missing (the next stored record is seq {rec.seq})", expected
@@ -94,11 +105,18 @@ def _check_records(store: Store, progress: Progress | None) -> tuple[int, int]:
             raise VerificationError(
                 f"seq {rec.seq}: no leaf hash for this record in the tree", rec.seq
             )
-        _check_record(rec, bytes(idx_leaf[1]))
+        leaf = bytes(idx_leaf[1])
+        _check_record(rec, leaf)
+        if each is not None:
+            each(rec.seq, leaf)
         total_bytes += len(rec.sealed)
         expected += 1
         if progress is not None and expected % 10_000 == 0:
-            progress(expected)
+            progress(expected - begin)
+    if end is not None:
+        if expected < end:
+            raise VerificationError(f"seq {expected} is missing", expected)
+        return expected - begin, total_bytes
     extra = next(leaves, None)
     if extra is not None:
         raise VerificationError(
@@ -198,3 +216,69 @@ def verify_ledger(
     return VerifyReport(
         records, record_bytes, time.perf_counter() - started, records, count, cp_size
     )
+
+
+def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
+    """Check the ledger against a checkpoint kept elsewhere; return its tree size.
+
+    Run after :func:`verify_ledger` (so the stored nodes are known good).
+    Catches what the ledger cannot show about itself: a truncated tail, a
+    database rolled back to an older copy, and a ledger recomputed and
+    re-signed with another key.
+    """
+    origin = store.meta("origin")
+    try:
+        saved = open_checkpoint(note, key, origin)
+    except VerificationError as exc:
+        raise VerificationError(
+            f"saved checkpoint is not a checkpoint of this log signed by {key}: {exc} "
+            "(the log's key or origin changed, or the checkpoint belongs to another log)"
+        ) from exc
+    where = f"saved checkpoint at tree size {saved.tree_size}"
+    size = store.tree_size()
+    if saved.tree_size > size:
+        raise VerificationError(
+            f"{where}: the ledger holds only {size} records; seq {size} onwards is missing "
+            "(truncated, or rolled back to an older copy)",
+            size,
+        )
+    root = tree.root_at(store, saved.tree_size)
+    if root != saved.root_hash:
+        raise VerificationError(
+            f"{where}: signed root {saved.root_hash.hex()} != the ledger's root {root.hex()} "
+            "at that size: the ledger was rewritten"
+        )
+    return saved.tree_size
+
+
+def verify_range(
+    store: Store, key: VerifierKey, begin: int, end: int | None, *, progress: Progress | None = None
+) -> VerifyReport:
+    """Verify records ``[begin, end)`` and their inclusion in the latest signed checkpoint.
+
+    Each record's columns and leaf hash are rechecked, and its leaf is proven
+    into the signed root with an RFC 9162 inclusion proof built from stored
+    nodes (path nodes shared by neighbouring records are computed once).
+    """
+    started = time.perf_counter()
+    count, cp_size = _check_checkpoints(store, key, store.tree_size())
+    root = store.checkpoints()[-1].root_hash
+    end = cp_size if end is None else min(end, cp_size)
+    cache: dict[tuple[int, int], bytes] = {}
+
+    def included(seq: int, leaf: bytes) -> None:
+        proof = []
+        for b, e in merkle.inclusion_proof_nodes(seq, cp_size):
+            if (b, e) not in cache:
+                cache[(b, e)] = tree.range_hash(store, b, e)
+            proof.append(cache[(b, e)])
+        try:
+            merkle.verify_inclusion(leaf, seq, cp_size, proof, root)
+        except VerificationError as exc:
+            raise VerificationError(
+                f"seq {seq}: not included in the checkpoint at tree size {cp_size}: {exc}", seq
+            ) from exc
+
+    checked, total_bytes = _check_records(store, progress, begin, end, included)
+    seconds = time.perf_counter() - started
+    return VerifyReport(checked, total_bytes, seconds, store.tree_size(), count, cp_size)

@@ -3,33 +3,80 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from otaudit import datadir
 from otaudit.cli.main import fail, store_options
 from otaudit.errors import OtauditError, VerificationError
-from otaudit.verify import verify_ledger
+from otaudit.verify import Progress as ProgressFn
+from otaudit.verify import VerifyReport, check_saved_checkpoint, verify_ledger, verify_range
+
+_BAR_FROM_RECORDS = 100_000
+
+
+@contextmanager
+def progress_bar(total: int) -> Iterator[ProgressFn | None]:
+    """A progress bar on stderr for long runs on a terminal; None otherwise."""
+    console = Console(stderr=True)
+    if total < _BAR_FROM_RECORDS or not console.is_terminal:
+        yield None
+        return
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("verifying records", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _summary(report: VerifyReport, what: str) -> str:
+    mb = report.record_bytes / 1e6
+    return (
+        f"OK: {report.records} {what} verified ({mb:.1f} MB) in {report.seconds:.2f} s, "
+        f"{report.rate:,.0f} records/s; tree size {report.tree_size}, "
+        f"{report.checkpoints} signed checkpoints, latest at size {report.checkpoint_size}"
+    )
 
 
 @click.command("verify")
 @store_options
-@click.option(
-    "--key",
-    "key_text",
-    metavar="VKEY",
-    help="Verifier key (name+id+base64) to check checkpoints with "
-    "(default: the key recorded in the ledger).",
-)
-def verify_command(data: Path, store_url: str | None, key_text: str | None) -> None:
+@click.option("--key", "key_text", metavar="VKEY",
+              help="Verifier key (name+id+base64) to check signatures with "
+                   "(default: the key recorded in the ledger).")  # fmt: skip
+@click.option("--checkpoint", "checkpoint_file", type=click.File("r"), metavar="FILE",
+              help="A signed checkpoint kept elsewhere earlier: the ledger must still contain "
+                   "exactly the tree it signs.")  # fmt: skip
+@click.option("--from-seq", type=click.IntRange(0), help="Check only records from this seq.")
+@click.option("--to-seq", type=click.IntRange(0), help="Check only records before this seq.")
+def verify_command(
+    data: Path,
+    store_url: str | None,
+    key_text: str | None,
+    checkpoint_file: TextIO | None,
+    from_seq: int | None,
+    to_seq: int | None,
+) -> None:
     """Recompute every leaf, column, tree node and checkpoint of the ledger."""
+    partial = from_seq is not None or to_seq is not None
     try:
-        datadir.prepare(data, create=False) if store_url is None else None
+        if store_url is None:
+            datadir.prepare(data, create=False)
         store = datadir.open_store(data, store_url, readonly=True)
         try:
             key = datadir.verifier_key(data, store, key_text)
-            report = verify_ledger(store, key)
+            saved = checkpoint_file.read() if checkpoint_file is not None else None
+            with progress_bar(store.tree_size()) as progress:
+                if partial:
+                    report = verify_range(store, key, from_seq or 0, to_seq, progress=progress)
+                else:
+                    report = verify_ledger(store, key, progress=progress)
+            saved_size = check_saved_checkpoint(store, saved, key) if saved else None
         finally:
             store.close()
     except VerificationError as exc:
@@ -38,13 +85,11 @@ def verify_command(data: Path, store_url: str | None, key_text: str | None) -> N
     except OtauditError as exc:
         fail(str(exc))
         return
-    mb = report.record_bytes / 1e6
-    click.echo(
-        f"OK: {report.records} records verified ({mb:.1f} MB) in {report.seconds:.2f} s, "
-        f"{report.rate:,.0f} records/s; tree size {report.tree_size}, "
-        f"{report.checkpoints} signed checkpoints, latest at size {report.checkpoint_size}"
-    )
-    if report.uncovered:
+    click.echo(_summary(report, "records in the range" if partial else "records"))
+    if saved_size is not None:
+        click.echo(f"OK: the ledger still holds exactly the tree of the saved checkpoint "
+                   f"(tree size {saved_size})")  # fmt: skip
+    if report.uncovered and not partial:
         click.echo(
             f"note: {report.uncovered} records after the latest checkpoint are sealed in the tree "
             "but not yet signed (the server signs within a second while running, and at start)"

@@ -1,0 +1,87 @@
+"""``otaudit key show``, ``otaudit checkpoint`` and ``otaudit prove``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import orjson
+
+from otaudit import datadir, proofs
+from otaudit.cli.main import handle_errors, store_options
+from otaudit.store.base import Store
+
+
+@contextmanager
+def reading(data: Path, store_url: str | None) -> Iterator[Store]:
+    """Open the ledger read-only for one command."""
+    if store_url is None:
+        datadir.prepare(data, create=False)
+    store = datadir.open_store(data, store_url, readonly=True)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _print_json(document: object) -> None:
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.group("key")
+def key_group() -> None:
+    """The log's signing identity."""
+
+
+@key_group.command("show")
+@store_options
+@handle_errors
+def key_show(data: Path, store_url: str | None) -> None:
+    """Print the log's verifier key (signed-note form: name+keyid+base64)."""
+    with reading(data, store_url) as store:
+        click.echo(str(datadir.verifier_key(data, store, None)))
+
+
+@click.command("checkpoint")
+@store_options
+@click.option("--size", type=click.IntRange(0), help="A signed tree size (default: the latest).")
+@handle_errors
+def checkpoint_command(data: Path, store_url: str | None, size: int | None) -> None:
+    """Print a signed checkpoint (C2SP tlog-checkpoint), exactly as signed."""
+    with reading(data, store_url) as store:
+        click.echo(proofs.checkpoint_at(store, size).note, nl=False)
+
+
+@click.group("prove")
+def prove_group() -> None:
+    """RFC 9162 proofs anchored to signed checkpoints, as JSON."""
+
+
+@prove_group.command("inclusion")
+@store_options
+@click.option("--seq", type=click.IntRange(0), required=True, help="The record's sequence number.")
+@click.option("--size", type=click.IntRange(0), help="Signed tree size (default: the latest).")
+@handle_errors
+def prove_inclusion(data: Path, store_url: str | None, seq: int, size: int | None) -> None:
+    """Prove that record SEQ is in the signed tree (RFC 9162 §2.1.3)."""
+    with reading(data, store_url) as store:
+        _print_json(proofs.inclusion(store, seq, size))
+
+
+@prove_group.command("consistency")
+@store_options
+@click.option("--from", "size1", type=click.IntRange(0), required=True, help="Older signed size.")
+@click.option("--to", "size2", type=click.IntRange(0), help="Newer signed size (default: latest).")
+@handle_errors
+def prove_consistency(data: Path, store_url: str | None, size1: int, size2: int | None) -> None:
+    """Prove that the newer signed tree extends the older one (RFC 9162 §2.1.4)."""
+    with reading(data, store_url) as store:
+        _print_json(proofs.consistency(store, size1, size2))
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    for command in (key_group, checkpoint_command, prove_group):
+        group.add_command(command)

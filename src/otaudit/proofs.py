@@ -1,0 +1,80 @@
+"""Proofs an auditor can check with any RFC 9162 implementation.
+
+``inclusion`` and ``consistency`` build the JSON documents that ``otaudit
+prove`` prints, anchored to a signed checkpoint kept by the store. Hashes
+are lowercase hex, sizes integers; ``leaf_input_b64`` is the record's
+canonical bytes, so the leaf hash can be recomputed (RFC 9162 §2.1.1).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from otaudit import merkle, tree
+from otaudit.errors import OtauditError
+from otaudit.store.base import Store, StoredCheckpoint
+
+
+def checkpoint_at(store: Store, size: int | None) -> StoredCheckpoint:
+    """The signed checkpoint of ``size`` (default: the latest); OtauditError if none was signed."""
+    stored = store.checkpoints()
+    if not stored:
+        raise OtauditError("the ledger has no signed checkpoint yet")
+    if size is None:
+        return stored[-1]
+    for cp in stored:
+        if cp.tree_size == size:
+            return cp
+    sizes = [cp.tree_size for cp in stored]
+    below = max((s for s in sizes if s < size), default=None)
+    above = min((s for s in sizes if s > size), default=None)
+    raise OtauditError(
+        f"no signed checkpoint at tree size {size} (nearest signed sizes: {below}, {above}); "
+        "proofs are anchored to signed checkpoints"
+    )
+
+
+def inclusion(store: Store, seq: int, size: int | None = None) -> dict[str, Any]:
+    """The inclusion proof of record ``seq`` in the signed tree of ``size`` leaves."""
+    cp = checkpoint_at(store, size)
+    if not 0 <= seq < cp.tree_size:
+        raise OtauditError(f"--seq {seq} is not in the tree of size {cp.tree_size}")
+    record = next(store.iter_records(seq, seq + 1), None)
+    if record is None or record.seq != seq:
+        raise OtauditError(f"record seq {seq} is missing from the ledger; run `otaudit verify`")
+    hashes = tree.inclusion_proof(store, seq, cp.tree_size)
+    leaf = merkle.leaf_hash(record.sealed)
+    merkle.verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root_hash)
+    return {
+        "index": seq,
+        "tree_size": cp.tree_size,
+        "leaf_hash": leaf.hex(),
+        "leaf_input_b64": base64.b64encode(record.sealed).decode("ascii"),
+        "hashes": [h.hex() for h in hashes],
+        "root_hash": cp.root_hash.hex(),
+        "checkpoint": cp.note,
+    }
+
+
+def consistency(store: Store, size1: int, size2: int | None = None) -> dict[str, Any]:
+    """The consistency proof between two signed checkpoints (``size2`` default: the latest)."""
+    first, second = checkpoint_at(store, size1), checkpoint_at(store, size2)
+    if first.tree_size > second.tree_size:
+        raise OtauditError(f"--from {first.tree_size} is larger than --to {second.tree_size}")
+    if first.tree_size == 0:
+        hashes: list[bytes] = []
+    else:
+        hashes = tree.consistency_proof(store, first.tree_size, second.tree_size)
+    merkle.verify_consistency(
+        first.tree_size, second.tree_size, hashes, first.root_hash, second.root_hash
+    )
+    return {
+        "size1": first.tree_size,
+        "size2": second.tree_size,
+        "root1": first.root_hash.hex(),
+        "root2": second.root_hash.hex(),
+        "hashes": [h.hex() for h in hashes],
+        "checkpoint1": first.note,
+        "checkpoint2": second.note,
+    }
