@@ -27,7 +27,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from support import Server, otaudit
+from otaudit import merkle, tree
+from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
+from otaudit.record import COLUMN_NAMES, content_key, derive_columns, parse_sealed
+from otaudit.store.sqlite import SQLiteStore
+from support import Server, audit_request, otaudit, post
 
 RECORDS = 40
 REQUESTS = 4
@@ -378,3 +382,100 @@ def test_untampered_ledger_still_verifies(ledger: Path) -> None:
     result = otaudit("verify", "--data", str(ledger))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"OK: {RECORDS} records verified")
+
+
+# -- what only a checkpoint kept elsewhere can catch -------------------------------
+
+
+def _saved_checkpoint(data: Path, path: Path) -> Path:
+    result = otaudit("checkpoint", "--data", str(data))
+    assert result.returncode == 0, result.stderr
+    path.write_text(result.stdout)
+    return path
+
+
+def _rebuild_tree(conn: sqlite3.Connection) -> None:
+    """Recompute every tree node from the stored records, as a forger would."""
+    conn.execute("DELETE FROM tree_nodes")
+    level = [
+        merkle.leaf_hash(r[0]) for r in conn.execute("SELECT sealed FROM records ORDER BY seq")
+    ]
+    height = 0
+    while level:
+        conn.executemany(
+            "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+            [(height, i, h) for i, h in enumerate(level)],
+        )
+        level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        height += 1
+
+
+def test_tree_recomputed_and_resigned_with_a_new_key(ledger: Path, tmp_path: Path) -> None:
+    saved = _saved_checkpoint(ledger, tmp_path / "saved-checkpoint")
+    original_key = otaudit("key", "show", "--data", str(ledger)).stdout.strip()
+    copy = _copy(ledger, tmp_path)
+    conn = _connect(copy)
+    try:
+        _drop_triggers(conn)
+        # Rewrite seq 5's actor consistently: bytes, columns, tree, checkpoint, key.
+        sealed = conn.execute("SELECT sealed FROM records WHERE seq = 5").fetchone()[0]
+        forged = sealed.replace(actor(5).encode(), b"mallory@example.com")
+        envelope, content = parse_sealed(forged)
+        columns = derive_columns(envelope)
+        assignments = ", ".join(f"{name} = ?" for name in COLUMN_NAMES)
+        conn.execute(
+            f"UPDATE records SET sealed = ?, dedup_key = ?, {assignments} WHERE seq = 5",
+            (forged, content_key(content), *columns),
+        )
+        _rebuild_tree(conn)
+        origin = conn.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()[0]
+        key = SigningKey.generate(origin)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'verifier_key'", (key.verifier_key(),))
+        conn.execute("DELETE FROM checkpoints")
+        root = tree.root_at(SQLiteStore(copy / "ledger.db", readonly=True), RECORDS)
+        note = sign_checkpoint(Checkpoint(origin, RECORDS, root), key)
+        conn.execute("INSERT INTO checkpoints VALUES (?, ?, 0, ?)", (RECORDS, root, note))
+        (copy / "signing.key").unlink()
+        key.save(copy / "signing.key")
+    finally:
+        conn.close()
+
+    # The forgery is self-consistent: the ledger alone cannot tell.
+    assert otaudit("verify", "--data", str(copy)).returncode == 0
+    # A checkpoint kept elsewhere, or the log's real key, can.
+    result = otaudit("verify", "--data", str(copy), "--checkpoint", str(saved))
+    assert result.returncode == 1
+    assert result.stderr.startswith("FAILED: saved checkpoint is not a checkpoint of this log")
+    result = otaudit("verify", "--data", str(copy), "--key", original_key)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"FAILED: checkpoint at tree size {RECORDS}: ")
+
+
+def test_database_rolled_back_to_an_older_copy(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    assert post(server, audit_request(20)).status_code == 200
+    server.stop()
+    older = tmp_path / "older.db"
+    shutil.copy(server.data / "ledger.db", older)
+    server.start()
+    assert post(server, audit_request(20)).status_code == 200
+    server.stop()
+    saved = _saved_checkpoint(server.data, tmp_path / "saved-checkpoint")
+
+    shutil.copy(older, server.data / "ledger.db")  # the rollback
+    assert otaudit("verify", "--data", str(server.data)).returncode == 0
+    result = otaudit("verify", "--data", str(server.data), "--checkpoint", str(saved))
+    assert result.returncode == 1
+    assert result.stderr == (
+        "FAILED: saved checkpoint at tree size 40: the ledger holds only 20 records; "
+        "seq 20 onwards is missing (truncated, or rolled back to an older copy)\n"
+    )
+
+    # Rolled back, then refilled to the same size with other records: the roots differ.
+    server.start()
+    assert post(server, audit_request(20)).status_code == 200
+    server.stop()
+    result = otaudit("verify", "--data", str(server.data), "--checkpoint", str(saved))
+    assert result.returncode == 1
+    assert "saved checkpoint at tree size 40: signed root" in result.stderr
+    assert "the ledger was rewritten" in result.stderr
