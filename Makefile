@@ -19,7 +19,7 @@ demo: $(STAMP)  ## The whole story in one command
 	$(BIN)/otaudit demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
