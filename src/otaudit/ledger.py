@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 from otaudit import merkle, tree
 from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
@@ -28,6 +29,7 @@ from otaudit.errors import Overloaded, StoreError, VerificationError
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.store.base import Store, StoredCheckpoint
+from otaudit.witness import ConsistencyProof, export_checkpoint
 
 log = logging.getLogger("otaudit.ledger")
 
@@ -35,14 +37,24 @@ _STOP = object()
 
 
 class Checkpointer:
-    """Signs tree heads, each only after it proves consistent with the previous one."""
+    """Signs tree heads, each only after it proves consistent with the previous one.
 
-    def __init__(self, store: Store, key: SigningKey, origin: str) -> None:
+    With ``witness_dir``, each new checkpoint is also written there for witnesses
+    (``checkpoint.<size>`` and ``proof.<size>``, see :mod:`otaudit.witness`); a failure to
+    write is logged and changes nothing else.
+    """
+
+    def __init__(
+        self, store: Store, key: SigningKey, origin: str, witness_dir: Path | None = None
+    ) -> None:
         self.store = store
         self.key = key
         self.origin = origin
         existing = store.checkpoints()
         self.latest: StoredCheckpoint | None = existing[-1] if existing else None
+        self.witness_dir = witness_dir
+        # The last checkpoint written to witness_dir; each proof there starts from it.
+        self._exported = self.latest
 
     def checkpoint(self) -> StoredCheckpoint | None:
         """Sign and store a checkpoint for the current tree size if it grew; return it."""
@@ -51,6 +63,7 @@ class Checkpointer:
         if latest is not None and latest.tree_size >= size:
             return None
         root = tree.root_at(self.store, size)
+        proof: list[bytes] = []
         if latest is not None and latest.tree_size > 0:
             # 1. The new head must extend the previous signed one (RFC 9162 §2.1.4).
             proof = tree.consistency_proof(self.store, latest.tree_size, size)
@@ -66,7 +79,41 @@ class Checkpointer:
         cp = StoredCheckpoint(size, root, time.time_ns(), note)
         self.store.add_checkpoint(cp)
         self.latest = cp
+        if self.witness_dir is not None:
+            self._export(self.witness_dir, cp, latest, proof)
         return cp
+
+    def _export(
+        self,
+        directory: Path,
+        cp: StoredCheckpoint,
+        previous: StoredCheckpoint | None,
+        proof: list[bytes],
+    ) -> None:
+        """Write ``cp`` with a consistency proof from the last checkpoint written there.
+
+        That is the previous signed checkpoint unless writing it failed, so that the files
+        always chain for a witness. Failures are logged; the checkpoint stays in the ledger.
+        """
+        base = self._exported
+        try:
+            if base is None or base.tree_size == 0:
+                proof = []
+            elif previous is None or base.tree_size != previous.tree_size:
+                proof = tree.consistency_proof(self.store, base.tree_size, cp.tree_size)
+            size1 = base.tree_size if base is not None else 0
+            export_checkpoint(
+                directory, cp.note, ConsistencyProof(size1, cp.tree_size, tuple(proof))
+            )
+        except (OSError, StoreError) as exc:
+            log.error(
+                "checkpoint at tree size %d not written to witness directory %s: %s",
+                cp.tree_size,
+                directory,
+                exc,
+            )
+            return
+        self._exported = cp
 
 
 @dataclass

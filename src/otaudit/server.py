@@ -35,6 +35,7 @@ class ServeSettings:
     checkpoint_interval_s: float = 1.0
     max_queue_records: int = 200_000
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    witness_dir: Path | None = None
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -53,7 +54,7 @@ def serve(settings: ServeSettings) -> None:
     metrics = Metrics()
     sequencer = Sequencer(
         store,
-        Checkpointer(store, key, key.name),
+        Checkpointer(store, key, key.name, settings.witness_dir),
         metrics,
         max_queue_records=settings.max_queue_records,
         checkpoint_interval_s=settings.checkpoint_interval_s,

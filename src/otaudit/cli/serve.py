@@ -73,6 +73,12 @@ from otaudit.server import ServeSettings, parse_address, serve
     show_default=True,
     help="Seconds between signed checkpoints while records arrive.",
 )
+@click.option(
+    "--witness-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Also write each checkpoint and its consistency proof here, for `otaudit witness run`.",
+)
 @handle_errors
 def serve_command(
     data: Path,
@@ -86,6 +92,7 @@ def serve_command(
     max_body_bytes: int,
     max_queue_records: int,
     checkpoint_interval: float,
+    witness_dir: Path | None,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     serve(
@@ -103,6 +110,7 @@ def serve_command(
                 default_pipeline=pipeline,
                 max_body_bytes=max_body_bytes,
             ),
+            witness_dir=witness_dir,
         )
     )
 

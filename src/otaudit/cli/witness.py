@@ -1,0 +1,125 @@
+"""``otaudit witness``: cosign a log's checkpoints, refusing rollbacks and forks.
+
+Exit status: 0 cosigned (or nothing to do); 1 refused (unknown log, bad signature, rollback,
+fork, bad proof; stderr starts with ``REFUSED:`` and the state is unchanged); 2 usage or I/O
+error. See c2sp.org/tlog-witness and c2sp.org/tlog-cosignature.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from otaudit.cli.main import handle_errors
+from otaudit.keys import VerifierKey
+from otaudit.witness import ConsistencyProof, Refused, Witness
+
+
+def _refused(exc: Refused) -> None:
+    click.echo(f"REFUSED: {exc}", err=True)
+    sys.exit(1)
+
+
+_state_option = click.option(
+    "--state",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    metavar="DIR",
+    help="Witness state directory: its key, the trusted logs, the last accepted checkpoints.",
+)
+
+
+@click.group("witness")
+def witness_group() -> None:
+    """Witness a log: cosign its checkpoints only while they stay consistent."""
+
+
+@witness_group.command("init")
+@_state_option
+@click.option("--name", required=True, help="The witness name, e.g. witness.example.com/w1.")
+@handle_errors
+def init_command(state: Path, name: str) -> None:
+    """Create a witness key and print its verifier key (cosignature/v1, type 0x04)."""
+    click.echo(str(Witness.init(state, name).key.verifier()))
+
+
+@witness_group.command("key")
+@_state_option
+@handle_errors
+def key_command(state: Path) -> None:
+    """Print the witness's verifier key (name+id+base64), for whoever checks cosignatures."""
+    click.echo(str(Witness(state).key.verifier()))
+
+
+@witness_group.command("add-log")
+@_state_option
+@click.option(
+    "--log-key",
+    required=True,
+    metavar="VKEY",
+    help="The log's verifier key (`otaudit key show`); its name is the log's origin.",
+)
+@handle_errors
+def add_log_command(state: Path, log_key: str) -> None:
+    """Trust a log: cosign its checkpoints from now on."""
+    key = VerifierKey.parse(log_key)
+    if Witness(state).add_log(key):
+        click.echo(f"trusting log {key.name} ({key})")
+    else:
+        click.echo(f"log {key.name} was already trusted with this key")
+
+
+@witness_group.command("cosign")
+@_state_option
+@click.argument("checkpoint_file", type=click.File("rb"), metavar="CHECKPOINT_FILE")
+@click.option(
+    "--proof",
+    "proof_file",
+    type=click.File("rb"),
+    metavar="PROOF_JSON",
+    help="Consistency proof from the last size this witness accepted "
+    "(JSON with size1, size2, hashes, as `otaudit prove consistency` prints).",
+)
+@handle_errors
+def cosign_command(state: Path, checkpoint_file: BinaryIO, proof_file: BinaryIO | None) -> None:
+    """Check a signed checkpoint and print it with this witness's cosignature appended."""
+    witness = Witness(state)
+    note = checkpoint_file.read()
+    try:
+        proof = ConsistencyProof.parse(proof_file.read()) if proof_file is not None else None
+        click.echo(witness.cosign(note, proof), nl=False)
+    except Refused as exc:
+        _refused(exc)
+
+
+@witness_group.command("run")
+@_state_option
+@click.option(
+    "--from-dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="WITNESS_DIR",
+    help="A directory written by `otaudit serve --witness-dir`.",
+)
+@handle_errors
+def run_command(state: Path, from_dir: Path) -> None:
+    """Cosign every new checkpoint.<size> of a witness directory, in size order.
+
+    Writes cosigned.<size> next to each; checkpoints already cosigned are skipped.
+    """
+    count = 0
+    try:
+        for size, path in Witness(state).run(from_dir):
+            click.echo(f"cosigned tree size {size}: {path}")
+            count += 1
+    except Refused as exc:
+        _refused(exc)
+    click.echo(f"{count} checkpoint(s) cosigned" if count else "nothing new to cosign")
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(witness_group)

@@ -1,0 +1,450 @@
+"""Ed25519 signed-note keys: verifier and signing keys, key IDs and key files.
+
+Keys follow c2sp.org/signed-note (https://c2sp.org/signed-note). A key is identified by its
+name and a 4-byte key ID, ``SHA-256(name || 0x0A || type || public key)[:4]``, where the type
+byte is ``0x01`` for Ed25519 note signatures (and ``0x04`` for Ed25519 cosignature/v1, see
+:mod:`otaudit.witness`). Verifier keys are written
+``<name>+<hex key ID>+<base64(0x01 || public key)>`` and private keys, as in Go's
+``golang.org/x/mod/sumdb/note``, ``PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || 32-byte
+seed)>``. Key files hold the private key text, mode 0600.
+
+Parsing is strict. Malformed key material raises :class:`~otaudit.errors.ConfigError`, saying
+what was expected and what was found; messages never include private key material.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from otaudit.errors import ConfigError, VerificationError
+from otaudit.note import _b64decode, _b64encode, _key_name_problem, _show
+
+__all__ = [
+    "ED25519_SIGNATURE_TYPE",
+    "SigningKey",
+    "VerifierKey",
+    "note_key_id",
+    "parse_verifier_text",
+]
+
+ED25519_SIGNATURE_TYPE = 0x01
+"""The signed-note signature type identifier byte of Ed25519 (c2sp.org/signed-note)."""
+
+_PRIVATE_PREFIX = "PRIVATE+KEY+"
+_KEY_ID_RE = re.compile(r"[0-9a-f]{8}")
+_MAX_KEY_FILE_BYTES = 4096
+
+
+# --------------------------------------------------------------------------------------------
+# Key IDs and verifier key text
+
+
+def note_key_id(name: str, key_type: int, public_key: bytes) -> bytes:
+    """The 4-byte key ID ``SHA-256(name || 0x0A || key_type || public key)[:4]``.
+
+    c2sp.org/signed-note; ``key_type`` is the signature type byte (0x01 for Ed25519 note
+    signatures, 0x04 for Ed25519 cosignature/v1 per c2sp.org/tlog-cosignature).
+    """
+    data = name.encode("utf-8") + b"\n" + bytes([key_type]) + public_key
+    return hashlib.sha256(data).digest()[:4]
+
+
+def parse_verifier_text(text: str, key_type: int, label: str) -> tuple[str, bytes]:
+    """Parse ``<name>+<hex key ID>+<base64(key_type || 32-byte public key)>``; return both.
+
+    Strict (c2sp.org/signed-note): the key ID must be 8 lowercase hex digits and equal to
+    :func:`note_key_id` of the name, ``key_type`` and key; the key data canonical base64 of
+    exactly 33 bytes starting with ``key_type``. ``label`` names the key type in messages
+    (``"Ed25519"``). Returns ``(name, public key)``; raises :class:`~otaudit.errors.ConfigError`
+    saying what was expected and what was found.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"verifier key must be a string, found {type(text).__name__}")
+    parts = text.split("+", 2)  # the base64 key data may itself contain '+'
+    if len(parts) != 3:
+        raise ConfigError(
+            f"verifier key must be '<name>+<key id>+<base64 key>', found {_show(text)}"
+        )
+    name, key_id_hex, key_b64 = parts
+    problem = _key_name_problem(name)
+    if problem:
+        raise ConfigError(f"verifier key: {problem}")
+    if not _KEY_ID_RE.fullmatch(key_id_hex):
+        raise ConfigError(
+            f"verifier key: key id must be 8 lowercase hex digits, found {_show(key_id_hex)}"
+        )
+    raw = _b64decode(key_b64)
+    if raw is None:
+        raise ConfigError(
+            f"verifier key: key data must be canonical standard base64, found {_show(key_b64)}"
+        )
+    if len(raw) != 33:
+        raise ConfigError(
+            f"verifier key: key data must be 33 bytes (type byte 0x{key_type:02x} and a 32-byte "
+            f"Ed25519 public key), found {len(raw)} bytes"
+        )
+    if raw[0] != key_type:
+        raise ConfigError(
+            f"verifier key: unsupported signature type 0x{raw[0]:02x}, "
+            f"expected 0x{key_type:02x} ({label})"
+        )
+    computed = note_key_id(name, key_type, raw[1:]).hex()
+    if computed != key_id_hex:
+        raise ConfigError(
+            f"verifier key: key id mismatch: the text says {key_id_hex}, "
+            f"the name and key give {computed}"
+        )
+    return name, raw[1:]
+
+
+# --------------------------------------------------------------------------------------------
+# Keys
+
+
+class VerifierKey:
+    """An Ed25519 signed-note verifier (public) key (c2sp.org/signed-note).
+
+    Its text form is ``<name>+<8 lowercase hex key ID>+<base64(0x01 || 32-byte public key)>``.
+    Build one with :meth:`parse` or :meth:`SigningKey.verifier`.
+    """
+
+    __slots__ = ("_key_id", "_name", "_public", "_public_bytes")
+
+    def __init__(self, name: str, public_key_bytes: bytes) -> None:
+        """Make a verifier for ``name`` and a raw 32-byte Ed25519 public key.
+
+        Raises :class:`~otaudit.errors.ConfigError` for an invalid name or key.
+        """
+        problem = _key_name_problem(name)
+        if problem:
+            raise ConfigError(problem)
+        if not isinstance(public_key_bytes, bytes) or len(public_key_bytes) != 32:
+            found = (
+                f"{len(public_key_bytes)} bytes"
+                if isinstance(public_key_bytes, bytes)
+                else type(public_key_bytes).__name__
+            )
+            raise ConfigError(f"Ed25519 public key must be 32 bytes, found {found}")
+        try:
+            self._public = Ed25519PublicKey.from_public_bytes(public_key_bytes)
+        except ValueError as exc:  # pragma: no cover - every 32-byte string is accepted today
+            raise ConfigError(f"invalid Ed25519 public key: {exc}") from exc
+        self._name = name
+        self._public_bytes = public_key_bytes
+        self._key_id = note_key_id(name, ED25519_SIGNATURE_TYPE, public_key_bytes)
+
+    @classmethod
+    def parse(cls, text: str) -> VerifierKey:
+        """Parse a verifier key ``<name>+<hex key ID>+<base64(0x01 || public key)>``.
+
+        Strict (c2sp.org/signed-note): the key ID must be 8 lowercase hex digits and equal to
+        the ID computed from the name and key, the key data canonical base64 of exactly
+        33 bytes starting with the Ed25519 type byte 0x01. Raises
+        :class:`~otaudit.errors.ConfigError` saying what was expected and what was found.
+        """
+        name, public_key = parse_verifier_text(text, ED25519_SIGNATURE_TYPE, "Ed25519")
+        return cls(name, public_key)
+
+    @property
+    def name(self) -> str:
+        """The key name."""
+        return self._name
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key ID, ``SHA-256(name || 0x0A || 0x01 || public key)[:4]``."""
+        return self._key_id
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
+        return self._public_bytes
+
+    def verify(self, text: bytes, sig: bytes) -> None:
+        """Check a raw 64-byte Ed25519 signature over ``text`` (RFC 8032).
+
+        Returns None; raises :class:`~otaudit.errors.VerificationError` if the signature is not
+        64 bytes or does not verify.
+        """
+        if not isinstance(sig, bytes) or len(sig) != 64:
+            found = f"{len(sig)} bytes" if isinstance(sig, bytes) else type(sig).__name__
+            raise VerificationError(f"Ed25519 signature must be 64 bytes, found {found}")
+        try:
+            self._public.verify(sig, text)
+        except InvalidSignature:
+            raise VerificationError(
+                f"signature does not verify with key {self._name}+{self._key_id.hex()}"
+            ) from None
+
+    def __str__(self) -> str:
+        raw = bytes([ED25519_SIGNATURE_TYPE]) + self._public_bytes
+        return f"{self._name}+{self._key_id.hex()}+{_b64encode(raw)}"
+
+    def __repr__(self) -> str:
+        return f"VerifierKey.parse({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VerifierKey):
+            return NotImplemented
+        return (self._name, self._public_bytes) == (other._name, other._public_bytes)
+
+    def __hash__(self) -> int:
+        return hash((self._name, self._public_bytes))
+
+
+class SigningKey:
+    """An Ed25519 signed-note signing (private) key (c2sp.org/signed-note).
+
+    The private text form is Go's ``golang.org/x/mod/sumdb/note`` encoding,
+    ``PRIVATE+KEY+<name>+<8 hex key ID>+<base64(0x01 || 32-byte seed)>``. Build one with
+    :meth:`generate`, :meth:`from_seed`, :meth:`from_private_text` or :meth:`load`.
+    """
+
+    __slots__ = ("_private", "_seed", "_verifier")
+
+    def __init__(self, name: str, seed: bytes) -> None:
+        """Make a key from a name and a 32-byte Ed25519 seed (RFC 8032 private key).
+
+        Raises :class:`~otaudit.errors.ConfigError` for an invalid name or seed.
+        """
+        problem = _key_name_problem(name)
+        if problem:
+            raise ConfigError(problem)
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            found = f"{len(seed)} bytes" if isinstance(seed, bytes) else type(seed).__name__
+            raise ConfigError(f"Ed25519 seed must be 32 bytes, found {found}")
+        self._seed = seed
+        self._private = Ed25519PrivateKey.from_private_bytes(seed)
+        self._verifier = VerifierKey(name, self._private.public_key().public_bytes_raw())
+
+    @classmethod
+    def generate(cls, name: str) -> SigningKey:
+        """Generate a new random key called ``name`` (non-empty, no whitespace, no '+')."""
+        return cls(name, secrets.token_bytes(32))
+
+    @classmethod
+    def from_seed(cls, name: str, seed: bytes) -> SigningKey:
+        """Make a key from a name and a 32-byte Ed25519 seed; same as the constructor."""
+        return cls(name, seed)
+
+    @property
+    def name(self) -> str:
+        """The key name."""
+        return self._verifier.name
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key ID, ``SHA-256(name || 0x0A || 0x01 || public key)[:4]``."""
+        return self._verifier.key_id
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
+        return self._verifier.public_key_bytes
+
+    def verifier(self) -> VerifierKey:
+        """The matching :class:`VerifierKey`."""
+        return self._verifier
+
+    def verifier_key(self) -> str:
+        """The verifier key text, ``<name>+<8 hex key ID>+<base64(0x01 || public key)>``."""
+        return str(self._verifier)
+
+    def sign(self, text: bytes) -> bytes:
+        """Return the raw 64-byte Ed25519 signature of ``text`` (RFC 8032)."""
+        return self._private.sign(text)
+
+    def to_private_text(self) -> str:
+        """The private key text ``PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || seed)>``.
+
+        This is secret: whoever has it can sign as this key.
+        """
+        raw = bytes([ED25519_SIGNATURE_TYPE]) + self._seed
+        return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id.hex()}+{_b64encode(raw)}"
+
+    @classmethod
+    def from_private_text(cls, text: str) -> SigningKey:
+        """Parse ``PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || seed)>`` strictly.
+
+        No surrounding whitespace is allowed; the key ID must be 8 lowercase hex digits equal
+        to the ID computed from the name and the derived public key; the key data must be
+        canonical base64 of exactly 33 bytes starting with 0x01 (Ed25519). Raises
+        :class:`~otaudit.errors.ConfigError`; messages never include the secret key data.
+        """
+        if not isinstance(text, str):
+            raise ConfigError(f"private key must be a string, found {type(text).__name__}")
+        if not text.startswith(_PRIVATE_PREFIX):
+            raise ConfigError(f"private key must start with {_PRIVATE_PREFIX!r}")
+        parts = text[len(_PRIVATE_PREFIX) :].split("+", 2)
+        if len(parts) != 3:
+            raise ConfigError(
+                "private key must be 'PRIVATE+KEY+<name>+<key id>+<base64 key>', "
+                f"found {len(parts)} '+'-separated field(s) after the prefix"
+            )
+        name, key_id_hex, key_b64 = parts
+        problem = _key_name_problem(name)
+        if problem:
+            raise ConfigError(f"private key: {problem}")
+        if not _KEY_ID_RE.fullmatch(key_id_hex):
+            raise ConfigError(
+                f"private key: key id must be 8 lowercase hex digits, found {_show(key_id_hex)}"
+            )
+        raw = _b64decode(key_b64)
+        if raw is None:
+            raise ConfigError(
+                f"private key: key data must be canonical standard base64 "
+                f"({len(key_b64)} characters found)"
+            )
+        if len(raw) != 33:
+            raise ConfigError(
+                f"private key: key data must be 33 bytes (type byte 0x01 and a 32-byte Ed25519 "
+                f"seed), found {len(raw)} bytes"
+            )
+        if raw[0] != ED25519_SIGNATURE_TYPE:
+            raise ConfigError(
+                f"private key: unsupported signature type 0x{raw[0]:02x}, expected 0x01 (Ed25519)"
+            )
+        key = cls(name, raw[1:])
+        if key.key_id.hex() != key_id_hex:
+            raise ConfigError(
+                f"private key: key id mismatch: the text says {key_id_hex}, "
+                f"the name and key give {key.key_id.hex()}"
+            )
+        return key
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the private key text (and a newline) to a new file at ``path``, mode 0600.
+
+        Atomic and never overwrites: the key is written to a temporary file created with mode
+        0600 in the same directory and fsynced, then hard-linked to ``path`` (which fails if
+        ``path`` exists; where hard links are unsupported it is renamed after a check), and
+        the directory is fsynced. Raises :class:`~otaudit.errors.ConfigError` if ``path``
+        already exists or cannot be written.
+        """
+        target = Path(path)
+        directory = target.parent
+        if os.path.lexists(target):
+            raise ConfigError(f"refusing to overwrite existing key file {target}")
+        data = (self.to_private_text() + "\n").encode("utf-8")
+        tmp = directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot create key file {target}: {exc.strerror or exc}") from exc
+        try:
+            try:
+                os.fchmod(fd, 0o600)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise ConfigError(f"refusing to overwrite existing key file {target}") from None
+            except OSError:
+                # No hard links on this file system: fall back to a checked rename.
+                if os.path.lexists(target):
+                    raise ConfigError(f"refusing to overwrite existing key file {target}") from None
+                os.rename(tmp, target)
+        except OSError as exc:
+            raise ConfigError(f"cannot write key file {target}: {exc.strerror or exc}") from exc
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            except OSError:  # pragma: no cover - best effort cleanup
+                pass
+        _fsync_directory(directory, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SigningKey:
+        """Read a private key file written by :meth:`save` (one optional trailing newline).
+
+        Raises :class:`~otaudit.errors.ConfigError`, naming the path, if the file is missing,
+        unreadable, not a regular file, too large, not UTF-8, malformed (see
+        :meth:`from_private_text`), or if its permissions allow any group or other access.
+        """
+        source = Path(path)
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ConfigError(f"key file {source} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot open key file {source}: {exc.strerror or exc}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"key file {source} is not a regular file")
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077:
+                raise ConfigError(
+                    f"key file {source} has mode {mode:04o}, which allows group or other "
+                    f"access; it must be 0600 or stricter (chmod 600 {source})"
+                )
+            chunks: list[bytes] = []
+            total = 0
+            while total <= _MAX_KEY_FILE_BYTES:
+                chunk = os.read(fd, _MAX_KEY_FILE_BYTES + 1 - total)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        except OSError as exc:
+            raise ConfigError(f"cannot read key file {source}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+        raw = b"".join(chunks)
+        if len(raw) > _MAX_KEY_FILE_BYTES:
+            raise ConfigError(
+                f"key file {source} is larger than {_MAX_KEY_FILE_BYTES} bytes; "
+                "it should hold one private key line"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"key file {source} is not UTF-8 text") from None
+        if text.endswith("\n"):
+            text = text[:-1]
+        try:
+            return cls.from_private_text(text)
+        except ConfigError as exc:
+            raise ConfigError(f"key file {source}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"SigningKey(name={self.name!r}, key_id={self.key_id.hex()!r})"
+
+
+def _fsync_directory(directory: Path, target: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot open directory {directory} to sync key file {target}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # not syncable here; nothing to do
+            raise ConfigError(
+                f"cannot sync directory {directory} after writing key file {target}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+    finally:
+        os.close(fd)
