@@ -8,7 +8,6 @@ import click
 from rich.console import Console
 
 from otaudit.cli.main import handle_errors
-from otaudit.demo import run_demo
 
 
 @click.command("demo")
@@ -21,6 +20,8 @@ from otaudit.demo import run_demo
 @handle_errors
 def demo_command(keep: Path | None) -> None:
     """Start a server, send instrumented traffic, verify, and query: the whole story."""
+    from otaudit.demo import run_demo  # the SDK and exporters load only for this command
+
     run_demo(Console(), keep)
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from otaudit.cli.main import handle_errors, store_options
-from otaudit.ingest import IngestSettings
-from otaudit.server import ServeSettings, parse_address, serve
 
 
 @click.command("serve")
@@ -95,6 +93,10 @@ def serve_command(
     witness_dir: Path | None,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
+    # The receivers (uvicorn, grpc) load only for this command.
+    from otaudit.ingest import IngestSettings
+    from otaudit.server import ServeSettings, parse_address, serve
+
     serve(
         ServeSettings(
             data=data,
