@@ -6,7 +6,11 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -772,13 +776,32 @@ def test_load_directory(tmp_path: Path) -> None:
         SigningKey.load(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
 def test_load_unreadable(tmp_path: Path, key: SigningKey) -> None:
-    path = tmp_path / "k"
-    key.save(path)
-    path.chmod(0o000)
+    if os.geteuid() != 0:
+        path = tmp_path / "k"
+        key.save(path)
+        path.chmod(0o000)
+        try:
+            with pytest.raises(ConfigError, match=f"cannot open key file {re.escape(str(path))}"):
+                SigningKey.load(path)
+        finally:
+            path.chmod(0o600)
+        return
+    # Root reads any file: load as an unprivileged user instead (root's 0600 key is unreadable).
+    directory = Path(tempfile.mkdtemp())
     try:
-        with pytest.raises(ConfigError, match=f"cannot open key file {re.escape(str(path))}"):
-            SigningKey.load(path)
+        directory.chmod(0o755)
+        path = directory / "k"
+        key.save(path)
+        code = (
+            "import sys\nfrom otaudit.keys import SigningKey\n"
+            "from otaudit.errors import ConfigError\ntry:\n    SigningKey.load(sys.argv[1])\nexcept ConfigError as exc:\n    print(exc)\n"
+        )
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c", code, str(path)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert result.stdout.startswith(f"cannot open key file {path}")
     finally:
-        path.chmod(0o600)
+        shutil.rmtree(directory)
