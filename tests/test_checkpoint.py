@@ -794,8 +794,13 @@ def test_load_unreadable(tmp_path: Path, key: SigningKey) -> None:
         path = directory / "k"
         key.save(path)
         code = (
-            "import sys\nfrom otaudit.keys import SigningKey\n"
-            "from otaudit.errors import ConfigError\ntry:\n    SigningKey.load(sys.argv[1])\nexcept ConfigError as exc:\n    print(exc)\n"
+            "import sys\n"
+            "from otaudit.errors import ConfigError\n"
+            "from otaudit.keys import SigningKey\n"
+            "try:\n"
+            "    SigningKey.load(sys.argv[1])\n"
+            "except ConfigError as exc:\n"
+            "    print(exc)\n"
         )
         result = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
