@@ -140,7 +140,7 @@ def test_proof_usage_errors(ledger: tuple[Path, list[int]], args: list[str], mes
 def test_key_show_and_checkpoint(ledger: tuple[Path, list[int]]) -> None:
     data, _ = ledger
     key = otaudit("key", "show", "--data", str(data)).stdout.strip()
-    name, key_id, b64 = key.split("+")
+    name, key_id, b64 = key.split("+", 2)
     assert len(key_id) == 8 and len(base64.b64decode(b64)) == 33
     note = otaudit("checkpoint", "--data", str(data)).stdout
     lines = note.split("\n")

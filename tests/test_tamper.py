@@ -479,3 +479,24 @@ def test_database_rolled_back_to_an_older_copy(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "saved checkpoint at tree size 40: signed root" in result.stderr
     assert "the ledger was rewritten" in result.stderr
+
+
+def test_partial_verification_checks_its_range_against_the_signed_root(
+    ledger: Path, tmp_path: Path
+) -> None:
+    result = otaudit("verify", "--data", str(ledger), "--from-seq", "10", "--to-seq", "30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: 20 records in the range verified")
+    copy = _copy(ledger, tmp_path)
+    conn = _connect(copy)
+    try:
+        _drop_triggers(conn)
+        leaf_hash_changed(conn)  # seq 11's leaf no longer hashes into the signed root
+    finally:
+        conn.close()
+    inside = otaudit("verify", "--data", str(copy), "--from-seq", "10", "--to-seq", "30")
+    assert inside.returncode == 1
+    assert inside.stderr.startswith("FAILED: seq 11: ")
+    outside = otaudit("verify", "--data", str(copy), "--from-seq", "20")
+    assert outside.returncode == 0, outside.stderr
+    assert outside.stdout.startswith("OK: 20 records in the range verified")
