@@ -72,6 +72,16 @@ class Store(Protocol):
         """The (idx, hash) rows of one tree level from ``idx >= begin``, in order."""
         ...
 
+    def select_seqs(
+        self, *, since_ns: int | None, until_ns: int | None, actions: Sequence[str], end: int
+    ) -> Iterator[int]:
+        """Sequence numbers ``< end`` of the records selected by time and action, in order.
+
+        A record is selected when ``since_ns <= time_unix_nano < until_ns`` (a None bound is
+        open) and, if ``actions`` is not empty, its ``action`` column is one of them.
+        """
+        ...
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
         ...

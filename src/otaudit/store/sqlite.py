@@ -300,6 +300,29 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _store_error("reading tree nodes", self.path, exc) from exc
 
+    def select_seqs(
+        self, *, since_ns: int | None, until_ns: int | None, actions: Sequence[str], end: int
+    ) -> Iterator[int]:
+        """Seqs ``< end`` selected by ``time_unix_nano`` and ``action``; see ``Store``."""
+        sql = "SELECT seq FROM records WHERE seq < ?"
+        params: list[Any] = [end]
+        if since_ns is not None:
+            sql += " AND time_unix_nano >= ?"
+            params.append(since_ns)
+        if until_ns is not None:
+            sql += " AND time_unix_nano < ?"
+            params.append(until_ns)
+        if actions:
+            sql += f" AND action IN ({', '.join('?' * len(actions))})"
+            params.extend(actions)
+        try:
+            cur = self._conn.execute(sql + " ORDER BY seq", params)
+            while rows := cur.fetchmany(4000):
+                for r in rows:
+                    yield int(r[0])
+        except sqlite3.Error as exc:
+            raise _store_error("selecting records", self.path, exc) from exc
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
         rows = self._read(
