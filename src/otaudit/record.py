@@ -16,7 +16,7 @@ bytes and compares, so a tampered column is detected.
 
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 import math
 import time
@@ -69,10 +69,15 @@ class Entry:
     columns: Columns
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_seconds(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def rfc3339_ns(ns: int) -> str:
     """Format UTC nanoseconds since the epoch as RFC 3339 with 9 fraction digits and ``Z``."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+    return f"{_utc_seconds(seconds)}.{frac:09d}Z"
 
 
 def encode_double(value: float) -> str:
@@ -118,8 +123,23 @@ def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> str | None:
 
 def _flat(attributes: dict[str, Any]) -> str:
     return orjson.dumps(
-        {k: text_value(v) for k, v in attributes.items()}, option=orjson.OPT_SORT_KEYS
+        {k: v if v.__class__ is str else text_value(v) for k, v in attributes.items()},
+        option=orjson.OPT_SORT_KEYS,
     ).decode()
+
+
+# The records of one OTLP ResourceSpans/ResourceLogs share one resource object; its
+# columns are computed once (the tuple holds the object, so its id cannot be reused).
+_last_resource: tuple[dict[str, Any], str | None, str] = ({}, None, "{}")
+
+
+def _resource_columns(res_attrs: dict[str, Any]) -> tuple[str | None, str]:
+    global _last_resource
+    cached = _last_resource
+    if cached[0] is not res_attrs:
+        cached = (res_attrs, _first(res_attrs, (conventions.SERVICE_ATTRIBUTE,)), _flat(res_attrs))
+        _last_resource = cached
+    return cached[1], cached[2]
 
 
 def derive_columns(envelope: dict[str, Any]) -> Columns:
@@ -141,6 +161,7 @@ def derive_columns(envelope: dict[str, Any]) -> Columns:
         body = rec["body"]
         name = rec["event_name"] or (body if isinstance(body, str) else "")
     when = when or received_ns
+    service, resource = _resource_columns(res_attrs)
     fields = {f: _first(attrs, keys) for f, keys in conventions.FIELD_SOURCES.items()}
     if fields["result"] is None and signal == "span":
         fields["result"] = conventions.STATUS_RESULT.get(rec["status"]["code"])
@@ -153,9 +174,9 @@ def derive_columns(envelope: dict[str, Any]) -> Columns:
         trace_id=rec["trace_id"],
         span_id=rec["span_id"],
         name=name,
-        service=_first(res_attrs, (conventions.SERVICE_ATTRIBUTE,)),
+        service=service,
         attributes=_flat(attrs),
-        resource=_flat(res_attrs),
+        resource=resource,
         **fields,
     )
 
@@ -169,14 +190,25 @@ def content_key(content: bytes) -> bytes:
     return hashlib.sha256(content).digest()[:16]
 
 
+@functools.lru_cache(maxsize=64)
+def _envelope_prefix(pipeline: str) -> bytes:
+    return canonical_bytes({"otaudit": FORMAT_VERSION, "pipeline": pipeline})[:-1]
+
+
 def seal(content_obj: dict[str, Any], content: bytes, pipeline: str, received_ns: int) -> Entry:
-    """Stamp a record's canonical content and build the entry to append."""
-    prefix = canonical_bytes({"otaudit": FORMAT_VERSION, "pipeline": pipeline})[:-1]
+    """Stamp a record's canonical content and build the entry to append.
+
+    The envelope's members sort as ``otaudit < pipeline < received_at < record``,
+    so its canonical bytes are assembled around the record's canonical bytes
+    without serializing the record again (``tests/test_record.py`` checks that
+    the result is RFC 8785).
+    """
+    received = str(received_ns)
     sealed = b"".join(
         (
-            prefix,
+            _envelope_prefix(pipeline),
             b',"received_at":"',
-            str(received_ns).encode(),
+            received.encode(),
             b'"',
             _RECORD_MARKER,
             content,
@@ -186,7 +218,7 @@ def seal(content_obj: dict[str, Any], content: bytes, pipeline: str, received_ns
     envelope = {
         "otaudit": FORMAT_VERSION,
         "pipeline": pipeline,
-        "received_at": str(received_ns),
+        "received_at": received,
         "record": content_obj,
     }
     return Entry(sealed, leaf_hash(sealed), content_key(content), derive_columns(envelope))
@@ -201,8 +233,3 @@ def parse_sealed(sealed: bytes) -> tuple[dict[str, Any], bytes]:
     if at < 0 or not sealed.endswith(b"}"):
         raise ValueError("sealed record has no record member")
     return envelope, sealed[at + len(_RECORD_MARKER) : -1]
-
-
-def bytes_text(data: bytes) -> str:
-    """Standard base64 text of bytes, as the record format stores them."""
-    return base64.b64encode(data).decode("ascii")

@@ -81,10 +81,20 @@ def any_value(value: Any) -> Any:
 def key_values(items: Iterable[Any]) -> dict[str, Any]:
     """Encode a repeated ``KeyValue`` as an object; duplicate keys cannot be kept losslessly."""
     out: dict[str, Any] = {}
-    for kv in items:
-        if kv.key in out:
-            raise RecordRejected(f"duplicate attribute key {kv.key!r}")
-        out[kv.key] = any_value(kv.value)
+    count = 0
+    for kv in items:  # the hot path of ingest: strings inline, one lookup per field
+        value = kv.value
+        if value.WhichOneof("value") == "string_value":
+            out[kv.key] = value.string_value
+        else:
+            out[kv.key] = any_value(value)
+        count += 1
+    if len(out) != count:
+        seen: set[str] = set()
+        for kv in items:
+            if kv.key in seen:
+                raise RecordRejected(f"duplicate attribute key {kv.key!r}")
+            seen.add(kv.key)
     return out
 
 
