@@ -1,0 +1,188 @@
+"""Writing a bundle: ``otaudit export``.
+
+The records of a :class:`~otaudit.bundle.layout.Selection` are read from the store in seq
+order, each rechecked against its sealed bytes and proven against the latest signed
+checkpoint, then streamed into the bundle's files while they are hashed for the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from otaudit import merkle, proofs, tree
+from otaudit.bundle.layout import (
+    CANONICAL,
+    CHECKPOINT,
+    CSV,
+    CSV_HEADER,
+    FILES,
+    FORMAT,
+    JSONL,
+    MANIFEST,
+    PROOFS,
+    VERIFIER_KEY,
+    Report,
+    Selection,
+    _csv_row,
+    _derive,
+    _jsonl,
+)
+from otaudit.checkpoint import VerifierKey, open_checkpoint
+from otaudit.errors import ConfigError, VerificationError
+from otaudit.store.base import Store, StoredRecord
+
+_FETCH: Final = 512
+
+
+class _Sink:
+    """A new file written once, hashed as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("xb")
+        self.sha, self.size = hashlib.sha256(), 0
+
+    def write(self, data: str | bytes) -> int:
+        raw = data.encode() if isinstance(data, str) else data
+        self.file.write(raw)
+        self.sha.update(raw)
+        self.size += len(raw)
+        return len(data)
+
+    def close(self) -> dict[str, Any]:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        return {"sha256": self.sha.hexdigest(), "bytes": self.size}
+
+
+def _fetch(store: Store, seqs: Iterator[int]) -> Iterator[StoredRecord]:
+    """The stored records of ascending ``seqs``: one range read per dense chunk, else one each."""
+    while chunk := [s for _, s in zip(range(_FETCH), seqs, strict=False)]:
+        first, last = chunk[0], chunk[-1]
+        if last - first < 4 * len(chunk):
+            wanted = set(chunk)
+            got = [r for r in store.iter_records(first, last + 1) if r.seq in wanted]
+        else:
+            got = [r for s in chunk for r in store.iter_records(s, s + 1)]
+        if [r.seq for r in got] != chunk:
+            missing = min(set(chunk) - {r.seq for r in got})
+            raise VerificationError(f"seq {missing} is missing; run `otaudit verify`", missing)
+        yield from got
+
+
+class _Prover:
+    """Inclusion proofs of ascending leaves in one signed tree, from stored nodes, checked.
+
+    Nodes shared with the previous proof are reused rather than read again. Each proof is
+    checked by folding it from the leaf up (RFC 9162 §2.1.3.2) until the root, or until an
+    ancestor whose hash equals the one already proven for the previous leaf: from there on,
+    both folds use the same ranges with the same hashes, so they reach the same root.
+    """
+
+    def __init__(self, store: Store, size: int, root: bytes) -> None:
+        self.store, self.size, self.root = store, size, root
+        self.path: dict[tuple[int, int], bytes] = {}  # the previous proof's nodes
+        self.proven: dict[tuple[int, int], bytes] = {}  # the previous leaf's ancestors
+
+    def prove(self, seq: int, leaf: bytes) -> list[bytes]:
+        """The inclusion proof of leaf ``seq``; VerificationError if it does not reach the root."""
+        nodes = merkle.inclusion_proof_nodes(seq, self.size)
+        hashes = [self.path.get(n) or tree.range_hash(self.store, *n) for n in nodes]
+        self.path = dict(zip(nodes, hashes, strict=True))
+        proven = {k: v for k, v in self.proven.items() if k[0] <= seq < k[1]}
+        r, b, e = leaf, seq, seq + 1
+        for (nb, ne), h in zip(nodes, hashes, strict=True):
+            r, b, e = (merkle.node_hash(h, r), nb, e) if nb < b else (merkle.node_hash(r, h), b, ne)
+            if proven.get((b, e)) == r:
+                break
+            proven[(b, e)] = r
+        else:
+            if r != self.root:
+                raise VerificationError(
+                    f"seq {seq}: not included in the checkpoint at tree size {self.size} "
+                    f"(calculated root {r.hex()}); run `otaudit verify`",
+                    seq,
+                )
+        self.proven = proven
+        return hashes
+
+
+def export_bundle(store: Store, key: VerifierKey, out: Path, selection: Selection) -> Report:
+    """Write the bundle of ``selection`` to ``out`` (absent or empty), against the latest
+    signed checkpoint. Every record is rechecked and proven before it is written."""
+    started = time.perf_counter()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} must not exist or be an empty directory")
+    stored = proofs.checkpoint_at(store, None)
+    cp = open_checkpoint(stored.note, key, store.meta("origin"))
+    size, root = cp.tree_size, cp.root_hash
+    if (size, root) != (stored.tree_size, stored.root_hash):
+        raise VerificationError(f"checkpoint at tree size {size}: stored size or root differs")
+    ledger_size = store.tree_size()
+    left_out = 0
+
+    def below_checkpoint() -> Iterator[int]:
+        nonlocal left_out
+        for seq in store.select_seqs(since_ns=selection.since_ns, until_ns=selection.until_ns,
+                                     actions=selection.actions, end=ledger_size):  # fmt: skip
+            if seq < size:
+                yield seq
+            else:
+                left_out += 1
+
+    created = not out.exists()
+    sinks: dict[str, _Sink] = {}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        sinks.update((name, _Sink(out / name)) for name in FILES)
+        table = csv.writer(sinks[CSV])
+        table.writerow(CSV_HEADER)
+        count = total = 0
+        prover = _Prover(store, size, root)
+        for rec in _fetch(store, below_checkpoint()):
+            leaf = merkle.leaf_hash(rec.sealed)
+            hashes = prover.prove(rec.seq, leaf)
+            columns, envelope = _derive(rec.seq, rec.sealed)
+            if selection.everything and rec.seq != count:
+                raise VerificationError(f"seq {count} is missing; run `otaudit verify`", count)
+            if columns != rec.columns:
+                raise VerificationError(
+                    f"seq {rec.seq}: stored columns differ from the sealed record; "
+                    "run `otaudit verify`",
+                    rec.seq,
+                )
+            sinks[CANONICAL].write(rec.sealed + b"\n")
+            sinks[JSONL].write(_jsonl(rec.seq, columns, envelope))
+            table.writerow(_csv_row(rec.seq, columns))
+            sinks[PROOFS].write(orjson.dumps({"index": rec.seq, "tree_size": size,
+                "leaf_hash": leaf.hex(), "hashes": [h.hex() for h in hashes]}) + b"\n")  # fmt: skip
+            count, total = count + 1, total + len(rec.sealed)
+        sinks[CHECKPOINT].write(stored.note.encode())
+        sinks[VERIFIER_KEY].write(f"{key}\n")
+        if selection.everything and count != size:
+            raise VerificationError(f"seq {count} is missing; run `otaudit verify`", count)
+        files = {name: sink.close() for name, sink in sinks.items()}
+        manifest = {"format": FORMAT, "origin": cp.origin, "tree_size": size,
+                    "root_hash": root.hex(), "records": count, "selection": selection.manifest(),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "files": files}  # fmt: skip
+        manifest_sink = _Sink(out / MANIFEST)
+        manifest_sink.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+        manifest_sink.close()
+    except BaseException:
+        for sink in sinks.values():
+            sink.file.close()
+        for name in (*FILES, MANIFEST):
+            (out / name).unlink(missing_ok=True)
+        if created and out.is_dir():
+            out.rmdir()
+        raise
+    return Report(count, total, size, time.perf_counter() - started, left_out, key)

@@ -1,0 +1,106 @@
+"""The bundle's layout, shared by export and verification.
+
+The format name and file names (see :mod:`otaudit.bundle` for what each file holds), the
+:class:`Selection` of records a bundle states in its manifest, the :class:`Report` of an
+export or a verification, and the per-record forms both sides derive from a sealed record:
+its columns, its ``records.jsonl`` line and its ``records.csv`` row.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from otaudit.checkpoint import VerifierKey
+from otaudit.errors import VerificationError
+from otaudit.record import COLUMN_NAMES, Columns, derive_columns, parse_sealed, rfc3339_ns
+
+FORMAT: Final = "otaudit-bundle/1"
+CANONICAL, JSONL, CSV = "records.canonical", "records.jsonl", "records.csv"
+PROOFS, CHECKPOINT, VERIFIER_KEY = "proofs.jsonl", "checkpoint", "verifier.key"
+MANIFEST: Final = "manifest.json"
+FILES: Final = (CANONICAL, JSONL, CSV, PROOFS, CHECKPOINT, VERIFIER_KEY)
+CSV_HEADER: Final = ("seq", *COLUMN_NAMES)
+_BOUNDS: Final = ("since_utc", "until_utc")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which records to export: ``since_ns <= time_unix_nano < until_ns`` and ``action``."""
+
+    since_ns: int | None = None
+    until_ns: int | None = None
+    actions: tuple[str, ...] = ()
+    given: dict[str, Any] = field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        """The selection as the manifest records it: as given, plus the resolved UTC bounds."""
+        utc = [None if ns is None else rfc3339_ns(ns) for ns in (self.since_ns, self.until_ns)]
+        given = {k: self.given.get(k) for k in ("since", "until")}
+        return {**given, "actions": list(self.actions), "since_utc": utc[0], "until_utc": utc[1]}
+
+    @classmethod
+    def from_manifest(cls, sel: dict[str, Any]) -> Selection:
+        """The selection a manifest states (its resolved ``*_utc`` bounds and actions)."""
+        try:
+            since, until = (None if sel[k] is None else _utc_ns(sel[k]) for k in _BOUNDS)
+            return cls(since, until, tuple(str(a) for a in sel["actions"]), sel)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VerificationError(f"{MANIFEST}: selection is malformed: {exc!r}") from exc
+
+    @property
+    def everything(self) -> bool:
+        """Whether every record is selected."""
+        return self.since_ns is None and self.until_ns is None and not self.actions
+
+    def matches(self, columns: Columns) -> bool:
+        """Whether a record with these columns is selected."""
+        t = columns.time_unix_nano
+        return ((self.since_ns is None or t >= self.since_ns)
+                and (self.until_ns is None or t < self.until_ns)
+                and (not self.actions or columns.action in self.actions))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Report:
+    """What an export wrote, or what a bundle verification checked."""
+
+    records: int
+    record_bytes: int
+    tree_size: int
+    seconds: float
+    left_out: int = 0
+    key: VerifierKey | None = None
+
+    @property
+    def rate(self) -> float:
+        """Records per second."""
+        return self.records / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _utc_ns(text: str) -> int:
+    """UTC nanoseconds of ``rfc3339_ns`` text (``2026-01-01T00:00:00.000000000Z``)."""
+    if len(text) != 30 or text[19] != "." or text[-1] != "Z":
+        raise ValueError(f"{text!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+    seconds = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int(text[20:29])
+
+
+def _derive(seq: int, sealed: bytes) -> tuple[Columns, dict[str, Any]]:
+    try:
+        envelope, _ = parse_sealed(sealed)
+        return derive_columns(envelope), envelope
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VerificationError(f"seq {seq}: not a valid sealed record: {exc}", seq) from exc
+
+
+def _jsonl(seq: int, columns: Columns, envelope: dict[str, Any]) -> bytes:
+    return orjson.dumps({"seq": seq, **columns._asdict(), "record": envelope}) + b"\n"
+
+
+def _csv_row(seq: int, columns: Columns) -> list[str]:
+    return [str(seq), *("" if v is None else str(v) for v in columns)]

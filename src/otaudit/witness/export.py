@@ -1,0 +1,89 @@
+"""The witness directory: the files a log writes for its witness to cosign.
+
+A witness directory (``otaudit serve --witness-dir DIR``) holds ``checkpoint.<size>`` (the
+signed note), ``proof.<size>`` (the consistency proof from the previous checkpoint written
+there, JSON ``{"size1", "size2", "hashes"}``) and, once cosigned, ``cosigned.<size>``.
+
+:class:`ConsistencyProof` is the JSON form of ``proof.<size>``, :func:`export_checkpoint`
+writes a checkpoint and its proof there (``otaudit serve --witness-dir``), and every file is
+written with :func:`write_atomic`. :class:`Refused` is the error a witness raises for what it
+will not cosign, a malformed ``proof.<size>`` included.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from otaudit import merkle
+from otaudit.errors import VerificationError
+
+
+class Refused(VerificationError):
+    """The witness refuses a checkpoint: unknown log, bad signature, rollback or fork."""
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """A consistency proof between tree sizes, as ``proof.<size>`` and ``otaudit prove`` hold."""
+
+    size1: int
+    size2: int
+    hashes: tuple[bytes, ...]
+
+    def to_json(self) -> bytes:
+        """``{"size1": ..., "size2": ..., "hashes": [hex, ...]}``."""
+        doc = {"size1": self.size1, "size2": self.size2, "hashes": [h.hex() for h in self.hashes]}
+        return orjson.dumps(doc) + b"\n"
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> ConsistencyProof:
+        """Parse the JSON form (other members are ignored); :class:`Refused` if malformed."""
+        try:
+            doc: Any = orjson.loads(data)
+            size1, size2, hashes = doc["size1"], doc["size2"], doc["hashes"]
+            if not all(type(s) is int and s >= 0 for s in (size1, size2)) or size1 > size2:
+                raise ValueError("size1 and size2 must be integers with 0 <= size1 <= size2")
+            if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+                raise ValueError("hashes must be a list of hex strings")
+            raw = tuple(bytes.fromhex(h) for h in hashes)
+            if any(len(h) != merkle.HASH_SIZE for h in raw):
+                raise ValueError("every hash must be 32 bytes")
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+            raise Refused(f"malformed consistency proof: {exc}") from None
+        return cls(size1, size2, raw)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, directory fsync."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def export_checkpoint(directory: Path, note: str, proof: ConsistencyProof) -> None:
+    """Write ``proof.<size>`` then ``checkpoint.<size>`` into a witness directory (OSError)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(directory / f"proof.{proof.size2}", proof.to_json())
+    write_atomic(directory / f"checkpoint.{proof.size2}", note.encode("utf-8"))
