@@ -1,26 +1,39 @@
-"""Transport-independent ingest: select, stamp, seal, hand to the sequencer.
+"""Transport-independent ingest: decode, select, stamp, seal, then hand to the sequencer.
 
-Both receivers (HTTP and gRPC) call :meth:`Ingest.accept` with a decoded
-export request and the time the request arrived, then wait on the returned
-future: it resolves only after every selected record is committed.
+The CPU-heavy half (gunzip, decode, select, seal: about 80 % of the work per
+record) runs in a pool of worker processes, so it uses every core and never
+blocks the HTTP event loop or competes with the sequencer for the GIL. The
+parent keeps the cheap half: counting, queueing and the single writer.
+
+Both receivers call :meth:`Ingest.prepare` with the raw body and the time the
+request arrived, then :meth:`Ingest.commit` with the result, and wait on the
+returned future: it resolves only after every selected record is committed.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import re
-from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, Final
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Final
 
-from otaudit.errors import DecodeError
+from otaudit.errors import DecodeError, Overloaded
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
-from otaudit.otlp.convert import Selection, count_data_points, select_logs, select_spans
-from otaudit.record import seal
+from otaudit.otlp import body as otlp_body
+from otaudit.otlp.convert import count_data_points, select_logs, select_spans
+from otaudit.record import Entry, seal
 
 PIPELINE_HEADER: Final = "x-audit-pipeline"
 _PIPELINE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
 _SIGNALS: Final = {"traces": ("span", select_spans), "logs": ("log", select_logs)}
+#: How long a receiver waits for the commit of an export before answering 503 (retryable;
+#: if the commit lands later, the retry is recognised as a duplicate).
+COMMIT_WAIT_S: Final = 120.0
+_METRICS_MESSAGE: Final = "otaudit keeps audit spans and log records only; metrics are not stored"
 
 
 @dataclass(frozen=True)
@@ -30,15 +43,83 @@ class IngestSettings:
     audit_attribute: str = "audit.action"
     default_pipeline: str = "otlp"
     max_body_bytes: int = 16 * 1024 * 1024
+    workers: int = 2
+
+
+@dataclass
+class Prepared:
+    """One export request decoded and sealed, ready to commit."""
+
+    kind: str
+    signal: str
+    received: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    message: str = ""
+    entries: list[Entry] = field(default_factory=list)
+
+
+def prepare(
+    kind: str,
+    media: str,
+    body: bytes,
+    gzipped: bool,
+    pipeline: str,
+    received_ns: int,
+    settings: IngestSettings,
+) -> Prepared:
+    """Decompress, decode, select and seal one export request (runs in a worker process).
+
+    Raises ``DecodeError`` (and ``PayloadTooLarge``) for a body that cannot be
+    taken; nothing is queued then.
+    """
+    data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
+    request = otlp_body.decode(kind, media, data)
+    if kind == "metrics":
+        points = count_data_points(request)
+        return Prepared(kind, "metric", points, points, points, _METRICS_MESSAGE)
+    signal, select = _SIGNALS[kind]
+    sel = select(request, settings.audit_attribute)
+    entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
+    return Prepared(
+        kind, signal, sel.received, sel.dropped, sel.rejected, sel.error_message, entries
+    )
+
+
+def _worker_init() -> None:
+    """Workers leave SIGINT to the server, which shuts them down in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _warm_up() -> None:
+    """Start a worker (and import the decoding path) before the first request needs it."""
 
 
 class Ingest:
-    """Turns decoded OTLP export requests into committed ledger entries."""
+    """Turns OTLP export request bodies into committed ledger entries."""
 
     def __init__(self, sequencer: Sequencer, metrics: Metrics, settings: IngestSettings) -> None:
         self.sequencer = sequencer
         self.metrics = metrics
         self.settings = settings
+        self._pool = self._new_pool() if settings.workers > 0 else None
+        self._broken = False
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: the server has threads (gRPC, sequencer) that must not be forked.
+        pool = ProcessPoolExecutor(
+            self.settings.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_worker_init,
+        )
+        for _ in range(self.settings.workers):
+            pool.submit(_warm_up)
+        return pool
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def pipeline(self, header: str | None) -> str:
         """The pipeline name for a request: its ``X-Audit-Pipeline`` header or the default."""
@@ -50,26 +131,54 @@ class Ingest:
             )
         return header
 
-    def accept(
-        self, kind: str, request: Any, pipeline: str, received_ns: int
-    ) -> tuple[Selection, Future[list[int | None]]]:
-        """Select and seal the audit records of a traces or logs request and queue them.
+    def prepare(
+        self, kind: str, media: str, body: bytes, gzipped: bool, pipeline: str, received_ns: int
+    ) -> Future[Prepared]:
+        """Start :func:`prepare` for one request in a worker; the future raises its errors."""
+        args = (kind, media, body, gzipped, pipeline, received_ns, self.settings)
+        outer: Future[Prepared] = Future()
+        if self._pool is None:
+            try:
+                outer.set_result(prepare(*args))
+            except Exception as exc:
+                outer.set_exception(exc)
+            return outer
+        if self._broken:
+            self._broken = False
+            self._pool = self._new_pool()
+        try:
+            inner = self._pool.submit(prepare, *args)
+        except BrokenProcessPool:
+            self._broken = True
+            raise Overloaded("an ingest worker process died; it is being restarted") from None
 
-        Raises ``DecodeError`` for invalid ids and ``Overloaded`` when the
-        sequencer queue is full; nothing is queued in either case.
+        def relay(done: Future[Prepared]) -> None:
+            exc = done.exception()
+            if isinstance(exc, BrokenProcessPool):
+                self._broken = True
+                outer.set_exception(Overloaded("an ingest worker process died; retry"))
+            elif exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(done.result())
+
+        inner.add_done_callback(relay)
+        return outer
+
+    def commit(self, prepared: Prepared) -> Future[list[int | None]]:
+        """Count a prepared request and queue its entries for the next durable commit.
+
+        Raises ``Overloaded`` when the sequencer queue is full; nothing is queued then.
         """
-        signal, select = _SIGNALS[kind]
-        sel = select(request, self.settings.audit_attribute)
-        self.metrics.received.labels(signal).inc(sel.received)
-        if sel.dropped:
-            self.metrics.dropped.labels(signal, "not_audit").inc(sel.dropped)
-        if sel.rejected:
-            self.metrics.rejected.labels(signal).inc(sel.rejected)
-        entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
-        return sel, self.sequencer.submit(entries)
-
-    def refuse_metrics(self, request: Any) -> tuple[int, str]:
-        """otaudit keeps no metrics: count the data points and say so in ``partial_success``."""
-        points = count_data_points(request)
-        self.metrics.dropped.labels("metric", "metrics_not_kept").inc(points)
-        return points, "otaudit keeps audit spans and log records only; metrics are not stored"
+        signal = prepared.signal
+        self.metrics.received.labels(signal).inc(prepared.received)
+        if prepared.kind == "metrics":
+            self.metrics.dropped.labels(signal, "metrics_not_kept").inc(prepared.dropped)
+            done: Future[list[int | None]] = Future()
+            done.set_result([])
+            return done
+        if prepared.dropped:
+            self.metrics.dropped.labels(signal, "not_audit").inc(prepared.dropped)
+        if prepared.rejected:
+            self.metrics.rejected.labels(signal).inc(prepared.rejected)
+        return self.sequencer.submit(prepared.entries)

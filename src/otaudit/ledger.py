@@ -190,7 +190,8 @@ class Sequencer:
             self._queued_records += len(entries)
             self._oldest.append(now)
             self.metrics.queue_records.set(self._queued_records)
-        self._queue.put(_Work(entries, future, now))
+            # Under the lock, so the queue and the arrival times keep one order.
+            self._queue.put(_Work(entries, future, now))
         return future
 
     def _take(self, first: _Work) -> tuple[list[_Work], bool]:
@@ -248,10 +249,11 @@ class Sequencer:
         started = time.monotonic()
         try:
             result = self.store.append(entries)
-        except StoreError as exc:
-            log.error("append failed, %d records not acknowledged: %s", len(entries), exc)
+        except Exception as exc:  # the writer must outlive any failure: answer, then go on
+            error = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc!r}")
+            log.error("append failed, %d records not acknowledged: %s", len(entries), error)
             for w in batch:
-                w.future.set_exception(exc)
+                w.future.set_exception(error)
         else:
             self.metrics.commit_seconds.observe(time.monotonic() - started)
             self.metrics.tree_size.set(result.tree_size)

@@ -92,6 +92,7 @@ def serve(settings: ServeSettings) -> None:
         asyncio.run(_run_http(server, http_socket))
     finally:
         grpc_server.stop(grace=5).wait()
+        ingest.close()
         sequencer.stop()
         store.close()
         log.info("otaudit stopped; final checkpoint signed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -72,6 +73,13 @@ from otaudit.cli.main import handle_errors, store_options
     help="Seconds between signed checkpoints while records arrive.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=min(os.cpu_count() or 1, 4),
+    show_default=True,
+    help="Processes that decode and seal requests (0: in the server process).",
+)
+@click.option(
     "--witness-dir",
     type=click.Path(path_type=Path, file_okay=False),
     metavar="DIR",
@@ -91,6 +99,7 @@ def serve_command(
     max_queue_records: int,
     checkpoint_interval: float,
     witness_dir: Path | None,
+    workers: int,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     # The receivers (uvicorn, grpc) load only for this command.
@@ -111,6 +120,7 @@ def serve_command(
                 audit_attribute=audit_attribute,
                 default_pipeline=pipeline,
                 max_body_bytes=max_body_bytes,
+                workers=workers,
             ),
             witness_dir=witness_dir,
         )

@@ -1,29 +1,33 @@
 """The OTLP/gRPC receiver: TraceService, LogsService and MetricsService.
 
-Errors map through ``otlp.status``: INVALID_ARGUMENT for bad data,
-UNAVAILABLE with a ``google.rpc.RetryInfo`` in ``grpc-status-details-bin``
-while the ledger cannot take the export (the OpenTelemetry exporters read it
-and back off). gzip is handled by gRPC itself; the message size limit is the
-same ``max_body_bytes`` as on HTTP.
+Requests arrive as raw bytes (no deserializer): decoding happens in the
+ingest workers, like on HTTP. Errors map through ``otlp.status``:
+INVALID_ARGUMENT for bad data, UNAVAILABLE with a ``google.rpc.RetryInfo``
+in ``grpc-status-details-bin`` while the ledger cannot take the export (the
+OpenTelemetry exporters read it and back off). gzip is handled by gRPC
+itself; the message size limit is the same ``max_body_bytes`` as on HTTP.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from otaudit.errors import OtauditError, Overloaded
-from otaudit.ingest import PIPELINE_HEADER, Ingest
+from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
+from otaudit.otlp.body import PROTOBUF
 from otaudit.otlp.status import failure_for
 from otaudit.receiver.responses import export_response, status_message
 
-_WAIT_S = 60.0
+SERVICES: Final = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
 
 
 def _abort(context: grpc.ServicerContext, ingest: Ingest, exc: OtauditError) -> NoReturn:
@@ -34,46 +38,31 @@ def _abort(context: grpc.ServicerContext, ingest: Ingest, exc: OtauditError) -> 
     context.abort(failure.grpc_code, str(exc))
 
 
-def _export(ingest: Ingest, kind: str, request: Any, context: grpc.ServicerContext) -> Any:
+def _export(ingest: Ingest, kind: str, body: bytes, context: grpc.ServicerContext) -> Any:
     received_ns = time.time_ns()
     metadata = dict(context.invocation_metadata())
     try:
         pipeline = ingest.pipeline(metadata.get(PIPELINE_HEADER))  # type: ignore[arg-type]
-        if kind == "metrics":
-            rejected, text = ingest.refuse_metrics(request)
-        else:
-            selection, future = ingest.accept(kind, request, pipeline, received_ns)
-            future.result(timeout=_WAIT_S)
-            rejected, text = selection.rejected, selection.error_message
+        prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns).result()
+        ingest.commit(prepared).result(timeout=COMMIT_WAIT_S)
     except TimeoutError:
-        _abort(context, ingest, Overloaded(f"commit did not finish within {_WAIT_S:.0f} s", 5))
+        _abort(
+            context, ingest, Overloaded(f"commit did not finish within {COMMIT_WAIT_S:.0f} s", 5)
+        )
     except OtauditError as exc:
         _abort(context, ingest, exc)
-    return export_response(kind, rejected, text)
+    return export_response(kind, prepared.rejected, prepared.message)
 
 
-class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, ingest: Ingest) -> None:
-        self.ingest = ingest
+def _handler(ingest: Ingest, kind: str) -> grpc.GenericRpcHandler[Any, Any]:
+    def export(body: bytes, context: grpc.ServicerContext) -> Any:
+        return _export(ingest, kind, body, context)
 
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _export(self.ingest, "traces", request, context)
-
-
-class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, ingest: Ingest) -> None:
-        self.ingest = ingest
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _export(self.ingest, "logs", request, context)
-
-
-class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, ingest: Ingest) -> None:
-        self.ingest = ingest
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _export(self.ingest, "metrics", request, context)
+    serialize: Callable[[Any], bytes] = lambda response: response.SerializeToString()  # noqa: E731
+    method = grpc.unary_unary_rpc_method_handler(
+        export, request_deserializer=None, response_serializer=serialize
+    )
+    return grpc.method_handlers_generic_handler(SERVICES[kind], {"Export": method})
 
 
 def build_server(ingest: Ingest, address: str, *, workers: int = 8) -> tuple[grpc.Server, int]:
@@ -81,13 +70,11 @@ def build_server(ingest: Ingest, address: str, *, workers: int = 8) -> tuple[grp
     limit = ingest.settings.max_body_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otaudit-grpc"),
+        handlers=[_handler(ingest, kind) for kind in SERVICES],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
         ],
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(ingest), server)  # type: ignore[no-untyped-call]
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(ingest), server)  # type: ignore[no-untyped-call]
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(ingest), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port(address)
     return server, port

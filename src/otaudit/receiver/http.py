@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otaudit.errors import OtauditError, PayloadTooLarge
-from otaudit.ingest import PIPELINE_HEADER, Ingest
+from otaudit.errors import OtauditError, Overloaded, PayloadTooLarge
+from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
 from otaudit.otlp import body as otlp_body
 from otaudit.otlp.status import failure_for
 from otaudit.receiver.responses import (
@@ -48,6 +48,10 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def _commit_timeout() -> Overloaded:
+    return Overloaded(f"commit did not finish within {COMMIT_WAIT_S:.0f} s; retry", 5)
+
+
 def build_app(ingest: Ingest) -> Starlette:
     """The Starlette application serving OTLP/HTTP, ``/metrics`` and ``/healthz``."""
     limit = ingest.settings.max_body_bytes
@@ -61,15 +65,13 @@ def build_app(ingest: Ingest) -> Starlette:
             gzipped = otlp_body.check_encoding(request.headers.get("content-encoding"))
             pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
             raw = await _read_body(request, limit)
-            data = otlp_body.gunzip(raw, limit) if gzipped else raw
-            message = otlp_body.decode(kind, media, data)
-            if kind == "metrics":
-                rejected, text = ingest.refuse_metrics(message)
-            else:
-                selection, future = ingest.accept(kind, message, pipeline, received_ns)
-                await asyncio.wrap_future(future)
-                rejected, text = selection.rejected, selection.error_message
-        except OtauditError as exc:
+            prepared = await asyncio.wrap_future(
+                ingest.prepare(kind, media, raw, gzipped, pipeline, received_ns)
+            )
+            await asyncio.wait_for(asyncio.wrap_future(ingest.commit(prepared)), COMMIT_WAIT_S)
+            rejected, text = prepared.rejected, prepared.message
+        except (OtauditError, TimeoutError) as caught:
+            exc = caught if isinstance(caught, OtauditError) else _commit_timeout()
             failure = failure_for(exc)
             ingest.metrics.failed_requests.labels("http", failure.reason).inc()
             headers = {}
