@@ -1,0 +1,93 @@
+"""``python -m bench``: run the benchmarks and print one markdown table per benchmark.
+
+The machine is assumed shared and noisy: every figure is printed next to a baseline
+measured in the same run on the same data, so compare ratios rather than raw rates
+across runs. Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+from google.protobuf.internal import api_implementation
+
+BENCHMARKS = ("ingest", "latency", "verify")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header(args: argparse.Namespace) -> str:
+    """The run's header: when, where and with what."""
+    load = os.getloadavg()
+    selected = args.only or "all"
+    records = 20_000 if args.quick else args.records
+    return "\n".join(
+        [
+            "# otaudit benchmarks",
+            "",
+            f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+            f"- CPU: {cpu_model()}, {os.cpu_count()} cores; load average at start "
+            f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+            f"- Python {platform.python_version()} ({sys.executable}), "
+            f"protobuf backend {api_implementation.Type()}",
+            f"- run: {selected}{' --quick' if args.quick else ''}"
+            + (f", verify ledger {records:,} records" if selected in ("all", "verify") else ""),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the selected benchmarks in turn, print their tables."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short smoke run (small sizes)")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="verify: ledger size (default 1,000,000; --quick uses 20,000)",
+    )
+    args = parser.parse_args(argv)
+    if args.records < 2:
+        parser.error("--records must be at least 2")
+
+    from bench import ingest, verify
+
+    runs: dict[str, Callable[[], str]] = {
+        "ingest": lambda: ingest.throughput(args.quick),
+        "latency": lambda: ingest.latency(args.quick),
+        "verify": lambda: verify.run(args.quick, args.records),
+    }
+    print(header(args), flush=True)
+    for name in [args.only] if args.only else BENCHMARKS:
+        print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        text = runs[name]()
+        elapsed = time.perf_counter() - started
+        load = os.getloadavg()[0]
+        print(
+            f"\n{text}\n\n_{name}: {elapsed:.1f} s wall, load average {load:.2f} at the end_",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Ingest benchmarks against a real ``otaudit serve``: durable throughput and export latency.
+
+Each transport gets a fresh server (fresh data directory on a real disk) and a load
+process of its own (see ``bench.load``). Throughput is closed loop; latency is open loop
+at a fixed rate, measured first with batches that carry no audit span (the server parses
+and drops them: transport + parse only) and then with the same rate of audit spans.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from bench.load import LoadSpec, Phase, run_load
+from bench.payloads import AUDIT_KEY, PLAIN_KEY, SPANS_PER_BATCH, self_check
+from bench.report import num, percentile, ratio, table
+from bench.server import ServerProcess, describe_fs
+
+TRANSPORTS: Final = ("http", "grpc")
+THROUGHPUT_TARGET: Final = 20_000  # durable spans/s
+LATENCY_RATE: Final = 5_000  # spans/s
+LATENCY_TARGET_MS: Final = 100.0  # p99
+SEALED: Final = 'otaudit_records_sealed_total{signal="span"}'
+
+
+def _commits(m: dict[str, float]) -> str:
+    count = m.get("otaudit_commit_seconds_count", 0.0)
+    if not count:
+        return "0"
+    sealed = m.get(SEALED, 0.0)
+    mean_ms = 1e3 * m.get("otaudit_commit_seconds_sum", 0.0) / count
+    return f"{count:.0f} ({sealed / count:,.0f} rec, {mean_ms:.1f} ms)"
+
+
+def _errors(phase: Phase) -> str:
+    if not phase.errors:
+        return "0"
+    return ", ".join(f"{n} x {label}" for label, n in phase.errors.most_common())
+
+
+def _cores(cpu_s: float, wall_s: float) -> str:
+    return f"{cpu_s / wall_s:.2f}" if wall_s > 0 else "n/a"
+
+
+def throughput(quick: bool) -> str:
+    """Durable audit spans/s per transport, next to the raw protobuf parse rate of the batches."""
+    self_check()
+    senders, batches = 4, (24 if quick else 400)
+    rows: list[list[Any]] = []
+    notes: list[str] = []
+    for transport in TRANSPORTS:
+        with ServerProcess(f"ingest-{transport}") as srv:
+            notes.append(f"{transport}: data dir on {describe_fs(srv.root)}")
+            spec = LoadSpec(transport, srv.http_port, srv.grpc_port, srv.pid, senders, batches)
+            res = run_load("throughput", spec)
+            metrics = srv.metrics()
+            code = srv.stop()
+            if code != 0:
+                notes.append(f"{transport}: server exited with {code}: {srv.log()}")
+        phase: Phase = res["phase"]
+        rate = phase.acked_spans / phase.wall_s if phase.wall_s else 0.0
+        sealed = metrics.get(SEALED, 0.0)
+        rows.append(
+            [
+                transport,
+                f"{senders} x {SPANS_PER_BATCH}",
+                num(phase.acked_spans),
+                _errors(phase),
+                f"{phase.wall_s:.2f}",
+                f"**{num(rate)}**",
+                num(sealed) + ("" if sealed == phase.acked_spans else " (!= acked)"),
+                num(res["parse_rate"]),
+                ratio(rate, res["parse_rate"]),
+                num(res["ceiling_rate"]),
+                _cores(phase.server_cpu_s, phase.wall_s),
+                _cores(phase.client_cpu_s, phase.wall_s),
+                _commits(metrics),
+                f">= {num(THROUGHPUT_TARGET)}: {'met' if rate >= THROUGHPUT_TARGET else 'MISSED'}",
+            ]
+        )
+    headers = [
+        "transport",
+        "senders x spans/batch",
+        "acked spans",
+        "errors",
+        "wall s",
+        "durable spans/s",
+        "sealed (/metrics)",
+        "baseline: protobuf parse spans/s",
+        "durable / parse",
+        "parse+select+seal spans/s (1 thread, no I/O)",
+        "server CPU (cores)",
+        "client CPU (cores)",
+        "commits (mean records, mean ms)",
+        "target",
+    ]
+    intro = (
+        f"### Ingest throughput ({batches} distinct batches of {SPANS_PER_BATCH} audit spans "
+        f"per transport, closed loop)\n\n"
+    )
+    return intro + table(headers, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+def _latency_row(transport: str, label: str, phase: Phase, target: bool) -> list[Any]:
+    lat = phase.latency_ms
+    p99 = percentile(lat, 99)
+    verdict = ""
+    if target:
+        ok = p99 < LATENCY_TARGET_MS and not phase.errors
+        verdict = f"< {LATENCY_TARGET_MS:.0f}: {'met' if ok else 'MISSED'}"
+    return [
+        transport,
+        label,
+        num(phase.acked_spans),
+        _errors(phase),
+        num(phase.acked_spans / phase.wall_s if phase.wall_s else 0.0),
+        num(percentile(lat, 50), 1),
+        num(percentile(lat, 90), 1),
+        f"**{num(p99, 1)}**" if target else num(p99, 1),
+        num(max(lat, default=float("nan")), 1),
+        num(percentile(phase.sched_latency_ms, 99), 1),
+        _cores(phase.server_cpu_s, phase.wall_s),
+        verdict,
+    ]
+
+
+def latency(quick: bool) -> str:
+    """Open-loop export latency at ~5,000 spans/s: non-audit baseline, audit, audit at half rate."""
+    self_check()
+    duration_s, workers = (3.0 if quick else 20.0), 8
+    period = SPANS_PER_BATCH / LATENCY_RATE
+    phases = [
+        ("baseline: no audit spans (parsed, dropped)", PLAIN_KEY, period, False),
+        (f"audit spans, {num(LATENCY_RATE)}/s (sealed, durable)", AUDIT_KEY, period, True),
+        (f"reference: audit spans, {num(LATENCY_RATE / 2)}/s", AUDIT_KEY, 2 * period, False),
+    ]
+    rows: list[list[Any]] = []
+    notes: list[str] = []
+    for transport in TRANSPORTS:
+        with ServerProcess(f"latency-{transport}") as srv:
+            spec = LoadSpec(
+                transport,
+                srv.http_port,
+                srv.grpc_port,
+                srv.pid,
+                workers,
+                0,
+                tuple((key, p, duration_s) for _, key, p, _ in phases),
+            )
+            res = run_load("latency", spec)
+            metrics = srv.metrics()
+            srv.stop()
+        notes.append(f"{transport}: commits (mean records, mean ms): {_commits(metrics)}")
+        for (label, _, _, target), phase in zip(phases, res["phases"], strict=True):
+            rows.append(_latency_row(transport, label, phase, target))
+    headers = [
+        "transport",
+        "phase",
+        "acked spans",
+        "errors",
+        "achieved spans/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "p99 ms from scheduled send",
+        "server CPU (cores)",
+        "target p99",
+    ]
+    intro = (
+        f"### Export latency (open loop: one {SPANS_PER_BATCH}-span batch every "
+        f"{period * 1e3:.1f} ms = {num(LATENCY_RATE)} spans/s, half that in the reference phase, "
+        f"{duration_s:.0f} s per phase, round-robin over {workers} sender threads with their own "
+        f"keep-alive connections; latency = send to acknowledgement)\n\n"
+    )
+    return intro + table(headers, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
