@@ -33,9 +33,9 @@ from otaudit.bundle.layout import (
     VERIFIER_KEY,
     Report,
     Selection,
-    _csv_row,
-    _derive,
-    _jsonl,
+    csv_row,
+    derive,
+    jsonl_line,
 )
 from otaudit.canonical import canonical_bytes
 from otaudit.checkpoint import Checkpoint, VerifierKey, open_checkpoint
@@ -201,10 +201,10 @@ def _check_copies(directory: Path, selection: Selection) -> None:
 
 
 def _check_copy(seq: int, data: bytes, line: bytes, row: list[str], selection: Selection) -> None:
-    columns, envelope = _derive(seq, data)
+    columns, envelope = derive(seq, data)
     if not selection.matches(columns):
         raise VerificationError(f"seq {seq}: not in the selection the manifest states", seq)
-    want: dict[str, Any] = orjson.loads(_jsonl(seq, columns, envelope))
+    want: dict[str, Any] = orjson.loads(jsonl_line(seq, columns, envelope))
     where = f"{JSONL} line for seq {seq}"
     try:
         got = orjson.loads(line)
@@ -213,7 +213,7 @@ def _check_copy(seq: int, data: bytes, line: bytes, row: list[str], selection: S
     if not isinstance(got, dict) or set(got) != set(want):
         raise VerificationError(f"{where}: not the fields seq, {', '.join(COLUMN_NAMES)}, record")
     _compare(where, seq, list(want), list(want.values()), [got[k] for k in want])
-    _compare(f"{CSV} row for seq {seq}", seq, CSV_HEADER, _csv_row(seq, columns), row)
+    _compare(f"{CSV} row for seq {seq}", seq, CSV_HEADER, csv_row(seq, columns), row)
 
 
 def _compare(where: str, seq: int, names: Any, want: list[Any], got: list[Any]) -> None:

@@ -31,9 +31,9 @@ from otaudit.bundle.layout import (
     VERIFIER_KEY,
     Report,
     Selection,
-    _csv_row,
-    _derive,
-    _jsonl,
+    csv_row,
+    derive,
+    jsonl_line,
 )
 from otaudit.checkpoint import VerifierKey, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
@@ -150,7 +150,7 @@ def export_bundle(store: Store, key: VerifierKey, out: Path, selection: Selectio
         for rec in _fetch(store, below_checkpoint()):
             leaf = merkle.leaf_hash(rec.sealed)
             hashes = prover.prove(rec.seq, leaf)
-            columns, envelope = _derive(rec.seq, rec.sealed)
+            columns, envelope = derive(rec.seq, rec.sealed)
             if selection.everything and rec.seq != count:
                 raise VerificationError(f"seq {count} is missing; run `otaudit verify`", count)
             if columns != rec.columns:
@@ -160,8 +160,8 @@ def export_bundle(store: Store, key: VerifierKey, out: Path, selection: Selectio
                     rec.seq,
                 )
             sinks[CANONICAL].write(rec.sealed + b"\n")
-            sinks[JSONL].write(_jsonl(rec.seq, columns, envelope))
-            table.writerow(_csv_row(rec.seq, columns))
+            sinks[JSONL].write(jsonl_line(rec.seq, columns, envelope))
+            table.writerow(csv_row(rec.seq, columns))
             sinks[PROOFS].write(orjson.dumps({"index": rec.seq, "tree_size": size,
                 "leaf_hash": leaf.hex(), "hashes": [h.hex() for h in hashes]}) + b"\n")  # fmt: skip
             count, total = count + 1, total + len(rec.sealed)

@@ -90,7 +90,8 @@ def _utc_ns(text: str) -> int:
     return seconds * 1_000_000_000 + int(text[20:29])
 
 
-def _derive(seq: int, sealed: bytes) -> tuple[Columns, dict[str, Any]]:
+def derive(seq: int, sealed: bytes) -> tuple[Columns, dict[str, Any]]:
+    """The derived columns and parsed envelope of record ``seq``; VerificationError if invalid."""
     try:
         envelope, _ = parse_sealed(sealed)
         return derive_columns(envelope), envelope
@@ -98,9 +99,11 @@ def _derive(seq: int, sealed: bytes) -> tuple[Columns, dict[str, Any]]:
         raise VerificationError(f"seq {seq}: not a valid sealed record: {exc}", seq) from exc
 
 
-def _jsonl(seq: int, columns: Columns, envelope: dict[str, Any]) -> bytes:
+def jsonl_line(seq: int, columns: Columns, envelope: dict[str, Any]) -> bytes:
+    """One line of ``records.jsonl``: seq, every column, and the parsed record."""
     return orjson.dumps({"seq": seq, **columns._asdict(), "record": envelope}) + b"\n"
 
 
-def _csv_row(seq: int, columns: Columns) -> list[str]:
+def csv_row(seq: int, columns: Columns) -> list[str]:
+    """One row of ``records.csv`` (NULL as the empty string)."""
     return [str(seq), *("" if v is None else str(v) for v in columns)]
