@@ -175,6 +175,8 @@ class Sequencer:
         Raises ``Overloaded`` when the queue is full or the sequencer is stopping.
         """
         future: Future[list[int | None]] = Future()
+        # Running from the start: a receiver that stops waiting cannot cancel a commit.
+        future.set_running_or_notify_cancel()
         if not entries:
             future.set_result([])
             return future
