@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import signal
+from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -181,4 +182,32 @@ class Ingest:
             self.metrics.dropped.labels(signal, "not_audit").inc(prepared.dropped)
         if prepared.rejected:
             self.metrics.rejected.labels(signal).inc(prepared.rejected)
-        return self.sequencer.submit(prepared.entries)
+        entries = prepared.entries
+        # Non-conforming records are rare: one cheap pass here; counting waits for the commit
+        # so that only records sealed now count, not retried ones the ledger already held.
+        lacking = [(i, e.columns) for i, e in enumerate(entries) if e.columns.missing is not None]
+        future = self.sequencer.submit(entries)
+        if not lacking:
+            return future
+        # The caller's future resolves after the counting, so /metrics is current on reply.
+        outer: Future[list[int | None]] = Future()
+        nonconforming = self.metrics.nonconforming
+
+        def count(done: Future[list[int | None]]) -> None:
+            exc = done.exception()
+            if exc is None:
+                seqs = done.result()
+                counts = Counter(
+                    (c.service or "", c.missing or "") for i, c in lacking if seqs[i] is not None
+                )
+                for (service, missing), n in counts.items():
+                    nonconforming.labels(service, missing).inc(n)
+            if not outer.set_running_or_notify_cancel():  # the caller stopped waiting
+                return
+            if exc is None:
+                outer.set_result(seqs)
+            else:
+                outer.set_exception(exc)
+
+        future.add_done_callback(count)
+        return outer

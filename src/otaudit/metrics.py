@@ -38,6 +38,12 @@ class Metrics:
             ["signal"],
             registry=r,
         )
+        self.nonconforming = Counter(
+            "otaudit_records_nonconforming",
+            "Audit records sealed without a required field (actor, result); missing names them.",
+            ["service", "missing"],
+            registry=r,
+        )
         self.failed_requests = Counter(
             "otaudit_requests_failed",
             "Export requests answered with an error status.",

@@ -30,6 +30,7 @@ from otaudit.canonical import canonical_bytes
 from otaudit.merkle import leaf_hash
 
 FORMAT_VERSION: Final = 1
+_INT64_MAX: Final = 2**63 - 1
 _RECORD_MARKER: Final = b',"record":'
 
 
@@ -52,6 +53,9 @@ class Columns(NamedTuple):
     target: str | None
     resource_type: str | None
     result: str | None
+    producer: str | None
+    producer_seq: int | None
+    missing: str | None
     attributes: str
     resource: str
 
@@ -121,6 +125,17 @@ def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
+def _producer_seq(value: Any) -> int | None:
+    """``audit.producer.seq`` as an integer: an OTLP int, or a string of 1-19 ASCII digits
+    that fits in int64 (SQLite's INTEGER); None for anything else."""
+    if value.__class__ is dict and "int" in value:
+        return int(value["int"])
+    if value.__class__ is str and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
+        number = int(value)
+        return number if number <= _INT64_MAX else None
+    return None
+
+
 def _flat(attributes: dict[str, Any]) -> str:
     return orjson.dumps(
         {k: v if v.__class__ is str else text_value(v) for k, v in attributes.items()},
@@ -165,6 +180,9 @@ def derive_columns(envelope: dict[str, Any]) -> Columns:
     fields = {f: _first(attrs, keys) for f, keys in conventions.FIELD_SOURCES.items()}
     if fields["result"] is None and signal == "span":
         fields["result"] = conventions.STATUS_RESULT.get(rec["status"]["code"])
+    absent = [f for f in conventions.REQUIRED_FIELDS if fields[f] is None]
+    producer = attrs.get(conventions.PRODUCER_ID_ATTRIBUTE)
+    number = attrs.get(conventions.PRODUCER_SEQ_ATTRIBUTE)
     return Columns(
         signal=signal,
         time_unix_nano=when,
@@ -177,6 +195,9 @@ def derive_columns(envelope: dict[str, Any]) -> Columns:
         service=service,
         attributes=_flat(attrs),
         resource=resource,
+        producer=None if producer is None else text_value(producer),
+        producer_seq=None if number is None else _producer_seq(number),
+        missing=",".join(absent) if absent else None,
         **fields,
     )
 

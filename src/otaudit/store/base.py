@@ -49,6 +49,41 @@ class AppendResult:
     tree_size: int
 
 
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    """One producer's numbered records (``producer_seq`` not NULL) in a time window."""
+
+    producer: str
+    first_seq: int
+    last_seq: int
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeqBreak:
+    """Two neighbouring numbers of one producer (in number order) that do not follow on.
+
+    ``seq == previous``: the number occurs twice (one row per extra copy);
+    ``seq > previous + 1``: the numbers ``previous + 1 .. seq - 1`` are missing.
+    """
+
+    producer: str
+    previous: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConformance:
+    """How many of one service's audit records lack required fields or numbering."""
+
+    service: str | None
+    records: int
+    nonconforming: int
+    missing_actor: int
+    missing_result: int
+    unnumbered: int
+
+
 class Store(Protocol):
     """A ledger backend (SQLite embedded, PostgreSQL shared)."""
 
@@ -84,6 +119,29 @@ class Store(Protocol):
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
+        ...
+
+    def producer_stats(
+        self, *, since_ns: int | None = None, producer: str | None = None, end: int | None = None
+    ) -> Iterator[ProducerStats]:
+        """Per producer, ordered by producer id: statistics of the records with both
+        ``producer`` and ``producer_seq``, ``time_unix_nano >= since_ns`` and ``seq < end``
+        (None: no bound), of one producer only if ``producer`` is given."""
+        ...
+
+    def producer_breaks(
+        self, *, since_ns: int | None = None, producer: str | None = None, end: int | None = None
+    ) -> Iterator[SeqBreak]:
+        """The breaks in each producer's numbering over the same records as
+        ``producer_stats``, ordered by producer id (in the same order), then number.
+
+        Pass the same ``end`` to both (e.g. the tree size read first) for one consistent
+        view while records are being appended."""
+        ...
+
+    def service_conformance(self, *, since_ns: int | None = None) -> Iterator[ServiceConformance]:
+        """Per service (``service`` column), counts of the records with
+        ``time_unix_nano >= since_ns`` that lack required fields or producer numbering."""
         ...
 
     def add_checkpoint(self, cp: StoredCheckpoint) -> None:

@@ -19,7 +19,14 @@ from typing import Any, Final
 from otaudit.errors import ConfigError, QueryError, StoreError
 from otaudit.merkle import node_hash
 from otaudit.record import COLUMN_NAMES, Columns, Entry
-from otaudit.store.base import AppendResult, StoredCheckpoint, StoredRecord
+from otaudit.store.base import (
+    AppendResult,
+    ProducerStats,
+    SeqBreak,
+    ServiceConformance,
+    StoredCheckpoint,
+    StoredRecord,
+)
 
 SCHEMA_VERSION: Final = "1"
 # Each ledger table and the condition that finds an existing row with a new row's key:
@@ -35,11 +42,12 @@ _COLUMNS_SQL: Final = """
     received_at TEXT NOT NULL, pipeline TEXT NOT NULL, trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL, name TEXT NOT NULL, service TEXT, actor TEXT, actor_role TEXT,
     client_address TEXT, action TEXT, target TEXT, resource_type TEXT, result TEXT,
+    producer TEXT, producer_seq INTEGER, missing TEXT,
     attributes TEXT NOT NULL, resource TEXT NOT NULL"""
 VIEW_COLUMNS: Final = (
     "seq, timestamp, signal, trace_id, span_id, name, service, actor, actor_role, "
-    "client_address, action, target, resource_type, result, attributes, resource, "
-    "received_at, pipeline, time_unix_nano"
+    "client_address, action, target, resource_type, result, producer, producer_seq, missing, "
+    "attributes, resource, received_at, pipeline, time_unix_nano"
 )
 _SCHEMA: Final = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +57,7 @@ CREATE TABLE records (
 );
 CREATE INDEX records_time ON records (time_unix_nano);
 CREATE INDEX records_action_time ON records (action, time_unix_nano);
+CREATE INDEX records_producer ON records (producer, producer_seq);
 CREATE TABLE tree_nodes (
     level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, idx)
@@ -322,6 +331,76 @@ class SQLiteStore:
                     yield int(r[0])
         except sqlite3.Error as exc:
             raise _store_error("selecting records", self.path, exc) from exc
+
+    def _stream(self, action: str, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        try:
+            cur = self._conn.execute(sql, params)
+            while rows := cur.fetchmany(4000):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise _store_error(action, self.path, exc) from exc
+
+    @staticmethod
+    def _numbered(
+        since_ns: int | None, producer: str | None, end: int | None
+    ) -> tuple[str, list[Any]]:
+        sql = "producer IS NOT NULL AND producer_seq IS NOT NULL"
+        params: list[Any] = []
+        if end is not None:
+            sql += " AND seq < ?"
+            params.append(end)
+        if producer is not None:
+            sql += " AND producer = ?"
+            params.append(producer)
+        if since_ns is not None:
+            sql += " AND time_unix_nano >= ?"
+            params.append(since_ns)
+        return sql, params
+
+    def producer_stats(
+        self, *, since_ns: int | None = None, producer: str | None = None, end: int | None = None
+    ) -> Iterator[ProducerStats]:
+        """Per producer numbering statistics; see ``Store``."""
+        where, params = self._numbered(since_ns, producer, end)
+        sql = (
+            "SELECT producer, MIN(producer_seq), MAX(producer_seq), COUNT(*)"
+            f" FROM records WHERE {where}"
+            " GROUP BY producer ORDER BY producer"
+        )
+        for r in self._stream("reading producer numbering", sql, params):
+            yield ProducerStats(str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+
+    def producer_breaks(
+        self, *, since_ns: int | None = None, producer: str | None = None, end: int | None = None
+    ) -> Iterator[SeqBreak]:
+        """Missing and repeated numbers per producer (window function LAG); see ``Store``."""
+        where, params = self._numbered(since_ns, producer, end)
+        sql = (
+            "SELECT producer, previous, producer_seq FROM ("
+            " SELECT producer, producer_seq, LAG(producer_seq)"
+            "  OVER (PARTITION BY producer ORDER BY producer_seq) AS previous"
+            f" FROM records WHERE {where})"
+            " WHERE previous IS NOT NULL AND producer_seq <> previous + 1"
+            " ORDER BY producer, producer_seq"
+        )
+        for r in self._stream("reading producer numbering", sql, params):
+            yield SeqBreak(str(r[0]), int(r[1]), int(r[2]))
+
+    def service_conformance(self, *, since_ns: int | None = None) -> Iterator[ServiceConformance]:
+        """Per service conformance counts; see ``Store``."""
+        lacks = "SUM(instr(',' || COALESCE(missing, '') || ',', ',{},') > 0)"
+        sql = (
+            f"SELECT service, COUNT(*), COUNT(missing), {lacks.format('actor')},"
+            f" {lacks.format('result')}, SUM(producer IS NULL OR producer_seq IS NULL)"
+            " FROM records"
+        )
+        params: list[Any] = []
+        if since_ns is not None:
+            sql += " WHERE time_unix_nano >= ?"
+            params.append(since_ns)
+        sql += " GROUP BY service ORDER BY service"
+        for r in self._stream("reading conformance", sql, params):
+            yield ServiceConformance(None if r[0] is None else str(r[0]), *(int(v) for v in r[1:]))
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
