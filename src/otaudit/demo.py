@@ -1,7 +1,8 @@
 """``otaudit demo``: the whole story in one command, against a real server.
 
 1. start ``otaudit serve`` on free ports with a temporary data directory;
-2. send instrumented traffic through the real OpenTelemetry SDK (HTTP and gRPC);
+2. send instrumented traffic through the real OpenTelemetry SDK (HTTP and gRPC),
+   and requests to an example service instrumented with ``otaudit.instrument``;
 3. show what the server counted (``/metrics``);
 4. stop the server (it signs a final checkpoint) and verify the ledger;
 5. answer an auditor's question with SQL; show the signed checkpoint.
@@ -24,6 +25,7 @@ from rich.console import Console
 from otaudit import datadir
 from otaudit.demo_traffic import send_traffic
 from otaudit.errors import OtauditError
+from otaudit.examples.drive import drive
 from otaudit.query import print_table, run_sql
 from otaudit.verify import verify_ledger
 
@@ -102,6 +104,15 @@ def run_demo(console: Console, keep: Path | None = None) -> None:
                 f"accounts-api (OTLP/HTTP, gzip) and billing-api (OTLP/gRPC): {sent.spans} spans, "
                 f"{sent.audit_spans} of them with audit.action; config-service: {sent.logs} audit "
                 "log records through a LoggingHandler attached to the 'audit.system' logger"
+            )
+
+            console.rule("[bold]2b. Requests to an example service using otaudit.instrument")
+            example = drive(f"http://127.0.0.1:{http_port}", free_port())
+            console.print(
+                f"accounts service (src/otaudit/examples/accounts.py): {example.requests} requests "
+                f"gave {example.audit_spans} audit spans, {example.audit_logs} audit log record "
+                f"and {example.other_spans} ordinary spans; actor, result and producer numbering "
+                "filled in by the helpers"
             )
 
             console.rule("[bold]3. What the server counted (/metrics)")

@@ -24,13 +24,31 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     )
     for step in steps:
         assert step in out
-    assert 'otaudit_records_sealed_total{signal="span"} 17.0' in out
-    assert 'otaudit_records_sealed_total{signal="log"} 2.0' in out
-    assert 'otaudit_records_dropped_total{reason="not_audit",signal="span"} 20.0' in out
-    assert "OK: 19 records" in out
-    assert "3 row(s)" in out
+    assert "2b. Requests to an example service" in out
+    assert 'otaudit_records_sealed_total{signal="span"} 22.0' in out
+    assert 'otaudit_records_sealed_total{signal="log"} 3.0' in out
+    assert 'otaudit_records_dropped_total{reason="not_audit",signal="span"} 22.0' in out
+    assert "OK: 25 records" in out
+    assert "4 row(s)" in out
     verify = otaudit("verify", "--data", str(tmp_path / "demo"))
     assert verify.returncode == 0, verify.stderr
+    # The example service's records come from otaudit.instrument: actor, result, numbering.
+    query = (
+        "SELECT action, actor, result, producer_seq FROM audit_records "
+        "WHERE service = 'accounts-api' AND producer IS NOT NULL ORDER BY seq"
+    )
+    rows = otaudit("sql", "--data", str(tmp_path / "demo"), "--format", "csv", query)
+    assert rows.stdout.splitlines() == [
+        "action,actor,result,producer_seq",
+        "login,alice,success,1",
+        "login,dave,failure,2",
+        "login,dave,failure,3",
+        "role_update,alice,success,4",
+        "read,bob,success,5",
+        "config_change,alice,success,6",
+    ]
+    gaps = otaudit("gaps", "--data", str(tmp_path / "demo"))
+    assert gaps.returncode == 0, gaps.stdout + gaps.stderr
 
 
 def test_readme_example_runs_against_a_server(server: Server) -> None:

@@ -1,0 +1,1 @@
+"""Small instrumented services used by ``otaudit demo`` and shown in ``examples/``."""
