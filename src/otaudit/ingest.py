@@ -154,6 +154,8 @@ class Ingest:
             raise Overloaded("an ingest worker process died; it is being restarted") from None
 
         def relay(done: Future[Prepared]) -> None:
+            if outer.cancelled():  # the client went away; nothing was queued
+                return
             exc = done.exception()
             if isinstance(exc, BrokenProcessPool):
                 self._broken = True
