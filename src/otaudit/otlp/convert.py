@@ -11,7 +11,7 @@ through OTLP ``partial_success``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,62 +192,64 @@ def _log(rec: Any) -> dict[str, Any]:
     }
 
 
-def _add(sel: Selection, content: dict[str, Any], common: dict[str, Any]) -> None:
-    content.update(common)
-    sel.records.append((content, canonical_bytes(content)))
+@dataclass(frozen=True)
+class _Shape:
+    """Where one signal keeps its records in an export request, and how to encode one."""
+
+    signal: str
+    resources: str  # resource_spans / resource_logs
+    scopes: str  # scope_spans / scope_logs
+    items: str  # spans / log_records
+    ids: tuple[tuple[str, int], ...]  # id fields and their lengths in bytes
+    encode: Callable[[Any, str], dict[str, Any]]
+
+
+def _select(request: Any, audit_attribute: str, shape: _Shape) -> Selection:
+    sel = Selection(shape.signal)
+    for r, group in enumerate(getattr(request, shape.resources)):
+        resource: dict[str, Any] | None = None
+        for s, scoped in enumerate(getattr(group, shape.scopes)):
+            scope: dict[str, Any] | None = None
+            for i, item in enumerate(getattr(scoped, shape.items)):
+                where = f"{shape.resources}[{r}].{shape.scopes}[{s}].{shape.items}[{i}]"
+                sel.received += 1
+                for name, size in shape.ids:
+                    _check_id(getattr(item, name), size, where, name)
+                if not _is_audit(item.attributes, audit_attribute):
+                    sel.dropped += 1
+                    continue
+                try:
+                    if resource is None:
+                        resource = _resource(group.resource, group.schema_url)
+                    if scope is None:
+                        scope = _scope(scoped.scope, scoped.schema_url)
+                    content = shape.encode(item, where)
+                    content["resource"] = resource
+                    content["scope"] = scope
+                    sel.records.append((content, canonical_bytes(content)))
+                except RecordRejected as exc:
+                    sel.reject(where, str(exc))
+    return sel
+
+
+_SPANS = _Shape(
+    "span", "resource_spans", "scope_spans", "spans",
+    (("trace_id", 16), ("span_id", 8), ("parent_span_id", 8)), _span,
+)  # fmt: skip
+_LOGS = _Shape(
+    "log", "resource_logs", "scope_logs", "log_records",
+    (("trace_id", 16), ("span_id", 8)), lambda rec, _where: _log(rec),
+)  # fmt: skip
 
 
 def select_spans(request: Any, audit_attribute: str) -> Selection:
     """Select and encode the audit spans of an ``ExportTraceServiceRequest``."""
-    sel = Selection("span")
-    for r, rs in enumerate(request.resource_spans):
-        resource: dict[str, Any] | None = None
-        for s, ss in enumerate(rs.scope_spans):
-            scope: dict[str, Any] | None = None
-            for i, span in enumerate(ss.spans):
-                where = f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
-                sel.received += 1
-                _check_id(span.trace_id, 16, where, "trace_id")
-                _check_id(span.span_id, 8, where, "span_id")
-                _check_id(span.parent_span_id, 8, where, "parent_span_id")
-                if not _is_audit(span.attributes, audit_attribute):
-                    sel.dropped += 1
-                    continue
-                try:
-                    if resource is None:
-                        resource = _resource(rs.resource, rs.schema_url)
-                    if scope is None:
-                        scope = _scope(ss.scope, ss.schema_url)
-                    _add(sel, _span(span, where), {"resource": resource, "scope": scope})
-                except RecordRejected as exc:
-                    sel.reject(where, str(exc))
-    return sel
+    return _select(request, audit_attribute, _SPANS)
 
 
 def select_logs(request: Any, audit_attribute: str) -> Selection:
     """Select and encode the audit log records of an ``ExportLogsServiceRequest``."""
-    sel = Selection("log")
-    for r, rl in enumerate(request.resource_logs):
-        resource: dict[str, Any] | None = None
-        for s, sl in enumerate(rl.scope_logs):
-            scope: dict[str, Any] | None = None
-            for i, rec in enumerate(sl.log_records):
-                where = f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]"
-                sel.received += 1
-                _check_id(rec.trace_id, 16, where, "trace_id")
-                _check_id(rec.span_id, 8, where, "span_id")
-                if not _is_audit(rec.attributes, audit_attribute):
-                    sel.dropped += 1
-                    continue
-                try:
-                    if resource is None:
-                        resource = _resource(rl.resource, rl.schema_url)
-                    if scope is None:
-                        scope = _scope(sl.scope, sl.schema_url)
-                    _add(sel, _log(rec), {"resource": resource, "scope": scope})
-                except RecordRejected as exc:
-                    sel.reject(where, str(exc))
-    return sel
+    return _select(request, audit_attribute, _LOGS)
 
 
 def count_data_points(request: Any) -> int:
