@@ -29,13 +29,15 @@ from otaudit.examples.drive import drive
 from otaudit.query import print_table, run_sql
 from otaudit.verify import verify_ledger
 
-AUDITOR_SQL = """SELECT timestamp, actor, target,
-       attributes ->> '$."audit.old_value"' AS previous_role,
-       attributes ->> '$."audit.new_value"' AS new_role,
-       result AS outcome
+AUDITOR_SQL = """SELECT timestamp,
+       attributes['enduser.id'] AS actor,
+       attributes['audit.target_user'] AS target,
+       attributes['audit.old_value'] AS previous_role,
+       attributes['audit.new_value'] AS new_role,
+       attributes['audit.result'] AS outcome
 FROM audit_spans
-WHERE action = 'role_update'
-  AND timestamp >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-90 days')
+WHERE attributes['audit.action'] = 'role_update'
+  AND timestamp >= NOW() - INTERVAL '90 days'
 ORDER BY timestamp DESC"""
 
 

@@ -54,6 +54,8 @@ async def update_role(request: Request) -> JSONResponse:
         resource_type="user_permission",
         old=ROLES.get(user),
         new=new_role,
+        # The widely used name for a user target, read by the classic auditor query.
+        attributes={"audit.target_user": user},
     ):
         ROLES[user] = new_role
     return JSONResponse({"user": user, "role": new_role})

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from otaudit.dialect import to_sqlite
 from otaudit.errors import ConfigError, QueryError, StoreError
 from otaudit.merkle import node_hash
 from otaudit.record import COLUMN_NAMES, Columns, Entry
@@ -423,7 +424,7 @@ class SQLiteStore:
             conn.set_authorizer(_authorize_query)
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             try:
-                cur = conn.execute(sql)
+                cur = conn.execute(to_sqlite(sql))
                 rows = cur.fetchmany(max_rows + 1)
             except sqlite3.Error as exc:
                 if time.monotonic() > deadline:

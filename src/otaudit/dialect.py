@@ -1,0 +1,163 @@
+"""The user-facing SQL dialect, translated for the SQLite store.
+
+Auditors write PostgreSQL-flavoured SQL, as in the query otaudit's docs (and
+the article it grew from) show::
+
+    SELECT timestamp, attributes['enduser.id'] AS actor ...
+    WHERE attributes['audit.action'] = 'role_update'
+      AND timestamp >= NOW() - INTERVAL '90 days'
+
+:func:`to_sqlite` rewrites the three constructs SQLite lacks, outside string
+literals and quoted identifiers only:
+
+- ``attributes['key']`` and ``resource['key']`` (optionally qualified, e.g.
+  ``r.attributes['key']``) read the attribute's text value:
+  ``json_extract(attributes, '$."key"')``;
+- ``NOW()`` and ``CURRENT_TIMESTAMP`` are the current UTC time in the
+  ``timestamp`` column's RFC 3339 form;
+- ``NOW() - INTERVAL 'N unit'`` (and ``+``) shifts it by seconds, minutes,
+  hours, days, weeks, months or years.
+
+Everything else passes through unchanged, so SQLite's own SQL works too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from otaudit.errors import QueryError
+
+_MAP_COLUMNS: Final = frozenset({"attributes", "resource"})
+_INTERVAL_RE: Final = re.compile(
+    r"\s*([0-9]+(?:\.[0-9]+)?)\s*(second|minute|hour|day|week|month|year)s?\s*", re.IGNORECASE
+)
+_NOW_FORMAT: Final = "'%Y-%m-%dT%H:%M:%fZ'"
+
+
+def _tokens(sql: str) -> list[tuple[str, str]]:
+    """Split SQL into (kind, text) tokens: str, quoted, word, ws (and comments), sym."""
+    out: list[tuple[str, str]] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"`":
+            j = i + 1
+            while j < n:
+                if sql[j] == ch:
+                    if j + 1 < n and sql[j + 1] == ch:  # doubled quote inside
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(("str" if ch == "'" else "quoted", sql[i : j + 1]))
+            i = j + 1
+        elif ch.isalnum() or ch == "_":
+            j = i
+            while j < n and (sql[j].isalnum() or sql[j] in "_$"):
+                j += 1
+            out.append(("word", sql[i:j]))
+            i = j
+        elif ch.isspace():
+            j = i
+            while j < n and sql[j].isspace():
+                j += 1
+            out.append(("ws", sql[i:j]))
+            i = j
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(("ws", sql[i:j]))
+            i = j
+        else:
+            out.append(("sym", ch))
+            i += 1
+    return out
+
+
+def _literal(token: str) -> str:
+    return token[1:-1].replace("''", "'")
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _next(tokens: list[tuple[str, str]], i: int) -> int:
+    """Index of the next token that is not whitespace."""
+    while i < len(tokens) and tokens[i][0] == "ws":
+        i += 1
+    return i
+
+
+def _now(shift: str | None = None) -> str:
+    modifier = f", {_sql_string(shift)}" if shift else ""
+    return f"strftime({_NOW_FORMAT}, 'now'{modifier})"
+
+
+def to_sqlite(sql: str) -> str:
+    """Translate the user dialect to SQLite (see the module docstring)."""
+    tokens = _tokens(sql)
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        kind, text = tokens[i]
+        lower = text.lower()
+        if kind == "word" and lower in _MAP_COLUMNS:
+            j = _next(tokens, i + 1)
+            if j + 2 < len(tokens) and tokens[j] == ("sym", "[") and tokens[j + 1][0] == "str":
+                k = _next(tokens, j + 2)
+                if k < len(tokens) and tokens[k] == ("sym", "]"):
+                    key = _literal(tokens[j + 1][1])
+                    if '"' in key:
+                        raise QueryError(
+                            f"{text}[{tokens[j + 1][1]}]: keys with '\"' are not supported"
+                        )
+                    column = text
+                    if len(out) >= 2 and out[-1] == "." and tokens[i - 2][0] in ("word", "quoted"):
+                        column = out[-2] + "." + text  # a qualified column: r.attributes[...]
+                        del out[-2:]
+                    path = _sql_string('$."' + key + '"')
+                    out.append(f"json_extract({column}, {path})")
+                    i = k + 1
+                    continue
+        if kind == "word" and lower in ("now", "current_timestamp"):
+            end = i + 1
+            if lower == "now":
+                j = _next(tokens, i + 1)
+                k = _next(tokens, j + 1)
+                if k < len(tokens) and tokens[j] == ("sym", "(") and tokens[k] == ("sym", ")"):
+                    end = k + 1
+                else:
+                    out.append(text)
+                    i += 1
+                    continue
+            sign_at = _next(tokens, end)
+            word_at = _next(tokens, sign_at + 1)
+            lit_at = _next(tokens, word_at + 1)
+            if (
+                lit_at < len(tokens)
+                and tokens[sign_at] in (("sym", "-"), ("sym", "+"))
+                and tokens[word_at][0] == "word"
+                and tokens[word_at][1].lower() == "interval"
+                and tokens[lit_at][0] == "str"
+            ):
+                match = _INTERVAL_RE.fullmatch(_literal(tokens[lit_at][1]))
+                if match is None:
+                    raise QueryError(
+                        f"INTERVAL {tokens[lit_at][1]}: expected 'N unit' with unit one of "
+                        "seconds, minutes, hours, days, weeks, months, years"
+                    )
+                amount, unit = match.group(1), match.group(2).lower()
+                if unit == "week":
+                    amount, unit = str(float(amount) * 7), "day"
+                sign = tokens[sign_at][1]
+                out.append(_now(f"{sign}{amount} {unit}s"))
+                i = lit_at + 1
+                continue
+            out.append(_now())
+            i = end
+            continue
+        out.append(text)
+        i += 1
+    return "".join(out)
