@@ -21,6 +21,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
+from typing import ClassVar, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -61,6 +62,53 @@ def note_key_id(name: str, key_type: int, public_key: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:4]
 
 
+def _key_payload(
+    what: str,
+    name: str,
+    key_id_hex: str,
+    key_b64: str,
+    key_type: int,
+    label: str,
+    material: str,
+    *,
+    secret: bool,
+) -> bytes:
+    """Check the name, key-ID form and key data of a key text; return the 32-byte payload.
+
+    ``secret`` keeps the key data itself out of every message.
+    """
+    problem = _key_name_problem(name)
+    if problem:
+        raise ConfigError(f"{what}: {problem}")
+    if not _KEY_ID_RE.fullmatch(key_id_hex):
+        raise ConfigError(
+            f"{what}: key id must be 8 lowercase hex digits, found {_show(key_id_hex)}"
+        )
+    raw = _b64decode(key_b64)
+    if raw is None:
+        found = f" ({len(key_b64)} characters found)" if secret else f", found {_show(key_b64)}"
+        raise ConfigError(f"{what}: key data must be canonical standard base64{found}")
+    if len(raw) != 33:
+        raise ConfigError(
+            f"{what}: key data must be 33 bytes (type byte 0x{key_type:02x} and a 32-byte "
+            f"Ed25519 {material}), found {len(raw)} bytes"
+        )
+    if raw[0] != key_type:
+        raise ConfigError(
+            f"{what}: unsupported signature type 0x{raw[0]:02x}, "
+            f"expected 0x{key_type:02x} ({label})"
+        )
+    return raw[1:]
+
+
+def _check_key_id(what: str, claimed_hex: str, computed: bytes) -> None:
+    if computed.hex() != claimed_hex:
+        raise ConfigError(
+            f"{what}: key id mismatch: the text says {claimed_hex}, "
+            f"the name and key give {computed.hex()}"
+        )
+
+
 def parse_verifier_text(text: str, key_type: int, label: str) -> tuple[str, bytes]:
     """Parse ``<name>+<hex key ID>+<base64(key_type || 32-byte public key)>``; return both.
 
@@ -78,52 +126,30 @@ def parse_verifier_text(text: str, key_type: int, label: str) -> tuple[str, byte
             f"verifier key must be '<name>+<key id>+<base64 key>', found {_show(text)}"
         )
     name, key_id_hex, key_b64 = parts
-    problem = _key_name_problem(name)
-    if problem:
-        raise ConfigError(f"verifier key: {problem}")
-    if not _KEY_ID_RE.fullmatch(key_id_hex):
-        raise ConfigError(
-            f"verifier key: key id must be 8 lowercase hex digits, found {_show(key_id_hex)}"
-        )
-    raw = _b64decode(key_b64)
-    if raw is None:
-        raise ConfigError(
-            f"verifier key: key data must be canonical standard base64, found {_show(key_b64)}"
-        )
-    if len(raw) != 33:
-        raise ConfigError(
-            f"verifier key: key data must be 33 bytes (type byte 0x{key_type:02x} and a 32-byte "
-            f"Ed25519 public key), found {len(raw)} bytes"
-        )
-    if raw[0] != key_type:
-        raise ConfigError(
-            f"verifier key: unsupported signature type 0x{raw[0]:02x}, "
-            f"expected 0x{key_type:02x} ({label})"
-        )
-    computed = note_key_id(name, key_type, raw[1:]).hex()
-    if computed != key_id_hex:
-        raise ConfigError(
-            f"verifier key: key id mismatch: the text says {key_id_hex}, "
-            f"the name and key give {computed}"
-        )
-    return name, raw[1:]
+    payload = _key_payload("verifier key", name, key_id_hex, key_b64, key_type, label,
+                           "public key", secret=False)  # fmt: skip
+    _check_key_id("verifier key", key_id_hex, note_key_id(name, key_type, payload))
+    return name, payload
 
 
 # --------------------------------------------------------------------------------------------
 # Keys
 
 
-class VerifierKey:
-    """An Ed25519 signed-note verifier (public) key (c2sp.org/signed-note).
+class NoteKey:
+    """A named Ed25519 public key of one signed-note key type (c2sp.org/signed-note).
 
-    Its text form is ``<name>+<8 lowercase hex key ID>+<base64(0x01 || 32-byte public key)>``.
-    Build one with :meth:`parse` or :meth:`SigningKey.verifier`.
+    Text form ``<name>+<8 lowercase hex key ID>+<base64(type || 32-byte public key)>``, key
+    ID ``SHA-256(name || 0x0A || type || public key)[:4]``. Subclasses fix the type byte
+    (``KEY_TYPE``) and define how a signature is checked.
     """
 
+    KEY_TYPE: ClassVar[int]
+    LABEL: ClassVar[str]
     __slots__ = ("_key_id", "_name", "_public", "_public_bytes")
 
     def __init__(self, name: str, public_key_bytes: bytes) -> None:
-        """Make a verifier for ``name`` and a raw 32-byte Ed25519 public key.
+        """Make a key for ``name`` and a raw 32-byte Ed25519 public key.
 
         Raises :class:`~otaudit.errors.ConfigError` for an invalid name or key.
         """
@@ -143,18 +169,12 @@ class VerifierKey:
             raise ConfigError(f"invalid Ed25519 public key: {exc}") from exc
         self._name = name
         self._public_bytes = public_key_bytes
-        self._key_id = note_key_id(name, ED25519_SIGNATURE_TYPE, public_key_bytes)
+        self._key_id = note_key_id(name, self.KEY_TYPE, public_key_bytes)
 
     @classmethod
-    def parse(cls, text: str) -> VerifierKey:
-        """Parse a verifier key ``<name>+<hex key ID>+<base64(0x01 || public key)>``.
-
-        Strict (c2sp.org/signed-note): the key ID must be 8 lowercase hex digits and equal to
-        the ID computed from the name and key, the key data canonical base64 of exactly
-        33 bytes starting with the Ed25519 type byte 0x01. Raises
-        :class:`~otaudit.errors.ConfigError` saying what was expected and what was found.
-        """
-        name, public_key = parse_verifier_text(text, ED25519_SIGNATURE_TYPE, "Ed25519")
+    def parse(cls, text: str) -> Self:
+        """Parse the text form strictly (see :func:`parse_verifier_text`); ConfigError if bad."""
+        name, public_key = parse_verifier_text(text, cls.KEY_TYPE, cls.LABEL)
         return cls(name, public_key)
 
     @property
@@ -164,13 +184,40 @@ class VerifierKey:
 
     @property
     def key_id(self) -> bytes:
-        """The 4-byte key ID, ``SHA-256(name || 0x0A || 0x01 || public key)[:4]``."""
+        """The 4-byte key ID, ``SHA-256(name || 0x0A || type || public key)[:4]``."""
         return self._key_id
 
     @property
     def public_key_bytes(self) -> bytes:
         """The raw 32-byte Ed25519 public key."""
         return self._public_bytes
+
+    def __str__(self) -> str:
+        raw = bytes([self.KEY_TYPE]) + self._public_bytes
+        return f"{self._name}+{self._key_id.hex()}+{_b64encode(raw)}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.parse({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, NoteKey)
+        return (self._name, self._public_bytes) == (other._name, other._public_bytes)
+
+    def __hash__(self) -> int:
+        return hash((self.KEY_TYPE, self._name, self._public_bytes))
+
+
+class VerifierKey(NoteKey):
+    """An Ed25519 signed-note verifier (public) key, type 0x01 (c2sp.org/signed-note).
+
+    Build one with :meth:`parse` or :meth:`SigningKey.verifier`.
+    """
+
+    KEY_TYPE = ED25519_SIGNATURE_TYPE
+    LABEL = "Ed25519"
+    __slots__ = ()
 
     def verify(self, text: bytes, sig: bytes) -> None:
         """Check a raw 64-byte Ed25519 signature over ``text`` (RFC 8032).
@@ -187,21 +234,6 @@ class VerifierKey:
             raise VerificationError(
                 f"signature does not verify with key {self._name}+{self._key_id.hex()}"
             ) from None
-
-    def __str__(self) -> str:
-        raw = bytes([ED25519_SIGNATURE_TYPE]) + self._public_bytes
-        return f"{self._name}+{self._key_id.hex()}+{_b64encode(raw)}"
-
-    def __repr__(self) -> str:
-        return f"VerifierKey.parse({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, VerifierKey):
-            return NotImplemented
-        return (self._name, self._public_bytes) == (other._name, other._public_bytes)
-
-    def __hash__(self) -> int:
-        return hash((self._name, self._public_bytes))
 
 
 class SigningKey:
@@ -294,34 +326,10 @@ class SigningKey:
                 f"found {len(parts)} '+'-separated field(s) after the prefix"
             )
         name, key_id_hex, key_b64 = parts
-        problem = _key_name_problem(name)
-        if problem:
-            raise ConfigError(f"private key: {problem}")
-        if not _KEY_ID_RE.fullmatch(key_id_hex):
-            raise ConfigError(
-                f"private key: key id must be 8 lowercase hex digits, found {_show(key_id_hex)}"
-            )
-        raw = _b64decode(key_b64)
-        if raw is None:
-            raise ConfigError(
-                f"private key: key data must be canonical standard base64 "
-                f"({len(key_b64)} characters found)"
-            )
-        if len(raw) != 33:
-            raise ConfigError(
-                f"private key: key data must be 33 bytes (type byte 0x01 and a 32-byte Ed25519 "
-                f"seed), found {len(raw)} bytes"
-            )
-        if raw[0] != ED25519_SIGNATURE_TYPE:
-            raise ConfigError(
-                f"private key: unsupported signature type 0x{raw[0]:02x}, expected 0x01 (Ed25519)"
-            )
-        key = cls(name, raw[1:])
-        if key.key_id.hex() != key_id_hex:
-            raise ConfigError(
-                f"private key: key id mismatch: the text says {key_id_hex}, "
-                f"the name and key give {key.key_id.hex()}"
-            )
+        seed = _key_payload("private key", name, key_id_hex, key_b64, ED25519_SIGNATURE_TYPE,
+                            "Ed25519", "seed", secret=True)  # fmt: skip
+        key = cls(name, seed)
+        _check_key_id("private key", key_id_hex, key.key_id)
         return key
 
     def save(self, path: str | os.PathLike[str]) -> None:

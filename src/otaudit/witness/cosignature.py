@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import VerificationError
-from otaudit.keys import SigningKey, VerifierKey, note_key_id, parse_verifier_text
-from otaudit.note import _b64encode, parse_note, signature_line
+from otaudit.keys import NoteKey, SigningKey, VerifierKey
+from otaudit.note import parse_note, signature_line
 
 COSIGNATURE_V1_TYPE = 0x04
 """The key type byte of Ed25519 cosignature/v1 keys (c2sp.org/tlog-cosignature)."""
@@ -36,39 +35,12 @@ def cosignature_message(body: bytes, timestamp: int) -> bytes:
     return b"cosignature/v1\ntime %d\n" % timestamp + body
 
 
-class WitnessVerifier:
+class WitnessVerifier(NoteKey):
     """A witness's cosignature/v1 verifier key (c2sp.org/tlog-cosignature, type 0x04)."""
 
-    __slots__ = ("_key_id", "_name", "_public", "_public_bytes")
-
-    def __init__(self, name: str, public_key_bytes: bytes) -> None:
-        """Make a verifier from a key name and a raw 32-byte Ed25519 public key (ConfigError)."""
-        VerifierKey(name, public_key_bytes)  # the same rules for names and keys
-        self._public = Ed25519PublicKey.from_public_bytes(public_key_bytes)
-        self._name = name
-        self._public_bytes = public_key_bytes
-        self._key_id = note_key_id(name, COSIGNATURE_V1_TYPE, public_key_bytes)
-
-    @classmethod
-    def parse(cls, text: str) -> WitnessVerifier:
-        """Parse ``<name>+<hex key ID>+<base64(0x04 || public key)>``; ConfigError if bad."""
-        name, public = parse_verifier_text(text, COSIGNATURE_V1_TYPE, "Ed25519 cosignature/v1")
-        return cls(name, public)
-
-    @property
-    def name(self) -> str:
-        """The witness name."""
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key ID, ``SHA-256(name || 0x0A || 0x04 || public key)[:4]``."""
-        return self._key_id
-
-    @property
-    def public_key_bytes(self) -> bytes:
-        """The raw 32-byte Ed25519 public key."""
-        return self._public_bytes
+    KEY_TYPE = COSIGNATURE_V1_TYPE
+    LABEL = "Ed25519 cosignature/v1"
+    __slots__ = ()
 
     def verify(self, body: bytes, signature: bytes) -> int:
         """Check ``timestamp || Ed25519 signature`` (72 bytes) over ``body``; return the time."""
@@ -87,21 +59,6 @@ class WitnessVerifier:
                 f"cosignature does not verify with witness key {self._name}+{self._key_id.hex()}"
             ) from None
         return timestamp
-
-    def __str__(self) -> str:
-        raw = bytes([COSIGNATURE_V1_TYPE]) + self._public_bytes
-        return f"{self._name}+{self._key_id.hex()}+{_b64encode(raw)}"
-
-    def __repr__(self) -> str:
-        return f"WitnessVerifier.parse({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, WitnessVerifier):
-            return NotImplemented
-        return (self._name, self._public_bytes) == (other._name, other._public_bytes)
-
-    def __hash__(self) -> int:
-        return hash((self._name, self._public_bytes))
 
 
 class WitnessKey:
