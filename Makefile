@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit demo bench fuzz clean
+.PHONY: run test lint typecheck unit demo bench fuzz clean postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+postgresql:  ## PostgreSQL server binaries for the throwaway test server (installed if missing)
+	sh scripts/ensure-postgresql
+
+unit: $(STAMP) postgresql
 	$(BIN)/pytest -q
 
 test: lint typecheck unit  ## Everything CI runs
 
-bench: $(STAMP)  ## Throughput and latency figures (printed, not asserted)
+bench: $(STAMP) postgresql  ## Throughput and latency figures (printed, not asserted)
 	$(BIN)/python -m bench
 
 clean:

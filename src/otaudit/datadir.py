@@ -22,6 +22,7 @@ from typing import Final
 from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.errors import ConfigError
 from otaudit.store.base import Store
+from otaudit.store.postgres import open_postgres
 from otaudit.store.sqlite import SQLiteStore
 
 DEFAULT_DATA: Final = Path("otaudit-data")
@@ -53,23 +54,36 @@ def prepare(data: Path, *, create: bool) -> Path:
     return data
 
 
-def open_store(data: Path, store_url: str | None, *, readonly: bool) -> Store:
-    """Open the store named by ``--store`` (default: the SQLite ledger inside ``data``)."""
-    if store_url is None:
-        path = data / LEDGER_FILE
-    elif store_url.startswith("sqlite:///"):
-        path = Path(store_url.removeprefix("sqlite://"))
-    elif store_url.startswith(("sqlite:", "file:")):
-        path = Path(store_url.split(":", 1)[1])
-    elif store_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "the PostgreSQL store is not available in this build; use the SQLite store"
-        )
+def open_store(data: Path, store_url: str | None, *, readonly: bool, migrate: bool = True) -> Store:
+    """Open the store named by ``--store`` (default: the SQLite ledger inside ``data``).
+
+    A writable store gets its pending migrations when all are safe online
+    (``migrate``); read-only stores must already be at the current version.
+    """
+    if store_url is not None and store_url.startswith(("postgresql://", "postgres://")):
+        store: Store = open_postgres(store_url, readonly=readonly)
     else:
-        raise ConfigError(
-            f"--store {store_url!r} is not a store URL; expected sqlite:///PATH or postgresql://..."
-        )
-    return SQLiteStore(path, readonly=readonly)
+        store = SQLiteStore(_sqlite_path(data, store_url), readonly=readonly, migrate=False)
+    if not readonly and migrate:
+        try:
+            store.migrate(online_only=True)
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def _sqlite_path(data: Path, store_url: str | None) -> Path:
+    if store_url is None:
+        return data / LEDGER_FILE
+    if store_url.startswith("sqlite:///"):
+        # sqlite:///abs/path and sqlite:////abs/path both name /abs/path.
+        return Path("/" + store_url.removeprefix("sqlite:///").lstrip("/"))
+    if store_url.startswith(("sqlite:", "file:")):
+        return Path(store_url.split(":", 1)[1])
+    raise ConfigError(
+        f"--store {store_url!r} is not a store URL; expected sqlite:///PATH or postgresql://..."
+    )
 
 
 def default_origin() -> str:

@@ -57,11 +57,24 @@ class Checkpointer:
         self._exported = self.latest
 
     def checkpoint(self) -> StoredCheckpoint | None:
-        """Sign and store a checkpoint for the current tree size if it grew; return it."""
-        size = self.store.tree_size()
-        latest = self.latest
-        if latest is not None and latest.tree_size >= size:
-            return None
+        """Sign and store a checkpoint for the current tree size if it grew; return it.
+
+        Several processes may append to one shared store: only the one holding the
+        store's signer turn signs, starting from the latest checkpoint in the store.
+        """
+        with self.store.signer_turn() as mine:
+            if not mine:
+                return None
+            latest = self.store.latest_checkpoint()
+            if latest is not None and self.latest is not None:
+                latest = max(latest, self.latest, key=lambda cp: cp.tree_size)
+            self.latest = latest
+            size = self.store.tree_size()
+            if latest is not None and latest.tree_size >= size:
+                return None
+            return self._sign(size, latest)
+
+    def _sign(self, size: int, latest: StoredCheckpoint | None) -> StoredCheckpoint:
         root = tree.root_at(self.store, size)
         proof: list[bytes] = []
         if latest is not None and latest.tree_size > 0:
@@ -196,6 +209,14 @@ class Sequencer:
             self._queue.put(_Work(entries, future, now))
         return future
 
+    def _dirty(self) -> bool:
+        """Whether records may lack a checkpoint (True too when the store cannot say)."""
+        latest = self.checkpointer.latest
+        try:
+            return latest is None or latest.tree_size < self.store.tree_size()
+        except StoreError:
+            return True
+
     def _take(self, first: _Work) -> tuple[list[_Work], bool]:
         batch, count, stop = [first], len(first.entries), False
         while count < self.max_batch_records:
@@ -215,9 +236,7 @@ class Sequencer:
         last_checkpoint = time.monotonic()
         stop = False
         while not stop:
-            dirty = self.checkpointer.latest is None or (
-                self.checkpointer.latest.tree_size < self.store.tree_size()
-            )
+            dirty = self._dirty()
             wait = max(0.0, last_checkpoint + self.checkpoint_interval_s - time.monotonic())
             try:
                 item = self._queue.get(timeout=wait if dirty else None)

@@ -12,6 +12,7 @@ import base64
 import csv
 import io
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -41,6 +42,8 @@ def run_sql(
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     return value

@@ -78,8 +78,18 @@ def cli(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``otaudit`` script."""
-    from otaudit.cli import bundle, completeness, demo, proofs, query, serve, verify, witness
+    from otaudit.cli import (
+        bundle,
+        completeness,
+        demo,
+        migrate,
+        proofs,
+        query,
+        serve,
+        verify,
+        witness,
+    )
 
-    for module in (serve, verify, query, proofs, demo, bundle, witness, completeness):
+    for module in (serve, migrate, verify, query, proofs, demo, bundle, witness, completeness):
         module.register(cli)
     cli.main(args=argv, prog_name="otaudit")

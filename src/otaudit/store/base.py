@@ -15,10 +15,13 @@ commits durably before it returns.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from otaudit.merkle import node_hash
 from otaudit.record import Columns, Entry
+from otaudit.store.migrations import Migration
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +87,87 @@ class ServiceConformance:
     unnumbered: int
 
 
+@dataclass(frozen=True, slots=True)
+class AppendPlan:
+    """The rows one append writes: records (seq, sealed, dedup key, *columns) and tree nodes."""
+
+    records: list[tuple[Any, ...]]
+    nodes: list[tuple[int, int, bytes]]
+    result: AppendResult
+
+
+def edge_keys(size: int) -> list[tuple[int, int]]:
+    """The (level, idx) of the perfect subtrees covering leaves ``[0, size)``, largest first.
+
+    Their hashes are the right edge of the tree: all an append needs to extend it.
+    """
+    return [
+        (level, (size >> level) - 1)
+        for level in range(size.bit_length() - 1, -1, -1)
+        if size >> level & 1
+    ]
+
+
+def plan_append(
+    entries: Sequence[Entry], size: int, held: set[bytes], edge: list[bytes]
+) -> AppendPlan:
+    """Number the entries not ``held`` from ``size`` on and compute the new tree nodes.
+
+    ``held`` are the dedup keys the store already has; ``edge`` the hashes of
+    ``edge_keys(size)``, in that order. Called inside the store's write lock.
+    """
+    held = set(held)
+    edge = list(edge)
+    records: list[tuple[Any, ...]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    seqs: list[int | None] = []
+    for entry in entries:
+        if entry.dedup_key in held:
+            seqs.append(None)
+            continue
+        held.add(entry.dedup_key)
+        seq = size
+        size += 1
+        seqs.append(seq)
+        records.append((seq, entry.sealed, entry.dedup_key, *entry.columns))
+        level, idx, digest = 0, seq, entry.leaf
+        nodes.append((0, seq, digest))
+        while idx & 1:
+            digest = node_hash(edge.pop(), digest)
+            level += 1
+            idx >>= 1
+            nodes.append((level, idx, digest))
+        edge.append(digest)
+    return AppendPlan(records, nodes, AppendResult(seqs, size))
+
+
 class Store(Protocol):
     """A ledger backend (SQLite embedded, PostgreSQL shared)."""
+
+    @property
+    def migrations(self) -> Sequence[Migration]:
+        """This store's migrations, in version order."""
+        ...
+
+    def schema_version(self) -> int:
+        """The number of the last migration applied to this ledger (0: empty)."""
+        ...
+
+    def migrate(self, *, online_only: bool) -> list[Migration]:
+        """Apply the pending migrations (one transaction each); return those applied.
+
+        With ``online_only``, ConfigError if any pending one is not safe to apply
+        while other otaudit processes use the ledger.
+        """
+        ...
+
+    def signer_turn(self) -> AbstractContextManager[bool]:
+        """Hold the right to sign checkpoints while inside; False: another process has it."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint with the largest tree size, or None."""
+        ...
 
     def append(self, entries: Sequence[Entry]) -> AppendResult:
         """Durably append entries not already held; return their sequence numbers."""

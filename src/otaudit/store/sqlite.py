@@ -13,23 +13,24 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
 from otaudit.dialect import to_sqlite
 from otaudit.errors import ConfigError, QueryError, StoreError
-from otaudit.merkle import node_hash
 from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.store import migrations as mig
 from otaudit.store.base import (
     AppendResult,
-    ProducerStats,
-    SeqBreak,
-    ServiceConformance,
     StoredCheckpoint,
     StoredRecord,
+    edge_keys,
+    plan_append,
 )
+from otaudit.store.migrations import Migration
+from otaudit.store.reports import ReportReads
 
-SCHEMA_VERSION: Final = "1"
 # Each ledger table and the condition that finds an existing row with a new row's key:
 # INSERT OR REPLACE deletes without firing DELETE triggers, so inserts check it too.
 _LEDGER_KEYS: Final = {
@@ -38,6 +39,7 @@ _LEDGER_KEYS: Final = {
     "checkpoints": "tree_size = NEW.tree_size",
     "meta": "key = NEW.key",
 }
+_HISTORY_KEYS: Final = {"schema_migrations": "version = NEW.version"}
 _COLUMNS_SQL: Final = """
     signal TEXT NOT NULL, time_unix_nano INTEGER NOT NULL, timestamp TEXT NOT NULL,
     received_at TEXT NOT NULL, pipeline TEXT NOT NULL, trace_id TEXT NOT NULL,
@@ -70,8 +72,13 @@ CREATE TABLE checkpoints (
 CREATE VIEW audit_records AS SELECT {VIEW_COLUMNS} FROM records;
 CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
 CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
-""" + "".join(
-    f"""
+INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+"""
+
+
+def _append_only(tables: dict[str, str]) -> str:
+    return "".join(
+        f"""
 CREATE TRIGGER {t}_no_replace BEFORE INSERT ON {t} WHEN EXISTS (SELECT 1 FROM {t} WHERE {key})
 BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: {t} already holds this row'); END;
 CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t}
@@ -79,7 +86,21 @@ BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: UPDATE on {t} refused'
 CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t}
 BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on {t} refused'); END;
 """
-    for t, key in _LEDGER_KEYS.items()
+        for t, key in tables.items()
+    )
+
+
+_V1: Final = "ledger tables, audit views, append-only triggers"
+# Version 1 predates the history table; version 2 records it as applied before it.
+MIGRATIONS: Final = (
+    Migration(1, _V1, _SCHEMA + _append_only(_LEDGER_KEYS)),
+    Migration(
+        2,
+        "migration history",
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+        " description TEXT NOT NULL, applied_at TEXT NOT NULL);"
+        f"INSERT INTO schema_migrations VALUES (1, '{_V1}', '');" + _append_only(_HISTORY_KEYS),
+    ),
 )
 _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
@@ -107,14 +128,21 @@ def _authorize_query(
     return sqlite3.SQLITE_DENY
 
 
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _store_error(action: str, path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"{action} failed on {path}: {exc}")
 
 
-class SQLiteStore:
-    """The SQLite ledger inside a data directory (``<data>/ledger.db``)."""
+class SQLiteStore(ReportReads):
+    """The SQLite ledger inside a data directory (``<data>/ledger.db``).
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    Opened writable, it applies pending migrations unless ``migrate`` is False.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False, migrate: bool = True) -> None:
         self.path = path
         self.readonly = readonly
         if readonly:
@@ -136,12 +164,17 @@ class SQLiteStore:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = FULL")
                 self._conn.execute("PRAGMA cache_size = -65536")
-                self._create_schema()
-            version = self.meta("schema_version")
+                if migrate:
+                    self.migrate(online_only=False)
+            if readonly:
+                mig.require_current(self.schema_version(), MIGRATIONS, str(path))
         except sqlite3.Error as exc:
             raise _store_error("opening the ledger", path, exc) from exc
-        if version != SCHEMA_VERSION:
-            raise ConfigError(f"{path}: schema version {version!r}, expected {SCHEMA_VERSION!r}")
+
+    migrations = MIGRATIONS
+    _records_table = "records"
+    _placeholder = "?"
+    _byte_order = ""
 
     def _read_uri(self) -> str:
         """A read-only URI; on read-only media (no writable directory, no ``-shm``
@@ -151,16 +184,45 @@ class SQLiteStore:
             return f"file:{self.path}?mode=ro&immutable=1"
         return f"file:{self.path}?mode=ro"
 
-    def _create_schema(self) -> None:
-        exists = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if exists:
-            return
-        self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+    def _has_table(self, name: str) -> bool:
+        return bool(
+            self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
         )
+
+    def schema_version(self) -> int:
+        """The last migration applied (0 for a new, empty file)."""
+        try:
+            if self._has_table("schema_migrations"):
+                return int(
+                    self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+                )
+            if self._has_table("meta"):
+                return int(self.meta("schema_version") or 0)
+        except sqlite3.Error as exc:
+            raise _store_error("reading the schema version", self.path, exc) from exc
+        return 0
+
+    def migrate(self, *, online_only: bool) -> list[Migration]:
+        """Apply pending migrations, each in one write transaction; see ``Store.migrate``."""
+        todo = mig.pending(self.schema_version(), MIGRATIONS, str(self.path))
+        if online_only:
+            mig.check_online(todo, str(self.path))
+        for m in todo:
+            history = ""
+            if m.version >= 2:
+                history = (
+                    "INSERT INTO schema_migrations VALUES "
+                    f"({m.version}, '{m.description}', '{_utc_now()}');"
+                )
+            try:
+                self._conn.executescript("BEGIN IMMEDIATE;" + m.script + history + "COMMIT;")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise _store_error(f"migration {m.version}", self.path, exc) from exc
+        return todo
 
     # -- writing ---------------------------------------------------------------
 
@@ -192,47 +254,28 @@ class SQLiteStore:
                     f"SELECT dedup_key FROM records WHERE dedup_key IN ({marks})", chunk
                 )
             )
-        # The right edge of the tree: hashes of the perfect subtrees covering [0, size).
-        edge = self._edge_locked(conn, size)
-        records: list[tuple[Any, ...]] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        seqs: list[int | None] = []
-        for entry in entries:
-            if entry.dedup_key in held:
-                seqs.append(None)
-                continue
-            held.add(entry.dedup_key)
-            seq = size
-            size += 1
-            seqs.append(seq)
-            records.append((seq, entry.sealed, entry.dedup_key, *entry.columns))
-            level, idx, digest = 0, seq, entry.leaf
-            nodes.append((0, seq, digest))
-            while idx & 1:
-                digest = node_hash(edge.pop(), digest)
-                level += 1
-                idx >>= 1
-                nodes.append((level, idx, digest))
-            edge.append(digest)
-        conn.executemany(_INSERT_RECORD, records)
-        conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
-        return AppendResult(seqs, size)
+        plan = plan_append(entries, size, held, self._edge_locked(conn, size))
+        conn.executemany(_INSERT_RECORD, plan.records)
+        conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", plan.nodes)
+        return plan.result
 
     @staticmethod
     def _edge_locked(conn: sqlite3.Connection, size: int) -> list[bytes]:
         edge: list[bytes] = []
-        for level in range(size.bit_length() - 1, -1, -1):
-            if size >> level & 1:
-                idx = (size >> level) - 1
-                row = conn.execute(
-                    "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?", (level, idx)
-                ).fetchone()
-                if row is None:
-                    raise StoreError(
-                        f"tree node level {level} idx {idx} is missing; run `otaudit verify`"
-                    )
-                edge.append(row[0])
+        for level, idx in edge_keys(size):
+            row = conn.execute(
+                "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?", (level, idx)
+            ).fetchone()
+            if row is None:
+                raise StoreError(
+                    f"tree node level {level} idx {idx} is missing; run `otaudit verify`"
+                )
+            edge.append(row[0])
         return edge
+
+    def signer_turn(self) -> AbstractContextManager[bool]:
+        """Always this process's turn: one ``serve`` owns a SQLite ledger."""
+        return nullcontext(True)
 
     def add_checkpoint(self, cp: StoredCheckpoint) -> None:
         """Durably store a signed checkpoint."""
@@ -310,29 +353,6 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _store_error("reading tree nodes", self.path, exc) from exc
 
-    def select_seqs(
-        self, *, since_ns: int | None, until_ns: int | None, actions: Sequence[str], end: int
-    ) -> Iterator[int]:
-        """Seqs ``< end`` selected by ``time_unix_nano`` and ``action``; see ``Store``."""
-        sql = "SELECT seq FROM records WHERE seq < ?"
-        params: list[Any] = [end]
-        if since_ns is not None:
-            sql += " AND time_unix_nano >= ?"
-            params.append(since_ns)
-        if until_ns is not None:
-            sql += " AND time_unix_nano < ?"
-            params.append(until_ns)
-        if actions:
-            sql += f" AND action IN ({', '.join('?' * len(actions))})"
-            params.extend(actions)
-        try:
-            cur = self._conn.execute(sql + " ORDER BY seq", params)
-            while rows := cur.fetchmany(4000):
-                for r in rows:
-                    yield int(r[0])
-        except sqlite3.Error as exc:
-            raise _store_error("selecting records", self.path, exc) from exc
-
     def _stream(self, action: str, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         try:
             cur = self._conn.execute(sql, params)
@@ -341,67 +361,17 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _store_error(action, self.path, exc) from exc
 
-    @staticmethod
-    def _numbered(
-        since_ns: int | None, producer: str | None, end: int | None
-    ) -> tuple[str, list[Any]]:
-        sql = "producer IS NOT NULL AND producer_seq IS NOT NULL"
-        params: list[Any] = []
-        if end is not None:
-            sql += " AND seq < ?"
-            params.append(end)
-        if producer is not None:
-            sql += " AND producer = ?"
-            params.append(producer)
-        if since_ns is not None:
-            sql += " AND time_unix_nano >= ?"
-            params.append(since_ns)
-        return sql, params
-
-    def producer_stats(
-        self, *, since_ns: int | None = None, producer: str | None = None, end: int | None = None
-    ) -> Iterator[ProducerStats]:
-        """Per producer numbering statistics; see ``Store``."""
-        where, params = self._numbered(since_ns, producer, end)
-        sql = (
-            "SELECT producer, MIN(producer_seq), MAX(producer_seq), COUNT(*)"
-            f" FROM records WHERE {where}"
-            " GROUP BY producer ORDER BY producer"
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint with the largest tree size, or None."""
+        rows = self._read(
+            "SELECT tree_size, root_hash, signed_at_ns, note FROM checkpoints"
+            " ORDER BY tree_size DESC LIMIT 1"
         )
-        for r in self._stream("reading producer numbering", sql, params):
-            yield ProducerStats(str(r[0]), int(r[1]), int(r[2]), int(r[3]))
-
-    def producer_breaks(
-        self, *, since_ns: int | None = None, producer: str | None = None, end: int | None = None
-    ) -> Iterator[SeqBreak]:
-        """Missing and repeated numbers per producer (window function LAG); see ``Store``."""
-        where, params = self._numbered(since_ns, producer, end)
-        sql = (
-            "SELECT producer, previous, producer_seq FROM ("
-            " SELECT producer, producer_seq, LAG(producer_seq)"
-            "  OVER (PARTITION BY producer ORDER BY producer_seq) AS previous"
-            f" FROM records WHERE {where})"
-            " WHERE previous IS NOT NULL AND producer_seq <> previous + 1"
-            " ORDER BY producer, producer_seq"
+        return (
+            StoredCheckpoint(int(rows[0][0]), bytes(rows[0][1]), int(rows[0][2]), str(rows[0][3]))
+            if rows
+            else None
         )
-        for r in self._stream("reading producer numbering", sql, params):
-            yield SeqBreak(str(r[0]), int(r[1]), int(r[2]))
-
-    def service_conformance(self, *, since_ns: int | None = None) -> Iterator[ServiceConformance]:
-        """Per service conformance counts; see ``Store``."""
-        lacks = "SUM(instr(',' || COALESCE(missing, '') || ',', ',{},') > 0)"
-        sql = (
-            f"SELECT service, COUNT(*), COUNT(missing), {lacks.format('actor')},"
-            f" {lacks.format('result')}, SUM(producer IS NULL OR producer_seq IS NULL)"
-            " FROM records"
-        )
-        params: list[Any] = []
-        if since_ns is not None:
-            sql += " WHERE time_unix_nano >= ?"
-            params.append(since_ns)
-        sql += " GROUP BY service ORDER BY service"
-        for r in self._stream("reading conformance", sql, params):
-            yield ServiceConformance(None if r[0] is None else str(r[0]), *(int(v) for v in r[1:]))
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""

@@ -1,0 +1,43 @@
+"""``otaudit migrate``: bring a ledger's schema to the version this otaudit needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from otaudit import datadir
+from otaudit.cli.main import handle_errors, store_options
+
+
+@click.command("migrate")
+@store_options
+@click.option("--dry-run", is_flag=True, help="List the pending migrations; change nothing.")
+@handle_errors
+def migrate_command(data: Path, store_url: str | None, dry_run: bool) -> None:
+    """Apply pending schema migrations (each in its own transaction).
+
+    `otaudit serve` applies migrations that are safe while the ledger is in use
+    by itself; run this for the others, with every otaudit process stopped.
+    """
+    if store_url is None:
+        datadir.prepare(data, create=True)
+    store = datadir.open_store(data, store_url, readonly=False, migrate=False)
+    try:
+        current = store.schema_version()
+        pending = [m for m in store.migrations if m.version > current]
+        if dry_run:
+            for m in pending:
+                click.echo(f"pending: {m.version} {m.description}")
+            click.echo(f"schema version {current}; {len(pending)} migration(s) pending")
+            return
+        for m in store.migrate(online_only=False):
+            click.echo(f"applied: {m.version} {m.description}")
+        click.echo(f"schema version {store.schema_version()} (current)")
+    finally:
+        store.close()
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(migrate_command)
