@@ -1,4 +1,5 @@
-"""Shared fixtures: a real ``otaudit serve`` process on free ports with its own data directory."""
+"""Shared fixtures: a real ``otaudit serve`` process on free ports with its own data directory,
+and the two stores (SQLite in a temporary directory, PostgreSQL on a throwaway server)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from otaudit import datadir
+from otaudit.store.base import Store
+from pgcluster import PgServer, server_for_tests
 from support import Server, otaudit
 
 __all__ = ["Server", "otaudit"]
+
+STORE_KINDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture
@@ -19,3 +25,33 @@ def server(tmp_path: Path) -> Iterator[Server]:
     yield srv
     if srv.proc is not None:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """The PostgreSQL server of this test run (throwaway, or ``OTAUDIT_TEST_PG_DSN``)."""
+    server = server_for_tests()
+    yield server
+    server.close()
+
+
+def new_store_url(kind: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    """A ``--store`` URL for a new, empty ledger of the given kind."""
+    if kind == "sqlite":
+        return f"sqlite:///{directory / 'ledger.db'}"
+    server: PgServer = request.getfixturevalue("pg")
+    return server.database()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty ledger on each store, as a ``--store`` URL."""
+    return new_store_url(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def any_store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """The ledger of ``store_url``, opened writable (schema created)."""
+    store = datadir.open_store(tmp_path, store_url, readonly=False)
+    yield store
+    store.close()

@@ -32,10 +32,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from conftest import STORE_KINDS, new_store_url
 from otaudit.completeness import producer_reports, service_reports
 from otaudit.otlp.convert import select_spans
 from otaudit.record import seal
-from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.base import Store
 from support import Server, otaudit
 
 GAPS = "5f0c2a4e-0000-4000-8000-000000000001"
@@ -137,13 +138,13 @@ def _post(client: httpx.Client, path: str, body: bytes) -> None:
 class Ledger:
     data: Path
     metrics: dict[str, float]
+    store_args: tuple[str, ...] = ()
 
 
-@pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
+def _fill(directory: Path, store_args: tuple[str, ...]) -> Ledger:
     """A stopped server's data directory holding the records above, and its final metrics."""
-    data = tmp_path_factory.mktemp("completeness") / "data"
-    srv = Server(data).start()
+    data = directory / "data"
+    srv = Server(data, extra_args=list(store_args)).start()
     try:
         billing = spans_request("billing", BILLING)
         with httpx.Client(base_url=srv.http_url, timeout=30) as client:
@@ -155,11 +156,27 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
         metrics = srv.metrics()
     finally:
         assert srv.stop() == 0
-    return Ledger(data, metrics)
+    return Ledger(data, metrics, store_args)
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def ledger(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Ledger:
+    """The records above on each store."""
+    directory = tmp_path_factory.mktemp("completeness")
+    store_args: tuple[str, ...] = ()
+    if request.param != "sqlite":
+        store_args = ("--store", new_store_url(request.param, directory, request))
+    return _fill(directory, store_args)
+
+
+@pytest.fixture(scope="module")
+def sqlite_ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
+    """The records above in a SQLite ledger, whose file the tamper tests edit."""
+    return _fill(tmp_path_factory.mktemp("completeness-sqlite"), ())
 
 
 def _run(ledger: Ledger, *args: str) -> tuple[int, str, str]:
-    result = otaudit(*args, "--data", str(ledger.data))
+    result = otaudit(*args, "--data", str(ledger.data), *ledger.store_args)
     return result.returncode, result.stdout, result.stderr
 
 
@@ -345,10 +362,10 @@ def _seq_of(conn: sqlite3.Connection, where: str) -> int:
     ids=["missing-cleared", "gap-filled", "producer-moved"],
 )
 def test_tampered_columns_are_detected(
-    ledger: Ledger, tmp_path: Path, where: str, update: str, column: str
+    sqlite_ledger: Ledger, tmp_path: Path, where: str, update: str, column: str
 ) -> None:
     copy = tmp_path / "copy"
-    shutil.copytree(ledger.data, copy)
+    shutil.copytree(sqlite_ledger.data, copy)
     conn = sqlite3.connect(copy / "ledger.db", isolation_level=None)
     try:
         triggers = [
@@ -414,9 +431,9 @@ def test_producer_and_missing_columns() -> None:
     assert _columns(_kv("audit.producer.id", 12), _kv("audit.producer.seq", 1))[:2] == ("12", 1)
 
 
-def test_reports_over_a_store(tmp_path: Path) -> None:
+def test_reports_over_a_store(any_store: Store) -> None:
     """Numbering that does not start at 1, repeats, negative numbers, and --since."""
-    store = SQLiteStore(tmp_path / "ledger.db")
+    store = any_store
     numbering = {"a": [3, 4, 4, 4, 6, 9, 10, 11, 13], "b": [-2, -1, 0, 2], "c": [1]}
     entries = []
     for producer, numbers in numbering.items():

@@ -4,44 +4,52 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otaudit import merkle, tree
+from conftest import STORE_KINDS, new_store_url
+from otaudit import datadir, merkle, tree
 from otaudit.otlp.convert import select_spans
 from otaudit.record import seal
-from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.base import Store
 from support import Server, audit_request, otaudit, post
 
 SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[SQLiteStore, list[bytes]]:
-    """A store holding SIZE records appended in uneven batches, and their leaf hashes."""
-    store = SQLiteStore(tmp_path_factory.mktemp("proofs") / "ledger.db")
-    request = ExportTraceServiceRequest.FromString(audit_request(SIZE))
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def stored(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Store, list[bytes]]]:
+    """Each store holding SIZE records appended in uneven batches, and their leaf hashes."""
+    directory = tmp_path_factory.mktemp("proofs")
+    store = datadir.open_store(
+        directory, new_store_url(request.param, directory, request), readonly=False
+    )
+    export = ExportTraceServiceRequest.FromString(audit_request(SIZE))
     entries = [
         seal(obj, content, "otlp", 1)
-        for obj, content in select_spans(request, "audit.action").records
+        for obj, content in select_spans(export, "audit.action").records
     ]
     at = 0
     for batch in (1, 2, 5, 8, 13, 35):
         store.append(entries[at : at + batch])
         at += batch
     assert store.tree_size() == SIZE
-    return store, [e.leaf for e in entries]
+    yield store, [e.leaf for e in entries]
+    store.close()
 
 
-def test_roots_at_every_size(stored: tuple[SQLiteStore, list[bytes]]) -> None:
+def test_roots_at_every_size(stored: tuple[Store, list[bytes]]) -> None:
     store, leaves = stored
     for size in range(SIZE + 1):
         assert tree.root_at(store, size) == merkle.root_hash(leaves[:size])
 
 
-def test_inclusion_proofs_for_every_index_and_size(stored: tuple[SQLiteStore, list[bytes]]) -> None:
+def test_inclusion_proofs_for_every_index_and_size(stored: tuple[Store, list[bytes]]) -> None:
     store, leaves = stored
     for size in range(1, SIZE + 1):
         root = merkle.root_hash(leaves[:size])
@@ -51,7 +59,7 @@ def test_inclusion_proofs_for_every_index_and_size(stored: tuple[SQLiteStore, li
             merkle.verify_inclusion(leaves[index], index, size, proof, root)
 
 
-def test_consistency_proofs_for_every_pair(stored: tuple[SQLiteStore, list[bytes]]) -> None:
+def test_consistency_proofs_for_every_pair(stored: tuple[Store, list[bytes]]) -> None:
     store, leaves = stored
     for size2 in range(1, SIZE + 1):
         root2 = merkle.root_hash(leaves[:size2])

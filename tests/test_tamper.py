@@ -35,7 +35,7 @@ from support import Server, audit_request, otaudit, post
 
 RECORDS = 40
 REQUESTS = 4
-LEDGER_TABLES = ("records", "tree_nodes", "checkpoints", "meta")
+LEDGER_TABLES = ("records", "tree_nodes", "checkpoints", "meta", "schema_migrations")
 ACTIONS = ("login", "role_update", "read", "export")
 
 
@@ -261,6 +261,10 @@ TRIGGERED: dict[str, tuple[str, str]] = {
         "UPDATE meta SET value = 'evil' WHERE key = 'origin'",
         "DELETE FROM meta WHERE key = 'verifier_key'",
     ),
+    "schema_migrations": (
+        "UPDATE schema_migrations SET version = 3 WHERE version = 2",
+        "DELETE FROM schema_migrations WHERE version = 2",
+    ),
 }
 
 
@@ -299,6 +303,7 @@ def _replace_statement(conn: sqlite3.Connection, table: str) -> str:
         "tree_nodes": "INSERT OR REPLACE INTO tree_nodes VALUES (0, 11, zeroblob(32))",
         "checkpoints": "INSERT OR REPLACE INTO checkpoints VALUES (40, zeroblob(32), 0, 'forged')",
         "meta": "INSERT OR REPLACE INTO meta VALUES ('origin', 'evil')",
+        "schema_migrations": "INSERT OR REPLACE INTO schema_migrations VALUES (2, 'x', 'y')",
     }[table]
 
 

@@ -1,0 +1,67 @@
+"""Versioned migrations: ``otaudit migrate``, and what ``serve`` and readers do with old schemas."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from otaudit.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from support import Server, audit_request, otaudit, post
+
+
+def test_migrate_reports_and_is_repeatable(store_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    dry = otaudit("migrate", "--dry-run", "--store", store_url, "--data", str(data))
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[-1] == "schema version 0; 2 migration(s) pending"
+    first = otaudit("migrate", "--store", store_url, "--data", str(data))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0].startswith("applied: 1 ")
+    assert first.stdout.splitlines()[-1] == "schema version 2 (current)"
+    again = otaudit("migrate", "--store", store_url, "--data", str(data))
+    assert again.stdout == "schema version 2 (current)\n"
+
+
+def _version_1_ledger(path: Path) -> None:
+    """A ledger as the first release wrote it: migration 1 only, no history table."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executescript("BEGIN;" + SQLITE_MIGRATIONS[0].script + "COMMIT;")
+    finally:
+        conn.close()
+
+
+def test_an_old_sqlite_ledger_is_migrated_and_keeps_verifying(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _version_1_ledger(data / "ledger.db")
+    # Readers never migrate: they say what to do.
+    old = otaudit("sql", "--data", str(data), "SELECT count(*) FROM audit_records")
+    assert old.returncode == 2
+    assert "schema version 1, this otaudit needs 2: run `otaudit migrate`" in old.stderr
+    # serve applies migrations that are safe online, then ingests as usual.
+    server = Server(data).start()
+    assert post(server, audit_request(5)).status_code == 200
+    assert server.stop() == 0
+    conn = sqlite3.connect(data / "ledger.db")
+    try:
+        history = conn.execute("SELECT version, description FROM schema_migrations").fetchall()
+    finally:
+        conn.close()
+    assert [v for v, _ in history] == [1, 2]
+    result = otaudit("verify", "--data", str(data))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: 5 records verified")
+
+
+def test_a_ledger_from_a_newer_otaudit_is_refused(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    assert server.stop() == 0
+    conn = sqlite3.connect(server.data / "ledger.db", isolation_level=None)
+    try:
+        conn.execute("INSERT INTO schema_migrations VALUES (3, 'from the future', 'x')")
+    finally:
+        conn.close()
+    result = otaudit("serve", "--data", str(server.data))
+    assert result.returncode == 2
+    assert "ledger schema version 3 is newer than this otaudit understands (2)" in result.stderr
