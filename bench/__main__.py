@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from google.protobuf.internal import api_implementation
 
-BENCHMARKS = ("ingest", "latency", "verify")
+BENCHMARKS = ("ingest", "latency", "verify", "postgres")
 
 
 def cpu_model() -> str:
@@ -68,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import ingest, verify
+    from bench import ingest, postgres, verify
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
         "latency": lambda: ingest.latency(args.quick),
         "verify": lambda: verify.run(args.quick, args.records),
+        "postgres": lambda: postgres.run(args.quick),
     }
     print(header(args), flush=True)
     for name in [args.only] if args.only else BENCHMARKS:

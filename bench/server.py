@@ -89,9 +89,17 @@ def cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """``python -m otaudit serve`` on free ports; a context manager that SIGTERMs it on exit."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(
+        self, label: str, extra_args: tuple[str, ...] = (), key_from: Path | None = None
+    ) -> None:
+        """``extra_args`` go to ``otaudit serve``; ``key_from`` is a data directory whose
+        signing key this node shares (another node of the same ledger)."""
         self.root = scratch_dir(f"{label}-")
         self.data = self.root / "data"
+        self.extra_args = extra_args
+        if key_from is not None:
+            self.data.mkdir(mode=0o700)
+            shutil.copy2(key_from / "signing.key", self.data / "signing.key")
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.log_path = self.root / "server.log"
@@ -106,6 +114,7 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         argv = [sys.executable, "-m", "otaudit", "serve", "--data", str(self.data)]
         argv += ["--http", f"127.0.0.1:{self.http_port}", "--grpc", f"127.0.0.1:{self.grpc_port}"]
+        argv += self.extra_args
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         deadline = time.monotonic() + 60

@@ -22,8 +22,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
+import orjson
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.types import TypeInfo
+from psycopg.types.hstore import register_hstore
 
 from otaudit.errors import ConfigError, QueryError, StoreError
 from otaudit.record import COLUMN_NAMES, Columns, Entry
@@ -43,9 +46,14 @@ from otaudit.store.reports import ReportReads
 _HEAD_LOCK: Final = 0x6F7461756469_01
 _SIGNER_LOCK: Final = 0x6F7461756469_02
 _MIGRATE_LOCK: Final = 0x6F7461756469_03
+_HSTORE_COLUMNS: Final = frozenset({"attributes", "resource"})
 _COPY_TYPES: Final = ["bigint", "bytea", "bytea"] + [
-    "bigint" if name in ("time_unix_nano", "producer_seq") else "text" for name in COLUMN_NAMES
-]
+    "bigint" if name in ("time_unix_nano", "producer_seq")
+    else "hstore" if name in _HSTORE_COLUMNS
+    else "text"
+    for name in COLUMN_NAMES
+]  # fmt: skip
+_HSTORE_AT: Final = tuple(3 + COLUMN_NAMES.index(name) for name in sorted(_HSTORE_COLUMNS))
 _COPY_RECORDS: Final = (
     "COPY otaudit.records (seq, sealed, dedup_key, "
     + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
@@ -77,6 +85,7 @@ class PostgresStore(ReportReads):
         self._connect_timeout_s = connect_timeout_s
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._hstore_info: TypeInfo | None = None
         with self._lock:
             self._connection()
         if readonly:
@@ -112,6 +121,14 @@ class PostgresStore(ReportReads):
                 self._conn.close()
             self._conn = self._connect(readonly=self.readonly)
         return self._conn
+
+    def _hstore(self, conn: psycopg.Connection[Any]) -> None:
+        """Let ``conn`` send and receive ``hstore`` as dicts (the schema must exist)."""
+        if self._hstore_info is None:
+            self._hstore_info = TypeInfo.fetch(conn, "otaudit.hstore")
+            if self._hstore_info is None:
+                raise StoreError(f"{self.label} has no otaudit schema: run `otaudit migrate`")
+        register_hstore(self._hstore_info, conn)
 
     @contextmanager
     def _using(self, action: str) -> Iterator[psycopg.Connection[Any]]:
@@ -177,11 +194,15 @@ class PostgresStore(ReportReads):
                 )
             }
             plan = plan_append(entries, size, held, self._edge(conn, size))
+            self._hstore(conn)
             with conn.cursor() as cur:
                 with cur.copy(_COPY_RECORDS) as copy:
                     copy.set_types(_COPY_TYPES)
                     for row in plan.records:
-                        copy.write_row(row)
+                        values = list(row)
+                        for at in _HSTORE_AT:
+                            values[at] = orjson.loads(values[at])
+                        copy.write_row(values)
                 with cur.copy(
                     "COPY otaudit.tree_nodes (level, idx, hash) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
@@ -274,6 +295,7 @@ class PostgresStore(ReportReads):
         in one REPEATABLE READ snapshot (appends by other nodes do not show up midway)."""
         conn = self._connect(readonly=True)
         try:
+            self._hstore(conn)
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 with conn.cursor(name="otaudit_stream") as cur:
@@ -293,7 +315,10 @@ class PostgresStore(ReportReads):
             query += " AND seq < %s"
             params.append(end)
         for r in self._stream("reading records", query + " ORDER BY seq", params):
-            yield StoredRecord(r[0], bytes(r[1]), bytes(r[2]), Columns(*r[3:]))
+            values = list(r)
+            for at in _HSTORE_AT:
+                values[at] = orjson.dumps(values[at], option=orjson.OPT_SORT_KEYS).decode()
+            yield StoredRecord(values[0], bytes(values[1]), bytes(values[2]), Columns(*values[3:]))
 
     def iter_level(self, level: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
         """The (idx, hash) rows of one tree level from ``begin``, in order."""
