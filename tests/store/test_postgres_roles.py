@@ -47,6 +47,12 @@ def test_writer_and_reader_logins(pg: PgServer, ledger_url: str, tmp_path: Path)
     rows = otaudit("sql", "--store", auditor, "--format", "csv",
                    "SELECT count(*) AS n FROM audit_spans")  # fmt: skip
     assert rows.stdout.splitlines() == ["n", "4"]
+    bundle = tmp_path / "bundle"
+    exported = otaudit("export", "--store", auditor, "--data", str(tmp_path / "data"),
+                       "--out", str(bundle))  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    checked = otaudit("verify-bundle", str(bundle))
+    assert checked.returncode == 0, checked.stderr
 
     for login, statement, message in (
         (app, "UPDATE otaudit.records SET actor = 'x'", "permission denied"),
