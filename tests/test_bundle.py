@@ -99,11 +99,18 @@ def key(ledger: Path) -> str:
     return run("key", "show", "--data", ledger).stdout.strip()
 
 
+def fresh(ledger: Path, directory: Path) -> Path:
+    """A copy of the ledger to read with recorded commands (each adds its read record)."""
+    copy = directory / "ledger-copy"
+    shutil.copytree(ledger, copy)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def whole(ledger: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle of every record."""
     out = tmp_path_factory.mktemp("whole") / "bundle"
-    result = run("export", "--data", ledger, "--out", out)
+    result = run("export", "--data", fresh(ledger, out.parent), "--out", out)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"exported {SPANS + 8} records ")
     assert "proven against the signed checkpoint at tree size 44" in result.stdout
@@ -176,8 +183,9 @@ def test_verify_without_key_warns(whole: Path, key: str) -> None:
 def test_export_by_action(ledger: Path, whole: Path, key: str, tmp_path: Path) -> None:
     out = tmp_path / "by-action"
     result = run(
-        "export", "--data", ledger, "--out", out, "--action", "login", "--action", "export"
-    )
+        "export", "--data", fresh(ledger, tmp_path), "--out", out,
+        "--action", "login", "--action", "export",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     want = [r["seq"] for r in rows(whole) if r["action"] in ("login", "export")]
     assert len(want) == SPANS // 2
@@ -191,7 +199,8 @@ def test_export_by_time(ledger: Path, whole: Path, key: str, tmp_path: Path) -> 
     records = rows(whole)
     since = records[20]["timestamp"]  # RFC 3339 with nanoseconds, inclusive
     out = tmp_path / "by-time"
-    result = run("export", "--data", ledger, "--out", out, "--since", since, "--until", "10h")
+    data = fresh(ledger, tmp_path)
+    result = run("export", "--data", data, "--out", out, "--since", since, "--until", "10h")
     assert result.returncode == 0, result.stderr
     start, end = parse_time(since, 0), time.time_ns() - 10 * HOUR
     want = [r["seq"] for r in records if start <= r["time_unix_nano"] < end]
@@ -203,7 +212,8 @@ def test_export_by_time(ledger: Path, whole: Path, key: str, tmp_path: Path) -> 
     assert selection["since_utc"] == since
     assert_ok(out, key, len(got))
     out2 = tmp_path / "by-date"
-    result = run("export", "--data", ledger, "--out", out2, "--until", "2000-01-01")
+    data = fresh(ledger, tmp_path / "again")
+    result = run("export", "--data", data, "--out", out2, "--until", "2000-01-01")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("exported 0 records")
     assert_ok(out2, key, 0)
@@ -262,6 +272,7 @@ def test_export_refuses_a_tampered_ledger(
 
 def test_export_refuses_a_non_empty_out(ledger: Path, tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
+    ledger = fresh(ledger, tmp_path.parent / f"{tmp_path.name}-data")
     result = run("export", "--data", ledger, "--out", tmp_path)
     assert result.returncode == 2
     assert "must not exist or be an empty directory" in result.stderr
@@ -519,7 +530,8 @@ def test_docs_script_accepts_real_bundles(
     assert result.stdout == f"OK: every record is in {key.split('+')[0]}'s tree of size 44, " \
                             f"signed by {key.split('+')[0]}\n"  # fmt: skip
     out = tmp_path / "filtered"
-    assert run("export", "--data", ledger, "--out", out, "--action", "read").returncode == 0
+    data = fresh(ledger, tmp_path)
+    assert run("export", "--data", data, "--out", out, "--action", "read").returncode == 0
     assert run_docs_script(out, key, tmp_path).returncode == 0
 
 

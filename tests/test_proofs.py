@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,15 +80,21 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
         server.stop()  # a final checkpoint at each size
         server.start()
     server.stop()
-    rows = otaudit(
-        "sql", "--data", str(server.data), "--format", "csv", "SELECT count(*) FROM audit_records"
-    )
-    assert rows.stdout.splitlines()[1] == "13"
+    with sqlite3.connect(server.data / "ledger.db") as conn:
+        assert conn.execute("SELECT count(*) FROM records").fetchone() == (13,)
+    conn.close()
     return server.data, [3, 7, 13]
 
 
-def test_prove_inclusion_prints_a_checkable_proof(ledger: tuple[Path, list[int]]) -> None:
-    data, _ = ledger
+@pytest.fixture
+def data(ledger: tuple[Path, list[int]], tmp_path: Path) -> Path:
+    """A copy of the ledger for one test: every proof it asks for adds a read record."""
+    copy = tmp_path / "data"
+    shutil.copytree(ledger[0], copy)
+    return copy
+
+
+def test_prove_inclusion_prints_a_checkable_proof(data: Path) -> None:
     result = otaudit("prove", "inclusion", "--data", str(data), "--seq", "5", "--size", "7")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -110,8 +118,7 @@ def test_prove_inclusion_prints_a_checkable_proof(ledger: tuple[Path, list[int]]
     ]
 
 
-def test_prove_consistency_between_signed_checkpoints(ledger: tuple[Path, list[int]]) -> None:
-    data, _ = ledger
+def test_prove_consistency_between_signed_checkpoints(data: Path) -> None:
     result = otaudit("prove", "consistency", "--data", str(data), "--from", "3", "--to", "13")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -138,15 +145,13 @@ def test_prove_consistency_between_signed_checkpoints(ledger: tuple[Path, list[i
     ],
     ids=["seq-beyond-tree", "unsigned-size", "sizes-reversed", "checkpoint-unsigned-size"],
 )
-def test_proof_usage_errors(ledger: tuple[Path, list[int]], args: list[str], message: str) -> None:
-    data, _ = ledger
+def test_proof_usage_errors(data: Path, args: list[str], message: str) -> None:
     result = otaudit(*args, "--data", str(data))
     assert result.returncode == 2
     assert message in result.stderr
 
 
-def test_key_show_and_checkpoint(ledger: tuple[Path, list[int]]) -> None:
-    data, _ = ledger
+def test_key_show_and_checkpoint(data: Path) -> None:
     key = otaudit("key", "show", "--data", str(data)).stdout.strip()
     name, key_id, b64 = key.split("+", 2)
     assert len(key_id) == 8 and len(base64.b64decode(b64)) == 33

@@ -330,14 +330,6 @@ def test_triggers_refuse_insert_or_replace(ledger: Path, tmp_path: Path, table: 
 # -- otaudit sql is read-only ------------------------------------------------------
 
 
-def _ledger_digest(data: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(data.iterdir())
-        if p.name.startswith("ledger.db") and not p.name.endswith("-shm")
-    }
-
-
 @pytest.mark.parametrize(
     "statement",
     [
@@ -352,21 +344,52 @@ def _ledger_digest(data: Path) -> dict[str, str]:
     ],
 )
 def test_sql_refuses_writes(ledger: Path, tmp_path: Path, statement: str) -> None:
-    before = _ledger_digest(ledger)
-    result = otaudit("sql", "--data", str(ledger), statement.format(tmp=tmp_path))
+    copy = _copy(ledger, tmp_path)
+    before = _rows_before(copy)
+    text = statement.format(tmp=tmp_path)
+    result = otaudit("sql", "--data", str(copy), text)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("otaudit: error: ")
     assert len(result.stderr.strip()) > len("otaudit: error: ")
-    assert _ledger_digest(ledger) == before
     assert not (tmp_path / "other.db").exists()
+    # Nothing changed; one record was added: the refused read, as a failure.
+    assert _rows_before(copy) == before
+    conn = _connect(copy)
+    try:
+        added = conn.execute(
+            "SELECT seq, action, result, attributes ->> '$.\"audit.query.text\"' FROM records"
+            f" WHERE seq >= {RECORDS}"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert added == [(RECORDS, "audit_log.query", "failure", text)]
+    assert otaudit("verify", "--data", str(copy)).returncode == 0
 
 
-def test_sql_select_as_json(ledger: Path) -> None:
+def _rows_before(data: Path) -> list[list[tuple[object, ...]]]:
+    """Every ledger row that existed before the test's reads."""
+    conn = _connect(data)
+    try:
+        return [
+            conn.execute(f"SELECT * FROM records WHERE seq < {RECORDS} ORDER BY seq").fetchall(),
+            conn.execute("SELECT * FROM meta ORDER BY key").fetchall(),
+            conn.execute(
+                f"SELECT * FROM tree_nodes WHERE (idx + 1) << level <= {RECORDS} ORDER BY 1, 2"
+            ).fetchall(),
+            conn.execute(
+                f"SELECT * FROM checkpoints WHERE tree_size <= {RECORDS} ORDER BY 1"
+            ).fetchall(),
+        ]
+    finally:
+        conn.close()
+
+
+def test_sql_select_as_json(ledger: Path, tmp_path: Path) -> None:
     result = otaudit(
         "sql",
         "--data",
-        str(ledger),
+        str(_copy(ledger, tmp_path)),
         "--format",
         "json",
         "SELECT name, seq, actor AS who, action FROM audit_records "
@@ -383,7 +406,7 @@ def test_sql_select_as_json(ledger: Path) -> None:
 
 
 def test_untampered_ledger_still_verifies(ledger: Path) -> None:
-    """The cases above worked on copies, and ``otaudit sql`` wrote nothing."""
+    """The cases above worked on copies (``otaudit sql`` adds a record of each read)."""
     result = otaudit("verify", "--data", str(ledger))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"OK: {RECORDS} records verified")

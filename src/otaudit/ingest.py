@@ -21,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Final
 
+from otaudit import access
 from otaudit.errors import DecodeError, Overloaded
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
@@ -129,6 +130,10 @@ class Ingest:
         if not _PIPELINE_RE.fullmatch(header):
             raise DecodeError(
                 f"{PIPELINE_HEADER} must be 1-64 letters, digits or ._/- characters, got {header!r}"
+            )
+        if header == access.PIPELINE:
+            raise DecodeError(
+                f"{PIPELINE_HEADER} {header!r} is reserved for otaudit's own records of reads"
             )
         return header
 

@@ -72,6 +72,8 @@ def test_verify_and_sql_work_on_read_only_media(tmpfs: Path, tmp_path: Path) -> 
         "sql", "--data", str(copy), "--format", "csv", "SELECT count(*) FROM audit_spans"
     )
     assert rows.stdout.splitlines() == ["count(*)", "10"]
+    # A copy on read-only media is still read; the read cannot be recorded in it, and says so.
+    assert rows.stderr.startswith("otaudit: warning: this read is not recorded in the ledger: ")
 
 
 def verifier_key(data: Path) -> str:

@@ -47,6 +47,9 @@ def test_writer_and_reader_logins(pg: PgServer, ledger_url: str, tmp_path: Path)
     rows = otaudit("sql", "--store", auditor, "--format", "csv",
                    "SELECT count(*) AS n FROM audit_spans")  # fmt: skip
     assert rows.stdout.splitlines() == ["n", "4"]
+    # A login that may only read cannot append the record of its read, and is told so.
+    assert "this read is not recorded in the ledger" in rows.stderr
+    assert "permission denied for table records" in rows.stderr
     bundle = tmp_path / "bundle"
     exported = otaudit("export", "--store", auditor, "--data", str(tmp_path / "data"),
                        "--out", str(bundle))  # fmt: skip

@@ -20,7 +20,7 @@ import click
 from otaudit import bundle, datadir
 from otaudit.checkpoint import VerifierKey
 from otaudit.cli.main import fail, store_options
-from otaudit.cli.proofs import reading
+from otaudit.cli.reading import audited_read
 from otaudit.errors import OtauditError, VerificationError
 
 _DURATION: Final = re.compile(r"([0-9]+)([smhdw])")
@@ -92,10 +92,17 @@ def export_command(
         tuple(dict.fromkeys(actions)),
         {"since": since, "until": until},
     )
+    text = " ".join(
+        ["export", "--out", str(out)]
+        + [f"--since {since}"] * (since is not None)
+        + [f"--until {until}"] * (until is not None)
+        + [f"--action {a}" for a in selection.actions]
+    )
     try:
-        with reading(data, store_url) as store:
+        with audited_read(data, store_url, "export", text) as (store, outcome):
             key = datadir.verifier_key(data, store, None)
             report = bundle.export_bundle(store, key, out, selection)
+            outcome.rows = report.records
     except VerificationError as exc:
         click.echo(f"FAILED: the ledger does not verify: {exc}", err=True)
         sys.exit(1)

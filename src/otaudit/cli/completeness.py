@@ -12,7 +12,7 @@ import click
 from otaudit import completeness
 from otaudit.cli.bundle import parse_time
 from otaudit.cli.main import fail, handle_errors, store_options
-from otaudit.cli.proofs import reading
+from otaudit.cli.reading import audited_read
 
 _SINCE_HELP = (
     "Only records at or after T (time_unix_nano): RFC 3339 (2026-01-01T00:00:00Z, "
@@ -56,8 +56,14 @@ def gaps_command(
     missing or held twice, 2 on usage or I/O errors.
     """
     since_ns = _since(since)
-    with reading(data, store_url) as store:
+    text = (
+        "gaps"
+        + (f" --producer {producer}" if producer else "")
+        + (f" --since {since}" if since else "")
+    )
+    with audited_read(data, store_url, "report", text) as (store, outcome):
         reports = list(completeness.producer_reports(store, since_ns=since_ns, producer=producer))
+        outcome.rows = len(reports)
     if producer is not None and not reports:
         fail(f"no numbered audit records from producer {producer!r}"
              + (" in the --since window" if since_ns is not None else ""))  # fmt: skip
@@ -78,8 +84,10 @@ def gaps_command(
 def conformance_command(data: Path, store_url: str | None, since: str | None, fmt: str) -> None:
     """Per service: audit records lacking actor or result, or producer numbering (worst first)."""
     since_ns = _since(since)
-    with reading(data, store_url) as store:
+    text = "conformance" + (f" --since {since}" if since else "")
+    with audited_read(data, store_url, "report", text) as (store, outcome):
         reports = completeness.service_reports(store, since_ns=since_ns)
+        outcome.rows = len(reports)
     rows = [r.row() for r in reports]
     if fmt == "table":
         rows = [(completeness.NO_SERVICE if r[0] is None else r[0], *r[1:]) for r in rows]

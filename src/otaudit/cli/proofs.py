@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -11,19 +9,7 @@ import orjson
 
 from otaudit import datadir, proofs
 from otaudit.cli.main import handle_errors, store_options
-from otaudit.store.base import Store
-
-
-@contextmanager
-def reading(data: Path, store_url: str | None) -> Iterator[Store]:
-    """Open the ledger read-only for one command."""
-    if store_url is None:
-        datadir.prepare(data, create=False)
-    store = datadir.open_store(data, store_url, readonly=True)
-    try:
-        yield store
-    finally:
-        store.close()
+from otaudit.cli.reading import audited_read, reading
 
 
 def _print_json(document: object) -> None:
@@ -66,8 +52,11 @@ def prove_group() -> None:
 @handle_errors
 def prove_inclusion(data: Path, store_url: str | None, seq: int, size: int | None) -> None:
     """Prove that record SEQ is in the signed tree (RFC 9162 §2.1.3)."""
-    with reading(data, store_url) as store:
-        _print_json(proofs.inclusion(store, seq, size))
+    text = f"prove inclusion --seq {seq}" + (f" --size {size}" if size is not None else "")
+    with audited_read(data, store_url, "prove", text) as (store, outcome):
+        document = proofs.inclusion(store, seq, size)
+        outcome.rows = 1
+    _print_json(document)
 
 
 @prove_group.command("consistency")
@@ -77,8 +66,10 @@ def prove_inclusion(data: Path, store_url: str | None, seq: int, size: int | Non
 @handle_errors
 def prove_consistency(data: Path, store_url: str | None, size1: int, size2: int | None) -> None:
     """Prove that the newer signed tree extends the older one (RFC 9162 §2.1.4)."""
-    with reading(data, store_url) as store:
-        _print_json(proofs.consistency(store, size1, size2))
+    text = f"prove consistency --from {size1}" + (f" --to {size2}" if size2 is not None else "")
+    with audited_read(data, store_url, "prove", text) as (store, _):
+        document = proofs.consistency(store, size1, size2)
+    _print_json(document)
 
 
 def register(group: click.Group) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from otaudit import datadir
 from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.reading import audited_read
 from otaudit.query import FORMATS, render, run_sql
 
 
@@ -35,13 +35,9 @@ def sql_command(
     data: Path, store_url: str | None, statement: str, fmt: str, max_rows: int, timeout_ms: int
 ) -> None:
     """Run read-only SQL over audit_records, audit_spans and audit_logs."""
-    if store_url is None:
-        datadir.prepare(data, create=False)
-    store = datadir.open_store(data, store_url, readonly=True)
-    try:
+    with audited_read(data, store_url, "sql", statement) as (store, outcome):
         result = run_sql(store, statement, max_rows=max_rows, timeout_ms=timeout_ms)
-    finally:
-        store.close()
+        outcome.rows = len(result.rows)
     render(result, fmt, Console(soft_wrap=fmt != "table"))
     if result.truncated:
         click.echo(f"truncated: only the first {max_rows} rows are shown (--max-rows)", err=True)

@@ -108,9 +108,12 @@ class ReportReads:
             " SUM(CASE WHEN producer IS NULL OR producer_seq IS NULL THEN 1 ELSE 0 END)"
             f" FROM {self._records_table}"
         )
+        # otaudit's own records of reads (pipeline "otaudit", which ingest refuses to
+        # clients) are not an instrumented service's records.
+        sql += " WHERE pipeline <> 'otaudit'"
         params: Params = []
         if since_ns is not None:
-            sql += f" WHERE time_unix_nano >= {self._placeholder}"
+            sql += f" AND time_unix_nano >= {self._placeholder}"
             params.append(since_ns)
         sql += f" GROUP BY service ORDER BY service {self._byte_order} NULLS FIRST"
         for r in self._stream("reading conformance", sql, params):

@@ -1,0 +1,106 @@
+"""Opening the ledger for a read command, and recording the read in the ledger.
+
+A command that reads audit records (``sql``, ``search``, ``export``,
+``prove``, ``sample``, ``gaps``, ``conformance``) runs inside
+:func:`audited_read`: when the work is done, or has failed, one read record
+(:mod:`otaudit.access`) is appended, and only then does the command print
+its result. A ledger this user cannot write (a read-only copy handed to an
+auditor, a PostgreSQL login that may only read) is still read; the command
+then says on stderr that the read is not recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from otaudit import access, datadir
+from otaudit.checkpoint import SigningKey
+from otaudit.errors import OtauditError
+from otaudit.ledger import Checkpointer
+from otaudit.store.base import Store
+
+log = logging.getLogger("otaudit.cli")
+
+
+@contextmanager
+def reading(data: Path, store_url: str | None) -> Iterator[Store]:
+    """Open the ledger read-only for one command."""
+    if store_url is None:
+        datadir.prepare(data, create=False)
+    store = datadir.open_store(data, store_url, readonly=True)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@dataclass
+class ReadOutcome:
+    """What a read produced, set by the command: the number of rows or records."""
+
+    rows: int | None = None
+
+
+def record_read(
+    data: Path,
+    store_url: str | None,
+    kind: str,
+    text: str,
+    *,
+    ok: bool,
+    rows: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Append the record of one read by this OS user; warn on stderr if the ledger refuses."""
+    entry = access.read_entry(access.os_reader(), kind, text, ok=ok, rows=rows, error=error)
+    try:
+        store = datadir.open_store(data, store_url, readonly=False, migrate=False)
+    except OtauditError as exc:
+        click.echo(access.not_recorded_warning(exc), err=True)
+        return
+    try:
+        access.append_read(store, entry)
+    except OtauditError as exc:
+        click.echo(access.not_recorded_warning(exc), err=True)
+    else:
+        _sign(data, store)
+    finally:
+        store.close()
+
+
+def _sign(data: Path, store: Store) -> None:
+    """Cover the read record with a checkpoint when this user holds the log's signing key.
+
+    Otherwise the server signs it (within a second while it runs, and at start).
+    """
+    path = data / datadir.KEY_FILE
+    if not os.access(path, os.R_OK):
+        return
+    try:
+        key = SigningKey.load(path)
+        if key.verifier_key() == store.meta("verifier_key"):
+            Checkpointer(store, key, key.name).checkpoint()
+    except OtauditError as exc:
+        log.debug("read record not signed now: %s", exc)
+
+
+@contextmanager
+def audited_read(
+    data: Path, store_url: str | None, kind: str, text: str
+) -> Iterator[tuple[Store, ReadOutcome]]:
+    """Open the ledger read-only; on leaving, record the read (success or the error)."""
+    outcome = ReadOutcome()
+    with reading(data, store_url) as store:
+        try:
+            yield store, outcome
+        except OtauditError as exc:
+            record_read(data, store_url, kind, text, ok=False, error=str(exc))
+            raise
+    record_read(data, store_url, kind, text, ok=True, rows=outcome.rows)
