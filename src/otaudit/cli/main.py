@@ -85,11 +85,25 @@ def main(argv: list[str] | None = None) -> None:
         migrate,
         proofs,
         query,
+        sample,
+        search,
         serve,
         verify,
         witness,
     )
 
-    for module in (serve, migrate, verify, query, proofs, demo, bundle, witness, completeness):
+    for module in (
+        serve,
+        migrate,
+        verify,
+        query,
+        sample,
+        search,
+        proofs,
+        demo,
+        bundle,
+        witness,
+        completeness,
+    ):
         module.register(cli)
     cli.main(args=argv, prog_name="otaudit")

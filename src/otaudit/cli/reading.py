@@ -43,9 +43,11 @@ def reading(data: Path, store_url: str | None) -> Iterator[Store]:
 
 @dataclass
 class ReadOutcome:
-    """What a read produced, set by the command: the number of rows or records."""
+    """What a read produced, set by the command: the number of rows or records, and the
+    read's text when it is only known once the read has started."""
 
     rows: int | None = None
+    text: str | None = None
 
 
 def record_read(
@@ -101,6 +103,6 @@ def audited_read(
         try:
             yield store, outcome
         except OtauditError as exc:
-            record_read(data, store_url, kind, text, ok=False, error=str(exc))
+            record_read(data, store_url, kind, outcome.text or text, ok=False, error=str(exc))
             raise
-    record_read(data, store_url, kind, text, ok=True, rows=outcome.rows)
+    record_read(data, store_url, kind, outcome.text or text, ok=True, rows=outcome.rows)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from otaudit.merkle import node_hash
 from otaudit.record import Columns, Entry
 from otaudit.store.migrations import Migration
+from otaudit.store.search import SearchFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,13 @@ class Store(Protocol):
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
+        ...
+
+    def search(
+        self, where: SearchFilter, *, after_seq: int = -1, limit: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``search.SEARCH_COLUMNS`` matching ``where`` with ``seq > after_seq``,
+        in sequence order, streamed (constant memory however many match)."""
         ...
 
     def producer_stats(

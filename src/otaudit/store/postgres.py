@@ -41,6 +41,7 @@ from otaudit.store.base import (
 from otaudit.store.migrations import Migration
 from otaudit.store.postgres_schema import MIGRATIONS, QUERY_ROLE, QUERY_VIEWS
 from otaudit.store.reports import ReportReads
+from otaudit.store.search import SearchReads
 
 # Advisory lock keys (per database): the log head, the signer, migrations.
 _HEAD_LOCK: Final = 0x6F7461756469_01
@@ -70,7 +71,7 @@ def redact_dsn(dsn: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
 
 
-class PostgresStore(ReportReads):
+class PostgresStore(ReportReads, SearchReads):
     """The PostgreSQL ledger in schema ``otaudit`` of the database named by ``dsn``."""
 
     migrations: Sequence[Migration] = MIGRATIONS

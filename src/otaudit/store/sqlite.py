@@ -30,6 +30,7 @@ from otaudit.store.base import (
 )
 from otaudit.store.migrations import Migration
 from otaudit.store.reports import ReportReads
+from otaudit.store.search import SearchReads
 
 # Each ledger table and the condition that finds an existing row with a new row's key:
 # INSERT OR REPLACE deletes without firing DELETE triggers, so inserts check it too.
@@ -136,7 +137,7 @@ def _store_error(action: str, path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"{action} failed on {path}: {exc}")
 
 
-class SQLiteStore(ReportReads):
+class SQLiteStore(ReportReads, SearchReads):
     """The SQLite ledger inside a data directory (``<data>/ledger.db``).
 
     Opened writable, it applies pending migrations unless ``migrate`` is False.

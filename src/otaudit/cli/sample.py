@@ -1,0 +1,118 @@
+"""``otaudit sample``: a reproducible random sample for control testing."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+import click
+import orjson
+
+from otaudit import proofs, sampling
+from otaudit.cli.bundle import parse_time
+from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.reading import audited_read
+from otaudit.cli.search import print_table, terminal
+from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
+
+FORMATS: Final = ("table", "json")
+
+
+def _time(text: str | None, option: str, now_ns: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text, now_ns)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+@click.command("sample")
+@store_options
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    metavar="A",
+    help="Population: records with this audit.action (repeatable; default all).",
+)
+@click.option("--since", metavar="T", help="Population at or after T (RFC 3339, date, or 90d).")
+@click.option("--until", metavar="T", help="Population before T (same forms).")
+@click.option("--n", "size", type=click.IntRange(1), default=25, show_default=True,
+              help="Sample size.")  # fmt: skip
+@click.option(
+    "--checkpoint",
+    "tree_size",
+    type=click.IntRange(1),
+    metavar="SIZE",
+    help="Signed checkpoint whose root hash seeds the draw (default: latest).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@handle_errors
+def sample_command(
+    data: Path,
+    store_url: str | None,
+    actions: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    size: int,
+    tree_size: int | None,
+    fmt: str,
+) -> None:
+    """Draw a reproducible sample: seeded by a signed checkpoint's root hash.
+
+    The population is every record selected by --action/--since/--until inside
+    that checkpoint's tree; the sample is the --n records first when ordered by
+    SHA-256(root_hash || seq as 8 bytes big-endian). Re-run with the printed
+    --checkpoint to get the same sample.
+    """
+    now = time.time_ns()
+    since_ns, until_ns = _time(since, "--since", now), _time(until, "--until", now)
+    options = [f"--action {a}" for a in actions]
+    options += [f"--since {since}"] * (since is not None) + [f"--until {until}"] * (
+        until is not None
+    )
+    with audited_read(data, store_url, "sample", "") as (store, outcome):
+        cp = proofs.checkpoint_at(store, tree_size)
+        options.append(f"--n {size} --checkpoint {cp.tree_size}")
+        outcome.text = "sample " + " ".join(options)
+        population = list(
+            store.select_seqs(
+                since_ns=since_ns, until_ns=until_ns, actions=actions, end=cp.tree_size
+            )
+        )
+        drawn = sampling.draw(population, cp.root_hash, size)
+        by_seq = {row[0]: row for row in store.search(SearchFilter(seqs=tuple(drawn)))}
+        rows = [by_seq[seq] for seq in drawn]
+        outcome.rows = len(rows)
+    redraw = f"otaudit sample {' '.join(options)}"
+    if fmt == "json":
+        document = {
+            "checkpoint": cp.note,
+            "tree_size": cp.tree_size,
+            "root_hash": cp.root_hash.hex(),
+            "population": len(population),
+            "n": len(rows),
+            "method": "order by SHA-256(root_hash || seq as 8 bytes big-endian), take the first n",
+            "redraw": redraw,
+            "records": [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows],
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    console = terminal()
+    console.print(
+        f"sample of {len(rows)} from a population of {len(population)} records, "
+        f"seeded by the signed checkpoint at tree size {cp.tree_size} "
+        f"(root hash {cp.root_hash.hex()})"
+    )
+    print_table(rows, console)
+    console.print(f"re-draw: {redraw}")
+    console.print("checkpoint:")
+    console.print(cp.note, end="", markup=False, highlight=False)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(sample_command)

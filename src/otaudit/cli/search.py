@@ -1,0 +1,155 @@
+"""``otaudit search``: find audit records by who, what, on what, outcome and time.
+
+Results stream in sequence order with a stable column order
+(``SEARCH_COLUMNS``): ``csv``, ``json`` and ``jsonl`` write each row as it
+arrives, so any number of rows goes out in constant memory; ``table`` is for
+reading on a terminal and shows at most ``--limit`` rows (default 1,000).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from otaudit.cli.bundle import parse_time
+from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.reading import reading, record_read
+from otaudit.errors import OtauditError
+from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
+
+FORMATS: Final = ("table", "csv", "json", "jsonl")
+TABLE_ROWS: Final = 1000
+
+
+def _time(text: str | None, option: str, now_ns: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text, now_ns)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def write_rows(rows: Iterable[tuple[Any, ...]], fmt: str, out: TextIO) -> int:
+    """Write rows of ``SEARCH_COLUMNS`` as ``csv``, ``json`` or ``jsonl`` as they come."""
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(SEARCH_COLUMNS)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+        return count
+    if fmt == "json":
+        out.write("[")
+    for row in rows:
+        line = orjson.dumps(dict(zip(SEARCH_COLUMNS, row, strict=True))).decode()
+        if fmt == "json":
+            out.write(("\n" if count == 0 else ",\n") + line)
+        else:
+            out.write(line + "\n")
+        count += 1
+    if fmt == "json":
+        out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def terminal() -> Console:
+    """A console for tables: the terminal's width, or wide enough for every column in a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=250)
+
+
+def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
+    """Render rows of ``SEARCH_COLUMNS`` as a table on a terminal; the number of rows."""
+    table = Table(show_lines=False)
+    for name in SEARCH_COLUMNS:
+        table.add_column(name, overflow="fold")
+    count = 0
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+        count += 1
+    console.print(table)
+    console.print(f"{count} record(s)")
+    return count
+
+
+@click.command("search")
+@store_options
+@click.option("--action", "actions", multiple=True, metavar="A", help="audit.action (repeatable).")
+@click.option("--actor", "actors", multiple=True, metavar="WHO", help="Actor (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="T", help="Target (repeatable).")
+@click.option("--resource-type", "resource_types", multiple=True, metavar="R",
+              help="audit.resource_type (repeatable).")  # fmt: skip
+@click.option("--result", "results", multiple=True, metavar="R",
+              help="Outcome: success, failure, ... (repeatable).")  # fmt: skip
+@click.option("--service", "services", multiple=True, metavar="S", help="service.name.")
+@click.option("--trace-id", "trace_ids", multiple=True, metavar="HEX", help="Trace id (hex).")
+@click.option("--since", metavar="T",
+              help="At or after T: RFC 3339, a date, or a duration ago (90d, 12h).")  # fmt: skip
+@click.option("--until", metavar="T", help="Before T (same forms as --since).")
+@click.option("--limit", type=click.IntRange(1), help="At most N records (table: default 1000).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@handle_errors
+def search_command(
+    data: Path,
+    store_url: str | None,
+    actions: tuple[str, ...],
+    actors: tuple[str, ...],
+    targets: tuple[str, ...],
+    resource_types: tuple[str, ...],
+    results: tuple[str, ...],
+    services: tuple[str, ...],
+    trace_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """Find audit records; columns: seq, timestamp, signal, service, actor, actor_role,
+    client_address, action, target, resource_type, result, name, trace_id, span_id."""
+    now = time.time_ns()
+    where = SearchFilter(
+        {
+            "action": actions,
+            "actor": actors,
+            "target": targets,
+            "resource_type": resource_types,
+            "result": results,
+            "service": services,
+            "trace_id": tuple(t.lower() for t in trace_ids),
+        },
+        _time(since, "--since", now),
+        _time(until, "--until", now),
+    )
+    if fmt == "table" and limit is None:
+        limit = TABLE_ROWS
+    text = "search " + where.describe() + (f" --limit {limit}" if limit else "")
+    with reading(data, store_url) as store:
+        rows: Iterator[tuple[Any, ...]] = store.search(where, limit=limit)
+        try:
+            first = list(itertools.islice(rows, 1))  # runs the query
+        except OtauditError as exc:
+            record_read(data, store_url, "search", text.strip(), ok=False, error=str(exc))
+            raise
+        record_read(data, store_url, "search", text.strip(), ok=True)
+        everything = itertools.chain(first, rows)
+        if fmt == "table":
+            print_table(everything, terminal())
+        else:
+            write_rows(everything, fmt, sys.stdout)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(search_command)
