@@ -7,7 +7,7 @@ the article it grew from) show::
     WHERE attributes['audit.action'] = 'role_update'
       AND timestamp >= NOW() - INTERVAL '90 days'
 
-:func:`to_sqlite` rewrites the three constructs SQLite lacks, outside string
+:func:`to_sqlite` rewrites the constructs SQLite lacks, outside string
 literals and quoted identifiers only:
 
 - ``attributes['key']`` and ``resource['key']`` (optionally qualified, e.g.
@@ -16,7 +16,12 @@ literals and quoted identifiers only:
 - ``NOW()`` and ``CURRENT_TIMESTAMP`` are the current UTC time in the
   ``timestamp`` column's RFC 3339 form;
 - ``NOW() - INTERVAL 'N unit'`` (and ``+``) shifts it by seconds, minutes,
-  hours, days, weeks, months or years.
+  hours, days, weeks, months or years;
+- ``EXTRACT(field FROM expr)`` for ``YEAR``, ``MONTH``, ``DAY``, ``HOUR``,
+  ``MINUTE``, ``DOW`` (0 = Sunday), ``DOY`` and ``EPOCH`` (whole seconds)
+  becomes an integer from ``strftime``;
+- ``ILIKE`` becomes ``LIKE`` (which SQLite already matches case-insensitively
+  for ASCII).
 
 Everything else passes through unchanged, so SQLite's own SQL works too.
 """
@@ -33,6 +38,10 @@ _INTERVAL_RE: Final = re.compile(
     r"\s*([0-9]+(?:\.[0-9]+)?)\s*(second|minute|hour|day|week|month|year)s?\s*", re.IGNORECASE
 )
 _NOW_FORMAT: Final = "'%Y-%m-%dT%H:%M:%fZ'"
+_EXTRACT: Final = {
+    "year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M",
+    "dow": "%w", "doy": "%j", "epoch": "%s",
+}  # fmt: skip
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
@@ -95,6 +104,42 @@ def _now(shift: str | None = None) -> str:
     return f"strftime({_NOW_FORMAT}, 'now'{modifier})"
 
 
+def _closing(tokens: list[tuple[str, str]], open_at: int) -> int:
+    """Index of the ``)`` matching the ``(`` at ``open_at``; QueryError if there is none."""
+    depth = 0
+    for k in range(open_at, len(tokens)):
+        if tokens[k] == ("sym", "("):
+            depth += 1
+        elif tokens[k] == ("sym", ")"):
+            depth -= 1
+            if depth == 0:
+                return k
+    raise QueryError("SQL error: unbalanced parentheses")
+
+
+def _extract(tokens: list[tuple[str, str]], open_at: int) -> tuple[str, int] | None:
+    """``EXTRACT(field FROM expr)`` starting at the ``(`` at ``open_at`` as SQLite, and the
+    index after its ``)``; None if it is not of that form."""
+    close = _closing(tokens, open_at)
+    field_at = _next(tokens, open_at + 1)
+    from_at = _next(tokens, field_at + 1)
+    if not (
+        from_at < close
+        and tokens[field_at][0] in ("word", "quoted", "str")
+        and tokens[from_at][0] == "word"
+        and tokens[from_at][1].lower() == "from"
+    ):
+        return None
+    name = tokens[field_at][1].strip("'\"").lower()
+    if name not in _EXTRACT:
+        raise QueryError(
+            f"EXTRACT({tokens[field_at][1]} ...): supported fields are "
+            + ", ".join(f.upper() for f in _EXTRACT)
+        )
+    inner = to_sqlite("".join(t for _, t in tokens[from_at + 1 : close]))
+    return f"CAST(strftime('{_EXTRACT[name]}', {inner.strip()}) AS INTEGER)", close + 1
+
+
 def to_sqlite(sql: str) -> str:
     """Translate the user dialect to SQLite (see the module docstring)."""
     tokens = _tokens(sql)
@@ -103,6 +148,18 @@ def to_sqlite(sql: str) -> str:
     while i < len(tokens):
         kind, text = tokens[i]
         lower = text.lower()
+        if kind == "word" and lower == "ilike":
+            out.append("LIKE")
+            i += 1
+            continue
+        if kind == "word" and lower == "extract":
+            j = _next(tokens, i + 1)
+            if j < len(tokens) and tokens[j] == ("sym", "("):
+                extracted = _extract(tokens, j)
+                if extracted is not None:
+                    out.append(extracted[0])
+                    i = extracted[1]
+                    continue
         if kind == "word" and lower in _MAP_COLUMNS:
             j = _next(tokens, i + 1)
             if j + 2 < len(tokens) and tokens[j] == ("sym", "[") and tokens[j + 1][0] == "str":

@@ -13,6 +13,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -42,6 +43,8 @@ def run_sql(
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, Decimal):  # PostgreSQL numeric (EXTRACT, AVG): a JSON number
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, bytes):

@@ -4,7 +4,8 @@ Each store lists its migrations in order; a ledger records the versions
 applied to it (``schema_migrations``). ``otaudit migrate`` applies whatever
 is pending; ``otaudit serve`` applies pending migrations on start only when
 all of them are ``online`` (additive: new tables, indexes, views, grants),
-so that other nodes and readers keep working while they run. Read-only
+so that other nodes and readers keep working while they run (a new, empty
+ledger gets every migration). Read-only
 commands never migrate: they need a ledger at exactly the current version.
 """
 
@@ -46,9 +47,12 @@ def require_current(current: int, migrations: Sequence[Migration], where: str) -
         )
 
 
-def check_online(todo: Sequence[Migration], where: str) -> None:
-    """ConfigError if any of ``todo`` must not run while the ledger is in use."""
-    offline = [m for m in todo if not m.online]
+def check_online(todo: Sequence[Migration], where: str, current: int) -> None:
+    """ConfigError if any of ``todo`` must not run while the ledger is in use.
+
+    A new ledger (``current`` 0) is in nobody's use yet: everything may run.
+    """
+    offline = [m for m in todo if not m.online] if current > 0 else []
     if offline:
         names = ", ".join(f"{m.version} ({m.description})" for m in offline)
         raise ConfigError(

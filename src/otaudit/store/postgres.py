@@ -166,9 +166,10 @@ class PostgresStore(ReportReads, SearchReads):
         applied: list[Migration] = []
         with self._using("migrating the ledger schema") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
-            todo = mig.pending(self.schema_version(), MIGRATIONS, self.label)
+            current = self.schema_version()
+            todo = mig.pending(current, MIGRATIONS, self.label)
             if online_only:
-                mig.check_online(todo, self.label)
+                mig.check_online(todo, self.label, current)
             for m in todo:
                 conn.execute(m.script)
                 conn.execute(

@@ -102,6 +102,14 @@ MIGRATIONS: Final = (
         " description TEXT NOT NULL, applied_at TEXT NOT NULL);"
         f"INSERT INTO schema_migrations VALUES (1, '{_V1}', '');" + _append_only(_HISTORY_KEYS),
     ),
+    # attributes['audit.action'] (the docs' auditor query) is an index lookup, and the
+    # index's timestamp order serves its ORDER BY timestamp.
+    Migration(
+        3,
+        "index for attributes['audit.action']",
+        "CREATE INDEX records_attr_action ON records"
+        " (json_extract(attributes, '$.\"audit.action\"'), timestamp);",
+    ),
 )
 _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
@@ -207,18 +215,19 @@ class SQLiteStore(ReportReads, SearchReads):
 
     def migrate(self, *, online_only: bool) -> list[Migration]:
         """Apply pending migrations, each in one write transaction; see ``Store.migrate``."""
-        todo = mig.pending(self.schema_version(), MIGRATIONS, str(self.path))
+        current = self.schema_version()
+        todo = mig.pending(current, MIGRATIONS, str(self.path))
         if online_only:
-            mig.check_online(todo, str(self.path))
+            mig.check_online(todo, str(self.path), current)
         for m in todo:
-            history = ""
-            if m.version >= 2:
-                history = (
-                    "INSERT INTO schema_migrations VALUES "
-                    f"({m.version}, '{m.description}', '{_utc_now()}');"
-                )
             try:
-                self._conn.executescript("BEGIN IMMEDIATE;" + m.script + history + "COMMIT;")
+                self._conn.executescript("BEGIN IMMEDIATE;" + m.script)
+                if m.version >= 2:  # the history table exists from version 2 on
+                    self._conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (m.version, m.description, _utc_now()),
+                    )
+                self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
