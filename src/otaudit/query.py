@@ -42,7 +42,8 @@ def run_sql(
     return QueryResult(columns, rows, truncated)
 
 
-def _cell(value: Any) -> Any:
+def json_cell(value: Any) -> Any:
+    """A result value as JSON can carry it: bytes as base64, timestamps as RFC 3339 with Z."""
     if isinstance(value, Decimal):  # PostgreSQL numeric (EXTRACT, AVG): a JSON number
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime):
@@ -55,7 +56,7 @@ def _cell(value: Any) -> Any:
 def to_json(result: QueryResult) -> str:
     """A JSON list of objects keyed by column name, in select order."""
     return orjson.dumps(
-        [dict(zip(result.columns, map(_cell, row), strict=True)) for row in result.rows],
+        [dict(zip(result.columns, map(json_cell, row), strict=True)) for row in result.rows],
         option=orjson.OPT_INDENT_2,
     ).decode()
 
@@ -65,7 +66,7 @@ def to_csv(result: QueryResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(result.columns)
-    writer.writerows([[_cell(v) for v in row] for row in result.rows])
+    writer.writerows([[json_cell(v) for v in row] for row in result.rows])
     return out.getvalue()
 
 
@@ -75,7 +76,7 @@ def print_table(result: QueryResult, console: Console, *, title: str | None = No
     for name in result.columns:
         table.add_column(name, overflow="fold")
     for row in result.rows:
-        table.add_row(*("" if v is None else str(_cell(v)) for v in row))
+        table.add_row(*("" if v is None else str(json_cell(v)) for v in row))
     console.print(table)
     console.print(f"{len(result.rows)} row(s)")
 

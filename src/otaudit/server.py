@@ -8,6 +8,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -16,6 +17,7 @@ from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
+from otaudit.readapi import ReadService, build_read_app
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
 
@@ -36,6 +38,7 @@ class ServeSettings:
     max_queue_records: int = 200_000
     ingest: IngestSettings = field(default_factory=IngestSettings)
     witness_dir: Path | None = None
+    read_api: tuple[str, int] | None = None
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -66,18 +69,16 @@ def serve(settings: ServeSettings) -> None:
     grpc_server, bound = build_server(ingest, f"{grpc_host}:{grpc_port}")
     if bound == 0:
         raise ConfigError(f"cannot listen for gRPC on {grpc_host}:{grpc_port} (address in use?)")
+    servers = [(_uvicorn(build_app(ingest), http_host, http_port), http_socket)]
+    if settings.read_api is not None:
+        read_host, read_port = settings.read_api
+        read_socket = _listen(read_host, read_port, "the read API")
+        service = ReadService(
+            lambda: datadir.open_store(data, settings.store_url, readonly=True), sequencer
+        )
+        servers.append((_uvicorn(build_read_app(service), read_host, read_port), read_socket))
     sequencer.start()
     grpc_server.start()
-    config = uvicorn.Config(
-        build_app(ingest),
-        host=http_host,
-        port=http_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
     log.info(
         "otaudit %s: OTLP/HTTP on %s:%d, OTLP/gRPC on %s:%d, ledger %s (%d records)",
         key.name,
@@ -88,8 +89,10 @@ def serve(settings: ServeSettings) -> None:
         store_label(settings),
         store.tree_size(),
     )
+    if settings.read_api is not None:
+        log.info("read API on %s:%d (/api/v1/openapi.json)", *settings.read_api)
     try:
-        asyncio.run(_run_http(server, http_socket))
+        asyncio.run(_run_http(servers))
     finally:
         grpc_server.stop(grace=5).wait()
         ingest.close()
@@ -98,7 +101,20 @@ def serve(settings: ServeSettings) -> None:
         log.info("otaudit stopped; final checkpoint signed")
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+def _listen(host: str, port: int, what: str = "HTTP") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,15 +123,20 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.listen(1024)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from exc
     return sock
 
 
-async def _run_http(server: uvicorn.Server, sock: socket.socket) -> None:
+async def _run_http(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server, _ in servers:
+            server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    await server.serve(sockets=[sock])
+        loop.add_signal_handler(sig, stop)
+    await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
 
 
 def store_label(settings: ServeSettings) -> str:

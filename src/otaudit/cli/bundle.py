@@ -8,12 +8,9 @@ exporting) or 2 (usage, I/O, no checkpoint). ``verify-bundle`` exits 0
 
 from __future__ import annotations
 
-import calendar
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Final
 
 import click
 
@@ -22,41 +19,8 @@ from otaudit.checkpoint import VerifierKey
 from otaudit.cli.main import fail, store_options
 from otaudit.cli.reading import audited_read
 from otaudit.errors import OtauditError, VerificationError
-
-_DURATION: Final = re.compile(r"([0-9]+)([smhdw])")
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TIME: Final = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
-    r"(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"
-)
-_TIME_HELP: Final = (
-    "RFC 3339 (2026-01-01T00:00:00Z, or a date: 2026-01-01) or a duration ago (90d, 12h, 30m)"
-)
-
-
-def parse_time(text: str, now_ns: int) -> int:
-    """UTC nanoseconds since the epoch of ``text``.
-
-    ``text`` is RFC 3339 with an offset (``2026-01-01T00:00:00Z``,
-    ``2026-01-01T02:00:00.5+02:00``), a date alone (midnight UTC), or a
-    duration back from ``now_ns``: a number and one of ``s m h d w``
-    (``90d``, ``12h``, ``30m``). Raises ``ValueError`` for anything else.
-    """
-    if m := _DURATION.fullmatch(text):
-        return now_ns - int(m[1]) * _UNITS[m[2]] * 1_000_000_000
-    m = _TIME.fullmatch(text)
-    if not m:
-        raise ValueError(f"{text!r} is neither RFC 3339 nor a duration like 90d, 12h, 30m")
-    y, mo, d, h, mi, s = (int(g or 0) for g in m.groups()[:6])
-    offset = 0
-    if (zone := m[8]) and zone not in "Zz":
-        offset = (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1]) or h > 23 or mi > 59:
-        raise ValueError(f"{text!r} is not a valid date and time")
-    if s > 59 or abs(offset) >= 86400:
-        raise ValueError(f"{text!r} is not a valid date and time")
-    seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
-    return seconds * 1_000_000_000 + int((m[7] or "").ljust(9, "0"))
+from otaudit.timespec import TIME_HELP as _TIME_HELP
+from otaudit.timespec import parse_time
 
 
 def _bound(text: str | None, now_ns: int, option: str) -> int | None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from otaudit import completeness
-from otaudit.cli.bundle import parse_time
 from otaudit.cli.main import fail, handle_errors, store_options
 from otaudit.cli.reading import audited_read
+from otaudit.timespec import parse_time
 
 _SINCE_HELP = (
     "Only records at or after T (time_unix_nano): RFC 3339 (2026-01-01T00:00:00Z, "

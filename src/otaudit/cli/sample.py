@@ -11,11 +11,11 @@ import click
 import orjson
 
 from otaudit import proofs, sampling
-from otaudit.cli.bundle import parse_time
 from otaudit.cli.main import handle_errors, store_options
 from otaudit.cli.reading import audited_read
 from otaudit.cli.search import print_table, terminal
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
+from otaudit.timespec import parse_time
 
 FORMATS: Final = ("table", "json")
 

@@ -21,11 +21,11 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from otaudit.cli.bundle import parse_time
 from otaudit.cli.main import handle_errors, store_options
 from otaudit.cli.reading import reading, record_read
 from otaudit.errors import OtauditError
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
+from otaudit.timespec import parse_time
 
 FORMATS: Final = ("table", "csv", "json", "jsonl")
 TABLE_ROWS: Final = 1000

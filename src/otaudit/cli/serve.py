@@ -85,6 +85,12 @@ from otaudit.cli.main import handle_errors, store_options
     metavar="DIR",
     help="Also write each checkpoint and its consistency proof here, for `otaudit witness run`.",
 )
+@click.option(
+    "--read-api",
+    "read_api",
+    metavar="HOST:PORT",
+    help="Also serve the HTTP read API (search, SQL; JSON) here. Off by default.",
+)
 @handle_errors
 def serve_command(
     data: Path,
@@ -100,6 +106,7 @@ def serve_command(
     checkpoint_interval: float,
     witness_dir: Path | None,
     workers: int,
+    read_api: str | None,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     # The receivers (uvicorn, grpc) load only for this command.
@@ -123,6 +130,7 @@ def serve_command(
                 workers=workers,
             ),
             witness_dir=witness_dir,
+            read_api=None if read_api is None else parse_address(read_api, "--read-api"),
         )
     )
 

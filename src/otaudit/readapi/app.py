@@ -1,0 +1,241 @@
+"""The read API's Starlette application (see :mod:`otaudit.readapi`).
+
+Each request opens its own read-only view of the store, reads, appends the
+record of the read through the sequencer (durable before the answer, like an
+export), and only then answers. A read that cannot be recorded is not
+answered: 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Final
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from otaudit import access
+from otaudit.errors import OtauditError, Overloaded, QueryError, StoreError
+from otaudit.ingest import COMMIT_WAIT_S
+from otaudit.ledger import Sequencer
+from otaudit.query import json_cell
+from otaudit.readapi.openapi import MAX_PAGE, MAX_SQL_PAGE, MAX_SQL_ROWS, MAX_TIMEOUT_MS, SPEC
+from otaudit.store.base import Store
+from otaudit.store.search import EXACT_FILTERS, SEARCH_COLUMNS, SearchFilter
+from otaudit.timespec import parse_time
+
+MAX_BODY: Final = 1 << 20
+#: Who reads, until the read API authenticates its callers.
+ANONYMOUS: Final = "anonymous"
+_RECORD_PARAMS: Final = frozenset({*EXACT_FILTERS, "since", "until", "limit", "cursor"})
+_SQL_FIELDS: Final = frozenset({"sql", "page_size", "timeout_ms", "cursor"})
+
+
+class BadRequest(Exception):
+    """A request the API refuses: status, machine code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(document), status, headers, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return _json({"error": {"code": code, "message": message}}, status, headers)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_cursor(kind: str, position: int, digest: str) -> str:
+    """An opaque cursor: where the next page starts, bound to the question asked."""
+    raw = orjson.dumps({"k": kind, "p": position, "d": digest})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str, kind: str, digest: str) -> int:
+    """The position in a cursor from ``encode_cursor``; BadRequest if it is not for this query."""
+    try:
+        fields = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        position = fields["p"]
+        if fields["k"] != kind or not isinstance(position, int) or position < -1:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadRequest(400, "bad_cursor", "cursor is not one this API returned") from None
+    if fields["d"] != digest:
+        raise BadRequest(400, "bad_cursor", "cursor belongs to a different query")
+    return position
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, str):
+        value = int(value) if value.isdigit() else None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(400, "bad_parameter", f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+class ReadService:
+    """The reads behind the routes: open a store, read, record the read."""
+
+    def __init__(self, open_store: Callable[[], Store], sequencer: Sequencer) -> None:
+        self.open_store = open_store
+        self.sequencer = sequencer
+
+    def record(self, reader: access.Reader, kind: str, text: str, **outcome: Any) -> None:
+        """Append the read's record and wait until it is durable (StoreError, Overloaded)."""
+        entry = access.read_entry(reader, kind, text, **outcome)
+        try:
+            self.sequencer.submit([entry]).result(timeout=COMMIT_WAIT_S)
+        except FutureTimeout:
+            raise Overloaded("recording the read took too long", 5) from None
+
+    def records(self, reader: access.Reader, params: dict[str, list[str]]) -> dict[str, Any]:
+        """One page of ``GET /api/v1/records``."""
+        unknown = sorted(set(params) - _RECORD_PARAMS)
+        if unknown:
+            raise BadRequest(400, "bad_parameter", f"unknown parameter {unknown[0]!r}")
+        single = {k: v[-1] for k, v in params.items() if k in ("since", "until", "limit", "cursor")}
+        now = time.time_ns()
+        bounds = []
+        for name in ("since", "until"):
+            try:
+                bounds.append(parse_time(single[name], now) if name in single else None)
+            except ValueError as exc:
+                raise BadRequest(400, "bad_parameter", f"{name}: {exc}") from None
+        values = {name: tuple(params.get(name, ())) for name in EXACT_FILTERS}
+        values["trace_id"] = tuple(v.lower() for v in values["trace_id"])
+        where = SearchFilter(values, bounds[0], bounds[1])
+        limit = _int(single.get("limit", "100"), "limit", 1, MAX_PAGE)
+        question = where.describe() or "(all records)"
+        after = -1
+        if "cursor" in single:
+            after = decode_cursor(single["cursor"], "records", _digest(question))
+        store = self.open_store()
+        try:
+            rows = list(store.search(where, after_seq=after, limit=limit + 1))
+        finally:
+            store.close()
+        page = rows[:limit]
+        more = len(rows) > limit
+        text = f"GET /api/v1/records {question}" + (f" after seq {after}" if after >= 0 else "")
+        self.record(reader, "search", text, ok=True, rows=len(page))
+        return {
+            "records": [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in page],
+            "next_cursor": encode_cursor("records", page[-1][0], _digest(question))
+            if more
+            else None,
+        }
+
+    def sql(self, reader: access.Reader, body: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``POST /api/v1/sql``."""
+        unknown = sorted(set(body) - _SQL_FIELDS)
+        if unknown:
+            raise BadRequest(400, "bad_parameter", f"unknown field {unknown[0]!r}")
+        statement = body.get("sql")
+        if not isinstance(statement, str) or not statement.strip():
+            raise BadRequest(400, "bad_parameter", "sql must be a non-empty string")
+        page_size = _int(body.get("page_size", 1000), "page_size", 1, MAX_SQL_PAGE)
+        timeout_ms = _int(body.get("timeout_ms", 30_000), "timeout_ms", 1, MAX_TIMEOUT_MS)
+        offset = 0
+        if "cursor" in body:
+            if not isinstance(body["cursor"], str):
+                raise BadRequest(400, "bad_cursor", "cursor must be a string")
+            offset = decode_cursor(body["cursor"], "sql", _digest(statement))
+        cap = min(offset + page_size, MAX_SQL_ROWS)
+        text = statement + (f"\n-- page from row {offset}" if offset else "")
+        store = self.open_store()
+        try:
+            columns, rows, more = store.query(statement, max_rows=cap, timeout_ms=timeout_ms)
+        except QueryError as exc:
+            self.record(reader, "sql", text, ok=False, error=str(exc))
+            raise BadRequest(400, "bad_sql", str(exc)) from None
+        finally:
+            store.close()
+        page = rows[offset:]
+        self.record(reader, "sql", text, ok=True, rows=len(page))
+        next_cursor = (
+            encode_cursor("sql", cap, _digest(statement)) if more and cap < MAX_SQL_ROWS else None
+        )
+        return {
+            "columns": columns,
+            "rows": [[json_cell(v) for v in row] for row in page],
+            "next_cursor": next_cursor,
+            "truncated": more and cap >= MAX_SQL_ROWS,
+        }
+
+
+def _reader(request: Request) -> access.Reader:
+    return access.Reader(ANONYMOUS, request.client.host if request.client else None)
+
+
+async def _answer(work: Callable[[], dict[str, Any]]) -> Response:
+    try:
+        return _json(await run_in_threadpool(work))
+    except BadRequest as exc:
+        return _error(exc.status, exc.code, exc.message)
+    except Overloaded as exc:
+        return _error(503, "overloaded", str(exc), exc.retry_after_s)
+    except StoreError as exc:
+        return _error(503, "store_unavailable", str(exc), 5)
+    except OtauditError as exc:
+        return _error(400, "bad_request", str(exc))
+
+
+def build_read_app(service: ReadService) -> Starlette:
+    """The Starlette application of the read API."""
+
+    async def records(request: Request) -> Response:
+        params: dict[str, list[str]] = {}
+        for key, value in request.query_params.multi_items():
+            params.setdefault(key, []).append(value)
+        return await _answer(lambda: service.records(_reader(request), params))
+
+    async def sql(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            return _error(415, "unsupported_media_type", "send the request as application/json")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return _error(413, "too_large", f"request body over {MAX_BODY} bytes")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "bad_json", f"request body is not JSON: {exc}")
+        if not isinstance(document, dict):
+            return _error(400, "bad_json", "request body must be a JSON object")
+        return await _answer(lambda: service.sql(_reader(request), document))
+
+    async def openapi(request: Request) -> Response:
+        return _json(SPEC)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return _error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/records", records, methods=["GET"]),
+            Route("/api/v1/sql", sql, methods=["POST"]),
+            Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: not_found},
+    )
