@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from google.protobuf.internal import api_implementation
 
-BENCHMARKS = ("ingest", "latency", "verify", "postgres")
+BENCHMARKS = ("ingest", "latency", "verify", "postgres", "query")
 
 
 def cpu_model() -> str:
@@ -62,19 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1_000_000,
         metavar="N",
-        help="verify: ledger size (default 1,000,000; --quick uses 20,000)",
+        help="verify and query: ledger size (default 1,000,000; --quick: 20,000 / 50,000)",
     )
     args = parser.parse_args(argv)
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import ingest, postgres, verify
+    from bench import ingest, postgres, query, verify
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
         "latency": lambda: ingest.latency(args.quick),
         "verify": lambda: verify.run(args.quick, args.records),
         "postgres": lambda: postgres.run(args.quick),
+        "query": lambda: query.run(args.quick, args.records),
     }
     print(header(args), flush=True)
     for name in [args.only] if args.only else BENCHMARKS:

@@ -74,7 +74,14 @@ def _attr(key: str, value: str) -> bytes:
 class PayloadFactory:
     """Builds OTLP trace requests whose spans never repeat (ids: random prefix + counter)."""
 
-    def __init__(self, seed: int = 1) -> None:
+    def __init__(
+        self, seed: int = 1, *, role_update_share: float | None = None, spread_s: int = 60
+    ) -> None:
+        """``role_update_share``: the fraction of spans that are role updates (default: one
+        action in ten, like every other action); ``spread_s``: start times lie that many
+        seconds back from now."""
+        self.role_update_share = role_update_share
+        self.spread_ns = spread_s * 1_000_000_000
         self.rng = random.Random(seed)
         self.prefix = os.urandom(8)  # distinct across runs too
         self.counter = 0
@@ -111,10 +118,13 @@ class PayloadFactory:
         for _ in range(count):
             self.counter += 1
             n = self.counter
-            a = rng.randrange(len(actions))
+            if self.role_update_share is None:
+                a = rng.randrange(len(actions))
+            else:  # action 0 is role_update
+                a = 0 if rng.random() < self.role_update_share else rng.randrange(1, len(actions))
             name, act, change = actions[a]
             ok = rng.random() < 0.93
-            start = now - rng.randrange(60_000_000_000)
+            start = now - rng.randrange(self.spread_ns)
             end = start + rng.randrange(200_000, 80_000_000)
             bits = rng.getrandbits(64)
             out.append(

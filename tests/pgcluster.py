@@ -55,6 +55,7 @@ class PgCluster:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self._user: pwd.struct_passwd | None = None
+        self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             self._user = pwd.getpwnam("postgres")
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
