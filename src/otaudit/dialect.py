@@ -104,6 +104,38 @@ def _now(shift: str | None = None) -> str:
     return f"strftime({_NOW_FORMAT}, 'now'{modifier})"
 
 
+_READ_STATEMENTS: Final = frozenset({"select", "with", "values", "table"})
+_SETTING_CALL: Final = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
+
+
+def check_read_only(sql: str) -> None:
+    """QueryError unless ``sql`` is one reading statement (SELECT, WITH, VALUES, TABLE).
+
+    The stores enforce read-only access themselves (SQLite's authorizer;
+    PostgreSQL's READ ONLY transaction and query role); this refuses, with a
+    clear message, what cannot be a read at all: SET, PRAGMA, ATTACH, LOAD,
+    COPY, DDL and DML, and ``set_config`` (which could change the session's role).
+    """
+    tokens = [(k, t) for k, t in _tokens(sql) if k != "ws" and t not in ("(", ";")]
+    if not tokens:
+        raise QueryError("SQL error: the statement is empty")
+    kind, first = tokens[0]
+    if kind != "word" or first.lower() not in _READ_STATEMENTS:
+        raise QueryError(
+            f"SQL error: only reading statements (SELECT, WITH, VALUES) are allowed, not {first!r}"
+        )
+    if any(kind == "word" and text.lower() == "set_config" for kind, text in tokens):
+        raise QueryError("SQL error: set_config is not allowed in audit queries")
+
+
+def error_position(message: str, sql: str) -> str:
+    """`` (at character N)`` for a SQLite message naming the token it failed near, else ""."""
+    match = re.search(r'near "([^"]+)"', message)
+    if match is None or sql.count(match[1]) != 1:  # absent, or ambiguous: the name says enough
+        return ""
+    return f" (at character {sql.find(match[1]) + 1})"
+
+
 def _closing(tokens: list[tuple[str, str]], open_at: int) -> int:
     """Index of the ``)`` matching the ``(`` at ``open_at``; QueryError if there is none."""
     depth = 0

@@ -160,7 +160,7 @@ def test_queries_read_the_views_and_nothing_else(any_store: Store) -> None:
     ):
         with pytest.raises(QueryError, match=r"^SQL error: "):
             any_store.query(statement, max_rows=10, timeout_ms=5000)
-    with pytest.raises(QueryError, match="syntax error"):
+    with pytest.raises(QueryError, match="only reading statements .* not 'SELEC'"):
         any_store.query("SELEC 1", max_rows=10, timeout_ms=5000)
     assert any_store.tree_size() == 5
 
@@ -190,3 +190,30 @@ def test_a_new_ledger_is_at_the_latest_schema_version(
     raw_execute(store_url, f"INSERT INTO {table} VALUES {values}")
     with pytest.raises(ConfigError, match="schema version 99 is newer than this otaudit"):
         datadir.open_store(tmp_path, store_url, readonly=True)
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("SET statement_timeout = 0", "only reading statements"),
+        ("PRAGMA query_only = OFF", "only reading statements"),
+        ("ATTACH DATABASE '/tmp/x.db' AS x", "only reading statements"),
+        ("LOAD 'evil'", "only reading statements"),
+        ("COPY audit_records TO '/tmp/out'", "only reading statements"),
+        ("CREATE TABLE x (y int)", "only reading statements"),
+        ("SELECT set_config('role', 'postgres', true)", "set_config is not allowed"),
+        ("", "the statement is empty"),
+        ("WITH gone AS (DELETE FROM audit_records RETURNING seq) SELECT * FROM gone", "SQL error"),
+        ("SELECT pg_read_file('/etc/hostname')", "SQL error"),
+    ],
+)
+def test_the_query_path_only_reads(any_store: Store, statement: str, message: str) -> None:
+    any_store.append(entries(2))
+    with pytest.raises(QueryError, match=message):
+        any_store.query(statement, max_rows=10, timeout_ms=5000)
+    assert any_store.tree_size() == 2
+
+
+def test_syntax_errors_say_where(any_store: Store) -> None:
+    with pytest.raises(QueryError, match=r'^SQL error: .*"FROM".* \(at character 13\)$'):
+        any_store.query("SELECT seq, FROM audit_logs", max_rows=10, timeout_ms=5000)

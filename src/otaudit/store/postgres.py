@@ -28,6 +28,7 @@ from psycopg import sql as pgsql
 from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
+from otaudit.dialect import check_read_only
 from otaudit.errors import ConfigError, QueryError, StoreError
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
@@ -62,8 +63,6 @@ _COPY_RECORDS: Final = (
 )
 _RECORD_COLUMNS: Final = "seq, sealed, dedup_key, " + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
 _CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
-# A SELECT can change the session's role through set_config; the query path refuses it.
-_SETTING_CALL: Final = re.compile(r"\bset_config\s*\(", re.IGNORECASE)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -352,8 +351,7 @@ class PostgresStore(ReportReads, SearchReads):
         self, sql: str, *, max_rows: int, timeout_ms: int
     ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
         """Run read-only SQL as ``otaudit_query`` in a READ ONLY transaction; see ``Store``."""
-        if _SETTING_CALL.search(sql):
-            raise QueryError("SQL error: set_config is not allowed in audit queries")
+        check_read_only(sql)
         conn = self._connect(readonly=True)
         try:
             with conn.transaction():

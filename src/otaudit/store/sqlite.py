@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
-from otaudit.dialect import to_sqlite
+from otaudit.dialect import check_read_only, error_position, to_sqlite
 from otaudit.errors import ConfigError, QueryError, StoreError
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
@@ -394,6 +394,7 @@ class SQLiteStore(ReportReads, SearchReads):
         self, sql: str, *, max_rows: int, timeout_ms: int
     ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
         """Run read-only SQL on a fresh read-only connection; see ``Store.query``."""
+        check_read_only(sql)
         try:
             conn = sqlite3.connect(self._read_uri(), uri=True, isolation_level=None)
         except sqlite3.Error as exc:
@@ -409,7 +410,7 @@ class SQLiteStore(ReportReads, SearchReads):
             except sqlite3.Error as exc:
                 if time.monotonic() > deadline:
                     raise QueryError(f"query stopped after the {timeout_ms} ms time limit") from exc
-                raise QueryError(f"SQL error: {exc}") from exc
+                raise QueryError(f"SQL error: {exc}{error_position(str(exc), sql)}") from exc
             except sqlite3.Warning as exc:
                 raise QueryError(f"SQL error: {exc}") from exc
             names = [d[0] for d in cur.description or ()]
