@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.payloads import AUDIT_KEY, SPANS_PER_BATCH, PayloadFactory
 from bench.report import num, progress, table
 from bench.server import describe_fs, scratch_dir
+from otaudit.dialect import AUDITOR_QUERY
 from otaudit.otlp.convert import select_spans
 from otaudit.record import seal
 from otaudit.store.base import Store
@@ -39,18 +40,6 @@ TARGET_MS: Final = 200.0
 TARGET_RATIO: Final = 1.5
 RUNS: Final = 7
 _CHUNK: Final = 25_000
-
-AUDITOR_QUERY: Final = """SELECT
-    timestamp,
-    attributes['enduser.id'] AS actor,
-    attributes['audit.target_user'] AS target,
-    attributes['audit.old_value'] AS previous_role,
-    attributes['audit.new_value'] AS new_role,
-    attributes['audit.result'] AS outcome
-FROM audit_spans
-WHERE attributes['audit.action'] = 'role_update'
-    AND timestamp >= NOW() - INTERVAL '90 days'
-ORDER BY timestamp DESC;"""
 
 NATIVE: Final = {
     "sqlite": """SELECT timestamp, actor, target,

@@ -33,9 +33,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from otaudit.bundle import CSV_HEADER, FILES, FORMAT
 from otaudit.canonical import canonical_bytes
 from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
-from otaudit.cli.bundle import parse_time
 from otaudit.record import parse_sealed, seal
 from otaudit.store.sqlite import SQLiteStore
+from otaudit.timespec import parse_time
 from support import Server, audit_request, otaudit, post
 
 ACTIONS = ("login", "role_update", "read", "export")

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from otaudit.dialect import to_sqlite
+from otaudit.dialect import AUDITOR_QUERY, to_sqlite
 from otaudit.errors import QueryError
 from support import Server, otaudit
 
@@ -23,6 +23,10 @@ FROM audit_spans
 WHERE attributes['audit.action'] = 'role_update'
     AND timestamp >= NOW() - INTERVAL '90 days'
 ORDER BY timestamp DESC;"""
+
+def test_the_library_holds_the_article_query_verbatim() -> None:
+    assert AUDITOR_QUERY == ARTICLE_QUERY
+
 
 NATIVE_QUERY = """SELECT timestamp, actor, target,
     attributes ->> '$."audit.old_value"' AS previous_role,

@@ -24,21 +24,13 @@ from rich.console import Console
 
 from otaudit import datadir
 from otaudit.demo_traffic import send_traffic
+from otaudit.dialect import AUDITOR_QUERY
 from otaudit.errors import OtauditError
 from otaudit.examples.drive import drive
 from otaudit.query import print_table, run_sql
 from otaudit.verify import verify_ledger
 
-AUDITOR_SQL = """SELECT timestamp,
-       attributes['enduser.id'] AS actor,
-       attributes['audit.target_user'] AS target,
-       attributes['audit.old_value'] AS previous_role,
-       attributes['audit.new_value'] AS new_role,
-       attributes['audit.result'] AS outcome
-FROM audit_spans
-WHERE attributes['audit.action'] = 'role_update'
-  AND timestamp >= NOW() - INTERVAL '90 days'
-ORDER BY timestamp DESC"""
+AUDITOR_SQL = AUDITOR_QUERY
 
 
 def free_port() -> int:

@@ -33,6 +33,19 @@ from typing import Final
 
 from otaudit.errors import QueryError
 
+#: The auditor query of the docs (and of the article otaudit grew from), as users write it.
+AUDITOR_QUERY: Final = """SELECT
+    timestamp,
+    attributes['enduser.id'] AS actor,
+    attributes['audit.target_user'] AS target,
+    attributes['audit.old_value'] AS previous_role,
+    attributes['audit.new_value'] AS new_role,
+    attributes['audit.result'] AS outcome
+FROM audit_spans
+WHERE attributes['audit.action'] = 'role_update'
+    AND timestamp >= NOW() - INTERVAL '90 days'
+ORDER BY timestamp DESC;"""
+
 _MAP_COLUMNS: Final = frozenset({"attributes", "resource"})
 _INTERVAL_RE: Final = re.compile(
     r"\s*([0-9]+(?:\.[0-9]+)?)\s*(second|minute|hour|day|week|month|year)s?\s*", re.IGNORECASE

@@ -160,7 +160,7 @@ def test_queries_read_the_views_and_nothing_else(any_store: Store) -> None:
     ):
         with pytest.raises(QueryError, match=r"^SQL error: "):
             any_store.query(statement, max_rows=10, timeout_ms=5000)
-    with pytest.raises(QueryError, match="only reading statements .* not 'SELEC'"):
+    with pytest.raises(QueryError, match=r"only reading statements .* not 'SELEC'"):
         any_store.query("SELEC 1", max_rows=10, timeout_ms=5000)
     assert any_store.tree_size() == 5
 

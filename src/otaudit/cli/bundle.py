@@ -16,20 +16,10 @@ import click
 
 from otaudit import bundle, datadir
 from otaudit.checkpoint import VerifierKey
-from otaudit.cli.main import fail, store_options
+from otaudit.cli.main import fail, store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.errors import OtauditError, VerificationError
 from otaudit.timespec import TIME_HELP as _TIME_HELP
-from otaudit.timespec import parse_time
-
-
-def _bound(text: str | None, now_ns: int, option: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text, now_ns)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @click.command("export")
@@ -51,8 +41,8 @@ def export_command(
     """Write an offline evidence bundle, every record proven against the latest checkpoint."""
     now = time.time_ns()
     selection = bundle.Selection(
-        _bound(since, now, "--since"),
-        _bound(until, now, "--until"),
+        time_bound(since, "--since", now),
+        time_bound(until, "--until", now),
         tuple(dict.fromkeys(actions)),
         {"since": since, "until": until},
     )

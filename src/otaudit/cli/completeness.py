@@ -10,23 +10,13 @@ from pathlib import Path
 import click
 
 from otaudit import completeness
-from otaudit.cli.main import fail, handle_errors, store_options
+from otaudit.cli.main import fail, handle_errors, store_options, time_bound
 from otaudit.cli.reading import audited_read
-from otaudit.timespec import parse_time
 
 _SINCE_HELP = (
     "Only records at or after T (time_unix_nano): RFC 3339 (2026-01-01T00:00:00Z, "
     "or a date: 2026-01-01) or a duration ago (90d, 12h, 30m)."
 )
-
-
-def _since(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text, time.time_ns())
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 def _emit(fmt: str, columns: tuple[str, ...], rows: list[tuple[object, ...]], last: str) -> None:
@@ -55,7 +45,7 @@ def gaps_command(
     Exit 0 when every producer's numbers are complete, 1 when any number is
     missing or held twice, 2 on usage or I/O errors.
     """
-    since_ns = _since(since)
+    since_ns = time_bound(since, "--since", time.time_ns())
     text = (
         "gaps"
         + (f" --producer {producer}" if producer else "")
@@ -83,7 +73,7 @@ def gaps_command(
 @handle_errors
 def conformance_command(data: Path, store_url: str | None, since: str | None, fmt: str) -> None:
     """Per service: audit records lacking actor or result, or producer numbering (worst first)."""
-    since_ns = _since(since)
+    since_ns = time_bound(since, "--since", time.time_ns())
     text = "conformance" + (f" --since {since}" if since else "")
     with audited_read(data, store_url, "report", text) as (store, outcome):
         reports = completeness.service_reports(store, since_ns=since_ns)

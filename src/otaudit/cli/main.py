@@ -19,6 +19,7 @@ import click
 from otaudit import __version__
 from otaudit.datadir import DEFAULT_DATA
 from otaudit.errors import OtauditError
+from otaudit.timespec import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,17 @@ def store_options(func: F) -> F:
         help="Data directory (SQLite ledger and signing key).",
     )(func)
     return func
+
+
+def time_bound(text: str | None, option: str, now_ns: int) -> int | None:
+    """A ``--since``/``--until`` value as UTC nanoseconds (None if not given); a usage
+    error naming the option if it is neither RFC 3339, a date, nor a duration ago."""
+    if text is None:
+        return None
+    try:
+        return parse_time(text, now_ns)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:

@@ -11,22 +11,12 @@ import click
 import orjson
 
 from otaudit import proofs, sampling
-from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.main import handle_errors, store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.cli.search import print_table, terminal
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
-from otaudit.timespec import parse_time
 
 FORMATS: Final = ("table", "json")
-
-
-def _time(text: str | None, option: str, now_ns: int) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text, now_ns)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @click.command("sample")
@@ -69,7 +59,7 @@ def sample_command(
     --checkpoint to get the same sample.
     """
     now = time.time_ns()
-    since_ns, until_ns = _time(since, "--since", now), _time(until, "--until", now)
+    since_ns, until_ns = time_bound(since, "--since", now), time_bound(until, "--until", now)
     options = [f"--action {a}" for a in actions]
     options += [f"--since {since}"] * (since is not None) + [f"--until {until}"] * (
         until is not None

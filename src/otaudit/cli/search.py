@@ -21,23 +21,13 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.main import handle_errors, store_options, time_bound
 from otaudit.cli.reading import reading, record_read
 from otaudit.errors import OtauditError
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
-from otaudit.timespec import parse_time
 
 FORMATS: Final = ("table", "csv", "json", "jsonl")
 TABLE_ROWS: Final = 1000
-
-
-def _time(text: str | None, option: str, now_ns: int) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text, now_ns)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def write_rows(rows: Iterable[tuple[Any, ...]], fmt: str, out: TextIO) -> int:
@@ -129,8 +119,8 @@ def search_command(
             "service": services,
             "trace_id": tuple(t.lower() for t in trace_ids),
         },
-        _time(since, "--since", now),
-        _time(until, "--until", now),
+        time_bound(since, "--since", now),
+        time_bound(until, "--until", now),
     )
     if fmt == "table" and limit is None:
         limit = TABLE_ROWS
