@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 
 from otaudit.store.postgres import PostgresStore
-from otaudit.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from otaudit.store.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
 from pgcluster import PgServer
 from support import Server, audit_request, otaudit, post
 

@@ -31,86 +31,8 @@ from otaudit.store.base import (
 from otaudit.store.migrations import Migration
 from otaudit.store.reports import ReportReads
 from otaudit.store.search import SearchReads
+from otaudit.store.sqlite_schema import MIGRATIONS
 
-# Each ledger table and the condition that finds an existing row with a new row's key:
-# INSERT OR REPLACE deletes without firing DELETE triggers, so inserts check it too.
-_LEDGER_KEYS: Final = {
-    "records": "seq = NEW.seq OR dedup_key = NEW.dedup_key",
-    "tree_nodes": "level = NEW.level AND idx = NEW.idx",
-    "checkpoints": "tree_size = NEW.tree_size",
-    "meta": "key = NEW.key",
-}
-_HISTORY_KEYS: Final = {"schema_migrations": "version = NEW.version"}
-_COLUMNS_SQL: Final = """
-    signal TEXT NOT NULL, time_unix_nano INTEGER NOT NULL, timestamp TEXT NOT NULL,
-    received_at TEXT NOT NULL, pipeline TEXT NOT NULL, trace_id TEXT NOT NULL,
-    span_id TEXT NOT NULL, name TEXT NOT NULL, service TEXT, actor TEXT, actor_role TEXT,
-    client_address TEXT, action TEXT, target TEXT, resource_type TEXT, result TEXT,
-    producer TEXT, producer_seq INTEGER, missing TEXT,
-    attributes TEXT NOT NULL, resource TEXT NOT NULL"""
-VIEW_COLUMNS: Final = (
-    "seq, timestamp, signal, trace_id, span_id, name, service, actor, actor_role, "
-    "client_address, action, target, resource_type, result, producer, producer_seq, missing, "
-    "attributes, resource, received_at, pipeline, time_unix_nano"
-)
-_SCHEMA: Final = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE records (
-    seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL, dedup_key BLOB NOT NULL UNIQUE,
-    {_COLUMNS_SQL}
-);
-CREATE INDEX records_time ON records (time_unix_nano);
-CREATE INDEX records_action_time ON records (action, time_unix_nano);
-CREATE INDEX records_producer ON records (producer, producer_seq);
-CREATE TABLE tree_nodes (
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
-CREATE TABLE checkpoints (
-    tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL,
-    signed_at_ns INTEGER NOT NULL, note TEXT NOT NULL
-);
-CREATE VIEW audit_records AS SELECT {VIEW_COLUMNS} FROM records;
-CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
-CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
-INSERT INTO meta (key, value) VALUES ('schema_version', '1');
-"""
-
-
-def _append_only(tables: dict[str, str]) -> str:
-    return "".join(
-        f"""
-CREATE TRIGGER {t}_no_replace BEFORE INSERT ON {t} WHEN EXISTS (SELECT 1 FROM {t} WHERE {key})
-BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: {t} already holds this row'); END;
-CREATE TRIGGER {t}_no_update BEFORE UPDATE ON {t}
-BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: UPDATE on {t} refused'); END;
-CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t}
-BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on {t} refused'); END;
-"""
-        for t, key in tables.items()
-    )
-
-
-_V1: Final = "ledger tables, audit views, append-only triggers"
-# Version 1 predates the history table; version 2 records it as applied before it.
-MIGRATIONS: Final = (
-    Migration(1, _V1, _SCHEMA + _append_only(_LEDGER_KEYS)),
-    Migration(
-        2,
-        "migration history",
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
-        " description TEXT NOT NULL, applied_at TEXT NOT NULL);"
-        f"INSERT INTO schema_migrations VALUES (1, '{_V1}', '');" + _append_only(_HISTORY_KEYS),
-    ),
-    # attributes['audit.action'] (the docs' auditor query) is an index lookup, and the
-    # index's timestamp order serves its ORDER BY timestamp.
-    Migration(
-        3,
-        "index for attributes['audit.action']",
-        "CREATE INDEX records_attr_action ON records"
-        " (json_extract(attributes, '$.\"audit.action\"'), timestamp);",
-    ),
-)
 _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
     f"VALUES ({', '.join('?' * (3 + len(COLUMN_NAMES)))})"
