@@ -112,7 +112,11 @@ def _copy(ledger: Path, tmp_path: Path) -> Path:
 
 
 def _drop_triggers(conn: sqlite3.Connection) -> None:
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+    names = [
+        r[0]
+        for r in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+        if r[1] in LEDGER_TABLES
+    ]
     assert len(names) == 3 * len(LEDGER_TABLES)  # no replace, no UPDATE, no DELETE, per table
     for name in names:
         conn.execute(f'DROP TRIGGER "{name}"')

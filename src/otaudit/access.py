@@ -49,6 +49,7 @@ class Reader:
 
     actor: str
     client_address: str | None = None
+    token_id: str | None = None
 
 
 def os_reader() -> Reader:
@@ -66,6 +67,36 @@ def _kv(key: str, value: str | int) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
+def _log_entry(
+    reader: Reader, action: str, resource_type: str, body: str, attributes: dict[str, str | int]
+) -> Entry:
+    """A sealed log record of the service ``otaudit`` (pipeline ``otaudit``)."""
+    now = time.time_ns()
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.extend(
+        [_kv("service.name", "otaudit"), _kv("host.name", socket.gethostname())]
+    )
+    record = resource_logs.scope_logs.add().log_records.add()
+    record.time_unix_nano = now
+    record.observed_time_unix_nano = now
+    record.event_name = action
+    record.body.string_value = body
+    fields: dict[str, str | int] = {
+        AUDIT_ATTRIBUTE: action,
+        "audit.resource_type": resource_type,
+        "enduser.id": reader.actor,
+    }
+    if reader.client_address:
+        fields["client.address"] = reader.client_address
+    if reader.token_id:
+        fields["audit.token.id"] = reader.token_id
+    fields |= attributes
+    record.attributes.extend(_kv(k, v) for k, v in fields.items())
+    ((obj, content),) = select_logs(request, AUDIT_ATTRIBUTE).records
+    return seal(obj, content, PIPELINE, now)
+
+
 def read_entry(
     reader: Reader,
     kind: str,
@@ -76,38 +107,33 @@ def read_entry(
     error: str | None = None,
 ) -> Entry:
     """The sealed record of one read (see the module docstring for its fields)."""
-    now = time.time_ns()
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.extend(
-        [_kv("service.name", "otaudit"), _kv("host.name", socket.gethostname())]
-    )
-    record = resource_logs.scope_logs.add().log_records.add()
-    record.time_unix_nano = now
-    record.observed_time_unix_nano = now
-    record.event_name = READ_ACTION
-    record.body.string_value = f"{reader.actor} ran {kind}"
-    attributes = [
-        _kv(AUDIT_ATTRIBUTE, READ_ACTION),
-        _kv("audit.resource_type", "audit_log"),
-        _kv("enduser.id", reader.actor),
-        _kv("audit.query.kind", kind),
-        _kv("audit.query.text", text[:MAX_TEXT]),
-        _kv("audit.result", "success" if ok else "failure"),
-    ]
-    if reader.client_address:
-        attributes.append(_kv("client.address", reader.client_address))
+    attributes: dict[str, str | int] = {
+        "audit.query.kind": kind,
+        "audit.query.text": text[:MAX_TEXT],
+        "audit.result": "success" if ok else "failure",
+    }
     if rows is not None:
-        attributes.append(_kv("audit.query.rows", rows))
+        attributes["audit.query.rows"] = rows
     if error is not None:
-        attributes.append(_kv("audit.query.error", error[:MAX_TEXT]))
-    record.attributes.extend(attributes)
-    ((obj, content),) = select_logs(request, AUDIT_ATTRIBUTE).records
-    return seal(obj, content, PIPELINE, now)
+        attributes["audit.query.error"] = error[:MAX_TEXT]
+    return _log_entry(reader, READ_ACTION, "audit_log", f"{reader.actor} ran {kind}", attributes)
+
+
+def token_entry(reader: Reader, action: str, token_id: str, name: str, scopes: str) -> Entry:
+    """The sealed record of creating (``otaudit.token_create``) or revoking
+    (``otaudit.token_revoke``) an API token: who, which token, which scopes."""
+    attributes: dict[str, str | int] = {
+        "audit.target": token_id,
+        "audit.token.name": name,
+        "audit.new_value" if action.endswith("create") else "audit.old_value": scopes,
+        "audit.result": "success",
+    }
+    return _log_entry(reader, action, "api_token", f"{reader.actor}: {action} {token_id}",
+                      attributes)  # fmt: skip
 
 
 def append_read(store: Store, entry: Entry) -> int:
-    """Append one read record durably; its sequence number."""
+    """Append one record of otaudit's own (a read, a token change) durably; its seq."""
     (seq,) = store.append([entry]).seqs
     assert seq is not None  # a fresh receive time makes every read record new
     return seq

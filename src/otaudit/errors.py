@@ -10,6 +10,8 @@ library raises, only the CLI turns errors into exit codes::
      +-- UnsupportedMediaType content type or encoding otaudit does not speak (HTTP 415)
      +-- Overloaded           the sequencer is behind; retry later (HTTP 503)
      +-- StoreError           the ledger store failed (I/O, disk full, locked)
+ +-- Unauthenticated      no valid token (HTTP 401)
+ +-- Forbidden            a valid token without the scope needed (HTTP 403)
      +-- QueryError           read-only SQL rejected or failed
      +-- VerificationError    a proof, signature or ledger check failed
 """
@@ -50,6 +52,14 @@ class Overloaded(OtauditError):
 
 class StoreError(OtauditError):
     """The ledger store could not complete an operation."""
+
+
+class Unauthenticated(OtauditError):
+    """No token, a malformed one, or one that is unknown or revoked (HTTP 401)."""
+
+
+class Forbidden(OtauditError):
+    """A valid token without the scope the endpoint needs (HTTP 403)."""
 
 
 class QueryError(OtauditError):

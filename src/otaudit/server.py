@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from otaudit import datadir
+from otaudit.auth import Authenticator, is_loopback
 from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
@@ -39,6 +40,7 @@ class ServeSettings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     witness_dir: Path | None = None
     read_api: tuple[str, int] | None = None
+    unsafe_no_auth: bool = False
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -62,19 +64,22 @@ def serve(settings: ServeSettings) -> None:
         max_queue_records=settings.max_queue_records,
         checkpoint_interval_s=settings.checkpoint_interval_s,
     )
+    token_store = datadir.open_store(data, settings.store_url, readonly=True)
+    authn = Authenticator(token_store)
+    _check_exposure(settings, authn)
     ingest = Ingest(sequencer, metrics, settings.ingest)
     http_host, http_port = settings.http
     http_socket = _listen(http_host, http_port)
     grpc_host, grpc_port = settings.grpc
-    grpc_server, bound = build_server(ingest, f"{grpc_host}:{grpc_port}")
+    grpc_server, bound = build_server(ingest, authn, f"{grpc_host}:{grpc_port}")
     if bound == 0:
         raise ConfigError(f"cannot listen for gRPC on {grpc_host}:{grpc_port} (address in use?)")
-    servers = [(_uvicorn(build_app(ingest), http_host, http_port), http_socket)]
+    servers = [(_uvicorn(build_app(ingest, authn), http_host, http_port), http_socket)]
     if settings.read_api is not None:
         read_host, read_port = settings.read_api
         read_socket = _listen(read_host, read_port, "the read API")
         service = ReadService(
-            lambda: datadir.open_store(data, settings.store_url, readonly=True), sequencer
+            lambda: datadir.open_store(data, settings.store_url, readonly=True), sequencer, authn
         )
         servers.append((_uvicorn(build_read_app(service), read_host, read_port), read_socket))
     sequencer.start()
@@ -97,8 +102,31 @@ def serve(settings: ServeSettings) -> None:
         grpc_server.stop(grace=5).wait()
         ingest.close()
         sequencer.stop()
+        token_store.close()
         store.close()
         log.info("otaudit stopped; final checkpoint signed")
+
+
+def _check_exposure(settings: ServeSettings, authn: Authenticator) -> None:
+    """Without tokens, serve on loopback only (with a warning), unless told it is wanted."""
+    if authn.required:
+        return
+    listeners = [("--http", settings.http), ("--grpc", settings.grpc)]
+    if settings.read_api is not None:
+        listeners.append(("--read-api", settings.read_api))
+    exposed = [f"{option} {host}:{port}" for option, (host, port) in listeners
+               if not is_loopback(host)]  # fmt: skip
+    if exposed and not settings.unsafe_no_auth:
+        raise ConfigError(
+            f"refusing to listen on {', '.join(exposed)} without authentication: create a token "
+            "(`otaudit token create --scope ingest`), or pass --unsafe-no-auth"
+        )
+    log.warning(
+        "no API tokens: requests are not authenticated%s",
+        f" ({', '.join(exposed)} exposed by --unsafe-no-auth)"
+        if exposed
+        else " (loopback only; `otaudit token create` turns authentication on)",
+    )
 
 
 def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:

@@ -100,12 +100,14 @@ def main(argv: list[str] | None = None) -> None:
         sample,
         search,
         serve,
+        token,
         verify,
         witness,
     )
 
     for module in (
         serve,
+        token,
         migrate,
         verify,
         query,

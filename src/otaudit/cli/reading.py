@@ -72,13 +72,13 @@ def record_read(
     except OtauditError as exc:
         click.echo(access.not_recorded_warning(exc), err=True)
     else:
-        _sign(data, store)
+        sign_if_possible(data, store)
     finally:
         store.close()
 
 
-def _sign(data: Path, store: Store) -> None:
-    """Cover the read record with a checkpoint when this user holds the log's signing key.
+def sign_if_possible(data: Path, store: Store) -> None:
+    """Cover what was just appended with a checkpoint when this user holds the log's signing key.
 
     Otherwise the server signs it (within a second while it runs, and at start).
     """

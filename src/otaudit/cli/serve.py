@@ -91,6 +91,11 @@ from otaudit.cli.main import handle_errors, store_options
     metavar="HOST:PORT",
     help="Also serve the HTTP read API (search, SQL; JSON) here. Off by default.",
 )
+@click.option(
+    "--unsafe-no-auth",
+    is_flag=True,
+    help="Listen beyond loopback although no token exists (nothing is authenticated).",
+)
 @handle_errors
 def serve_command(
     data: Path,
@@ -107,6 +112,7 @@ def serve_command(
     witness_dir: Path | None,
     workers: int,
     read_api: str | None,
+    unsafe_no_auth: bool,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     # The receivers (uvicorn, grpc) load only for this command.
@@ -131,6 +137,7 @@ def serve_command(
             ),
             witness_dir=witness_dir,
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),
+            unsafe_no_auth=unsafe_no_auth,
         )
     )
 

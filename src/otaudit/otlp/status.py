@@ -13,10 +13,12 @@ import grpc
 
 from otaudit.errors import (
     DecodeError,
+    Forbidden,
     OtauditError,
     Overloaded,
     PayloadTooLarge,
     StoreError,
+    Unauthenticated,
     UnsupportedMediaType,
 )
 
@@ -33,6 +35,10 @@ class Failure:
 
 def failure_for(exc: OtauditError) -> Failure:
     """Map an otaudit error to its OTLP answer (most specific class first)."""
+    if isinstance(exc, Unauthenticated):
+        return Failure(401, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated")
+    if isinstance(exc, Forbidden):
+        return Failure(403, grpc.StatusCode.PERMISSION_DENIED, "forbidden")
     if isinstance(exc, PayloadTooLarge):
         return Failure(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "too_large")
     if isinstance(exc, DecodeError):

@@ -25,7 +25,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from otaudit import access
-from otaudit.errors import OtauditError, Overloaded, QueryError, StoreError
+from otaudit.auth import Authenticator, bearer
+from otaudit.errors import (
+    Forbidden,
+    OtauditError,
+    Overloaded,
+    QueryError,
+    StoreError,
+    Unauthenticated,
+)
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.ledger import Sequencer
 from otaudit.query import json_cell
@@ -35,8 +43,6 @@ from otaudit.store.search import EXACT_FILTERS, SEARCH_COLUMNS, SearchFilter
 from otaudit.timespec import parse_time
 
 MAX_BODY: Final = 1 << 20
-#: Who reads, until the read API authenticates its callers.
-ANONYMOUS: Final = "anonymous"
 _RECORD_PARAMS: Final = frozenset({*EXACT_FILTERS, "since", "until", "limit", "cursor"})
 _SQL_FIELDS: Final = frozenset({"sql", "page_size", "timeout_ms", "cursor"})
 
@@ -53,8 +59,16 @@ def _json(document: Any, status: int = 200, headers: dict[str, str] | None = Non
     return Response(orjson.dumps(document), status, headers, media_type="application/json")
 
 
-def _error(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    headers = dict(headers or {})
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
     return _json({"error": {"code": code, "message": message}}, status, headers)
 
 
@@ -93,9 +107,17 @@ def _int(value: Any, name: str, low: int, high: int) -> int:
 class ReadService:
     """The reads behind the routes: open a store, read, record the read."""
 
-    def __init__(self, open_store: Callable[[], Store], sequencer: Sequencer) -> None:
+    def __init__(
+        self, open_store: Callable[[], Store], sequencer: Sequencer, authn: Authenticator
+    ) -> None:
         self.open_store = open_store
         self.sequencer = sequencer
+        self.authn = authn
+
+    def reader(self, authorization: str | None, client: str | None) -> access.Reader:
+        """Who is asking (Unauthenticated, Forbidden): the token's name, or anonymous."""
+        caller = self.authn.check(bearer(authorization), "read")
+        return access.Reader(caller.name, client, caller.token_id)
 
     def record(self, reader: access.Reader, kind: str, text: str, **outcome: Any) -> None:
         """Append the read's record and wait until it is durable (StoreError, Overloaded)."""
@@ -180,13 +202,14 @@ class ReadService:
         }
 
 
-def _reader(request: Request) -> access.Reader:
-    return access.Reader(ANONYMOUS, request.client.host if request.client else None)
-
-
 async def _answer(work: Callable[[], dict[str, Any]]) -> Response:
     try:
         return _json(await run_in_threadpool(work))
+    except Unauthenticated as exc:
+        return _error(401, "unauthenticated", str(exc),
+                      headers={"WWW-Authenticate": 'Bearer realm="otaudit"'})  # fmt: skip
+    except Forbidden as exc:
+        return _error(403, "forbidden", str(exc))
     except BadRequest as exc:
         return _error(exc.status, exc.code, exc.message)
     except Overloaded as exc:
@@ -204,7 +227,9 @@ def build_read_app(service: ReadService) -> Starlette:
         params: dict[str, list[str]] = {}
         for key, value in request.query_params.multi_items():
             params.setdefault(key, []).append(value)
-        return await _answer(lambda: service.records(_reader(request), params))
+        authorization = request.headers.get("authorization")
+        client = request.client.host if request.client else None
+        return await _answer(lambda: service.records(service.reader(authorization, client), params))
 
     async def sql(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -221,7 +246,9 @@ def build_read_app(service: ReadService) -> Starlette:
             return _error(400, "bad_json", f"request body is not JSON: {exc}")
         if not isinstance(document, dict):
             return _error(400, "bad_json", "request body must be a JSON object")
-        return await _answer(lambda: service.sql(_reader(request), document))
+        authorization = request.headers.get("authorization")
+        client = request.client.host if request.client else None
+        return await _answer(lambda: service.sql(service.reader(authorization, client), document))
 
     async def openapi(request: Request) -> Response:
         return _json(SPEC)

@@ -17,6 +17,7 @@ from typing import Any, Final, NoReturn
 
 import grpc
 
+from otaudit.auth import Authenticator, bearer
 from otaudit.errors import OtauditError, Overloaded
 from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
 from otaudit.otlp.body import PROTOBUF
@@ -38,10 +39,13 @@ def _abort(context: grpc.ServicerContext, ingest: Ingest, exc: OtauditError) -> 
     context.abort(failure.grpc_code, str(exc))
 
 
-def _export(ingest: Ingest, kind: str, body: bytes, context: grpc.ServicerContext) -> Any:
+def _export(
+    ingest: Ingest, authn: Authenticator, kind: str, body: bytes, context: grpc.ServicerContext
+) -> Any:
     received_ns = time.time_ns()
     metadata = dict(context.invocation_metadata())
     try:
+        authn.check(bearer(metadata.get("authorization")), "ingest")  # type: ignore[arg-type]
         pipeline = ingest.pipeline(metadata.get(PIPELINE_HEADER))  # type: ignore[arg-type]
         prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns).result()
         ingest.commit(prepared).result(timeout=COMMIT_WAIT_S)
@@ -54,9 +58,9 @@ def _export(ingest: Ingest, kind: str, body: bytes, context: grpc.ServicerContex
     return export_response(kind, prepared.rejected, prepared.message)
 
 
-def _handler(ingest: Ingest, kind: str) -> grpc.GenericRpcHandler[Any, Any]:
+def _handler(ingest: Ingest, authn: Authenticator, kind: str) -> grpc.GenericRpcHandler[Any, Any]:
     def export(body: bytes, context: grpc.ServicerContext) -> Any:
-        return _export(ingest, kind, body, context)
+        return _export(ingest, authn, kind, body, context)
 
     serialize: Callable[[Any], bytes] = lambda response: response.SerializeToString()  # noqa: E731
     method = grpc.unary_unary_rpc_method_handler(
@@ -65,12 +69,17 @@ def _handler(ingest: Ingest, kind: str) -> grpc.GenericRpcHandler[Any, Any]:
     return grpc.method_handlers_generic_handler(SERVICES[kind], {"Export": method})
 
 
-def build_server(ingest: Ingest, address: str, *, workers: int = 8) -> tuple[grpc.Server, int]:
-    """A gRPC server bound to ``address`` (not started) and the port it got."""
+def build_server(
+    ingest: Ingest, authn: Authenticator, address: str, *, workers: int = 8
+) -> tuple[grpc.Server, int]:
+    """A gRPC server bound to ``address`` (not started) and the port it got.
+
+    Exports need a token with the ``ingest`` scope in the ``authorization`` metadata
+    once any token exists (UNAUTHENTICATED / PERMISSION_DENIED otherwise)."""
     limit = ingest.settings.max_body_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otaudit-grpc"),
-        handlers=[_handler(ingest, kind) for kind in SERVICES],
+        handlers=[_handler(ingest, authn, kind) for kind in SERVICES],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),

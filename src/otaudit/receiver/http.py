@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otaudit.errors import OtauditError, Overloaded, PayloadTooLarge
+from otaudit.auth import Authenticator, bearer
+from otaudit.errors import Forbidden, OtauditError, Overloaded, PayloadTooLarge, Unauthenticated
 from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
 from otaudit.otlp import body as otlp_body
 from otaudit.otlp.status import failure_for
@@ -52,8 +53,12 @@ def _commit_timeout() -> Overloaded:
     return Overloaded(f"commit did not finish within {COMMIT_WAIT_S:.0f} s; retry", 5)
 
 
-def build_app(ingest: Ingest) -> Starlette:
-    """The Starlette application serving OTLP/HTTP, ``/metrics`` and ``/healthz``."""
+def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
+    """The Starlette application serving OTLP/HTTP, ``/metrics`` and ``/healthz``.
+
+    Exports need a token with the ``ingest`` scope and ``/metrics`` one with ``admin``
+    once any token exists; ``/healthz`` is open (it says nothing but "ok").
+    """
     limit = ingest.settings.max_body_bytes
 
     async def export(request: Request) -> Response:
@@ -62,6 +67,7 @@ def build_app(ingest: Ingest) -> Starlette:
         media = otlp_body.JSON
         try:
             media = otlp_body.media_type(request.headers.get("content-type"))
+            authn.check(bearer(request.headers.get("authorization")), "ingest")
             gzipped = otlp_body.check_encoding(request.headers.get("content-encoding"))
             pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
             raw = await _read_body(request, limit)
@@ -75,6 +81,8 @@ def build_app(ingest: Ingest) -> Starlette:
             failure = failure_for(exc)
             ingest.metrics.failed_requests.labels("http", failure.reason).inc()
             headers = {}
+            if failure.http_status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="otaudit"'
             if failure.retry_after_s is not None:
                 headers["Retry-After"] = str(failure.retry_after_s)
             if media == otlp_body.PROTOBUF:
@@ -89,6 +97,12 @@ def build_app(ingest: Ingest) -> Starlette:
         return Response(content, 200, media_type=media)
 
     async def metrics(request: Request) -> Response:
+        try:
+            authn.check(bearer(request.headers.get("authorization")), "admin")
+        except (Unauthenticated, Forbidden) as exc:
+            status = 401 if isinstance(exc, Unauthenticated) else 403
+            headers = {"WWW-Authenticate": 'Bearer realm="otaudit"'} if status == 401 else None
+            return Response(f"{exc}\n", status, headers, media_type="text/plain")
         return Response(ingest.metrics.render(), media_type=_PROMETHEUS)
 
     async def healthz(request: Request) -> Response:

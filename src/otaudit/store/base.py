@@ -36,6 +36,18 @@ class StoredCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredToken:
+    """An API token as the store keeps it (never the token itself: its SHA-256)."""
+
+    token_id: str
+    name: str
+    scopes: str  # comma-separated
+    token_hash: str
+    created_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRecord:
     """One ledger row: sequence number, sealed bytes, dedup key and stored columns."""
 
@@ -236,6 +248,18 @@ class Store(Protocol):
 
     def add_checkpoint(self, cp: StoredCheckpoint) -> None:
         """Durably store a signed checkpoint."""
+        ...
+
+    def tokens(self) -> list[StoredToken]:
+        """Every API token ever created (revoked ones too), oldest first."""
+        ...
+
+    def add_token(self, token: StoredToken) -> None:
+        """Store a new API token."""
+        ...
+
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark a token revoked (once); False if there is no such unrevoked token."""
         ...
 
     def meta(self, key: str) -> str | None:

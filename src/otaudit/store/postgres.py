@@ -36,6 +36,7 @@ from otaudit.store.base import (
     AppendResult,
     StoredCheckpoint,
     StoredRecord,
+    StoredToken,
     edge_keys,
     plan_append,
 )
@@ -252,6 +253,33 @@ class PostgresStore(ReportReads, SearchReads):
                 f"INSERT INTO otaudit.checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s)",
                 (cp.tree_size, cp.root_hash, cp.signed_at_ns, cp.note),
             )
+
+    def tokens(self) -> list[StoredToken]:
+        """Every API token ever created, oldest first."""
+        rows = self._rows(
+            "reading tokens",
+            "SELECT id, name, scopes, hash, created_at, revoked_at FROM otaudit.tokens"
+            " ORDER BY created_at, id",
+        )
+        return [StoredToken(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def add_token(self, token: StoredToken) -> None:
+        """Store a new API token."""
+        with self._using("storing a token") as conn:
+            conn.execute(
+                "INSERT INTO otaudit.tokens VALUES (%s, %s, %s, %s, %s, %s)",
+                (token.token_id, token.name, token.scopes, token.token_hash,
+                 token.created_at, token.revoked_at),
+            )  # fmt: skip
+
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark a token revoked; False if there is no such unrevoked token."""
+        with self._using("revoking a token") as conn:
+            cur = conn.execute(
+                "UPDATE otaudit.tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                (at, token_id),
+            )
+            return cur.rowcount == 1
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a metadata value once."""

@@ -110,4 +110,33 @@ MIGRATIONS: Final = (
         "CREATE INDEX records_attr_action ON otaudit.records ((attributes['audit.action']), ts);",
         online=False,
     ),
+    Migration(
+        4,
+        "API tokens",
+        """
+CREATE TABLE otaudit.tokens (
+    id text PRIMARY KEY, name text NOT NULL, scopes text NOT NULL, hash text NOT NULL UNIQUE,
+    created_at text NOT NULL, revoked_at text
+);
+CREATE FUNCTION otaudit.tokens_revoke_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'otaudit tokens are revoked, never deleted'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.revoked_at IS NOT NULL
+       OR (NEW.id, NEW.name, NEW.scopes, NEW.hash, NEW.created_at)
+          IS DISTINCT FROM (OLD.id, OLD.name, OLD.scopes, OLD.hash, OLD.created_at) THEN
+        RAISE EXCEPTION 'otaudit tokens can only be revoked, once'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER tokens_revoke_only BEFORE UPDATE OR DELETE ON otaudit.tokens
+    FOR EACH ROW EXECUTE FUNCTION otaudit.tokens_revoke_only();
+CREATE TRIGGER tokens_no_truncate BEFORE TRUNCATE ON otaudit.tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION otaudit.refuse_change();
+GRANT SELECT ON otaudit.tokens TO otaudit_writer;
+""",
+    ),
 )

@@ -25,6 +25,7 @@ from otaudit.store.base import (
     AppendResult,
     StoredCheckpoint,
     StoredRecord,
+    StoredToken,
     edge_keys,
     plan_append,
 )
@@ -219,6 +220,35 @@ class SQLiteStore(ReportReads, SearchReads):
             )
         except sqlite3.Error as exc:
             raise _store_error("storing a checkpoint", self.path, exc) from exc
+
+    def tokens(self) -> list[StoredToken]:
+        """Every API token ever created, oldest first."""
+        rows = self._read(
+            "SELECT id, name, scopes, hash, created_at, revoked_at FROM tokens ORDER BY rowid"
+        )
+        return [StoredToken(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def add_token(self, token: StoredToken) -> None:
+        """Store a new API token."""
+        try:
+            self._conn.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                (token.token_id, token.name, token.scopes, token.token_hash,
+                 token.created_at, token.revoked_at),
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise _store_error("storing a token", self.path, exc) from exc
+
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark a token revoked; False if there is no such unrevoked token."""
+        try:
+            cur = self._conn.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (at, token_id),
+            )
+        except sqlite3.Error as exc:
+            raise _store_error("revoking a token", self.path, exc) from exc
+        return cur.rowcount == 1
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a metadata value once."""

@@ -90,4 +90,18 @@ MIGRATIONS: Final = (
         "CREATE INDEX records_attr_action ON records"
         " (json_extract(attributes, '$.\"audit.action\"'), timestamp);",
     ),
+    # API tokens: not ledger data (a token is revoked by setting revoked_at), but never
+    # deleted and never changed otherwise; their creation and revocation are ledger records.
+    Migration(
+        4,
+        "API tokens",
+        "CREATE TABLE tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL,"
+        " hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);"
+        "CREATE TRIGGER tokens_no_delete BEFORE DELETE ON tokens"
+        " BEGIN SELECT RAISE(ABORT, 'otaudit tokens are revoked, never deleted'); END;"
+        "CREATE TRIGGER tokens_revoke_only BEFORE UPDATE ON tokens WHEN OLD.revoked_at IS NOT NULL"
+        " OR NEW.id IS NOT OLD.id OR NEW.name IS NOT OLD.name OR NEW.scopes IS NOT OLD.scopes"
+        " OR NEW.hash IS NOT OLD.hash OR NEW.created_at IS NOT OLD.created_at"
+        " BEGIN SELECT RAISE(ABORT, 'otaudit tokens can only be revoked, once'); END;",
+    ),
 )

@@ -1,0 +1,106 @@
+"""``otaudit token create | list | revoke``: the API tokens every listener checks.
+
+Creating and revoking a token are administrative actions: each appends a
+record to the ledger (``otaudit.token_create`` / ``otaudit.token_revoke``,
+who did it, which token, which scopes), so they are on the audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from otaudit import access, auth, datadir
+from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.reading import sign_if_possible
+from otaudit.errors import OtauditError
+from otaudit.store.base import Store
+
+
+def _open(data: Path, store_url: str | None) -> Store:
+    if store_url is None:
+        datadir.prepare(data, create=False)
+    return datadir.open_store(data, store_url, readonly=False, migrate=True)
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens: scopes ingest (send OTLP), read (read API, /metrics), admin (/metrics)."""
+
+
+@token_group.command("create")
+@store_options
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(auth.SCOPES),
+    help="A scope the token grants (repeatable).",
+)
+@click.option("--name", default="", help="What the token is for (shown in lists and records).")
+@handle_errors
+def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], name: str) -> None:
+    """Create a token; it is printed once, as the last line, and stored only as a hash."""
+    text, row = auth.new_token(name, scopes)
+    store = _open(data, store_url)
+    try:
+        store.add_token(row)
+        reader = access.os_reader()
+        entry = access.token_entry(reader, "otaudit.token_create", row.token_id, row.name,
+                                   row.scopes)  # fmt: skip
+        access.append_read(store, entry)
+        sign_if_possible(data, store)
+    finally:
+        store.close()
+    click.echo(f"token {row.token_id} ({row.name}), scopes {row.scopes}; keep it secret:", err=True)
+    click.echo(text)
+
+
+@token_group.command("list")
+@store_options
+@handle_errors
+def token_list(data: Path, store_url: str | None) -> None:
+    """List tokens: id, name, scopes, created, revoked (never the token itself)."""
+    store = _open(data, store_url)
+    try:
+        rows = store.tokens()
+    finally:
+        store.close()
+    if not rows:
+        click.echo("no tokens: listeners accept requests without one (loopback only)")
+        return
+    click.echo(f"{'id':<12}  {'name':<20}  {'scopes':<18}  {'created':<20}  revoked")
+    for t in rows:
+        click.echo(f"{t.token_id:<12}  {t.name:<20}  {t.scopes:<18}  {t.created_at:<20}  "
+                   f"{t.revoked_at or '-'}")  # fmt: skip
+
+
+@token_group.command("revoke")
+@store_options
+@click.argument("token_id", metavar="ID")
+@handle_errors
+def token_revoke(data: Path, store_url: str | None, token_id: str) -> None:
+    """Revoke a token by its id; every node refuses it within seconds."""
+    store = _open(data, store_url)
+    try:
+        found = {t.token_id: t for t in store.tokens()}.get(token_id)
+        if found is None:
+            raise OtauditError(f"no token with id {token_id!r} (see `otaudit token list`)")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if not store.revoke_token(token_id, now):
+            raise OtauditError(f"token {token_id} was already revoked at {found.revoked_at}")
+        entry = access.token_entry(access.os_reader(), "otaudit.token_revoke", token_id,
+                                   found.name, found.scopes)  # fmt: skip
+        access.append_read(store, entry)
+        sign_if_possible(data, store)
+    finally:
+        store.close()
+    click.echo(f"revoked token {token_id} ({found.name})")
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(token_group)
