@@ -21,6 +21,7 @@ from otaudit.metrics import Metrics
 from otaudit.readapi import ReadService, build_read_app
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
+from otaudit.tls import TlsSettings
 
 log = logging.getLogger("otaudit.server")
 
@@ -41,6 +42,7 @@ class ServeSettings:
     witness_dir: Path | None = None
     read_api: tuple[str, int] | None = None
     unsafe_no_auth: bool = False
+    tls: TlsSettings | None = None
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -64,6 +66,8 @@ def serve(settings: ServeSettings) -> None:
         max_queue_records=settings.max_queue_records,
         checkpoint_interval_s=settings.checkpoint_interval_s,
     )
+    if settings.tls is not None:
+        settings.tls.check()
     token_store = datadir.open_store(data, settings.store_url, readonly=True)
     authn = Authenticator(token_store)
     _check_exposure(settings, authn)
@@ -71,17 +75,25 @@ def serve(settings: ServeSettings) -> None:
     http_host, http_port = settings.http
     http_socket = _listen(http_host, http_port)
     grpc_host, grpc_port = settings.grpc
-    grpc_server, bound = build_server(ingest, authn, f"{grpc_host}:{grpc_port}")
+    grpc_server, bound = build_server(
+        ingest,
+        authn,
+        f"{grpc_host}:{grpc_port}",
+        credentials=None if settings.tls is None else settings.tls.grpc_credentials(),
+    )
     if bound == 0:
         raise ConfigError(f"cannot listen for gRPC on {grpc_host}:{grpc_port} (address in use?)")
-    servers = [(_uvicorn(build_app(ingest, authn), http_host, http_port), http_socket)]
+    servers = [
+        (_uvicorn(build_app(ingest, authn), http_host, http_port, settings.tls), http_socket)
+    ]
     if settings.read_api is not None:
         read_host, read_port = settings.read_api
         read_socket = _listen(read_host, read_port, "the read API")
         service = ReadService(
             lambda: datadir.open_store(data, settings.store_url, readonly=True), sequencer, authn
         )
-        servers.append((_uvicorn(build_read_app(service), read_host, read_port), read_socket))
+        read_app = _uvicorn(build_read_app(service), read_host, read_port, settings.tls)
+        servers.append((read_app, read_socket))
     sequencer.start()
     grpc_server.start()
     log.info(
@@ -129,7 +141,7 @@ def _check_exposure(settings: ServeSettings, authn: Authenticator) -> None:
     )
 
 
-def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+def _uvicorn(app: Any, host: str, port: int, tls: TlsSettings | None) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         host=host,
@@ -138,6 +150,7 @@ def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=10,
+        **({} if tls is None else tls.uvicorn_options()),  # type: ignore[arg-type]
     )
     return uvicorn.Server(config)
 

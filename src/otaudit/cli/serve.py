@@ -96,6 +96,12 @@ from otaudit.cli.main import handle_errors, store_options
     is_flag=True,
     help="Listen beyond loopback although no token exists (nothing is authenticated).",
 )
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Serve every listener over TLS with this certificate (chain).")  # fmt: skip
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="The private key of --tls-cert.")  # fmt: skip
+@click.option("--tls-client-ca", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Require client certificates signed by this CA (mutual TLS).")  # fmt: skip
 @handle_errors
 def serve_command(
     data: Path,
@@ -113,11 +119,23 @@ def serve_command(
     workers: int,
     read_api: str | None,
     unsafe_no_auth: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     # The receivers (uvicorn, grpc) load only for this command.
     from otaudit.ingest import IngestSettings
     from otaudit.server import ServeSettings, parse_address, serve
+    from otaudit.tls import TlsSettings
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = None
+    if tls_cert is not None and tls_key is not None:
+        tls = TlsSettings(tls_cert, tls_key, tls_client_ca)
 
     serve(
         ServeSettings(
@@ -138,6 +156,7 @@ def serve_command(
             witness_dir=witness_dir,
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),
             unsafe_no_auth=unsafe_no_auth,
+            tls=tls,
         )
     )
 

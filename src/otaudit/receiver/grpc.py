@@ -70,7 +70,12 @@ def _handler(ingest: Ingest, authn: Authenticator, kind: str) -> grpc.GenericRpc
 
 
 def build_server(
-    ingest: Ingest, authn: Authenticator, address: str, *, workers: int = 8
+    ingest: Ingest,
+    authn: Authenticator,
+    address: str,
+    *,
+    workers: int = 8,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server bound to ``address`` (not started) and the port it got.
 
@@ -85,5 +90,8 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     return server, port
