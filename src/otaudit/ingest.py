@@ -26,7 +26,7 @@ from otaudit.errors import DecodeError, Overloaded
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
-from otaudit.otlp.convert import count_data_points, select_logs, select_spans
+from otaudit.otlp.convert import Limits, count_data_points, select_logs, select_spans
 from otaudit.record import Entry, seal
 
 PIPELINE_HEADER: Final = "x-audit-pipeline"
@@ -46,6 +46,7 @@ class IngestSettings:
     default_pipeline: str = "otlp"
     max_body_bytes: int = 16 * 1024 * 1024
     workers: int = 2
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -81,7 +82,7 @@ def prepare(
         points = count_data_points(request)
         return Prepared(kind, "metric", points, points, points, _METRICS_MESSAGE)
     signal, select = _SIGNALS[kind]
-    sel = select(request, settings.audit_attribute)
+    sel = select(request, settings.audit_attribute, settings.limits)
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
     return Prepared(
         kind, signal, sel.received, sel.dropped, sel.rejected, sel.error_message, entries

@@ -102,6 +102,20 @@ from otaudit.cli.main import handle_errors, store_options
               help="The private key of --tls-cert.")  # fmt: skip
 @click.option("--tls-client-ca", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
               help="Require client certificates signed by this CA (mutual TLS).")  # fmt: skip
+@click.option(
+    "--max-attributes",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Attributes one record may carry; records over it are rejected (partial_success).",
+)
+@click.option(
+    "--max-attribute-bytes",
+    type=click.IntRange(16),
+    default=64 * 1024,
+    show_default=True,
+    help="Encoded size one attribute value may have; records over it are rejected.",
+)
 @handle_errors
 def serve_command(
     data: Path,
@@ -122,10 +136,13 @@ def serve_command(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_client_ca: Path | None,
+    max_attributes: int,
+    max_attribute_bytes: int,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     # The receivers (uvicorn, grpc) load only for this command.
     from otaudit.ingest import IngestSettings
+    from otaudit.otlp.convert import Limits
     from otaudit.server import ServeSettings, parse_address, serve
     from otaudit.tls import TlsSettings
 
@@ -152,6 +169,7 @@ def serve_command(
                 default_pipeline=pipeline,
                 max_body_bytes=max_body_bytes,
                 workers=workers,
+                limits=Limits(max_attributes, max_attribute_bytes),
             ),
             witness_dir=witness_dir,
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),

@@ -193,6 +193,28 @@ def _log(rec: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How many attributes one record may carry, and how large one attribute value may be
+    (its protobuf encoding, so nested arrays and maps count whole). Records over a limit
+    are rejected and reported in ``partial_success``; the rest of the request is kept."""
+
+    max_attributes: int = 256
+    max_value_bytes: int = 64 * 1024
+
+
+def _over_limits(item: Any, limits: Limits) -> str | None:
+    if len(item.attributes) > limits.max_attributes:
+        return f"{len(item.attributes)} attributes, over the limit of {limits.max_attributes}"
+    for kv in item.attributes:
+        size = kv.value.ByteSize()
+        if size > limits.max_value_bytes:
+            return (
+                f"attribute {kv.key!r} is {size} bytes, over the limit of {limits.max_value_bytes}"
+            )
+    return None
+
+
+@dataclass(frozen=True)
 class _Shape:
     """Where one signal keeps its records in an export request, and how to encode one."""
 
@@ -204,7 +226,7 @@ class _Shape:
     encode: Callable[[Any, str], dict[str, Any]]
 
 
-def _select(request: Any, audit_attribute: str, shape: _Shape) -> Selection:
+def _select(request: Any, audit_attribute: str, shape: _Shape, limits: Limits) -> Selection:
     sel = Selection(shape.signal)
     for r, group in enumerate(getattr(request, shape.resources)):
         resource: dict[str, Any] | None = None
@@ -217,6 +239,9 @@ def _select(request: Any, audit_attribute: str, shape: _Shape) -> Selection:
                     _check_id(getattr(item, name), size, where, name)
                 if not _is_audit(item.attributes, audit_attribute):
                     sel.dropped += 1
+                    continue
+                if (over := _over_limits(item, limits)) is not None:
+                    sel.reject(where, over)
                     continue
                 try:
                     if resource is None:
@@ -242,14 +267,14 @@ _LOGS = _Shape(
 )  # fmt: skip
 
 
-def select_spans(request: Any, audit_attribute: str) -> Selection:
+def select_spans(request: Any, audit_attribute: str, limits: Limits = Limits()) -> Selection:
     """Select and encode the audit spans of an ``ExportTraceServiceRequest``."""
-    return _select(request, audit_attribute, _SPANS)
+    return _select(request, audit_attribute, _SPANS, limits)
 
 
-def select_logs(request: Any, audit_attribute: str) -> Selection:
+def select_logs(request: Any, audit_attribute: str, limits: Limits = Limits()) -> Selection:
     """Select and encode the audit log records of an ``ExportLogsServiceRequest``."""
-    return _select(request, audit_attribute, _LOGS)
+    return _select(request, audit_attribute, _LOGS, limits)
 
 
 def count_data_points(request: Any) -> int:
