@@ -35,5 +35,8 @@ test: lint typecheck unit  ## Everything CI runs
 bench: $(STAMP) postgresql  ## Throughput and latency figures (printed, not asserted)
 	$(BIN)/python -m bench
 
+fuzz: $(STAMP)  ## The fuzz properties of tests/fuzz with 20,000 examples each (make test runs 150)
+	OTAUDIT_FUZZ_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

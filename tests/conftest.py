@@ -3,10 +3,12 @@ and the two stores (SQLite in a temporary directory, PostgreSQL on a throwaway s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from otaudit import datadir
 from otaudit.store.base import Store
@@ -55,3 +57,9 @@ def any_store(store_url: str, tmp_path: Path) -> Iterator[Store]:
     store = datadir.open_store(tmp_path, store_url, readonly=False)
     yield store
     store.close()
+
+
+# Fuzzing profiles: `make test` runs a bounded number of examples, `make fuzz` many more.
+settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("OTAUDIT_FUZZ_PROFILE", "default"))
