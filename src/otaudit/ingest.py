@@ -28,6 +28,7 @@ from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
 from otaudit.otlp.convert import Limits, count_data_points, select_logs, select_spans
 from otaudit.record import Entry, seal
+from otaudit.redaction import Redactor
 
 PIPELINE_HEADER: Final = "x-audit-pipeline"
 _PIPELINE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
@@ -47,6 +48,7 @@ class IngestSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     workers: int = 2
     limits: Limits = field(default_factory=Limits)
+    redactor: Redactor | None = None
 
 
 @dataclass
@@ -82,7 +84,7 @@ def prepare(
         points = count_data_points(request)
         return Prepared(kind, "metric", points, points, points, _METRICS_MESSAGE)
     signal, select = _SIGNALS[kind]
-    sel = select(request, settings.audit_attribute, settings.limits)
+    sel = select(request, settings.audit_attribute, settings.limits, settings.redactor)
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
     return Prepared(
         kind, signal, sel.received, sel.dropped, sel.rejected, sel.error_message, entries

@@ -116,6 +116,20 @@ from otaudit.cli.main import handle_errors, store_options
     show_default=True,
     help="Encoded size one attribute value may have; records over it are rejected.",
 )
+@click.option(
+    "--redact",
+    "redact",
+    multiple=True,
+    metavar="drop:PATTERN|hmac:PATTERN",
+    help="Before sealing, drop the attributes whose key matches PATTERN, or replace their "
+    "values by an HMAC-SHA256 pseudonym (repeatable; first match wins).",
+)
+@click.option(
+    "--redaction-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="The secret key of hmac: rules (at least 16 bytes).",
+)
 @handle_errors
 def serve_command(
     data: Path,
@@ -138,11 +152,14 @@ def serve_command(
     tls_client_ca: Path | None,
     max_attributes: int,
     max_attribute_bytes: int,
+    redact: tuple[str, ...],
+    redaction_key_file: Path | None,
 ) -> None:
     """Receive OTLP and seal audit records into the ledger."""
     # The receivers (uvicorn, grpc) load only for this command.
     from otaudit.ingest import IngestSettings
     from otaudit.otlp.convert import Limits
+    from otaudit.redaction import Redactor
     from otaudit.server import ServeSettings, parse_address, serve
     from otaudit.tls import TlsSettings
 
@@ -170,6 +187,7 @@ def serve_command(
                 max_body_bytes=max_body_bytes,
                 workers=workers,
                 limits=Limits(max_attributes, max_attribute_bytes),
+                redactor=Redactor.parse(redact, redaction_key_file),
             ),
             witness_dir=witness_dir,
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),
@@ -182,3 +200,23 @@ def serve_command(
 def register(group: click.Group) -> None:
     """Add this module's commands to the CLI."""
     group.add_command(serve_command)
+    group.add_command(pseudonym_command)
+
+
+@click.command("pseudonym")
+@click.option(
+    "--redaction-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    metavar="FILE",
+    help="The key serve's hmac: redaction rules use.",
+)
+@click.argument("value")
+@handle_errors
+def pseudonym_command(redaction_key_file: Path, value: str) -> None:
+    """Print the pseudonym an hmac: redaction rule stores for VALUE (to search for it)."""
+    from otaudit.redaction import Redactor
+
+    redactor = Redactor.parse(("hmac:*",), redaction_key_file)
+    assert redactor is not None
+    click.echo(redactor.pseudonym(value))

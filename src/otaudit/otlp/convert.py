@@ -18,6 +18,7 @@ from typing import Any
 from otaudit.canonical import canonical_bytes
 from otaudit.errors import DecodeError
 from otaudit.record import encode_double
+from otaudit.redaction import MARK, Redactor
 
 _MAX_REASONS = 5
 
@@ -226,7 +227,18 @@ class _Shape:
     encode: Callable[[Any, str], dict[str, Any]]
 
 
-def _select(request: Any, audit_attribute: str, shape: _Shape, limits: Limits) -> Selection:
+def _redacted_resource(group: Any, redactor: Redactor | None) -> dict[str, Any]:
+    resource = _resource(group.resource, group.schema_url)
+    if redactor is not None:
+        resource["attributes"], done = redactor.apply(resource["attributes"])
+        if done:
+            resource["attributes"][MARK] = ",".join(done)
+    return resource
+
+
+def _select(
+    request: Any, audit_attribute: str, shape: _Shape, limits: Limits, redactor: Redactor | None
+) -> Selection:
     sel = Selection(shape.signal)
     for r, group in enumerate(getattr(request, shape.resources)):
         resource: dict[str, Any] | None = None
@@ -245,10 +257,14 @@ def _select(request: Any, audit_attribute: str, shape: _Shape, limits: Limits) -
                     continue
                 try:
                     if resource is None:
-                        resource = _resource(group.resource, group.schema_url)
+                        resource = _redacted_resource(group, redactor)
                     if scope is None:
                         scope = _scope(scoped.scope, scoped.schema_url)
                     content = shape.encode(item, where)
+                    if redactor is not None:
+                        content["attributes"], done = redactor.apply(content["attributes"])
+                        if done:
+                            content["attributes"][MARK] = ",".join(done)
                     content["resource"] = resource
                     content["scope"] = scope
                     sel.records.append((content, canonical_bytes(content)))
@@ -267,14 +283,24 @@ _LOGS = _Shape(
 )  # fmt: skip
 
 
-def select_spans(request: Any, audit_attribute: str, limits: Limits = Limits()) -> Selection:
-    """Select and encode the audit spans of an ``ExportTraceServiceRequest``."""
-    return _select(request, audit_attribute, _SPANS, limits)
+def select_spans(
+    request: Any,
+    audit_attribute: str,
+    limits: Limits = Limits(),
+    redactor: Redactor | None = None,
+) -> Selection:
+    """Select, redact and encode the audit spans of an ``ExportTraceServiceRequest``."""
+    return _select(request, audit_attribute, _SPANS, limits, redactor)
 
 
-def select_logs(request: Any, audit_attribute: str, limits: Limits = Limits()) -> Selection:
-    """Select and encode the audit log records of an ``ExportLogsServiceRequest``."""
-    return _select(request, audit_attribute, _LOGS, limits)
+def select_logs(
+    request: Any,
+    audit_attribute: str,
+    limits: Limits = Limits(),
+    redactor: Redactor | None = None,
+) -> Selection:
+    """Select, redact and encode the audit log records of an ``ExportLogsServiceRequest``."""
+    return _select(request, audit_attribute, _LOGS, limits, redactor)
 
 
 def count_data_points(request: Any) -> int:
