@@ -16,7 +16,6 @@ transaction, as the ``otaudit_query`` role, with ``statement_timeout``.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -29,7 +28,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
 from otaudit.dialect import check_read_only
-from otaudit.errors import ConfigError, QueryError, StoreError
+from otaudit.errors import QueryError, StoreError
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
@@ -41,6 +40,7 @@ from otaudit.store.base import (
     plan_append,
 )
 from otaudit.store.migrations import Migration
+from otaudit.store.postgres_connect import check_dsn, connect, message, position, redact_dsn
 from otaudit.store.postgres_schema import MIGRATIONS, QUERY_ROLE, QUERY_VIEWS
 from otaudit.store.reports import ReportReads
 from otaudit.store.search import SearchReads
@@ -64,11 +64,6 @@ _COPY_RECORDS: Final = (
 )
 _RECORD_COLUMNS: Final = "seq, sealed, dedup_key, " + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
 _CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, for messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
 
 
 class PostgresStore(ReportReads, SearchReads):
@@ -99,21 +94,7 @@ class PostgresStore(ReportReads, SearchReads):
     # -- connections -----------------------------------------------------------
 
     def _connect(self, *, readonly: bool) -> psycopg.Connection[Any]:
-        options = "-c search_path=otaudit -c synchronous_commit=on -c timezone=UTC"
-        if readonly:
-            options += " -c default_transaction_read_only=on"
-        try:
-            return psycopg.connect(
-                self.dsn,
-                autocommit=True,
-                connect_timeout=self._connect_timeout_s,
-                options=options,
-                application_name="otaudit",
-            )
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {self.label}: {redact_dsn(_message(exc))}"
-            ) from exc
+        return connect(self.dsn, readonly=readonly, timeout_s=self._connect_timeout_s)
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The shared connection (call with ``_lock`` held), reopened if it broke."""
@@ -141,7 +122,7 @@ class PostgresStore(ReportReads, SearchReads):
             except psycopg.Error as exc:
                 if conn.broken or isinstance(exc, psycopg.OperationalError):
                     conn.close()
-                raise StoreError(f"{action} failed on {self.label}: {_message(exc)}") from exc
+                raise StoreError(f"{action} failed on {self.label}: {message(exc)}") from exc
 
     def _scalar(self, action: str, query: str, params: Sequence[Any] = ()) -> Any:
         return self._rows(action, query, params)[0][0]
@@ -332,7 +313,7 @@ class PostgresStore(ReportReads, SearchReads):
                     cur.execute(query, params)
                     yield from cur
         except psycopg.Error as exc:
-            raise StoreError(f"{action} failed on {self.label}: {_message(exc)}") from exc
+            raise StoreError(f"{action} failed on {self.label}: {message(exc)}") from exc
         finally:
             conn.close()
 
@@ -392,12 +373,12 @@ class PostgresStore(ReportReads, SearchReads):
             raise QueryError(f"query stopped after the {timeout_ms} ms time limit") from exc
         except psycopg.errors.InsufficientPrivilege as exc:
             raise QueryError(
-                f"SQL error: {_message(exc)} (queries read only {', '.join(QUERY_VIEWS)})"
+                f"SQL error: {message(exc)} (queries read only {', '.join(QUERY_VIEWS)})"
             ) from exc
         except psycopg.OperationalError as exc:
-            raise StoreError(f"query failed on {self.label}: {_message(exc)}") from exc
+            raise StoreError(f"query failed on {self.label}: {message(exc)}") from exc
         except psycopg.Error as exc:
-            raise QueryError(f"SQL error: {_message(exc)}{_position(exc)}") from exc
+            raise QueryError(f"SQL error: {message(exc)}{position(exc)}") from exc
         finally:
             conn.close()
         return names, rows[:max_rows], len(rows) > max_rows
@@ -420,22 +401,7 @@ def _checkpoint(r: Sequence[Any]) -> StoredCheckpoint:
     return StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), str(r[3]))
 
 
-def _message(exc: psycopg.Error) -> str:
-    primary = exc.diag.message_primary if exc.diag else None
-    return primary or str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _position(exc: psycopg.Error) -> str:
-    pos = exc.diag.statement_position if exc.diag else None
-    return f" (at character {pos})" if pos else ""
-
-
 def open_postgres(dsn: str, *, readonly: bool) -> PostgresStore:
     """Open a PostgreSQL ledger, refusing a DSN psycopg cannot parse with a clear message."""
-    try:
-        psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(
-            f"--store {redact_dsn(dsn)!r} is not a valid PostgreSQL URL: {redact_dsn(str(exc))}"
-        ) from exc
+    check_dsn(dsn)
     return PostgresStore(dsn, readonly=readonly)
