@@ -145,9 +145,13 @@ class ReadService:
         where = SearchFilter(values, bounds[0], bounds[1])
         limit = _int(single.get("limit", "100"), "limit", 1, MAX_PAGE)
         question = where.describe() or "(all records)"
+        # A cursor belongs to the filters as sent: "since=90d" stays the same question
+        # from page to page although the instant it names moves on.
+        asked = "&".join(f"{k}={v}" for k in sorted(params) if k not in ("cursor", "limit")
+                         for v in params[k])  # fmt: skip
         after = -1
         if "cursor" in single:
-            after = decode_cursor(single["cursor"], "records", _digest(question))
+            after = decode_cursor(single["cursor"], "records", _digest(asked))
         store = self.open_store()
         try:
             rows = list(store.search(where, after_seq=after, limit=limit + 1))
@@ -159,9 +163,7 @@ class ReadService:
         self.record(reader, "search", text, ok=True, rows=len(page))
         return {
             "records": [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in page],
-            "next_cursor": encode_cursor("records", page[-1][0], _digest(question))
-            if more
-            else None,
+            "next_cursor": encode_cursor("records", page[-1][0], _digest(asked)) if more else None,
         }
 
     def sql(self, reader: access.Reader, body: dict[str, Any]) -> dict[str, Any]:
