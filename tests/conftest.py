@@ -60,6 +60,6 @@ def any_store(store_url: str, tmp_path: Path) -> Iterator[Store]:
 
 
 # Fuzzing profiles: `make test` runs a bounded number of examples, `make fuzz` many more.
-settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("fuzz", max_examples=20_000, deadline=None)
 settings.load_profile(os.environ.get("OTAUDIT_FUZZ_PROFILE", "default"))

@@ -22,7 +22,6 @@ from typing import Final
 from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.errors import ConfigError
 from otaudit.store.base import Store
-from otaudit.store.postgres import open_postgres
 from otaudit.store.sqlite import SQLiteStore
 
 DEFAULT_DATA: Final = Path("otaudit-data")
@@ -61,6 +60,8 @@ def open_store(data: Path, store_url: str | None, *, readonly: bool, migrate: bo
     (``migrate``); read-only stores must already be at the current version.
     """
     if store_url is not None and store_url.startswith(("postgresql://", "postgres://")):
+        from otaudit.store.postgres import open_postgres  # psycopg loads only when used
+
         store: Store = open_postgres(store_url, readonly=readonly)
     else:
         store = SQLiteStore(_sqlite_path(data, store_url), readonly=readonly, migrate=False)

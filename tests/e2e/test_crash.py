@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otaudit import datadir
+from otaudit.verify import verify_ledger
 from support import Server, audit_request, otaudit
 
 KILLS = 20
@@ -39,6 +41,15 @@ def _stored_span_ids(data: Path) -> set[str]:
         conn.close()
 
 
+def _verify(data: Path) -> None:
+    """The whole of ``otaudit verify``, in this process (twenty CLI starts cost half a minute)."""
+    store = datadir.open_store(data, None, readonly=True)
+    try:
+        verify_ledger(store, datadir.verifier_key(data, store, None))
+    finally:
+        store.close()
+
+
 def _load(url: str, stop: threading.Event, sizes: random.Random, acked: list[str]) -> None:
     """Post batches until stopped or the server is gone; record acknowledged span ids."""
     with httpx.Client(base_url=url, timeout=10) as client:
@@ -56,7 +67,9 @@ def _load(url: str, stop: threading.Event, sizes: random.Random, acked: list[str
 
 def test_sigkill_at_random_moments_keeps_every_acknowledged_record(tmp_path: Path) -> None:
     rng = random.Random(20261128)
-    server = Server(tmp_path / "data")
+    # Ingest in the server process (--workers 0): the path a kill interrupts is the same
+    # commit path, and twenty restarts do not wait for worker processes to start.
+    server = Server(tmp_path / "data", extra_args=["--workers", "0"])
     acknowledged: list[str] = []
     for _ in range(KILLS):
         server.start()
@@ -69,16 +82,15 @@ def test_sigkill_at_random_moments_keeps_every_acknowledged_record(tmp_path: Pat
         ]
         for t in senders:
             t.start()
-        time.sleep(rng.uniform(0.2, 1.5))
+        time.sleep(rng.uniform(0.1, 0.8))
         server.stop(signal.SIGKILL)
         stop.set()
         for t in senders:
             t.join()
         missing = set(acknowledged) - _stored_span_ids(server.data)
         assert not missing, f"{len(missing)} acknowledged spans lost"
-        verified = otaudit("verify", "--data", str(server.data))  # the tail may be unsigned
-        assert verified.returncode == 0, verified.stderr
-    assert len(acknowledged) > 1000
+        _verify(server.data)  # raises at the first problem; the tail may be unsigned
+    assert len(acknowledged) > 500
     # The last kill left records after the latest checkpoint: a restart signs them.
     server.start()
     server.stop()
