@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from otaudit.demo import free_port, wait_ready
 
@@ -117,3 +118,13 @@ def post(server: Server, body: bytes) -> httpx.Response:
         headers={"Content-Type": "application/x-protobuf"},
         timeout=30,
     )
+
+
+class KeepSpans(SpanProcessor):
+    """Keeps ended spans, so that a test can hand them to an exporter in batches of its own."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from support import Server, otaudit
+from support import KeepSpans, Server, otaudit
 
 #: The documented ceiling (docs/operations.md) for the server and its ingest workers together
 #: with --max-queue-records 600 and --workers 1; measured runs stay near 200 MiB.
@@ -23,16 +23,8 @@ BATCHES = 8
 SPANS = 400
 
 
-class _Keep(SpanProcessor):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.append(span)
-
-
 def _spans(sender: int) -> list[ReadableSpan]:
-    keep = _Keep()
+    keep = KeepSpans()
     provider = TracerProvider(resource=Resource.create({"service.name": f"load-{sender}"}))
     provider.add_span_processor(keep)
     tracer = provider.get_tracer("overload")

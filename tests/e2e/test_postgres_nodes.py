@@ -28,30 +28,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otaudit.store.postgres import PostgresStore
 from pgcluster import PgCluster, PgServer
-from support import Server, audit_request, otaudit
+from support import KeepSpans, Server, audit_request, otaudit
 
 BATCHES = 12
 SPANS_PER_BATCH = 50
 
 
-class _Keep(SpanProcessor):
-    """Keeps ended spans so that the test can hand them to an exporter in batches."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.append(span)
-
-
 def audit_spans(service: str, count: int) -> list[ReadableSpan]:
     """``count`` finished role-update spans of one service."""
-    keep = _Keep()
+    keep = KeepSpans()
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(keep)
     tracer = provider.get_tracer("otaudit.tests")
