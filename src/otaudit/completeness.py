@@ -21,13 +21,13 @@ import csv
 import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from operator import attrgetter
 from typing import Any, Final
 
 import orjson
 
-from otaudit.store.base import ProducerStats, SeqBreak, Store
+from otaudit.store.base import ProducerStats, SeqBreak, ServiceConformance, Store
 
 FORMATS: Final = ("table", "csv", "json")
 GAP_COLUMNS: Final = (
@@ -120,16 +120,9 @@ def producer_reports(
             yield _report(stats, (), since_ns is None)
 
 
-@dataclass(frozen=True)
-class ServiceReport:
-    """One service's conformance counts."""
-
-    service: str | None
-    records: int
-    nonconforming: int
-    missing_actor: int
-    missing_result: int
-    unnumbered: int
+@dataclass(frozen=True, slots=True)
+class ServiceReport(ServiceConformance):
+    """One service's conformance counts (as the store gives them), and what follows from them."""
 
     @property
     def conforming_pct(self) -> float:
@@ -152,10 +145,8 @@ def service_reports(store: Store, *, since_ns: int | None = None) -> list[Servic
     """Per service conformance, worst first: lowest share conforming, then the highest
     share without producer numbering, then by name."""
     reports = [
-        ServiceReport(c.service, c.records, c.nonconforming, c.missing_actor,
-                      c.missing_result, c.unnumbered)
-        for c in store.service_conformance(since_ns=since_ns)
-    ]  # fmt: skip
+        ServiceReport(**asdict(counts)) for counts in store.service_conformance(since_ns=since_ns)
+    ]
     return sorted(reports, key=ServiceReport._worst_first)
 
 

@@ -8,7 +8,6 @@ exporting) or 2 (usage, I/O, no checkpoint). ``verify-bundle`` exits 0
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import click
 
 from otaudit import bundle, datadir
 from otaudit.checkpoint import VerifierKey
-from otaudit.cli.main import fail, store_options, time_bound
+from otaudit.cli.main import store_options, time_bound, verification_exits
 from otaudit.cli.reading import audited_read
-from otaudit.errors import OtauditError, VerificationError
 from otaudit.timespec import TIME_HELP as _TIME_HELP
 
 
@@ -52,17 +50,13 @@ def export_command(
         + [f"--until {until}"] * (until is not None)
         + [f"--action {a}" for a in selection.actions]
     )
-    try:
-        with audited_read(data, store_url, "export", text) as (store, outcome):
-            key = datadir.verifier_key(data, store, None)
-            report = bundle.export_bundle(store, key, out, selection)
-            outcome.rows = report.records
-    except VerificationError as exc:
-        click.echo(f"FAILED: the ledger does not verify: {exc}", err=True)
-        sys.exit(1)
-    except OtauditError as exc:
-        fail(str(exc))
-        return
+    with (
+        verification_exits("FAILED: the ledger does not verify: "),
+        audited_read(data, store_url, "export", text) as (store, outcome),
+    ):
+        key = datadir.verifier_key(data, store, None)
+        report = bundle.export_bundle(store, key, out, selection)
+        outcome.rows = report.records
     click.echo(
         f"exported {report.records} records ({report.record_bytes / 1e6:.1f} MB) to {out} in "
         f"{report.seconds:.2f} s ({report.rate:,.0f} records/s), proven against the signed "
@@ -82,7 +76,7 @@ def export_command(
                    "(default: the bundle's own verifier.key, with a warning).")  # fmt: skip
 def verify_bundle_command(directory: Path, key_text: str | None) -> None:
     """Check an evidence bundle offline: files, signature, inclusion proofs, readable copies."""
-    try:
+    with verification_exits():
         key = VerifierKey.parse(key_text) if key_text is not None else None
         if key is None:
             click.echo(
@@ -92,12 +86,6 @@ def verify_bundle_command(directory: Path, key_text: str | None) -> None:
                 err=True,
             )
         report = bundle.verify_bundle(directory, key)
-    except VerificationError as exc:
-        click.echo(f"FAILED: {exc}", err=True)
-        sys.exit(1)
-    except OtauditError as exc:
-        fail(str(exc))
-        return
     assert report.key is not None
     click.echo(
         f"OK: {report.records} records ({report.record_bytes / 1e6:.1f} MB) checked in "

@@ -7,10 +7,11 @@ ledger that fails verification).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ import click
 
 from otaudit import __version__
 from otaudit.datadir import DEFAULT_DATA
-from otaudit.errors import OtauditError
+from otaudit.errors import OtauditError, VerificationError
 from otaudit.timespec import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +62,19 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print ``otaudit: error: message`` and exit."""
     click.echo(f"otaudit: error: {message}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def verification_exits(failed: str = "FAILED: ") -> Iterator[None]:
+    """Inside: a VerificationError prints ``failed`` and the error and exits 1; any other
+    OtauditError is a usage or I/O error (exit 2)."""
+    try:
+        yield
+    except VerificationError as exc:
+        click.echo(f"{failed}{exc}", err=True)
+        sys.exit(1)
+    except OtauditError as exc:
+        fail(str(exc))
 
 
 def handle_errors(func: F) -> F:

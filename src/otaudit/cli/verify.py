@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from otaudit import datadir
-from otaudit.cli.main import fail, store_options
-from otaudit.errors import OtauditError, VerificationError
+from otaudit.cli.main import store_options, verification_exits
 from otaudit.verify import Progress as ProgressFn
 from otaudit.verify import VerifyReport, check_saved_checkpoint, verify_ledger, verify_range
 
@@ -64,7 +62,7 @@ def verify_command(
 ) -> None:
     """Recompute every leaf, column, tree node and checkpoint of the ledger."""
     partial = from_seq is not None or to_seq is not None
-    try:
+    with verification_exits():
         if store_url is None:
             datadir.prepare(data, create=False)
         store = datadir.open_store(data, store_url, readonly=True)
@@ -79,12 +77,6 @@ def verify_command(
             saved_size = check_saved_checkpoint(store, saved, key) if saved else None
         finally:
             store.close()
-    except VerificationError as exc:
-        click.echo(f"FAILED: {exc}", err=True)
-        sys.exit(1)
-    except OtauditError as exc:
-        fail(str(exc))
-        return
     click.echo(_summary(report, "records in the range" if partial else "records"))
     if saved_size is not None:
         click.echo(f"OK: the ledger still holds exactly the tree of the saved checkpoint "

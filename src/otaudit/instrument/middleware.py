@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from opentelemetry import baggage
@@ -55,6 +55,9 @@ def _first_hop(forwarded_for: str | None) -> str | None:
     if not forwarded_for:
         return None
     return forwarded_for.split(",", 1)[0].strip() or None
+
+
+App = TypeVar("App")
 
 
 class _Resolver:
@@ -118,7 +121,23 @@ def _scope_user(scope: Scope) -> str | None:
     return None
 
 
-class AuditContextMiddleware:
+class _Middleware(Generic[App]):
+    """What both middlewares are built from: the wrapped app and how to resolve the actor."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        get_user: GetUser | None = None,
+        propagate: bool = True,
+        trust_baggage: bool = True,
+        trust_forwarded_for: bool = True,
+    ) -> None:
+        self.app = app
+        self._resolver = _Resolver(get_user, propagate, trust_baggage, trust_forwarded_for)
+
+
+class AuditContextMiddleware(_Middleware[ASGIApp]):
     """ASGI middleware: each HTTP or WebSocket request runs with its actor set.
 
     The user is ``get_user(scope)`` if given and not None, else the authenticated
@@ -129,18 +148,6 @@ class AuditContextMiddleware:
     also put into OpenTelemetry baggage for the request. Other scope types
     (``lifespan``) pass through untouched.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        get_user: GetUser | None = None,
-        propagate: bool = True,
-        trust_baggage: bool = True,
-        trust_forwarded_for: bool = True,
-    ) -> None:
-        self.app = app
-        self._resolver = _Resolver(get_user, propagate, trust_baggage, trust_forwarded_for)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -162,7 +169,7 @@ class AuditContextMiddleware:
             await self.app(scope, receive, send)
 
 
-class AuditContextWSGIMiddleware:
+class AuditContextWSGIMiddleware(_Middleware[WSGIApplication]):
     """WSGI middleware: each request runs with its actor set.
 
     The user is ``get_user(environ)`` if given and not None, else
@@ -173,18 +180,6 @@ class AuditContextWSGIMiddleware:
     produced response body is iterated inside the same context. For Flask:
     ``app.wsgi_app = AuditContextWSGIMiddleware(app.wsgi_app, get_user=...)``.
     """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        get_user: GetUser | None = None,
-        propagate: bool = True,
-        trust_baggage: bool = True,
-        trust_forwarded_for: bool = True,
-    ) -> None:
-        self.app = app
-        self._resolver = _Resolver(get_user, propagate, trust_baggage, trust_forwarded_for)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one WSGI request."""
