@@ -27,6 +27,8 @@ class Server:
     grpc_port: int = 0
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    #: Run the detection rules (off by default: other tests count exactly what they send).
+    detect: bool = False
 
     @property
     def http_url(self) -> str:
@@ -51,6 +53,7 @@ class Server:
             self.grpc_endpoint,
             "--checkpoint-interval",
             "0.1",
+            *([] if self.detect else ["--no-detect"]),
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -67,21 +67,35 @@ def _kv(key: str, value: str | int) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def _log_entry(
-    reader: Reader, action: str, resource_type: str, body: str, attributes: dict[str, str | int]
-) -> Entry:
-    """A sealed log record of the service ``otaudit`` (pipeline ``otaudit``)."""
-    now = time.time_ns()
+def log_request(
+    reader: Reader,
+    action: str,
+    resource_type: str,
+    body: str,
+    attributes: dict[str, str | int],
+    *,
+    time_ns: int | None = None,
+    severity: tuple[int, str] | None = None,
+    host: bool = True,
+) -> ExportLogsServiceRequest:
+    """An OTLP log record of the service ``otaudit`` about ``action`` by ``reader``.
+
+    ``time_ns`` defaults to now; ``host`` adds ``host.name`` to the resource (records that
+    must come out byte-identical on every node, such as alerts, leave it out).
+    """
+    now = time.time_ns() if time_ns is None else time_ns
     request = ExportLogsServiceRequest()
     resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.extend(
-        [_kv("service.name", "otaudit"), _kv("host.name", socket.gethostname())]
-    )
+    resource_logs.resource.attributes.append(_kv("service.name", "otaudit"))
+    if host:
+        resource_logs.resource.attributes.append(_kv("host.name", socket.gethostname()))
     record = resource_logs.scope_logs.add().log_records.add()
     record.time_unix_nano = now
     record.observed_time_unix_nano = now
     record.event_name = action
     record.body.string_value = body
+    if severity is not None:
+        record.severity_number, record.severity_text = severity  # type: ignore[assignment]
     fields: dict[str, str | int] = {
         AUDIT_ATTRIBUTE: action,
         "audit.resource_type": resource_type,
@@ -93,8 +107,20 @@ def _log_entry(
         fields["audit.token.id"] = reader.token_id
     fields |= attributes
     record.attributes.extend(_kv(k, v) for k, v in fields.items())
+    return request
+
+
+def seal_request(request: ExportLogsServiceRequest) -> Entry:
+    """Seal the one log record of ``request`` (from :func:`log_request`), pipeline ``otaudit``."""
     ((obj, content),) = select_logs(request, AUDIT_ATTRIBUTE).records
-    return seal(obj, content, PIPELINE, now)
+    return seal(obj, content, PIPELINE, time.time_ns())
+
+
+def _log_entry(
+    reader: Reader, action: str, resource_type: str, body: str, attributes: dict[str, str | int]
+) -> Entry:
+    """A sealed log record of the service ``otaudit`` (pipeline ``otaudit``), now."""
+    return seal_request(log_request(reader, action, resource_type, body, attributes))
 
 
 def read_entry(

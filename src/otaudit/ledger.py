@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,8 @@ class Sequencer:
         self._oldest: list[float] = []
         self._thread = threading.Thread(target=self._run, name="otaudit-sequencer", daemon=True)
         self._stopping = False
+        #: Called (in the writer thread) after each commit that appended records.
+        self.on_commit: list[Callable[[], None]] = []
         self.metrics.lag.set_function(self._lag)
         self.metrics.tree_size.set(store.tree_size())
         latest = checkpointer.latest
@@ -288,6 +291,8 @@ class Sequencer:
             for w in batch:
                 w.future.set_result(result.seqs[at : at + len(w.entries)])
                 at += len(w.entries)
+            for listener in self.on_commit:
+                listener()
         finally:
             with self._lock:
                 self._queued_records -= len(entries)

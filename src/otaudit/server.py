@@ -14,6 +14,8 @@ import uvicorn
 
 from otaudit import datadir
 from otaudit.auth import Authenticator, is_loopback
+from otaudit.detect.notify import Notifier
+from otaudit.detect.run import AlertPublisher, Detector, DetectSettings
 from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
@@ -43,6 +45,7 @@ class ServeSettings:
     read_api: tuple[str, int] | None = None
     unsafe_no_auth: bool = False
     tls: TlsSettings | None = None
+    detection: DetectSettings | None = None
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -94,7 +97,10 @@ def serve(settings: ServeSettings) -> None:
         )
         read_app = _uvicorn(build_read_app(service), read_host, read_port, settings.tls)
         servers.append((read_app, read_socket))
+    detector, notifier = _detector(settings, data, sequencer)
     sequencer.start()
+    if detector is not None:
+        detector.start()
     grpc_server.start()
     log.info(
         "otaudit %s: OTLP/HTTP on %s:%d, OTLP/gRPC on %s:%d, ledger %s (%d records)",
@@ -113,10 +119,31 @@ def serve(settings: ServeSettings) -> None:
     finally:
         grpc_server.stop(grace=5).wait()
         ingest.close()
+        if detector is not None:
+            detector.stop()
+            detector.store.close()
         sequencer.stop()
+        if notifier is not None:
+            notifier.close()
         token_store.close()
         store.close()
         log.info("otaudit stopped; final checkpoint signed")
+
+
+def _detector(
+    settings: ServeSettings, data: Path, sequencer: Sequencer
+) -> tuple[Detector | None, Notifier | None]:
+    """The streaming detector (on its own read connection) and its notifier, if enabled."""
+    detection = settings.detection
+    if detection is None:
+        log.warning("detection is off (--no-detect): no alerts are raised")
+        return None, None
+    notifier = Notifier(detection.notify) if detection.notify.enabled else None
+    publisher = AlertPublisher(lambda entries: sequencer.submit(entries).result(), notifier)
+    store = datadir.open_store(data, settings.store_url, readonly=True)
+    detector = Detector(store, detection.rules, publisher.publish)
+    sequencer.on_commit.append(detector.wake)
+    return detector, notifier
 
 
 def _check_exposure(settings: ServeSettings, authn: Authenticator) -> None:

@@ -17,6 +17,16 @@ TIME_HELP: Final = (
 )
 
 
+def parse_duration(text: str) -> int:
+    """Seconds in a duration: a number and one of ``s m h d w`` (``90d``, ``12h``, ``30m``).
+
+    Raises ``ValueError`` for anything else.
+    """
+    if m := _DURATION.fullmatch(text):
+        return int(m[1]) * _UNITS[m[2]]
+    raise ValueError(f"{text!r} is not a duration like 90d, 12h, 30m, 45s")
+
+
 def parse_time(text: str, now_ns: int) -> int:
     """UTC nanoseconds since the epoch of ``text``.
 

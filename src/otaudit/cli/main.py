@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         bundle,
         completeness,
         demo,
+        detect,
         migrate,
         proofs,
         query,
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         bundle,
         witness,
         completeness,
+        detect,
     ):
         module.register(cli)
     cli.main(args=argv, prog_name="otaudit")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
+from otaudit.cli.detect import load_rule_set, notify_options, notify_settings, rule_options
 from otaudit.cli.main import handle_errors, store_options
 
 
@@ -130,6 +132,10 @@ from otaudit.cli.main import handle_errors, store_options
     metavar="FILE",
     help="The secret key of hmac: rules (at least 16 bytes).",
 )
+@click.option("--no-detect", is_flag=True,
+              help="Do not run the detection rules (no alerts are raised).")
+@rule_options
+@notify_options
 @handle_errors
 def serve_command(
     data: Path,
@@ -154,9 +160,15 @@ def serve_command(
     max_attribute_bytes: int,
     redact: tuple[str, ...],
     redaction_key_file: Path | None,
+    no_detect: bool,
+    rule_files: tuple[Path, ...],
+    no_builtin_rules: bool,
+    **notify: Any,
 ) -> None:
-    """Receive OTLP and seal audit records into the ledger."""
+    """Receive OTLP, seal audit records into the ledger, and watch them with the detection
+    rules (alerts go to the ledger, the log, and --alert-webhook/--alert-otlp-endpoint)."""
     # The receivers (uvicorn, grpc) load only for this command.
+    from otaudit.detect.run import DetectSettings
     from otaudit.ingest import IngestSettings
     from otaudit.otlp.convert import Limits
     from otaudit.redaction import Redactor
@@ -171,6 +183,14 @@ def serve_command(
     if tls_cert is not None and tls_key is not None:
         tls = TlsSettings(tls_cert, tls_key, tls_client_ca)
 
+    detection = None
+    if no_detect:
+        if rule_files or no_builtin_rules or any(notify.values()):
+            raise click.UsageError("--no-detect turns detection off: drop rule and alert options")
+    else:
+        detection = DetectSettings(
+            tuple(load_rule_set(rule_files, no_builtin_rules)), notify_settings(**notify)
+        )
     serve(
         ServeSettings(
             data=data,
@@ -193,6 +213,7 @@ def serve_command(
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),
             unsafe_no_auth=unsafe_no_auth,
             tls=tls,
+            detection=detection,
         )
     )
 

@@ -212,6 +212,21 @@ class Store(Protocol):
         """
         ...
 
+    def detect_rows(self, begin: int, end: int | None = None) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``detect.event.EVENT_COLUMNS`` with ``begin <= seq < end``, by seq."""
+        ...
+
+    def first_seq_at(self, time_ns: int) -> int | None:
+        """The smallest seq of a record with ``time_unix_nano >= time_ns`` (None: no such)."""
+        ...
+
+    def action_rows(
+        self, actions: Sequence[str], *, since_ns: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """(seq, time_unix_nano, actor, target, attributes) of the records with one of
+        ``actions``, in sequence order (attributes: a dict or its JSON text)."""
+        ...
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
         ...

@@ -39,6 +39,7 @@ from otaudit.store.base import (
     edge_keys,
     plan_append,
 )
+from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
 from otaudit.store.postgres_connect import check_dsn, connect, message, position, redact_dsn
 from otaudit.store.postgres_schema import MIGRATIONS, QUERY_ROLE, QUERY_VIEWS
@@ -66,7 +67,7 @@ _RECORD_COLUMNS: Final = "seq, sealed, dedup_key, " + ", ".join(f'"{n}"' for n i
 _CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
 
 
-class PostgresStore(ReportReads, SearchReads):
+class PostgresStore(ReportReads, SearchReads, EventReads):
     """The PostgreSQL ledger in schema ``otaudit`` of the database named by ``dsn``."""
 
     migrations: Sequence[Migration] = MIGRATIONS

@@ -29,6 +29,7 @@ from otaudit.store.base import (
     edge_keys,
     plan_append,
 )
+from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
 from otaudit.store.reports import ReportReads
 from otaudit.store.search import SearchReads
@@ -68,7 +69,7 @@ def _store_error(action: str, path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"{action} failed on {path}: {exc}")
 
 
-class SQLiteStore(ReportReads, SearchReads):
+class SQLiteStore(ReportReads, SearchReads, EventReads):
     """The SQLite ledger inside a data directory (``<data>/ledger.db``).
 
     Opened writable, it applies pending migrations unless ``migrate`` is False.

@@ -1,0 +1,295 @@
+"""``otaudit detect``, ``otaudit alerts`` and ``otaudit rules``: monitoring and its evidence.
+
+``detect`` runs the rules over history; ``serve`` runs the same rules as
+records are sealed (``detection_options`` are shared). ``alerts`` lists the
+alerts in the ledger with their triage state, ``alerts ack`` records a
+triage decision, ``rules`` checks and shows rule files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import click
+import orjson
+
+from otaudit.cli.main import handle_errors, store_options, time_bound
+from otaudit.cli.reading import audited_read, sign_if_possible
+from otaudit.cli.search import terminal
+
+if TYPE_CHECKING:
+    from otaudit.detect.notify import NotifySettings
+    from otaudit.detect.rules import Rule
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS: Final = ("table", "json", "jsonl")
+
+
+def rule_options(func: F) -> F:
+    """``--rules FILE`` (repeatable) and ``--no-builtin-rules``."""
+    func = click.option("--no-builtin-rules", is_flag=True,
+                        help="Run only the rules of --rules files.")(func)  # fmt: skip
+    func = click.option(
+        "--rules", "rule_files", multiple=True, metavar="FILE",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A YAML rule file (repeatable); its rules add to, or change, the built-in ones.",
+    )(func)  # fmt: skip
+    return func
+
+
+def notify_options(func: F) -> F:
+    """Where new alerts are sent besides the ledger and the log."""
+    for name, metavar, text in reversed((
+        ("--alert-webhook", "URL", "POST each new alert as JSON here (retried)."),
+        ("--alert-webhook-header", "'NAME: VALUE'", "A header for the webhook (repeatable)."),
+        ("--alert-otlp-endpoint", "URL",
+         "Export each new alert as an OTLP log record to this OTLP/HTTP logs URL "
+         "(e.g. http://collector:4318/v1/logs; retried)."),
+        ("--alert-otlp-header", "'NAME: VALUE'", "A header for the OTLP export (repeatable)."),
+    )):  # fmt: skip
+        func = click.option(name, metavar=metavar, help=text,
+                            multiple=name.endswith("header"))(func)  # fmt: skip
+    return func
+
+
+def load_rule_set(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> list[Rule]:
+    """The enabled rules (ConfigError, so exit 2, on any invalid or empty rule file)."""
+    from otaudit.detect.rules import load_rules
+
+    return load_rules(rule_files, builtin=not no_builtin_rules)
+
+
+def notify_settings(
+    alert_webhook: str | None,
+    alert_webhook_header: tuple[str, ...],
+    alert_otlp_endpoint: str | None,
+    alert_otlp_header: tuple[str, ...],
+) -> NotifySettings:
+    """The notification options, checked."""
+    from otaudit.detect.notify import NotifySettings, check_url, parse_header
+
+    return NotifySettings(
+        webhook=None if alert_webhook is None else check_url(alert_webhook, "--alert-webhook"),
+        webhook_headers=tuple(
+            parse_header(h, "--alert-webhook-header") for h in alert_webhook_header
+        ),
+        otlp_endpoint=None
+        if alert_otlp_endpoint is None
+        else check_url(alert_otlp_endpoint, "--alert-otlp-endpoint"),
+        otlp_headers=tuple(parse_header(h, "--alert-otlp-header") for h in alert_otlp_header),
+    )
+
+
+@click.command("detect")
+@store_options
+@click.option(
+    "--since",
+    default="90d",
+    show_default=True,
+    metavar="TIME",
+    help="Judge records from this time on (RFC 3339, a date, or 90d, 12h ...).",
+)
+@click.option("--until", metavar="TIME", help="Judge records before this time.")
+@rule_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Seal the findings not yet in the ledger as alerts (and send them).",
+)
+@notify_options
+@handle_errors
+def detect_command(
+    data: Path,
+    store_url: str | None,
+    since: str,
+    until: str | None,
+    rule_files: tuple[Path, ...],
+    no_builtin_rules: bool,
+    fmt: str,
+    record: bool,
+    **notify: Any,
+) -> None:
+    """Run the detection rules over the ledger's history and print the findings."""
+    from otaudit import datadir
+    from otaudit.detect.alerts import finding_json
+    from otaudit.detect.notify import Notifier
+    from otaudit.detect.run import AlertPublisher, detect_history
+
+    now = time.time_ns()
+    since_ns = time_bound(since, "--since", now)
+    until_ns = time_bound(until, "--until", now)
+    rules = load_rule_set(rule_files, no_builtin_rules)
+    settings = notify_settings(**notify)
+    text = (
+        f"--since {since}"
+        + (f" --until {until}" if until else "")
+        + "".join(f" --rules {p}" for p in rule_files)
+    )
+    with audited_read(data, store_url, "detect", text) as (store, outcome):
+        run = detect_history(store, rules, since_ns=since_ns, until_ns=until_ns, now_ns=now)
+        outcome.rows = len(run.findings)
+    new = 0
+    if record and run.findings:
+        notifier = Notifier(settings) if settings.enabled else None
+        writable = datadir.open_store(data, store_url, readonly=False, migrate=False)
+        try:
+            publisher = AlertPublisher(lambda entries: writable.append(entries).seqs, notifier)
+            new = len(publisher.publish(run.findings))
+            sign_if_possible(data, writable)
+        finally:
+            writable.close()
+            if notifier is not None:
+                notifier.close()
+    findings = [finding_json(f) for f in run.findings]
+    if fmt == "table":
+        _findings_table(findings)
+    elif fmt == "json":
+        click.echo(orjson.dumps(findings, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for f in findings:
+            click.echo(orjson.dumps(f).decode())
+    click.echo(
+        f"judged {run.records} records (seq {run.first_seq} to {run.end - 1}) with {len(rules)} "
+        f"rules in {run.seconds:.2f} s: {len(findings)} finding(s)"
+        + (f", {new} new alert(s) sealed" if record else ""),
+        err=True,
+    )
+
+
+def _findings_table(findings: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    for name in ("id", "time", "rule", "severity", "summary", "trigger_seq"):
+        table.add_column(name, overflow="fold")
+    for f in findings:
+        table.add_row(f["id"], f["time"], f["rule"], f["severity"], f["summary"],
+                      str(f["trigger_seq"]))  # fmt: skip
+    terminal().print(table)
+
+
+@click.group("alerts", invoke_without_command=True)
+@store_options
+@click.option(
+    "--state",
+    type=click.Choice(("open", "closed", "all")),
+    default="all",
+    show_default=True,
+    help="open: no decision yet, or investigating/escalated.",
+)
+@click.option("--since", metavar="TIME", help="Alerts about records from this time on.")
+@click.option(
+    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
+)
+@click.pass_context
+@handle_errors
+def alerts_group(
+    ctx: click.Context, data: Path, store_url: str | None, state: str, since: str | None, fmt: str
+) -> None:
+    """List the alerts in the ledger and their triage state (`alerts ack` to triage)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from otaudit.detect.alerts import read_alerts
+
+    since_ns = time_bound(since, "--since", time.time_ns())
+    text = f"--state {state}" + (f" --since {since}" if since else "")
+    with audited_read(data, store_url, "alerts", text) as (store, outcome):
+        alerts = read_alerts(store, since_ns=since_ns)
+        if state != "all":
+            alerts = [a for a in alerts if a.is_open == (state == "open")]
+        outcome.rows = len(alerts)
+    if fmt == "json":
+        click.echo(orjson.dumps([a.as_json() for a in alerts], option=orjson.OPT_INDENT_2).decode())
+        return
+    from rich.table import Table
+
+    table = Table()
+    for name in ("id", "time", "rule", "severity", "summary", "state", "by", "decided at"):
+        table.add_column(name, overflow="fold")
+    for a in alerts:
+        last = a.triage[-1] if a.triage else None
+        table.add_row(a.alert_id, a.time, a.rule, a.severity, a.summary, a.state,
+                      last.actor if last else "", last.time if last else "")  # fmt: skip
+    console = terminal()
+    console.print(table)
+    console.print(f"{len(alerts)} alert(s), {sum(a.is_open for a in alerts)} open")
+
+
+@alerts_group.command("ack")
+@store_options
+@click.argument("alert_id", metavar="ID")
+@click.option(
+    "--decision",
+    required=True,
+    type=click.Choice(
+        ("investigating", "escalated", "resolved", "false_positive", "accepted_risk")
+    ),
+    help="investigating and escalated keep the alert open; the others close it.",
+)
+@click.option("--note", required=True, help="What was looked at and why this decision.")
+@handle_errors
+def ack_command(data: Path, store_url: str | None, alert_id: str, decision: str, note: str) -> None:
+    """Record a triage decision on an alert (who: this OS user; when: now) in the ledger."""
+    from otaudit import access, datadir
+    from otaudit.detect.alerts import find_alert, triage_entry
+
+    if not note.strip():
+        raise click.BadParameter("say what was looked at and why", param_hint="--note")
+    if store_url is None:
+        datadir.prepare(data, create=False)
+    store = datadir.open_store(data, store_url, readonly=False, migrate=False)
+    try:
+        alert = find_alert(store, alert_id)
+        reader = access.os_reader()
+        seq = access.append_read(store, triage_entry(reader, alert.alert_id, decision, note))
+        sign_if_possible(data, store)
+    finally:
+        store.close()
+    click.echo(f"alert {alert.alert_id} ({alert.rule}): {decision} by {reader.actor}, "
+               f"recorded at ledger seq {seq}")  # fmt: skip
+
+
+@click.group("rules")
+def rules_group() -> None:
+    """Check and show detection rules."""
+
+
+@rules_group.command("check")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(path_type=Path, dir_okay=False))  # fmt: skip
+@click.option("--no-builtin-rules", is_flag=True, help="Check the files without the built-ins.")
+@handle_errors
+def rules_check_command(files: tuple[Path, ...], no_builtin_rules: bool) -> None:
+    """Validate rule files (exit 2 with the first error); print the rules they enable."""
+    rules = load_rule_set(files, no_builtin_rules)
+    click.echo(f"OK: {len(rules)} rules enabled: {', '.join(r.name for r in rules)}")
+
+
+@rules_group.command("list")
+@rule_options
+@handle_errors
+def rules_list_command(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> None:
+    """Show the rules in effect with their parameters."""
+    from rich.table import Table
+
+    table = Table()
+    for name in ("name", "kind", "severity", "parameters", "description"):
+        table.add_column(name, overflow="fold")
+    for rule in load_rule_set(rule_files, no_builtin_rules):
+        params = {k: v for k, v in rule.spec.items() if k in (
+            "group_by", "threshold", "window", "distinct", "field", "baseline", "learning",
+            "after", "min_records")}  # fmt: skip
+        table.add_row(rule.name, rule.kind, rule.severity,
+                      orjson.dumps(params).decode(), rule.description)  # fmt: skip
+    terminal().print(table)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the CLI."""
+    group.add_command(detect_command)
+    group.add_command(alerts_group)
+    group.add_command(rules_group)

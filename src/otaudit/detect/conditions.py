@@ -1,0 +1,201 @@
+"""Rule conditions: a small YAML language compiled to predicates over events.
+
+A condition is a mapping; every entry must hold::
+
+    action: login                      # equal (numbers and booleans compare as text)
+    result: {in: [failure, denied]}    # one of
+    actor: {same_as: target}           # equal to another field of the same record
+    attributes.audit.new_value: {matches: "(?i)admin"}   # a regular expression (search)
+    client_address: {exists: true}
+    time: {outside_hours: {from: "08:00", to: "18:00", days: [mon, tue, wed, thu, fri],
+                           timezone: Europe/Berlin}}
+    any: [{...}, {...}]                # at least one of
+    all: [{...}, {...}]
+    not: {...}
+
+A field is a record column (``actor``, ``action``, ``target``, ``result``,
+``client_address``, ``resource_type``, ``service``, ``producer``,
+``pipeline``, ``signal``, ``name``, ``actor_role``) or ``attributes.<key>``,
+the text of any record attribute. Errors name the path of the bad entry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import zoneinfo
+from collections.abc import Callable
+from typing import Any, Final
+
+from otaudit.detect.event import FIELDS, Event
+from otaudit.errors import ConfigError
+
+Predicate = Callable[[Event], bool]
+
+_DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_OPERATORS: Final = ("equals", "not_equals", "in", "not_in", "matches", "exists", "same_as",
+                     "differs_from")  # fmt: skip
+
+
+class RuleError(ConfigError):
+    """A rule file or rule is invalid; the message names the file, the rule and the entry."""
+
+
+def text(value: Any, where: str) -> str:
+    """A YAML scalar as the text a field is compared with."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise RuleError(f"{where}: expected a string, number or boolean, got {type(value).__name__}")
+
+
+def check_field(name: Any, where: str) -> str:
+    """A field name a condition or group-by may use; RuleError otherwise."""
+    if not isinstance(name, str):
+        raise RuleError(f"{where}: a field name must be a string")
+    if name in FIELDS or (name.startswith("attributes.") and len(name) > len("attributes.")):
+        return name
+    known = ", ".join(sorted(FIELDS - {"seq", "time", "received"}))
+    raise RuleError(f"{where}: unknown field {name!r} (known: {known}, attributes.<key>)")
+
+
+def compile_condition(spec: Any, where: str) -> Predicate:
+    """Compile one condition mapping; ``where`` locates it in error messages."""
+    if not isinstance(spec, dict) or not spec:
+        raise RuleError(f"{where}: a condition is a non-empty mapping of field: test")
+    parts = [_entry(key, value, f"{where}.{key}") for key, value in spec.items()]
+    if len(parts) == 1:
+        return parts[0]
+    return lambda e: all(p(e) for p in parts)
+
+
+def _entry(key: Any, value: Any, where: str) -> Predicate:
+    if key in ("any", "all"):
+        if not isinstance(value, list) or not value:
+            raise RuleError(f"{where}: expected a non-empty list of conditions")
+        parts = [compile_condition(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if key == "any":
+            return lambda e: any(p(e) for p in parts)
+        return lambda e: all(p(e) for p in parts)
+    if key == "not":
+        inner = compile_condition(value, where)
+        return lambda e: not inner(e)
+    if key == "time":
+        return _time_test(value, where)
+    field = check_field(key, where)
+    if not isinstance(value, dict):
+        wanted = text(value, where)
+        return _getter(field, lambda v: v == wanted)
+    if not value:
+        raise RuleError(f"{where}: empty test")
+    tests = [_operator(field, op, arg, f"{where}.{op}") for op, arg in value.items()]
+    return tests[0] if len(tests) == 1 else (lambda e: all(t(e) for t in tests))
+
+
+def _getter(field: str, test: Callable[[Any], bool]) -> Predicate:
+    """A predicate applying ``test`` to the field's value (None when absent)."""
+    if field.startswith("attributes."):
+        key = field[len("attributes.") :]
+        return lambda e: test(e.attribute(key))
+    return lambda e: test(getattr(e, field))
+
+
+def _operator(field: str, op: Any, arg: Any, where: str) -> Predicate:
+    if op == "equals":
+        wanted = text(arg, where)
+        return _getter(field, lambda v: v == wanted)
+    if op == "not_equals":
+        unwanted = text(arg, where)
+        return _getter(field, lambda v: v != unwanted)
+    if op in ("in", "not_in"):
+        if not isinstance(arg, list) or not arg:
+            raise RuleError(f"{where}: expected a non-empty list")
+        values = frozenset(text(v, f"{where}[{i}]") for i, v in enumerate(arg))
+        if op == "in":
+            return _getter(field, lambda v: v in values)
+        return _getter(field, lambda v: v not in values)
+    if op == "matches":
+        if not isinstance(arg, str):
+            raise RuleError(f"{where}: expected a regular expression string")
+        try:
+            pattern = re.compile(arg)
+        except re.error as exc:
+            raise RuleError(f"{where}: invalid regular expression {arg!r}: {exc}") from None
+        return _getter(field, lambda v: v is not None and pattern.search(v) is not None)
+    if op == "exists":
+        if not isinstance(arg, bool):
+            raise RuleError(f"{where}: expected true or false")
+        present: bool = arg
+        return _getter(field, lambda v: (v is not None and v != "") == present)
+    if op in ("same_as", "differs_from"):
+        other = check_field(arg, where)
+        same: bool = op == "same_as"
+
+        def compare(e: Event) -> bool:
+            mine, theirs = e.get(field), e.get(other)
+            if mine is None or theirs is None:
+                return False
+            return bool(mine == theirs) == same
+
+        return compare
+    raise RuleError(f"{where}: unknown test {op!r} (known: {', '.join(_OPERATORS)})")
+
+
+def _clock(value: Any, where: str) -> int:
+    if not isinstance(value, str) or not (m := _CLOCK.fullmatch(value)):
+        raise RuleError(f"{where}: expected a time of day HH:MM (24-hour clock), got {value!r}")
+    return int(m[1]) * 60 + int(m[2])
+
+
+def _time_test(value: Any, where: str) -> Predicate:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise RuleError(f"{where}: expected {{outside_hours: ...}} or {{within_hours: ...}}")
+    ((op, hours),) = value.items()
+    if op not in ("outside_hours", "within_hours"):
+        raise RuleError(f"{where}: unknown time test {op!r} (outside_hours, within_hours)")
+    within = working_hours(hours, f"{where}.{op}")
+    if op == "within_hours":
+        return within
+    return lambda e: not within(e)
+
+
+def working_hours(spec: Any, where: str) -> Predicate:
+    """Whether an event's time falls in the given hours on the given days, in a time zone.
+
+    ``{from: "08:00", to: "18:00", days: [mon, ..., fri], timezone: UTC}``; ``to`` is
+    exclusive, and ``from`` after ``to`` spans midnight.
+    """
+    if not isinstance(spec, dict):
+        raise RuleError(f"{where}: expected a mapping with from, to, days, timezone")
+    unknown = set(spec) - {"from", "to", "days", "timezone"}
+    if unknown:
+        raise RuleError(f"{where}: unknown key {sorted(unknown)[0]!r} (from, to, days, timezone)")
+    start = _clock(spec.get("from", "08:00"), f"{where}.from")
+    end = _clock(spec.get("to", "18:00"), f"{where}.to")
+    days_spec = spec.get("days", list(_DAYS[:5]))
+    if not isinstance(days_spec, list) or not days_spec:
+        raise RuleError(f"{where}.days: expected a non-empty list of mon, tue, ... sun")
+    days = set()
+    for i, day in enumerate(days_spec):
+        if not isinstance(day, str) or day.lower()[:3] not in _DAYS:
+            raise RuleError(f"{where}.days[{i}]: {day!r} is not a day (mon, tue, ... sun)")
+        days.add(_DAYS.index(day.lower()[:3]))
+    zone_name = spec.get("timezone", "UTC")
+    try:
+        zone = zoneinfo.ZoneInfo(str(zone_name))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise RuleError(f"{where}.timezone: unknown time zone {zone_name!r}") from None
+
+    def inside(e: Event) -> bool:
+        local = datetime.datetime.fromtimestamp(e.time / 1e9, zone)
+        minute = local.hour * 60 + local.minute
+        if start <= end:
+            return local.weekday() in days and start <= minute < end
+        # Overnight hours: the part after midnight belongs to the previous day's shift.
+        if minute >= start:
+            return local.weekday() in days
+        return minute < end and (local.weekday() - 1) % 7 in days
+
+    return inside

@@ -1,0 +1,168 @@
+"""Telling people about new alerts: a webhook (JSON) and an OTLP/HTTP logs endpoint.
+
+Each new alert is posted to every configured destination from a background
+thread, retried with exponential backoff (honouring ``Retry-After``) on
+connection errors, 408, 429 and 5xx, up to ``attempts`` tries. The alert is
+already sealed in the ledger when it is queued; a destination that stays
+unreachable is logged as an error with the alert id, and ``otaudit alerts``
+still lists it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+import orjson
+
+from otaudit.errors import ConfigError
+
+log = logging.getLogger("otaudit.alerts")
+
+_RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
+_STOP: Final = object()
+
+
+def parse_header(text: str, option: str) -> tuple[str, str]:
+    """``Name: value`` or ``Name=value``; ConfigError naming the option otherwise."""
+    for sep in (":", "="):
+        name, found, value = text.partition(sep)
+        if found and name.strip() and "\n" not in text:
+            return name.strip(), value.strip()
+    raise ConfigError(f"{option} expects 'Name: value', got {text!r}")
+
+
+def check_url(url: str, option: str) -> str:
+    """An http(s) URL with a host; ConfigError naming the option otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{option} expects an http:// or https:// URL, got {url!r}")
+    return url
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where new alerts go besides the ledger and the log."""
+
+    webhook: str | None = None
+    webhook_headers: tuple[tuple[str, str], ...] = ()
+    otlp_endpoint: str | None = None  # an OTLP/HTTP logs URL, e.g. http://collector:4318/v1/logs
+    otlp_headers: tuple[tuple[str, str], ...] = ()
+    attempts: int = 6
+    backoff_s: float = 1.0
+    timeout_s: float = 10.0
+    max_queue: int = 10_000
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any destination is configured."""
+        return self.webhook is not None or self.otlp_endpoint is not None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    alert_id: str
+    destination: str
+    url: str
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
+
+
+class Notifier:
+    """Delivers alert notifications in the background, with retries."""
+
+    def __init__(self, settings: NotifySettings,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self.settings = settings
+        self._queue: queue.Queue[_Delivery | object] = queue.Queue(settings.max_queue)
+        self._sleep = sleep
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="otaudit-notify", daemon=True)
+        self._thread.start()
+        self.delivered = 0
+        self.failed = 0
+
+    def send(self, alert_id: str, payload: dict[str, object], otlp_body: bytes) -> None:
+        """Queue one alert for every destination (the JSON payload; the OTLP request)."""
+        s = self.settings
+        if s.webhook is not None:
+            self._put(_Delivery(alert_id, "webhook", s.webhook, orjson.dumps(payload),
+                                "application/json", s.webhook_headers))  # fmt: skip
+        if s.otlp_endpoint is not None:
+            self._put(_Delivery(alert_id, "OTLP endpoint", s.otlp_endpoint, otlp_body,
+                                "application/x-protobuf", s.otlp_headers))  # fmt: skip
+
+    def _put(self, delivery: _Delivery) -> None:
+        try:
+            self._queue.put_nowait(delivery)
+        except queue.Full:
+            self.failed += 1
+            log.error("alert %s not sent to the %s %s: %d notifications already waiting",
+                      delivery.alert_id, delivery.destination, delivery.url,
+                      self.settings.max_queue)  # fmt: skip
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver what is queued (for at most ``timeout_s``), then stop."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, _Delivery)
+            self._deliver(item)
+
+    def _deliver(self, d: _Delivery) -> None:
+        s = self.settings
+        delay = s.backoff_s
+        for attempt in range(1, s.attempts + 1):
+            retry_after, error = self._post(d)
+            if error is None:
+                self.delivered += 1
+                log.info("alert %s sent to the %s %s", d.alert_id, d.destination, d.url)
+                return
+            if retry_after is None or attempt == s.attempts or self._stopping.is_set():
+                break
+            log.warning("alert %s: %s %s failed (%s); retry %d of %d in %.0f s", d.alert_id,
+                        d.destination, d.url, error, attempt, s.attempts - 1,
+                        max(delay, retry_after))  # fmt: skip
+            self._sleep(max(delay, retry_after))
+            delay = min(delay * 2, 60.0)
+        self.failed += 1
+        log.error("alert %s NOT sent to the %s %s: %s (it is in the ledger: otaudit alerts)",
+                  d.alert_id, d.destination, d.url, error)  # fmt: skip
+
+    def _post(self, d: _Delivery) -> tuple[float | None, str | None]:
+        """POST once: (None, None) on success; else (retry after seconds or None, error)."""
+        request = urllib.request.Request(d.url, data=d.body, method="POST")
+        request.add_header("Content-Type", d.content_type)
+        request.add_header("User-Agent", "otaudit-alerts")
+        for name, value in d.headers:
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
+                response.read()
+            return None, None
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code not in _RETRY_STATUS:
+                return None, f"HTTP {exc.code} {exc.reason}"
+            header = exc.headers.get("Retry-After", "") if exc.headers else ""
+            wait = float(header) if header.isdigit() else 0.0
+            return min(wait, 300.0), f"HTTP {exc.code} {exc.reason}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return 0.0, str(reason)

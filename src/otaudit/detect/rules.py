@@ -1,0 +1,242 @@
+"""Detection rules: their YAML form, validation, and the built-in set.
+
+A rule file is a mapping with one key, ``rules``, a list of rules::
+
+    rules:
+      - name: brute_force_user      # [a-z0-9_.-]+, unique
+        kind: threshold             # match | threshold | sequence | new_value | silence
+        severity: high              # low | medium | high | critical
+        where: {...}                # the records the rule looks at (conditions.py)
+        group_by: [actor]           # fields that must be equal within a group
+        threshold: 20
+        window: 60m
+        summary: "{count} failed logins for account {actor} within {window}"
+
+What each kind needs is in ``_KIND_KEYS``; ``docs/detection.md`` explains the
+kinds. A rule named like a built-in one replaces the keys it gives (and
+``enabled: false`` turns it off). Anything wrong raises :class:`RuleError`
+naming the file, the rule and the key; a file without rules is an error too,
+so a broken rule file never leaves monitoring silently off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import yaml
+
+from otaudit.detect.conditions import Predicate, RuleError, check_field, compile_condition
+from otaudit.detect.event import FIELDS
+from otaudit.timespec import parse_duration
+
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+_COMMON: Final = frozenset({"name", "kind", "severity", "description", "summary", "where",
+                            "group_by", "enabled"})  # fmt: skip
+#: Per kind: the keys it requires and the keys it may have, besides the common ones.
+_KIND_KEYS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
+    "match": (frozenset({"where"}), frozenset()),
+    "threshold": (frozenset({"where", "group_by", "threshold", "window"}), frozenset({"distinct"})),
+    "sequence": (frozenset({"where", "then", "group_by", "threshold", "window"}), frozenset()),
+    "new_value": (frozenset({"group_by", "field", "baseline"}), frozenset({"learning"})),
+    "silence": (frozenset({"group_by", "after", "baseline", "min_records"}), frozenset()),
+}
+#: Placeholders a summary may use besides record fields.
+_SUMMARY_EXTRAS: Final = frozenset({"count", "window", "value", "after", "baseline", "threshold",
+                                    "rule"})  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One validated rule. Durations are in nanoseconds; unused ones are 0."""
+
+    name: str
+    kind: str
+    severity: str
+    description: str
+    summary: str
+    where: Predicate | None
+    group_by: tuple[str, ...]
+    threshold: int
+    window_ns: int
+    distinct: str | None
+    then: Predicate | None
+    field: str | None
+    baseline_ns: int
+    learning_ns: int
+    after_ns: int
+    min_records: int
+    spec: dict[str, Any]
+    #: Changes whenever the rule's definition does; part of each alert's identity.
+    fingerprint: str
+
+    @property
+    def lookback_ns(self) -> int:
+        """How far back the rule's state reaches: history to read before a detection window."""
+        return max(self.window_ns, self.baseline_ns, self.after_ns)
+
+    def render(self, values: dict[str, Any]) -> str:
+        """The rule's summary with ``{placeholders}`` filled (``-`` where a value is absent)."""
+
+        def fill(m: re.Match[str]) -> str:
+            value = values.get(m[1])
+            return "-" if value is None or value == "" else str(value)
+
+        return _PLACEHOLDER.sub(fill, self.summary)
+
+    def record_placeholders(self) -> list[str]:
+        """The record fields the summary uses (not ``count``, ``window`` ...)."""
+        return [p for p in _PLACEHOLDER.findall(self.summary) if p not in _SUMMARY_EXTRAS]
+
+
+def _duration(spec: dict[str, Any], key: str, where: str) -> int:
+    value = spec.get(key)
+    if value is None:
+        return 0
+    try:
+        seconds = parse_duration(str(value))
+    except ValueError as exc:
+        raise RuleError(f"{where}.{key}: {exc}") from None
+    if seconds <= 0:
+        raise RuleError(f"{where}.{key}: must be longer than 0")
+    return seconds * 1_000_000_000
+
+
+def _positive(spec: dict[str, Any], key: str, where: str) -> int:
+    value = spec.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RuleError(f"{where}.{key}: expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def build_rule(spec: dict[str, Any], where: str) -> Rule:
+    """Validate one rule mapping (already merged over a built-in one) and compile it."""
+    name = spec.get("name")
+    kind = spec.get("kind")
+    if kind not in _KIND_KEYS:
+        raise RuleError(f"{where}.kind: expected one of {', '.join(_KIND_KEYS)}, got {kind!r}")
+    required, optional = _KIND_KEYS[kind]
+    unknown = sorted(set(spec) - _COMMON - required - optional)
+    if unknown:
+        allowed = ", ".join(sorted(_COMMON | required | optional))
+        raise RuleError(
+            f"{where}: unknown key {unknown[0]!r} for a {kind} rule (allowed: {allowed})"
+        )
+    missing = sorted(required - set(spec))
+    if missing:
+        raise RuleError(f"{where}: a {kind} rule needs {', '.join(repr(m) for m in missing)}")
+    severity = spec.get("severity", "medium")
+    if severity not in SEVERITIES:
+        raise RuleError(
+            f"{where}.severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}"
+        )
+    group_spec = spec.get("group_by", [])
+    if isinstance(group_spec, str):
+        group_spec = [group_spec]
+    if not isinstance(group_spec, list) or (kind != "match" and not group_spec):
+        raise RuleError(f"{where}.group_by: expected a non-empty list of fields")
+    group_by = tuple(check_field(f, f"{where}.group_by[{i}]") for i, f in enumerate(group_spec))
+    distinct = spec.get("distinct")
+    field = spec.get("field")
+    for key, value in (("distinct", distinct), ("field", field)):
+        if value is not None:
+            check_field(value, f"{where}.{key}")
+    for key in ("description", "summary"):
+        if not isinstance(spec.get(key, ""), str):
+            raise RuleError(f"{where}.{key}: expected a string")
+    summary = spec.get("summary") or f"{name}: {{count}} matching record(s)"
+    for placeholder in _PLACEHOLDER.findall(summary):
+        if not (placeholder in FIELDS or placeholder in _SUMMARY_EXTRAS
+                or placeholder.startswith("attributes.")):  # fmt: skip
+            raise RuleError(f"{where}.summary: unknown placeholder {{{placeholder}}}")
+    body = {k: v for k, v in spec.items() if k not in ("enabled", "description")}
+    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return Rule(
+        name=str(name),
+        kind=kind,
+        severity=severity,
+        description=spec.get("description", ""),
+        summary=summary,
+        where=compile_condition(spec["where"], f"{where}.where") if "where" in spec else None,
+        group_by=group_by,
+        threshold=_positive(spec, "threshold", where) or 1,
+        window_ns=_duration(spec, "window", where),
+        distinct=distinct,
+        then=compile_condition(spec["then"], f"{where}.then") if "then" in spec else None,
+        field=field,
+        baseline_ns=_duration(spec, "baseline", where),
+        learning_ns=_duration(spec, "learning", where),
+        after_ns=_duration(spec, "after", where),
+        min_records=_positive(spec, "min_records", where),
+        spec=spec,
+        fingerprint=fingerprint,
+    )
+
+
+def _parse(text: str, source: str) -> list[dict[str, Any]]:
+    """The rule mappings of one file, each checked for a valid, unique name."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{source}: not valid YAML: {exc}") from None
+    if doc is None or (isinstance(doc, dict) and not doc.get("rules")):
+        raise RuleError(f"{source}: the file defines no rules (expected `rules:` with a list)")
+    if not isinstance(doc, dict) or set(doc) != {"rules"} or not isinstance(doc["rules"], list):
+        raise RuleError(f"{source}: expected a mapping with one key, `rules:`, holding a list")
+    specs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(doc["rules"]):
+        where = f"{source}: rules[{i}]"
+        if not isinstance(spec, dict):
+            raise RuleError(f"{where}: a rule is a mapping")
+        name = spec.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise RuleError(f"{where}.name: expected a name of a-z, 0-9, _ . - (got {name!r})")
+        if name in seen:
+            raise RuleError(f"{where}.name: rule {name!r} is defined twice")
+        seen.add(name)
+        enabled = spec.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise RuleError(f"{where}.enabled: expected true or false")
+        specs.append(spec)
+    return specs
+
+
+def builtin_specs() -> list[dict[str, Any]]:
+    """The built-in rule mappings (``otaudit/detect/builtin.yaml``)."""
+    text = resources.files("otaudit.detect").joinpath("builtin.yaml").read_text("utf-8")
+    return _parse(text, "built-in rules")
+
+
+def load_rules(files: tuple[Path, ...] = (), *, builtin: bool = True) -> list[Rule]:
+    """The enabled rules: the built-in ones (unless ``builtin`` is False), then each file's.
+
+    A file's rule named like an earlier one replaces the keys it gives. RuleError when a
+    file cannot be read or is invalid, or when no rule is left enabled.
+    """
+    merged: dict[str, tuple[dict[str, Any], str]] = {}
+    if builtin:
+        for i, spec in enumerate(builtin_specs()):
+            merged[spec["name"]] = (spec, f"built-in rules: rules[{i}] ({spec['name']})")
+    for path in files:
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RuleError(f"cannot read rule file {path}: {exc}") from None
+        for i, spec in enumerate(_parse(text, str(path))):
+            base = merged.get(spec["name"], ({}, ""))[0]
+            merged[spec["name"]] = ({**base, **spec}, f"{path}: rules[{i}] ({spec['name']})")
+    rules = [build_rule(spec, where) for spec, where in merged.values()
+             if spec.get("enabled", True)]  # fmt: skip
+    if not rules:
+        raise RuleError("no detection rule is enabled (use --no-detect to run without detection)")
+    return rules

@@ -1,0 +1,177 @@
+"""Running the rules: over history (``otaudit detect``) and as records are sealed (``serve``).
+
+Both feed one :class:`Engine` the stored records in sequence order, from a
+point ``lookback`` before the first record judged (the longest window or
+baseline of any rule), and let receive time pass to ``now - GRACE`` at the
+end (silence), so both find the same things in the same records. The
+streaming :class:`Detector` follows the ledger rather than the receivers, so
+it sees what every node appends to a shared store, and after a restart it
+starts ``lookback`` back; alerts it finds again are the same records, which
+the ledger holds once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from otaudit.access import seal_request
+from otaudit.detect.alerts import alert_request, finding_json, log_alert
+from otaudit.detect.engine import Engine, Finding
+from otaudit.detect.event import Event
+from otaudit.detect.notify import Notifier, NotifySettings
+from otaudit.detect.rules import Rule
+from otaudit.errors import OtauditError
+from otaudit.record import Entry
+from otaudit.store.base import Store
+
+#: How far behind the clock silence is judged: records received up to then are sealed.
+GRACE_NS: Final = 30 * 1_000_000_000
+_APPEND_CHUNK: Final = 1000
+
+log = logging.getLogger("otaudit.detect")
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The rules ``serve`` runs and where new alerts go."""
+
+    rules: tuple[Rule, ...]
+    notify: NotifySettings = field(default_factory=NotifySettings)
+
+
+@dataclass
+class HistoryRun:
+    """What a detection over history read and found."""
+
+    findings: list[Finding]
+    records: int
+    first_seq: int
+    end: int
+    seconds: float
+
+
+def detect_history(
+    store: Store,
+    rules: Sequence[Rule],
+    *,
+    since_ns: int | None,
+    until_ns: int | None = None,
+    now_ns: int | None = None,
+) -> HistoryRun:
+    """Run the rules over the records of ``store`` and return the findings in
+    ``[since_ns, until_ns)`` (by the time of the record that triggered each)."""
+    started = time.monotonic()
+    engine = Engine(list(rules))
+    end = store.tree_size()
+    begin = 0
+    if since_ns is not None:
+        first = store.first_seq_at(since_ns - engine.lookback_ns)
+        begin = end if first is None else min(first, end)
+    found: list[Finding] = []
+    records = 0
+    for row in store.detect_rows(begin, end):
+        found += engine.feed(Event(row))
+        records += 1
+    now = time.time_ns() if now_ns is None else now_ns
+    found += engine.tick(until_ns if until_ns is not None else now - GRACE_NS)
+    kept = [f for f in found if (since_ns is None or f.time_ns >= since_ns)
+            and (until_ns is None or f.time_ns < until_ns)]  # fmt: skip
+    return HistoryRun(kept, records, begin, end, time.monotonic() - started)
+
+
+class AlertPublisher:
+    """Appends alert records; logs and notifies the ones that are new to the ledger."""
+
+    def __init__(self, append: Callable[[list[Entry]], list[int | None]],
+                 notifier: Notifier | None = None) -> None:  # fmt: skip
+        self.append = append
+        self.notifier = notifier
+        self.published = 0
+
+    def publish(self, findings: Sequence[Finding]) -> list[tuple[Finding, int]]:
+        """Seal the findings as alerts; return the new ones with their sequence numbers."""
+        new: list[tuple[Finding, int]] = []
+        for at in range(0, len(findings), _APPEND_CHUNK):
+            chunk = findings[at : at + _APPEND_CHUNK]
+            requests = [alert_request(f) for f in chunk]
+            seqs = self.append([seal_request(r) for r in requests])
+            for finding, request, seq in zip(chunk, requests, seqs, strict=True):
+                if seq is None:
+                    continue
+                new.append((finding, seq))
+                log_alert(finding, seq)
+                if self.notifier is not None:
+                    payload = finding_json(finding) | {"seq": seq}
+                    self.notifier.send(finding.alert_id, payload, request.SerializeToString())
+        self.published += len(new)
+        return new
+
+
+class Detector:
+    """Follows the ledger in a thread and runs the rules over each new record."""
+
+    def __init__(self, store: Store, rules: Sequence[Rule],
+                 publish: Callable[[Sequence[Finding]], object], *,
+                 poll_s: float = 1.0) -> None:  # fmt: skip
+        self.store = store
+        self.engine = Engine(list(rules))
+        self.publish = publish
+        self.poll_s = poll_s
+        self.position: int | None = None  # the next seq to read
+        self.pending: list[Finding] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="otaudit-detect", daemon=True)
+
+    def start(self) -> None:
+        """Start following the ledger (``lookback`` before now)."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look for new records now (the sequencer calls this after each commit)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Judge what is sealed, publish what that finds, and stop."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                self._step()
+            except OtauditError as exc:
+                log.error("detection paused: %s (retrying)", exc)
+            except Exception:  # the detector must outlive any failure; it retries
+                log.exception("detection step failed (retrying)")
+            if stopping:
+                if self.pending:
+                    log.error("%d alerts found but not sealed at shutdown; the next start "
+                              "finds them again", len(self.pending))  # fmt: skip
+                return
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _step(self) -> None:
+        if self.position is None:
+            now = time.time_ns()
+            first = self.store.first_seq_at(now - self.engine.lookback_ns)
+            self.position = self.store.tree_size() if first is None else first
+            log.info("detection: %d rules, from ledger seq %d", len(self.engine.rules),
+                     self.position)  # fmt: skip
+        end = self.store.tree_size()
+        for row in self.store.detect_rows(self.position, end):
+            self.pending += self.engine.feed(Event(row))
+            self.position = row[0] + 1
+        self.position = max(self.position, end)
+        self.pending += self.engine.tick(time.time_ns() - GRACE_NS)
+        if self.pending:
+            self.publish(self.pending)
+            self.pending = []
