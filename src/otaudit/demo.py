@@ -24,6 +24,7 @@ from rich.console import Console
 
 from otaudit import datadir
 from otaudit.demo_traffic import send_traffic
+from otaudit.detect.alerts import read_alerts
 from otaudit.dialect import AUDITOR_QUERY
 from otaudit.errors import OtauditError
 from otaudit.examples.drive import drive
@@ -125,10 +126,17 @@ def run_demo(console: Console, keep: Path | None = None) -> None:
                 f"{report.checkpoints} signed checkpoints check out "
                 f"(latest covers {report.checkpoint_size} records)"
             )
-            console.rule("[bold]5. The auditor asks: every permission change in the last 90 days")
+            console.rule("[bold]5. Monitoring: the alerts the detection rules sealed (CC7.2)")
+            alerts = read_alerts(store)
+            for alert in alerts:
+                line = f"  {alert.alert_id}  [{alert.severity}] {alert.rule}: {alert.summary}"
+                console.print(line, highlight=False, markup=False)
+            console.print(f"{len(alerts)} alert(s); triage one with `otaudit alerts ack ID "
+                          "--decision resolved --note ...`")  # fmt: skip
+            console.rule("[bold]6. The auditor asks: every permission change in the last 90 days")
             console.print(AUDITOR_SQL, highlight=False)
             print_table(run_sql(store, AUDITOR_SQL), console)
-            console.rule("[bold]6. The latest signed checkpoint (C2SP tlog-checkpoint)")
+            console.rule("[bold]7. The latest signed checkpoint (C2SP tlog-checkpoint)")
             console.print(store.checkpoints()[-1].note, highlight=False, markup=False)
         finally:
             store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,16 +20,24 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
         "2. Send instrumented traffic",
         "3. What the server",
         "4. Stop the server and verify",
-        "5. The auditor asks",
-        "6. The latest signed",
+        "5. Monitoring: the alerts",
+        "6. The auditor asks",
+        "7. The latest signed",
     )
     for step in steps:
         assert step in out
     assert "2b. Requests to an example service" in out
     assert 'otaudit_records_sealed_total{signal="span"} 22.0' in out
-    assert 'otaudit_records_sealed_total{signal="log"} 3.0' in out
     assert 'otaudit_records_dropped_total{reason="not_audit",signal="span"} 22.0' in out
-    assert "OK: 25 records" in out
+    # The detection rules run in the demo: dave's failed logins then success, alice making
+    # carol an admin and carol changing her own role are alerts (sealed log records); changes
+    # outside working hours (UTC) add more, depending on when the demo runs.
+    listed = otaudit("alerts", "--data", str(tmp_path / "demo"), "--format", "json")
+    alerts = json.loads(listed.stdout)
+    rules = sorted(a["rule"] for a in alerts if a["rule"] != "admin_change_off_hours")
+    assert rules == ["failures_then_success", "privilege_escalation", "privilege_escalation"]
+    assert f"OK: {25 + len(alerts)} records" in out
+    assert f"{len(alerts)} alert(s)" in out
     assert "4 row(s)" in out
     verify = otaudit("verify", "--data", str(tmp_path / "demo"))
     assert verify.returncode == 0, verify.stderr
