@@ -48,33 +48,63 @@ def home(user: str) -> str:
 
 
 def login(t: int, user: str, ip: str, ok: bool) -> Act:
-    return Act(t, "accounts-api", "POST /login", {
-        "audit.action": "login", "user.id": user, "client.address": ip,
-        "audit.resource_type": "session", "audit.result": "success" if ok else "failure",
-    })  # fmt: skip
+    return Act(
+        t,
+        "accounts-api",
+        "POST /login",
+        {
+            "audit.action": "login",
+            "user.id": user,
+            "client.address": ip,
+            "audit.resource_type": "session",
+            "audit.result": "success" if ok else "failure",
+        },
+    )
 
 
 def read(t: int, user: str, record: str, sensitive: bool) -> Act:
-    attrs = {"audit.action": "customer.read", "user.id": user, "client.address": home(user),
-             "audit.target": record, "audit.resource_type": "customer_record",
-             "audit.result": "success"}  # fmt: skip
+    attrs = {
+        "audit.action": "customer.read",
+        "user.id": user,
+        "client.address": home(user),
+        "audit.target": record,
+        "audit.resource_type": "customer_record",
+        "audit.result": "success",
+    }
     if sensitive:
         attrs["audit.data_classification"] = "confidential"
     return Act(t, "records-api", "GET /customers/{id}", attrs)
 
 
 def role_update(t: int, admin: str, target: str, old: str, new: str) -> Act:
-    return Act(t, "accounts-api", "user.role.update", {
-        "audit.action": "role_update", "enduser.id": admin, "enduser.ip": home(admin),
-        "audit.target_user": target, "audit.old_value": old, "audit.new_value": new,
-        "audit.resource_type": "user_permission", "audit.result": "success",
-    })  # fmt: skip
+    return Act(
+        t,
+        "accounts-api",
+        "user.role.update",
+        {
+            "audit.action": "role_update",
+            "enduser.id": admin,
+            "enduser.ip": home(admin),
+            "audit.target_user": target,
+            "audit.old_value": old,
+            "audit.new_value": new,
+            "audit.resource_type": "user_permission",
+            "audit.result": "success",
+        },
+    )
 
 
 def heartbeat(t: int) -> Act:
-    return Act(t, "billing-api", "invoice batch", {
-        "audit.action": "invoice_batch.run", "user.id": "svc-billing", "audit.result": "success",
-    })  # fmt: skip
+    return Act(
+        t,
+        "billing-api",
+        "invoice batch",
+        {
+            "audit.action": "invoice_batch.run",
+            "user.id": "svc-billing",
+            "audit.result": "success",
+        },
+    )
 
 
 def owned(user: str) -> list[str]:
@@ -82,8 +112,14 @@ def owned(user: str) -> list[str]:
     return [f"acct-{user[1:]}-{k}" for k in range(3)]
 
 
-def background(start: int, end: int, *, seed: int = 7, heartbeat_s: int | None = 60,
-               gaps: Iterable[tuple[int, int]] = ()) -> list[Act]:  # fmt: skip
+def background(
+    start: int,
+    end: int,
+    *,
+    seed: int = 7,
+    heartbeat_s: int | None = 60,
+    gaps: Iterable[tuple[int, int]] = (),
+) -> list[Act]:
     """Ordinary activity in ``[start, end)``; no heartbeats inside ``gaps``."""
     rng = random.Random(seed)
     acts: list[Act] = []
@@ -128,25 +164,39 @@ def anchor(start: int, end: int) -> int:
 def scenarios(a: int) -> dict[str, list[Act]]:
     """For each built-in rule, activity it must find, around the anchor time ``a``."""
     return {
-        "brute_force_user": [login(a + i * MIN, "u05", "203.0.113.9", ok=False)
-                             for i in range(25)],  # fmt: skip
-        "password_spray": [login(a + HOUR + i * 40 * S, user, "203.0.113.50", ok=False)
-                           for i, user in enumerate(USERS[9:15])],  # fmt: skip
+        "brute_force_user": [login(a + i * MIN, "u05", "203.0.113.9", ok=False) for i in range(25)],
+        "password_spray": [
+            login(a + HOUR + i * 40 * S, user, "203.0.113.50", ok=False)
+            for i, user in enumerate(USERS[9:15])
+        ],
         "failures_then_success": [
             *(login(a + 2 * HOUR + i * 30 * S, "u07", "198.51.100.77", ok=False) for i in range(6)),
             login(a + 2 * HOUR + 4 * MIN, "u07", "198.51.100.77", ok=True),
         ],
-        "privilege_escalation": [role_update(a + 3 * HOUR, "u01", "u20", "editor", "admin"),
-                                 role_update(a + 3 * HOUR + MIN, "u15", "u15", "viewer", "editor")],
+        "privilege_escalation": [
+            role_update(a + 3 * HOUR, "u01", "u20", "editor", "admin"),
+            role_update(a + 3 * HOUR + MIN, "u15", "u15", "viewer", "editor"),
+        ],
         "admin_change_off_hours": [role_update(a - 11 * HOUR, "u01", "u21", "viewer", "editor")],
-        "mass_access": [read(a + 4 * HOUR + i * 8 * S, "u30", record, sensitive=True)
-                        for i, record in enumerate(r for u in USERS[:20] for r in owned(u))],
+        "mass_access": [
+            read(a + 4 * HOUR + i * 8 * S, "u30", record, sensitive=True)
+            for i, record in enumerate(r for u in USERS[:20] for r in owned(u))
+        ],
         "sensitive_new_reader": [read(a + 5 * HOUR, "u25", owned("u03")[0], sensitive=True)],
         "new_client_address": [login(a + 6 * HOUR, "u12", "192.0.2.200", ok=True)],
-        "verification_failed": [Act(a + 7 * HOUR, "ops-cron", "ledger check", {
-            "audit.action": "audit.verify", "user.id": "svc-ops", "audit.result": "failure",
-        })],
-    }  # fmt: skip
+        "verification_failed": [
+            Act(
+                a + 7 * HOUR,
+                "ops-cron",
+                "ledger check",
+                {
+                    "audit.action": "audit.verify",
+                    "user.id": "svc-ops",
+                    "audit.result": "failure",
+                },
+            )
+        ],
+    }
 
 
 #: The heartbeat gap of the producer_silent scenario, relative to the anchor.
@@ -161,8 +211,9 @@ def near_misses(a: int) -> list[Act]:
     acts.append(login(a + 2 * HOUR + MIN, "u08", home("u08"), ok=True))
     acts.append(role_update(a + 3 * HOUR, "u01", "u22", "viewer", "editor"))
     acts.append(role_update(a - 4 * HOUR + 30 * MIN, "u01", "u23", "viewer", "editor"))  # 09:30
-    acts += [read(a + 4 * HOUR + i * 8 * S, "u29", f"acct-99-{i}", sensitive=True)
-             for i in range(49)]  # fmt: skip
+    acts += [
+        read(a + 4 * HOUR + i * 8 * S, "u29", f"acct-99-{i}", sensitive=True) for i in range(49)
+    ]
     return acts
 
 

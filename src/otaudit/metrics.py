@@ -69,6 +69,18 @@ class Metrics:
             registry=r,
         )
 
+        self.alerts = Counter(
+            "otaudit_alerts",
+            "New alerts sealed by the detection rules of this process.",
+            ["rule", "severity"],
+            registry=r,
+        )
+        self.detect_position = Gauge(
+            "otaudit_detect_position",
+            "The sequence number the detection rules judge next (tree size when caught up).",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

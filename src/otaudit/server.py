@@ -139,9 +139,11 @@ def _detector(
         log.warning("detection is off (--no-detect): no alerts are raised")
         return None, None
     notifier = Notifier(detection.notify) if detection.notify.enabled else None
-    publisher = AlertPublisher(lambda entries: sequencer.submit(entries).result(), notifier)
+    publisher = AlertPublisher(
+        lambda entries: sequencer.submit(entries).result(), notifier, sequencer.metrics
+    )
     store = datadir.open_store(data, settings.store_url, readonly=True)
-    detector = Detector(store, detection.rules, publisher.publish)
+    detector = Detector(store, detection.rules, publisher.publish, metrics=sequencer.metrics)
     sequencer.on_commit.append(detector.wake)
     return detector, notifier
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from detect_traffic import (
     DAY,
     HOUR,
@@ -22,7 +23,6 @@ from detect_traffic import (
     near_misses,
     scenarios,
 )
-
 from otaudit.detect.engine import Finding
 from otaudit.detect.rules import load_rules
 from otaudit.detect.run import detect_history

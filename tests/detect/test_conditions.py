@@ -13,10 +13,16 @@ from otaudit.detect.event import EVENT_COLUMNS, Event, parse_rfc3339_ns
 
 def event(when: str = "2026-12-01T10:00:00Z", **fields: Any) -> Event:
     """An event at ``when`` (UTC) with the given columns; ``attributes`` a dict."""
-    ns = calendar.timegm(tuple(int(x) for x in (when[0:4], when[5:7], when[8:10], when[11:13],
-                                                 when[14:16], when[17:19])) + (0, 0, 0)) * 10**9  # fmt: skip
-    values = {"seq": 1, "time_unix_nano": ns, "received_at": when[:19] + ".000000000Z",
-              "pipeline": "otlp", "signal": "span", "attributes": "{}"} | fields  # fmt: skip
+    parts = (when[0:4], when[5:7], when[8:10], when[11:13], when[14:16], when[17:19])
+    ns = calendar.timegm((*(int(x) for x in parts), 0, 0, 0)) * 10**9
+    values = {
+        "seq": 1,
+        "time_unix_nano": ns,
+        "received_at": when[:19] + ".000000000Z",
+        "pipeline": "otlp",
+        "signal": "span",
+        "attributes": "{}",
+    } | fields
     if isinstance(values["attributes"], dict):
         values["attributes"] = dict(values["attributes"])
     return Event(tuple(values.get(c) for c in EVENT_COLUMNS))
@@ -50,8 +56,12 @@ def test_tests(spec: dict[str, Any], fields: dict[str, Any], expected: bool) -> 
     assert compile_condition(spec, "where")(event(**fields)) is expected
 
 
-HOURS = {"from": "08:00", "to": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"],
-         "timezone": "America/New_York"}  # fmt: skip
+HOURS = {
+    "from": "08:00",
+    "to": "18:00",
+    "days": ["mon", "tue", "wed", "thu", "fri"],
+    "timezone": "America/New_York",
+}
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import otaudit
 
 from otaudit.detect.conditions import RuleError
 from otaudit.detect.rules import builtin_specs, load_rules
+from support import otaudit
 
 GOOD = """\
 rules:
@@ -33,12 +33,16 @@ def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
 
 
 def test_a_file_adds_rules_and_changes_built_in_ones(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD + """\
+    path = write(
+        tmp_path,
+        GOOD
+        + """\
   - name: brute_force_user
     threshold: 50
   - name: producer_silent
     enabled: false
-""")  # fmt: skip
+""",
+    )
     rules = {r.name: r for r in load_rules((path,))}
     assert len(rules) == len(builtin_specs())  # one added, one turned off
     assert rules["brute_force_user"].threshold == 50
@@ -63,40 +67,80 @@ def test_only_the_files_rules(tmp_path: Path) -> None:
         ("- name: x\n", "expected a mapping with one key, `rules:`"),
         ("rules: {name: x}\n", "expected a mapping with one key, `rules:`"),
         ("rules:\n  - name: Bad Name\n", "rules[0].name: expected a name"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: x}\n  - name: a\n",
-         "rules[1].name: rule 'a' is defined twice"),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: x}\n  - name: a\n",
+            "rules[1].name: rule 'a' is defined twice",
+        ),
         ("rules:\n  - name: a\n    kind: maybe\n", "rules[0] (a).kind: expected one of match"),
-        ("rules:\n  - name: a\n    kind: threshold\n    where: {action: x}\n",
-         "a threshold rule needs 'group_by', 'threshold', 'window'"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: x}\n    window: 5m\n",
-         "unknown key 'window' for a match rule"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {actr: x}\n",
-         "rules[0] (a).where.actr: unknown field 'actr'"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: {matches: '(['}}\n",
-         "where.action.matches: invalid regular expression"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: {like: x}}\n",
-         "where.action.like: unknown test 'like'"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: {in: []}}\n",
-         "where.action.in: expected a non-empty list"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {}\n", "where: a condition is a non-empty"),
-        ("rules:\n  - name: a\n    kind: match\n    where:\n      time: {outside_hours: "
-         "{timezone: Mars/Olympus}}\n", "timezone: unknown time zone 'Mars/Olympus'"),
-        ("rules:\n  - name: a\n    kind: match\n    where:\n      time: {outside_hours: "
-         "{from: '25:00'}}\n", "outside_hours.from: expected a time of day HH:MM"),
-        ("rules:\n  - name: a\n    kind: match\n    where:\n      time: {outside_hours: "
-         "{days: [mon, someday]}}\n", "days[1]: 'someday' is not a day"),
-        ("rules:\n  - name: a\n    kind: threshold\n    where: {action: x}\n    group_by: [actor]\n"
-         "    threshold: 0\n    window: 5m\n", "threshold: expected a whole number of at least 1"),
-        ("rules:\n  - name: a\n    kind: threshold\n    where: {action: x}\n    group_by: [actor]\n"
-         "    threshold: 3\n    window: 5 minutes\n", "window: '5 minutes' is not a duration"),
-        ("rules:\n  - name: a\n    kind: match\n    severity: urgent\n    where: {action: x}\n",
-         "severity: expected one of low, medium, high, critical"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: x}\n    summary: '{who}'\n",
-         "summary: unknown placeholder {who}"),
-        ("rules:\n  - name: brute_force_user\n    threshold: many\n",
-         "brute_force_user).threshold: expected a whole number"),
-        ("rules:\n  - name: a\n    kind: match\n    where: {action: x}\n    enabled: no-ish\n",
-         "enabled: expected true or false"),
+        (
+            "rules:\n  - name: a\n    kind: threshold\n    where: {action: x}\n",
+            "a threshold rule needs 'group_by', 'threshold', 'window'",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: x}\n    window: 5m\n",
+            "unknown key 'window' for a match rule",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {actr: x}\n",
+            "rules[0] (a).where.actr: unknown field 'actr'",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: {matches: '(['}}\n",
+            "where.action.matches: invalid regular expression",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: {like: x}}\n",
+            "where.action.like: unknown test 'like'",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: {in: []}}\n",
+            "where.action.in: expected a non-empty list",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {}\n",
+            "where: a condition is a non-empty",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where:\n      time: {outside_hours: "
+            "{timezone: Mars/Olympus}}\n",
+            "timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where:\n      time: {outside_hours: "
+            "{from: '25:00'}}\n",
+            "outside_hours.from: expected a time of day HH:MM",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where:\n      time: {outside_hours: "
+            "{days: [mon, someday]}}\n",
+            "days[1]: 'someday' is not a day",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: threshold\n    where: {action: x}\n"
+            "    group_by: [actor]\n    threshold: 0\n    window: 5m\n",
+            "threshold: expected a whole number of at least 1",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: threshold\n    where: {action: x}\n"
+            "    group_by: [actor]\n    threshold: 3\n    window: 5 minutes\n",
+            "window: '5 minutes' is not a duration",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    severity: urgent\n    where: {action: x}\n",
+            "severity: expected one of low, medium, high, critical",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: x}\n    summary: '{who}'\n",
+            "summary: unknown placeholder {who}",
+        ),
+        (
+            "rules:\n  - name: brute_force_user\n    threshold: many\n",
+            "brute_force_user).threshold: expected a whole number",
+        ),
+        (
+            "rules:\n  - name: a\n    kind: match\n    where: {action: x}\n    enabled: no-ish\n",
+            "enabled: expected true or false",
+        ),
     ],
 )
 def test_invalid_files_are_refused_with_a_precise_message(
@@ -110,8 +154,11 @@ def test_invalid_files_are_refused_with_a_precise_message(
 
 
 def test_turning_every_rule_off_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "rules:\n" + "".join(
-        f"  - name: {spec['name']}\n    enabled: false\n" for spec in builtin_specs()))  # fmt: skip
+    path = write(
+        tmp_path,
+        "rules:\n"
+        + "".join(f"  - name: {spec['name']}\n    enabled: false\n" for spec in builtin_specs()),
+    )
     with pytest.raises(RuleError, match="no detection rule is enabled"):
         load_rules((path,))
 
@@ -122,13 +169,24 @@ def test_cli_checks_rule_files_and_fails_closed(tmp_path: Path) -> None:
     assert ok.returncode == 0 and "export_burst" in ok.stdout, ok.stderr
     refused = otaudit("rules", "check", str(bad))
     assert refused.returncode == 2
-    assert refused.stderr.strip() == f"otaudit: error: {bad}: the file defines no rules " \
+    assert (
+        refused.stderr.strip() == f"otaudit: error: {bad}: the file defines no rules "
         "(expected `rules:` with a list)"
+    )
     missing = otaudit("rules", "check", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read rule file" in missing.stderr
     # serve does not start on a broken rule file: it would be running without the monitoring asked
-    served = otaudit("serve", "--data", str(tmp_path / "data"), "--http", "127.0.0.1:0",
-                     "--grpc", "127.0.0.1:0", "--rules", str(bad))  # fmt: skip
+    served = otaudit(
+        "serve",
+        "--data",
+        str(tmp_path / "data"),
+        "--http",
+        "127.0.0.1:0",
+        "--grpc",
+        "127.0.0.1:0",
+        "--rules",
+        str(bad),
+    )
     assert served.returncode == 2 and "defines no rules" in served.stderr
     assert not (tmp_path / "data").exists()
     detect = otaudit("detect", "--data", str(tmp_path / "data"), "--rules", str(bad))

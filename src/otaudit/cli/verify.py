@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from otaudit import datadir
 from otaudit.cli.main import store_options, verification_exits
+from otaudit.cli.reading import record_read
+from otaudit.errors import VerificationError
 from otaudit.verify import Progress as ProgressFn
 from otaudit.verify import VerifyReport, check_saved_checkpoint, verify_ledger, verify_range
 
@@ -62,6 +65,12 @@ def verify_command(
 ) -> None:
     """Recompute every leaf, column, tree node and checkpoint of the ledger."""
     partial = from_seq is not None or to_seq is not None
+    text = " ".join(
+        f"--{name} {value}"
+        for name, value in (("from-seq", from_seq), ("to-seq", to_seq),
+                            ("checkpoint", checkpoint_file and checkpoint_file.name))
+        if value is not None
+    )  # fmt: skip
     with verification_exits():
         if store_url is None:
             datadir.prepare(data, create=False)
@@ -75,8 +84,19 @@ def verify_command(
                 else:
                     report = verify_ledger(store, key, progress=progress)
             saved_size = check_saved_checkpoint(store, saved, key) if saved else None
+        except VerificationError as exc:
+            failure: VerificationError | None = exc
+        else:
+            failure = None
         finally:
             store.close()
+        # Verifying is a read of the trail, and a failure is what the verification_failed
+        # rule alerts on: both are recorded.
+        if failure is not None:
+            click.echo(f"FAILED: {failure}", err=True)
+            record_read(data, store_url, "verify", text, ok=False, error=str(failure))
+            sys.exit(1)
+        record_read(data, store_url, "verify", text, ok=True, rows=report.records)
     click.echo(_summary(report, "records in the range" if partial else "records"))
     if saved_size is not None:
         click.echo(f"OK: the ledger still holds exactly the tree of the saved checkpoint "

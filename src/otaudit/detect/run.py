@@ -26,6 +26,7 @@ from otaudit.detect.event import Event
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import Rule
 from otaudit.errors import OtauditError
+from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.store.base import Store
 
@@ -88,9 +89,11 @@ class AlertPublisher:
     """Appends alert records; logs and notifies the ones that are new to the ledger."""
 
     def __init__(self, append: Callable[[list[Entry]], list[int | None]],
-                 notifier: Notifier | None = None) -> None:  # fmt: skip
+                 notifier: Notifier | None = None,
+                 metrics: Metrics | None = None) -> None:  # fmt: skip
         self.append = append
         self.notifier = notifier
+        self.metrics = metrics
         self.published = 0
 
     def publish(self, findings: Sequence[Finding]) -> list[tuple[Finding, int]]:
@@ -105,6 +108,8 @@ class AlertPublisher:
                     continue
                 new.append((finding, seq))
                 log_alert(finding, seq)
+                if self.metrics is not None:
+                    self.metrics.alerts.labels(finding.rule.name, finding.rule.severity).inc()
                 if self.notifier is not None:
                     payload = finding_json(finding) | {"seq": seq}
                     self.notifier.send(finding.alert_id, payload, request.SerializeToString())
@@ -117,8 +122,9 @@ class Detector:
 
     def __init__(self, store: Store, rules: Sequence[Rule],
                  publish: Callable[[Sequence[Finding]], object], *,
-                 poll_s: float = 1.0) -> None:  # fmt: skip
+                 metrics: Metrics | None = None, poll_s: float = 1.0) -> None:  # fmt: skip
         self.store = store
+        self.metrics = metrics
         self.engine = Engine(list(rules))
         self.publish = publish
         self.poll_s = poll_s
@@ -175,3 +181,5 @@ class Detector:
         if self.pending:
             self.publish(self.pending)
             self.pending = []
+        if self.metrics is not None:
+            self.metrics.detect_position.set(self.position)

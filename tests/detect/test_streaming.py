@@ -1,0 +1,281 @@
+"""Detection in ``otaudit serve``: traffic through the SDK exporters, alerts sealed as records,
+sent to a webhook (retried) and exported over OTLP to another otaudit, listed and triaged with
+the CLI; ``otaudit detect`` over the same ledger finds exactly the same alerts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from detect_traffic import DAY, Act, anchor, background, scenarios
+from otaudit.demo import free_port
+from otaudit.detect.alerts import read_alerts
+from otaudit.store.sqlite import SQLiteStore
+from support import KeepSpans, Server, otaudit
+
+NOW = time.time_ns()
+START = NOW - 10 * DAY
+
+
+class Hook(BaseHTTPRequestHandler):
+    """A webhook that fails the first two deliveries with 503, then keeps what it gets."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+    headers_seen: ClassVar[list[str]] = []
+    attempts: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        cls = type(self)
+        cls.attempts += 1
+        if cls.attempts <= 2:
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        cls.received.append(json.loads(body))
+        cls.headers_seen.append(self.headers.get("Authorization", ""))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Hook.received, Hook.headers_seen, Hook.attempts = [], [], 0
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/hooks/otaudit"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def send(server: Server, acts: list[Act]) -> None:
+    """Send the acts as spans, in time order: accounts-api over OTLP/HTTP, the rest over gRPC."""
+    providers: dict[str, tuple[TracerProvider, KeepSpans]] = {}
+    for act in sorted(acts, key=lambda a: a.time_ns):
+        if act.service not in providers:
+            keep = KeepSpans()
+            provider = TracerProvider(resource=Resource.create({"service.name": act.service}))
+            provider.add_span_processor(keep)
+            providers[act.service] = (provider, keep)
+        provider, keep = providers[act.service]
+        span = provider.get_tracer("traffic").start_span(
+            act.name, start_time=act.time_ns, attributes=act.attributes
+        )
+        span.end(end_time=act.time_ns + 1_000_000)
+    http = HttpSpanExporter(endpoint=f"{server.http_url}/v1/traces", timeout=30)
+    grpc = GrpcSpanExporter(endpoint=server.grpc_endpoint, insecure=True, timeout=30)
+    spans = sorted(
+        (s for _, keep in providers.values() for s in keep.spans), key=lambda s: s.start_time or 0
+    )
+    for at in range(0, len(spans), 400):
+        chunk = spans[at : at + 400]
+        for exporter, mine in ((http, True), (grpc, False)):
+            batch = [
+                s
+                for s in chunk
+                if (s.resource.attributes["service.name"] == "accounts-api") == mine
+            ]
+            if batch:
+                assert exporter.export(batch) == SpanExportResult.SUCCESS
+    http.shutdown()
+    grpc.shutdown()
+
+
+def alert_ids(data: Path) -> set[str]:
+    store = SQLiteStore(data / "ledger.db", readonly=True)
+    try:
+        return {a.alert_id for a in read_alerts(store)}
+    finally:
+        store.close()
+
+
+def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str) -> None:
+    collector = Server(tmp_path / "collector").start()  # another otaudit receives the OTLP export
+    args = [
+        "--alert-webhook",
+        webhook,
+        "--alert-webhook-header",
+        "Authorization: Bearer s3cret",
+        "--alert-otlp-endpoint",
+        f"{collector.http_url}/v1/logs",
+    ]
+    server = Server(tmp_path / "data", detect=True, extra_args=args).start()
+    try:
+        acts = background(START, NOW, heartbeat_s=None)
+        for scenario in scenarios(anchor(START, NOW)).values():
+            acts += scenario
+        send(server, acts)
+
+        # The same ledger judged from history: the findings the server must also have found.
+        history = otaudit(
+            "detect", "--data", str(server.data), "--since", "10d", "--format", "json"
+        )
+        assert history.returncode == 0, history.stderr
+        findings = json.loads(history.stdout)
+        expected = {f["id"] for f in findings}
+        rules = {f["rule"] for f in findings}
+        assert rules == {
+            "brute_force_user",
+            "password_spray",
+            "failures_then_success",
+            "privilege_escalation",
+            "admin_change_off_hours",
+            "mass_access",
+            "sensitive_new_reader",
+            "new_client_address",
+            "verification_failed",
+        }
+        assert wait_for(lambda: alert_ids(server.data) == expected), "streaming found otherwise"
+        metrics = server.metrics()
+        assert metrics['otaudit_alerts_total{rule="brute_force_user",severity="high"}'] == 1
+
+        # Sent: every alert once to the webhook (after two refused attempts) and to the collector.
+        assert wait_for(lambda: len(Hook.received) == len(expected))
+        assert {h["id"] for h in Hook.received} == expected and Hook.attempts == len(expected) + 2
+        assert set(Hook.headers_seen) == {"Bearer s3cret"}
+        brute = next(h for h in Hook.received if h["rule"] == "brute_force_user")
+        assert brute["severity"] == "high" and brute["count"] == 20
+        assert brute["summary"] == "20 failed logins for account u05 within 60m"
+        assert len(brute["evidence_seqs"]) == 20 and isinstance(brute["seq"], int)
+        exported = lambda: alert_ids(collector.data)  # noqa: E731
+        assert wait_for(lambda: exported() == expected)
+
+        # Recording the history run's findings adds nothing: the ledger holds each alert once.
+        again = otaudit("detect", "--data", str(server.data), "--since", "10d", "--record")
+        assert again.returncode == 0, again.stderr
+        assert ", 0 new alert(s) sealed" in again.stderr
+
+        # Triage: who, when, the decision and a note, sealed; the listing follows.
+        brute_id = brute["id"]
+        ack = otaudit(
+            "alerts",
+            "ack",
+            brute_id[:8],
+            "--data",
+            str(server.data),
+            "--decision",
+            "false_positive",
+            "--note",
+            "pen test, ticket SEC-12",
+        )
+        assert ack.returncode == 0, ack.stderr
+        assert ack.stdout.startswith(f"alert {brute_id} (brute_force_user): false_positive by ")
+        listed = json.loads(
+            otaudit("alerts", "--data", str(server.data), "--format", "json").stdout
+        )
+        mine = next(a for a in listed if a["id"] == brute_id)
+        assert mine["state"] == "false_positive"
+        (decision,) = mine["triage"]
+        assert decision["note"] == "pen test, ticket SEC-12" and decision["actor"]
+        open_ids = {
+            a["id"]
+            for a in json.loads(
+                otaudit(
+                    "alerts", "--data", str(server.data), "--state", "open", "--format", "json"
+                ).stdout
+            )
+        }
+        assert open_ids == expected - {brute_id}
+        table = otaudit("alerts", "--data", str(server.data), "--state", "closed")
+        assert brute_id in table.stdout and "1 alert(s), 0 open" in table.stdout
+
+        unknown = otaudit(
+            "alerts",
+            "ack",
+            "ffffffffffff",
+            "--data",
+            str(server.data),
+            "--decision",
+            "resolved",
+            "--note",
+            "x",
+        )
+        assert unknown.returncode == 2
+        assert "no alert 'ffffffffffff' in the ledger" in unknown.stderr
+        no_note = otaudit(
+            "alerts",
+            "ack",
+            brute_id,
+            "--data",
+            str(server.data),
+            "--decision",
+            "resolved",
+            "--note",
+            "  ",
+        )
+        assert no_note.returncode == 2 and "--note" in no_note.stderr
+        bad = otaudit(
+            "alerts",
+            "ack",
+            brute_id,
+            "--data",
+            str(server.data),
+            "--decision",
+            "ignored",
+            "--note",
+            "x",
+        )
+        assert bad.returncode == 2 and "'ignored' is not one of" in bad.stderr
+
+        # A restart judges the last 30 days again: the same alerts, nothing new sent.
+        server.stop()
+        sent = len(Hook.received)
+        server.start()
+        size = int(server.metrics()["otaudit_tree_size"])
+        assert wait_for(lambda: server.metrics()["otaudit_detect_position"] >= size)
+        time.sleep(0.5)
+        assert alert_ids(server.data) == expected and len(Hook.received) == sent
+    finally:
+        server.stop()
+        collector.stop()
+    verify = otaudit("verify", "--data", str(server.data))
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_a_failed_verification_raises_an_alert(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    send(server, background(NOW - DAY, NOW, heartbeat_s=None)[:50])
+    server.stop()
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "data" / "ledger.db", isolation_level=None)
+    conn.execute("DROP TRIGGER records_no_update")
+    conn.execute("UPDATE records SET actor = 'mallory' WHERE seq = 7")
+    conn.close()
+    failed = otaudit("verify", "--data", str(server.data))
+    assert failed.returncode == 1 and failed.stderr.startswith("FAILED: seq 7")
+    found = otaudit("detect", "--data", str(server.data), "--since", "1h", "--format", "jsonl")
+    assert found.returncode == 0, found.stderr
+    (finding,) = [json.loads(line) for line in found.stdout.splitlines()]
+    assert finding["rule"] == "verification_failed" and finding["severity"] == "critical"
+    assert finding["summary"].startswith("a verification of the ledger failed: seq 7")
