@@ -1,0 +1,116 @@
+"""Notifications: retried on what can pass (connection errors, 429, 5xx), not on what cannot
+(other 4xx); a destination that stays down is logged with the alert id and never blocks."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from otaudit.demo import free_port
+from otaudit.detect.notify import Notifier, NotifySettings, check_url, parse_header
+from otaudit.errors import ConfigError
+from support import otaudit
+
+
+class Replies(BaseHTTPRequestHandler):
+    """Answers each POST with the next (status, Retry-After) of ``script``."""
+
+    script: ClassVar[list[tuple[int, str | None]]] = []
+    bodies: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        status, retry_after = self.script.pop(0) if self.script else (200, None)
+        type(self).bodies.append((self.headers["Content-Type"], body))
+        self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    Replies.script, Replies.bodies = [], []
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Replies)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}/alerts"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def notifier(**settings: Any) -> tuple[Notifier, list[float]]:
+    slept: list[float] = []
+    return Notifier(NotifySettings(**settings), sleep=slept.append), slept
+
+
+def test_retries_with_backoff_and_retry_after(endpoint: str) -> None:
+    Replies.script = [(503, None), (429, "7"), (502, None)]
+    n, slept = notifier(webhook=endpoint, otlp_endpoint=endpoint)
+    n.send("a1", {"id": "a1"}, b"\x0a\x00")
+    n.close()
+    assert slept == [1.0, 7.0, 4.0]  # doubling from 1 s; Retry-After when longer
+    assert n.delivered == 2 and n.failed == 0
+    kinds = [content_type for content_type, _ in Replies.bodies]
+    assert kinds == ["application/json"] * 4 + ["application/x-protobuf"]
+    assert Replies.bodies[-1][1] == b"\x0a\x00"
+
+
+def test_a_refusal_is_not_retried(endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
+    Replies.script = [(400, None)]
+    n, slept = notifier(webhook=endpoint)
+    with caplog.at_level(logging.ERROR, "otaudit.alerts"):
+        n.send("a2", {"id": "a2"}, b"")
+        n.close()
+    assert slept == [] and n.failed == 1
+    assert "alert a2 NOT sent to the webhook" in caplog.text and "HTTP 400" in caplog.text
+
+
+def test_an_unreachable_destination_gives_up_after_the_attempts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    n, slept = notifier(webhook=f"http://127.0.0.1:{free_port()}/x", attempts=4, timeout_s=2)
+    with caplog.at_level(logging.WARNING, "otaudit.alerts"):
+        n.send("a3", {"id": "a3"}, b"")
+        n.close()
+    assert slept == [1.0, 2.0, 4.0] and n.failed == 1
+    assert "alert a3 NOT sent" in caplog.text and "otaudit alerts" in caplog.text
+
+
+def test_a_full_queue_is_reported_not_blocking(caplog: pytest.LogCaptureFixture) -> None:
+    silent = socket.socket()  # accepts connections, never answers: the worker hangs on it
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/x"
+    n = Notifier(NotifySettings(webhook=url, max_queue=1, attempts=1, timeout_s=1),
+                 sleep=lambda _: None)  # fmt: skip
+    with caplog.at_level(logging.ERROR, "otaudit.alerts"):
+        for i in range(4):
+            n.send(f"q{i}", {"id": f"q{i}"}, b"")
+        n.close()
+    silent.close()
+    assert n.failed == 4 and n.delivered == 0
+    assert "notifications already waiting" in caplog.text
+
+
+def test_options_are_checked() -> None:
+    assert parse_header("Authorization: Bearer x", "--h") == ("Authorization", "Bearer x")
+    assert parse_header("X-Key=v=1", "--h") == ("X-Key", "v=1")
+    with pytest.raises(ConfigError, match="--h expects 'Name: value'"):
+        parse_header("novalue", "--h")
+    with pytest.raises(ConfigError, match="--alert-webhook expects an http:// or https:// URL"):
+        check_url("ftp://example.com/x", "--alert-webhook")
+    result = otaudit("serve", "--data", "/nonexistent/never", "--alert-webhook", "hooks.local")
+    assert result.returncode == 2
+    assert "--alert-webhook expects an http:// or https:// URL, got 'hooks.local'" in result.stderr
+    off = otaudit("serve", "--no-detect", "--rules", "x.yaml")
+    assert off.returncode == 2 and "--no-detect turns detection off" in off.stderr
