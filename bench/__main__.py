@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from google.protobuf.internal import api_implementation
 
-BENCHMARKS = ("ingest", "latency", "verify", "postgres", "query")
+BENCHMARKS = ("ingest", "latency", "verify", "postgres", "query", "detect")
 
 
 def cpu_model() -> str:
@@ -62,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1_000_000,
         metavar="N",
-        help="verify and query: ledger size (default 1,000,000; --quick: 20,000 / 50,000)",
+        help="verify, query and detect: ledger size (default 1,000,000; --quick: 20,000 / 50,000)",
     )
     args = parser.parse_args(argv)
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import ingest, postgres, query, verify
+    from bench import detect, ingest, postgres, query, verify
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify": lambda: verify.run(args.quick, args.records),
         "postgres": lambda: postgres.run(args.quick),
         "query": lambda: query.run(args.quick, args.records),
+        "detect": lambda: detect.run(args.quick, args.records),
     }
     print(header(args), flush=True)
     for name in [args.only] if args.only else BENCHMARKS:

@@ -47,6 +47,10 @@ class LoadSpec:
     #: latency: (audit attribute key, seconds between batches, duration s) of each open-loop phase
     phases: tuple[tuple[str, float, float], ...] = ()
     spans: int = SPANS_PER_BATCH
+    #: throughput payloads: the share of role updates (None: one action in ten) and the
+    #: time the spans' start times lie just before (None: now)
+    role_update_share: float | None = None
+    at_ns: int | None = None
 
 
 @dataclass
@@ -163,7 +167,8 @@ def pipeline_ceiling(batches: list[bytes]) -> float:
 
 def throughput(spec: LoadSpec) -> dict[str, Any]:
     """Closed-loop load: every sender sends its share of the batches as fast as acks come."""
-    batches = PayloadFactory(seed=11).batches(spec.batches, spec.spans)
+    factory = PayloadFactory(seed=11, role_update_share=spec.role_update_share, now_ns=spec.at_ns)
+    batches = factory.batches(spec.batches, spec.spans)
     parse = parse_rate(batches, spec.spans)
     ceiling = pipeline_ceiling(batches[: max(2, min(16, len(batches) // 8))])
     senders = [Sender(spec) for _ in range(spec.senders)]

@@ -75,17 +75,22 @@ class PayloadFactory:
     """Builds OTLP trace requests whose spans never repeat (ids: random prefix + counter)."""
 
     def __init__(
-        self, seed: int = 1, *, role_update_share: float | None = None, spread_s: int = 60
+        self,
+        seed: int = 1,
+        *,
+        role_update_share: float | None = None,
+        spread_s: int = 60,
+        now_ns: int | None = None,
     ) -> None:
         """``role_update_share``: the fraction of spans that are role updates (default: one
         action in ten, like every other action); ``spread_s``: start times lie that many
-        seconds back from now."""
+        seconds back from ``now_ns`` (default: now)."""
         self.role_update_share = role_update_share
         self.spread_ns = spread_s * 1_000_000_000
         self.rng = random.Random(seed)
         self.prefix = os.urandom(8)  # distinct across runs too
         self.counter = 0
-        self.now_ns = time.time_ns()
+        self.now_ns = time.time_ns() if now_ns is None else now_ns
         rng = self.rng
         users = [f"user-{rng.randrange(100_000):05d}@example.com" for _ in range(_POOL)]
         self._actors = [_attr("enduser.id", u) for u in users]

@@ -25,7 +25,7 @@ S = 1_000_000_000
 MIN = 60 * S
 HOUR = 60 * MIN
 DAY = 24 * HOUR
-USERS = [f"u{i:02d}" for i in range(1, 31)]
+USERS = [f"u{i:02d}" for i in range(1, 31)]  # the scenarios' cast
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class Act:
 
 
 def home(user: str) -> str:
-    return f"10.1.0.{int(user[1:])}"
+    n = int(user[1:])
+    return f"10.1.{n // 250}.{n % 250}"
 
 
 def login(t: int, user: str, ip: str, ok: bool) -> Act:
@@ -119,14 +120,16 @@ def background(
     seed: int = 7,
     heartbeat_s: int | None = 60,
     gaps: Iterable[tuple[int, int]] = (),
+    users: int = 30,
 ) -> list[Act]:
-    """Ordinary activity in ``[start, end)``; no heartbeats inside ``gaps``."""
+    """Ordinary activity of ``users`` employees in ``[start, end)``; no heartbeats in ``gaps``."""
     rng = random.Random(seed)
+    staff = USERS + [f"u{i:02d}" for i in range(len(USERS) + 1, users + 1)]
     acts: list[Act] = []
     day = start - start % DAY
     while day < end:
         if (day // DAY + 3) % 7 < 5:  # 1970-01-01 was a Thursday: Monday is (d + 3) % 7 == 0
-            for user in USERS:
+            for user in staff:
                 t = day + 8 * HOUR + 30 * MIN + rng.randrange(60 * MIN)
                 for _ in range(2 if rng.random() < 0.05 else 0):
                     acts.append(login(t, user, home(user), ok=False))

@@ -15,7 +15,8 @@ import uvicorn
 from otaudit import datadir
 from otaudit.auth import Authenticator, is_loopback
 from otaudit.detect.notify import Notifier
-from otaudit.detect.run import AlertPublisher, Detector, DetectSettings
+from otaudit.detect.process import DetectorProcess
+from otaudit.detect.run import AlertPublisher, DetectSettings
 from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
@@ -121,7 +122,6 @@ def serve(settings: ServeSettings) -> None:
         ingest.close()
         if detector is not None:
             detector.stop()
-            detector.store.close()
         sequencer.stop()
         if notifier is not None:
             notifier.close()
@@ -132,8 +132,8 @@ def serve(settings: ServeSettings) -> None:
 
 def _detector(
     settings: ServeSettings, data: Path, sequencer: Sequencer
-) -> tuple[Detector | None, Notifier | None]:
-    """The streaming detector (on its own read connection) and its notifier, if enabled."""
+) -> tuple[DetectorProcess | None, Notifier | None]:
+    """The streaming detector (a process of its own) and its notifier, if enabled."""
     detection = settings.detection
     if detection is None:
         log.warning("detection is off (--no-detect): no alerts are raised")
@@ -142,8 +142,9 @@ def _detector(
     publisher = AlertPublisher(
         lambda entries: sequencer.submit(entries).result(), notifier, sequencer.metrics
     )
-    store = datadir.open_store(data, settings.store_url, readonly=True)
-    detector = Detector(store, detection.rules, publisher.publish, metrics=sequencer.metrics)
+    detector = DetectorProcess(
+        data, settings.store_url, detection.rules, publisher, sequencer.metrics
+    )
     sequencer.on_commit.append(detector.wake)
     return detector, notifier
 

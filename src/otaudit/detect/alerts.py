@@ -196,8 +196,9 @@ def new_alerts(findings: Iterable[Finding], seqs: Iterable[int | None]) -> Itera
             yield finding
 
 
-def log_alert(finding: Finding, seq: int) -> None:
-    """One log line per new alert (the ``otaudit.alerts`` logger)."""
-    log.warning("ALERT %s [%s] %s: %s (ledger seq %d, evidence seqs %s)", finding.alert_id,
-                finding.rule.severity, finding.rule.name, finding.summary, seq,
-                ",".join(map(str, finding.evidence[:10])))  # fmt: skip
+def log_alert(alert: dict[str, Any], seq: int) -> None:
+    """One log line per new alert (the ``otaudit.alerts`` logger); ``alert`` as
+    :func:`finding_json` gives it."""
+    evidence = ",".join(map(str, alert["evidence_seqs"][:10]))
+    log.warning("ALERT %s [%s] %s: %s (ledger seq %d, evidence seqs %s)", alert["id"],
+                alert["severity"], alert["rule"], alert["summary"], seq, evidence)  # fmt: skip

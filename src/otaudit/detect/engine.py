@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import operator
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from otaudit.detect.conditions import value_of
 from otaudit.detect.event import Event
 from otaudit.detect.rules import Rule
 
@@ -56,14 +58,26 @@ class Finding:
         object.__setattr__(self, "alert_id", hashlib.sha256(identity).hexdigest()[:16])
 
 
+def _key_of(fields: tuple[str, ...]) -> Callable[[Event], GroupKey]:
+    """The function giving an event's group (a tuple of the group-by fields)."""
+    if not fields:
+        return lambda e: ()
+    if not any(f.startswith("attributes.") for f in fields):
+        get = operator.attrgetter(*fields)
+        if len(fields) == 1:
+            return lambda e: (get(e),)
+        return get
+    readers = [value_of(f) for f in fields]
+    return lambda e: tuple(read(e) for read in readers)
+
+
 class _State:
     """One rule's state; ``feed`` appends what the event makes the rule find to ``out``."""
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.where: Callable[[Event], bool] = rule.where or (lambda e: True)
-        fields = rule.group_by
-        self.key: Callable[[Event], GroupKey] = lambda e: tuple(e.get(f) for f in fields)
+        self.key = _key_of(rule.group_by)
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         raise NotImplementedError
@@ -240,26 +254,25 @@ class _NewValue(_State):
 
 
 class _Sender:
-    __slots__ = ("buckets", "event", "last_received", "last_seq", "last_time", "total")
+    __slots__ = ("buckets", "event", "last_received", "last_seq")
 
     def __init__(self) -> None:
         self.last_received = 0
         self.last_seq = -1
-        self.last_time = 0
-        self.buckets: deque[list[int]] = deque()  # [bucket index, records]
-        self.total = 0
+        self.buckets: deque[list[int]] = deque()  # [bucket index, records], oldest first
         self.event: Event | None = None
 
 
 class _Silence(_State):
-    """A group that sent at least ``min_records`` within ``baseline`` before its latest record
-    and nothing for ``after`` since (by receive time)."""
+    """A group silent for ``after`` (by receive time) that, one ``baseline`` earlier, sent at
+    least ``min_records`` in the same stretch of time: silence where it usually sends (a
+    service that is quiet every night is not silent at night)."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
         self.groups: dict[GroupKey, _Sender] = {}
         self.deadlines: list[tuple[int, int, GroupKey]] = []  # (deadline, last seq, group)
-        self.bucket_ns = max(rule.baseline_ns // 96, 1_000_000_000)
+        self.bucket_ns = max(rule.after_ns // 6, 1_000_000_000)
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         if not self.where(e):
@@ -271,17 +284,23 @@ class _Silence(_State):
         if sender is None:
             sender = self.groups[key] = _Sender()
         sender.last_received = max(sender.last_received, e.received)
-        sender.last_seq, sender.last_time, sender.event = e.seq, e.time, e
+        sender.last_seq, sender.event = e.seq, e
         bucket = e.received // self.bucket_ns
-        if sender.buckets and sender.buckets[-1][0] >= bucket:
-            sender.buckets[-1][1] += 1
+        buckets = sender.buckets
+        if buckets and buckets[-1][0] >= bucket:
+            buckets[-1][1] += 1
         else:
-            sender.buckets.append([bucket, 1])
-        sender.total += 1
-        oldest = (sender.last_received - self.rule.baseline_ns) // self.bucket_ns
-        while sender.buckets and sender.buckets[0][0] < oldest:
-            sender.total -= sender.buckets.popleft()[1]
+            buckets.append([bucket, 1])
+        oldest = (sender.last_received - self.rule.baseline_ns) // self.bucket_ns - 1
+        while buckets[0][0] < oldest:
+            buckets.popleft()
         heapq.heappush(self.deadlines, (sender.last_received + self.rule.after_ns, e.seq, key))
+
+    def _usual(self, sender: _Sender, deadline: int) -> int:
+        """Records the group sent in ``[deadline - baseline - after, deadline - baseline)``."""
+        first = (deadline - self.rule.baseline_ns - self.rule.after_ns) // self.bucket_ns
+        last = (deadline - self.rule.baseline_ns) // self.bucket_ns
+        return sum(n for b, n in sender.buckets if first <= b < last)
 
     def advance(self, clock: int, out: list[Finding]) -> None:
         """Find the groups silent since before ``clock - after``."""
@@ -291,10 +310,10 @@ class _Silence(_State):
             sender = self.groups.get(key)
             if sender is None or sender.last_seq != seq or sender.event is None:
                 continue  # it sent again since
-            if sender.total >= self.rule.min_records:
-                out.append(self.finding(sender.event, key, sender.total, (seq,),
-                                        time_ns=deadline))  # fmt: skip
-            if sender.last_received < clock - self.rule.baseline_ns:
+            usual = self._usual(sender, deadline)
+            if usual >= self.rule.min_records:
+                out.append(self.finding(sender.event, key, usual, (seq,), time_ns=deadline))
+            if sender.last_received < clock - self.rule.baseline_ns - self.rule.after_ns:
                 del self.groups[key]
 
 

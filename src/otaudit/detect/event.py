@@ -28,18 +28,21 @@ FIELDS: Final = frozenset(
 )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=8192)
-def _epoch_seconds(prefix: str) -> int:
+@functools.lru_cache(maxsize=4096)
+def _epoch_minute(prefix: str) -> int:
     return calendar.timegm(
         (int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]), int(prefix[11:13]),
-         int(prefix[14:16]), int(prefix[17:19]), 0, 0, 0)
+         int(prefix[14:16]), 0, 0, 0, 0)
     )  # fmt: skip
 
 
 def parse_rfc3339_ns(text: str) -> int:
     """UTC nanoseconds of a stored ``YYYY-MM-DDTHH:MM:SS.fffffffffZ`` column."""
+    seconds = _epoch_minute(text[:16]) + int(text[17:19])
+    if len(text) == 30:  # the stored form: nine fraction digits
+        return seconds * 1_000_000_000 + int(text[20:29])
     fraction = text[20:-1] if len(text) > 20 else ""
-    return _epoch_seconds(text[:19]) * 1_000_000_000 + int(fraction.ljust(9, "0")[:9] or 0)
+    return seconds * 1_000_000_000 + int(fraction.ljust(9, "0")[:9] or 0)
 
 
 class Event:

@@ -17,7 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otaudit.access import seal_request
 from otaudit.detect.alerts import alert_request, finding_json, log_alert
@@ -85,6 +87,15 @@ def detect_history(
     return HistoryRun(kept, records, begin, end, time.monotonic() - started)
 
 
+#: A finding on its way to the ledger: its JSON (webhook body) and its OTLP alert request.
+AlertItem = tuple[dict[str, Any], bytes]
+
+
+def alert_items(findings: Sequence[Finding]) -> list[AlertItem]:
+    """The findings as they travel (from the detector's process to the one that seals)."""
+    return [(finding_json(f), alert_request(f).SerializeToString()) for f in findings]
+
+
 class AlertPublisher:
     """Appends alert records; logs and notifies the ones that are new to the ledger."""
 
@@ -96,23 +107,30 @@ class AlertPublisher:
         self.metrics = metrics
         self.published = 0
 
-    def publish(self, findings: Sequence[Finding]) -> list[tuple[Finding, int]]:
-        """Seal the findings as alerts; return the new ones with their sequence numbers."""
-        new: list[tuple[Finding, int]] = []
-        for at in range(0, len(findings), _APPEND_CHUNK):
-            chunk = findings[at : at + _APPEND_CHUNK]
-            requests = [alert_request(f) for f in chunk]
-            seqs = self.append([seal_request(r) for r in requests])
-            for finding, request, seq in zip(chunk, requests, seqs, strict=True):
+    def publish(self, findings: Sequence[Finding]) -> list[tuple[dict[str, Any], int]]:
+        """Seal the findings as alerts; see :meth:`seal`."""
+        return self.seal(alert_items(findings))
+
+    def seal(self, items: Sequence[AlertItem]) -> list[tuple[dict[str, Any], int]]:
+        """Seal alerts; return the ones new to the ledger (JSON, sequence number)."""
+        new: list[tuple[dict[str, Any], int]] = []
+        for at in range(0, len(items), _APPEND_CHUNK):
+            chunk = items[at : at + _APPEND_CHUNK]
+            entries = []
+            for _, body in chunk:
+                request = ExportLogsServiceRequest()
+                request.ParseFromString(body)
+                entries.append(seal_request(request))
+            seqs = self.append(entries)
+            for (alert, body), seq in zip(chunk, seqs, strict=True):
                 if seq is None:
                     continue
-                new.append((finding, seq))
-                log_alert(finding, seq)
+                new.append((alert, seq))
+                log_alert(alert, seq)
                 if self.metrics is not None:
-                    self.metrics.alerts.labels(finding.rule.name, finding.rule.severity).inc()
+                    self.metrics.alerts.labels(alert["rule"], alert["severity"]).inc()
                 if self.notifier is not None:
-                    payload = finding_json(finding) | {"seq": seq}
-                    self.notifier.send(finding.alert_id, payload, request.SerializeToString())
+                    self.notifier.send(alert["id"], alert | {"seq": seq}, body)
         self.published += len(new)
         return new
 
@@ -122,9 +140,10 @@ class Detector:
 
     def __init__(self, store: Store, rules: Sequence[Rule],
                  publish: Callable[[Sequence[Finding]], object], *,
-                 metrics: Metrics | None = None, poll_s: float = 1.0) -> None:  # fmt: skip
+                 on_position: Callable[[int], object] | None = None,
+                 poll_s: float = 1.0) -> None:  # fmt: skip
         self.store = store
-        self.metrics = metrics
+        self.on_position = on_position
         self.engine = Engine(list(rules))
         self.publish = publish
         self.poll_s = poll_s
@@ -139,7 +158,7 @@ class Detector:
         self._thread.start()
 
     def wake(self) -> None:
-        """Look for new records now (the sequencer calls this after each commit)."""
+        """Look for new records now."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -181,5 +200,5 @@ class Detector:
         if self.pending:
             self.publish(self.pending)
             self.pending = []
-        if self.metrics is not None:
-            self.metrics.detect_position.set(self.position)
+        if self.on_position is not None:
+            self.on_position(self.position)

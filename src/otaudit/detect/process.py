@@ -1,0 +1,157 @@
+"""Streaming detection in a process of its own, so the rules never hold the server's GIL.
+
+The child opens the ledger read-only and runs a :class:`~otaudit.detect.run.Detector`;
+the server wakes it after each commit. What it finds comes back over a pipe as alert
+items, and a thread of the server seals them through the sequencer (durably, with
+group commit), logs them and notifies. A full sequencer queue makes that thread retry;
+the child waits on the pipe meanwhile, so nothing found is lost. If the child dies it
+is started again: it re-reads ``lookback`` of history, and alerts it finds again are the
+same records, which the ledger keeps once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final
+
+from otaudit import datadir
+from otaudit.detect.rules import Rule, build_rule
+from otaudit.detect.run import AlertItem, AlertPublisher, Detector, alert_items
+from otaudit.errors import OtauditError
+from otaudit.metrics import Metrics
+
+log = logging.getLogger("otaudit.detect")
+
+_POLL_S: Final = 0.5
+_RESTART_S: Final = 5.0
+_RETRY_S: Final = 1.0
+
+
+def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | None,
+           specs: list[dict[str, Any]], verbose: bool, parent: int) -> None:  # fmt: skip
+    """The detection process: follow the ledger, send findings and progress to the parent."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    rules = [build_rule(spec, f"rule {spec['name']}") for spec in specs]
+    store = datadir.open_store(data, store_url, readonly=True)
+    detector = Detector(
+        store,
+        rules,
+        lambda findings: conn.send(("alerts", alert_items(findings))),
+        on_position=lambda position: conn.send(("position", position)),
+        poll_s=_POLL_S,
+    )
+    detector.start()
+    try:
+        while not stop.is_set() and os.getppid() == parent:  # a killed server takes it along
+            if wake.wait(_POLL_S):
+                wake.clear()
+                detector.wake()
+    finally:
+        detector.stop()
+        store.close()
+        with contextlib.suppress(OSError):
+            conn.send(("done", None))
+        conn.close()
+
+
+class DetectorProcess:
+    """Runs the rules in a child process; seals its findings through ``publisher``."""
+
+    def __init__(self, data: Path, store_url: str | None, rules: Sequence[Rule],
+                 publisher: AlertPublisher, metrics: Metrics | None = None) -> None:  # fmt: skip
+        self.data = data
+        self.store_url = store_url
+        self.specs = [rule.spec for rule in rules]
+        self.publisher = publisher
+        self.metrics = metrics
+        self._ctx = multiprocessing.get_context("spawn")
+        self._wake = self._ctx.Event()
+        self._stop = self._ctx.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="otaudit-detect", daemon=True)
+
+    def start(self) -> None:
+        """Start the child and the thread that seals what it finds."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the child that records were committed (the sequencer calls this)."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Let the child judge what is sealed, seal what it finds, and stop it."""
+        self._stopping = True
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _spawn(self) -> tuple[Any, Connection]:
+        receiver, sender = self._ctx.Pipe(duplex=False)
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+        process = self._ctx.Process(
+            target=_child,
+            args=(
+                sender,
+                self._wake,
+                self._stop,
+                self.data,
+                self.store_url,
+                self.specs,
+                verbose,
+                os.getpid(),
+            ),
+            name="otaudit-detect",
+            daemon=True,
+        )
+        process.start()
+        sender.close()
+        return process, receiver
+
+    def _run(self) -> None:
+        while True:
+            process, receiver = self._spawn()
+            finished = self._follow(receiver)
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+            if finished or self._stopping:
+                return
+            log.critical("the detection process exited with status %s; restarting it in %.0f s",
+                         process.exitcode, _RESTART_S)  # fmt: skip
+            time.sleep(_RESTART_S)
+
+    def _follow(self, receiver: Connection) -> bool:
+        """Seal what the child sends until it is done (True) or gone (False)."""
+        with receiver:
+            while True:
+                try:
+                    kind, value = receiver.recv()
+                except (EOFError, OSError):
+                    return False
+                if kind == "done":
+                    return True
+                if kind == "position":
+                    if self.metrics is not None:
+                        self.metrics.detect_position.set(value)
+                else:
+                    self._seal(value)
+
+    def _seal(self, items: list[AlertItem]) -> None:
+        """Seal alerts, retrying while the ledger cannot take them (nothing found is lost)."""
+        while True:
+            try:
+                self.publisher.seal(items)
+                return
+            except OtauditError as exc:
+                log.error("%d alerts not sealed yet: %s (retrying)", len(items), exc)
+                time.sleep(_RETRY_S)
