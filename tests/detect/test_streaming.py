@@ -27,6 +27,7 @@ from detect_traffic import DAY, Act, anchor, background, scenarios
 from otaudit.demo import free_port
 from otaudit.detect.alerts import read_alerts
 from otaudit.store.sqlite import SQLiteStore
+from pgcluster import PgServer
 from support import KeepSpans, Server, otaudit
 
 NOW = time.time_ns()
@@ -279,3 +280,22 @@ def test_a_failed_verification_raises_an_alert(tmp_path: Path) -> None:
     (finding,) = [json.loads(line) for line in found.stdout.splitlines()]
     assert finding["rule"] == "verification_failed" and finding["severity"] == "critical"
     assert finding["summary"].startswith("a verification of the ledger failed: seq 7")
+
+
+def test_detection_on_a_postgresql_ledger(pg: PgServer, tmp_path: Path) -> None:
+    url = pg.database()
+    server = Server(tmp_path / "data", detect=True, extra_args=["--store", url]).start()
+    try:
+        a = anchor(NOW - 10 * DAY, NOW)
+        send(server, scenarios(a)["brute_force_user"] + scenarios(a)["privilege_escalation"])
+        listed = lambda: json.loads(  # noqa: E731
+            otaudit("alerts", "--store", url, "--data", str(server.data), "--format", "json").stdout
+        )
+        alerts = wait_for(lambda: len(listed()) == 3 and listed())
+        assert sorted(a["rule"] for a in alerts) == [
+            "brute_force_user",
+            "privilege_escalation",
+            "privilege_escalation",
+        ]
+    finally:
+        server.stop()
