@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
 from otaudit.access import seal_request
 from otaudit.detect.alerts import alert_request, finding_json, log_alert
 from otaudit.detect.engine import Engine, Finding
@@ -87,13 +85,19 @@ def detect_history(
     return HistoryRun(kept, records, begin, end, time.monotonic() - started)
 
 
-#: A finding on its way to the ledger: its JSON (webhook body) and its OTLP alert request.
-AlertItem = tuple[dict[str, Any], bytes]
+#: A finding on its way to the ledger: its JSON (webhook body), its OTLP alert request
+#: (the OTLP export body) and the sealed entry of that record.
+AlertItem = tuple[dict[str, Any], bytes, Entry]
 
 
 def alert_items(findings: Sequence[Finding]) -> list[AlertItem]:
-    """The findings as they travel (from the detector's process to the one that seals)."""
-    return [(finding_json(f), alert_request(f).SerializeToString()) for f in findings]
+    """The findings as they travel (from the detector's process to the one that appends);
+    sealing happens here, in the detector's process."""
+    items: list[AlertItem] = []
+    for finding in findings:
+        request = alert_request(finding)
+        items.append((finding_json(finding), request.SerializeToString(), seal_request(request)))
+    return items
 
 
 class AlertPublisher:
@@ -116,13 +120,8 @@ class AlertPublisher:
         new: list[tuple[dict[str, Any], int]] = []
         for at in range(0, len(items), _APPEND_CHUNK):
             chunk = items[at : at + _APPEND_CHUNK]
-            entries = []
-            for _, body in chunk:
-                request = ExportLogsServiceRequest()
-                request.ParseFromString(body)
-                entries.append(seal_request(request))
-            seqs = self.append(entries)
-            for (alert, body), seq in zip(chunk, seqs, strict=True):
+            seqs = self.append([entry for _, _, entry in chunk])
+            for (alert, body, _), seq in zip(chunk, seqs, strict=True):
                 if seq is None:
                     continue
                 new.append((alert, seq))
