@@ -202,8 +202,10 @@ def scenarios(a: int) -> dict[str, list[Act]]:
     }
 
 
-#: The heartbeat gap of the producer_silent scenario, relative to the anchor.
+#: The heartbeat gap of the producer_silent scenario, relative to the anchor, and a shorter
+#: one that is not silence yet.
 SILENCE = (HOUR, HOUR + 45 * MIN)
+PAUSE = (HOUR, HOUR + 25 * MIN)
 
 
 def near_misses(a: int) -> list[Act]:

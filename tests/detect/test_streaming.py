@@ -5,6 +5,7 @@ the CLI; ``otaudit detect`` over the same ledger finds exactly the same alerts."
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -178,74 +179,32 @@ def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str)
 
         # Triage: who, when, the decision and a note, sealed; the listing follows.
         brute_id = brute["id"]
-        ack = otaudit(
-            "alerts",
-            "ack",
-            brute_id[:8],
-            "--data",
-            str(server.data),
-            "--decision",
-            "false_positive",
-            "--note",
-            "pen test, ticket SEC-12",
-        )
-        assert ack.returncode == 0, ack.stderr
-        assert ack.stdout.startswith(f"alert {brute_id} (brute_force_user): false_positive by ")
-        listed = json.loads(
-            otaudit("alerts", "--data", str(server.data), "--format", "json").stdout
-        )
-        mine = next(a for a in listed if a["id"] == brute_id)
+
+        def ack(alert: str, decision: str, note: str) -> subprocess.CompletedProcess[str]:
+            return otaudit("alerts", "ack", alert, "--data", str(server.data),
+                           "--decision", decision, "--note", note)  # fmt: skip
+
+        def listing(*options: str) -> list[dict[str, Any]]:
+            shown = otaudit("alerts", "--data", str(server.data), "--format", "json", *options)
+            return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+        done = ack(brute_id[:8], "false_positive", "pen test, ticket SEC-12")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"alert {brute_id} (brute_force_user): false_positive by ")
+        mine = next(a for a in listing() if a["id"] == brute_id)
         assert mine["state"] == "false_positive"
         (decision,) = mine["triage"]
         assert decision["note"] == "pen test, ticket SEC-12" and decision["actor"]
-        open_ids = {
-            a["id"]
-            for a in json.loads(
-                otaudit(
-                    "alerts", "--data", str(server.data), "--state", "open", "--format", "json"
-                ).stdout
-            )
-        }
-        assert open_ids == expected - {brute_id}
+        assert {a["id"] for a in listing("--state", "open")} == expected - {brute_id}
         table = otaudit("alerts", "--data", str(server.data), "--state", "closed")
         assert brute_id in table.stdout and "1 alert(s), 0 open" in table.stdout
 
-        unknown = otaudit(
-            "alerts",
-            "ack",
-            "ffffffffffff",
-            "--data",
-            str(server.data),
-            "--decision",
-            "resolved",
-            "--note",
-            "x",
-        )
+        unknown = ack("ffffffffffff", "resolved", "x")
         assert unknown.returncode == 2
         assert "no alert 'ffffffffffff' in the ledger" in unknown.stderr
-        no_note = otaudit(
-            "alerts",
-            "ack",
-            brute_id,
-            "--data",
-            str(server.data),
-            "--decision",
-            "resolved",
-            "--note",
-            "  ",
-        )
+        no_note = ack(brute_id, "resolved", "  ")
         assert no_note.returncode == 2 and "--note" in no_note.stderr
-        bad = otaudit(
-            "alerts",
-            "ack",
-            brute_id,
-            "--data",
-            str(server.data),
-            "--decision",
-            "ignored",
-            "--note",
-            "x",
-        )
+        bad = ack(brute_id, "ignored", "x")
         assert bad.returncode == 2 and "'ignored' is not one of" in bad.stderr
 
         # A restart judges the last 30 days again: the same alerts, nothing new sent.

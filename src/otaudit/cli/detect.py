@@ -152,8 +152,9 @@ def detect_command(
     else:
         for f in findings:
             click.echo(orjson.dumps(f).decode())
+    judged = f" (seq {run.first_seq} to {run.end - 1})" if run.records else ""
     click.echo(
-        f"judged {run.records} records (seq {run.first_seq} to {run.end - 1}) with {len(rules)} "
+        f"judged {run.records} records{judged} with {len(rules)} "
         f"rules in {run.seconds:.2f} s: {len(findings)} finding(s)"
         + (f", {new} new alert(s) sealed" if record else ""),
         err=True,

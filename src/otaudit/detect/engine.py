@@ -131,14 +131,33 @@ class _Window:
                 del values[value]
 
 
-class _Threshold(_State):
+class _Windowed(_State):
+    """A rule keeping each group's matching records of the last ``window``."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        self.groups: dict[GroupKey, _Window] = {}
+
+    def window(self, key: GroupKey) -> _Window:
+        """The group's window (a new, empty one for a group not seen)."""
+        window = self.groups.get(key)
+        if window is None:
+            window = self.groups[key] = _Window()
+        return window
+
+    def prune(self, now_ns: int) -> None:
+        horizon = now_ns - self.rule.window_ns - _NS_PER_DAY
+        self.groups = {k: w for k, w in self.groups.items()
+                       if w.records and w.records[-1][0] >= horizon}  # fmt: skip
+
+
+class _Threshold(_Windowed):
     """At least ``threshold`` matching records (or distinct values) per group in ``window``.
 
     After an alert the group starts afresh: each further ``threshold`` gives another."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
-        self.groups: dict[GroupKey, _Window] = {}
         self.distinct = rule.distinct
 
     def feed(self, e: Event, out: list[Finding]) -> None:
@@ -150,9 +169,7 @@ class _Threshold(_State):
         value = e.get(self.distinct) if self.distinct else None
         if self.distinct and value is None:
             return
-        window = self.groups.get(key)
-        if window is None:
-            window = self.groups[key] = _Window()
+        window = self.window(key)
         window.add(e.time, e.seq, value)
         window.evict(e.time - self.rule.window_ns)
         count = len(window.values) if self.distinct else len(window.records)
@@ -160,12 +177,8 @@ class _Threshold(_State):
             out.append(self.finding(e, key, count, (seq for _, seq, _ in window.records)))
             del self.groups[key]
 
-    def prune(self, now_ns: int) -> None:
-        horizon = now_ns - self.rule.window_ns - _NS_PER_DAY
-        self.groups = {k: w for k, w in self.groups.items() if w.records[-1][0] >= horizon}
 
-
-class _Sequence(_State):
+class _Sequence(_Windowed):
     """At least ``threshold`` records matching ``where``, then one matching ``then``, in
     one group within ``window``. A ``then`` record ends the run either way."""
 
@@ -173,7 +186,6 @@ class _Sequence(_State):
         super().__init__(rule)
         assert rule.then is not None
         self.then = rule.then
-        self.groups: dict[GroupKey, _Window] = {}
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         closing = self.then(e)
@@ -182,24 +194,17 @@ class _Sequence(_State):
         key = self.key(e)
         if None in key:
             return
-        if closing:
-            window = self.groups.pop(key, None)
-            if window is not None:
-                window.evict(e.time - self.rule.window_ns)
-                if len(window.records) >= self.rule.threshold:
-                    seqs = [seq for _, seq, _ in window.records] + [e.seq]
-                    out.append(self.finding(e, key, len(window.records), seqs))
+        if not closing:
+            window = self.window(key)
+            window.add(e.time, e.seq, None)
+            window.evict(e.time - self.rule.window_ns)
             return
-        window = self.groups.get(key)
-        if window is None:
-            window = self.groups[key] = _Window()
-        window.add(e.time, e.seq, None)
-        window.evict(e.time - self.rule.window_ns)
-
-    def prune(self, now_ns: int) -> None:
-        horizon = now_ns - self.rule.window_ns - _NS_PER_DAY
-        self.groups = {k: w for k, w in self.groups.items()
-                       if w.records and w.records[-1][0] >= horizon}  # fmt: skip
+        ended = self.groups.pop(key, None)
+        if ended is not None:
+            ended.evict(e.time - self.rule.window_ns)
+            if len(ended.records) >= self.rule.threshold:
+                seqs = [seq for _, seq, _ in ended.records] + [e.seq]
+                out.append(self.finding(e, key, len(ended.records), seqs))
 
 
 class _History:

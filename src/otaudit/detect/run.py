@@ -78,8 +78,9 @@ def detect_history(
     for row in store.detect_rows(begin, end):
         found += engine.feed(Event(row))
         records += 1
-    now = time.time_ns() if now_ns is None else now_ns
-    found += engine.tick(until_ns if until_ns is not None else now - GRACE_NS)
+    # Receive time has passed up to now (silence), not beyond: --until may lie ahead.
+    now = (time.time_ns() if now_ns is None else now_ns) - GRACE_NS
+    found += engine.tick(now if until_ns is None else min(until_ns, now))
     kept = [f for f in found if (since_ns is None or f.time_ns >= since_ns)
             and (until_ns is None or f.time_ns < until_ns)]  # fmt: skip
     return HistoryRun(kept, records, begin, end, time.monotonic() - started)
