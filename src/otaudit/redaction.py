@@ -29,10 +29,10 @@ from typing import Any, Final
 
 from otaudit.errors import ConfigError
 from otaudit.record import text_value
+from otaudit.secretfile import read_secret
 
 MARK: Final = "otaudit.redacted"
 PREFIX: Final = "hmac-sha256:"
-MIN_KEY_BYTES: Final = 16
 
 
 @dataclass(frozen=True)
@@ -59,17 +59,7 @@ class Redactor:
             if not sep or action not in ("drop", "hmac") or not pattern:
                 raise ConfigError(f"--redact {spec!r}: expected drop:PATTERN or hmac:PATTERN")
             rules.append(Rule(action, pattern))
-        key = None
-        if key_file is not None:
-            try:
-                key = key_file.read_bytes().strip()
-            except OSError as exc:
-                raise ConfigError(f"--redaction-key-file {key_file}: {exc.strerror}") from exc
-            if len(key) < MIN_KEY_BYTES:
-                raise ConfigError(
-                    f"--redaction-key-file {key_file}: {len(key)} bytes; use at least "
-                    f"{MIN_KEY_BYTES} random bytes (e.g. `head -c 32 /dev/urandom | base64`)"
-                )
+        key = None if key_file is None else read_secret(key_file, "--redaction-key-file")
         if any(r.action == "hmac" for r in rules) and key is None:
             raise ConfigError("hmac:... redaction rules need --redaction-key-file")
         return cls(tuple(rules), key) if rules else None

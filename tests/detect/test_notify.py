@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -112,5 +114,13 @@ def test_options_are_checked() -> None:
     result = otaudit("serve", "--data", "/nonexistent/never", "--alert-webhook", "hooks.local")
     assert result.returncode == 2
     assert "--alert-webhook expects an http:// or https:// URL, got 'hooks.local'" in result.stderr
+    short = Path(tempfile.mkdtemp()) / "secret"
+    short.write_text("too short")
+    weak = otaudit("serve", "--alert-webhook", "http://h/x", "--alert-webhook-secret-file",
+                   str(short))  # fmt: skip
+    assert weak.returncode == 2
+    assert f"--alert-webhook-secret-file {short}: 9 bytes; use at least 16" in weak.stderr
+    alone = otaudit("detect", "--alert-webhook-secret-file", str(short))
+    assert alone.returncode == 2 and "needs --alert-webhook" in alone.stderr
     off = otaudit("serve", "--no-detect", "--rules", "x.yaml")
     assert off.returncode == 2 and "--no-detect turns detection off" in off.stderr

@@ -4,6 +4,8 @@ the CLI; ``otaudit detect`` over the same ledger finds exactly the same alerts."
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import threading
@@ -40,6 +42,7 @@ class Hook(BaseHTTPRequestHandler):
 
     received: ClassVar[list[dict[str, Any]]] = []
     headers_seen: ClassVar[list[str]] = []
+    signatures: ClassVar[list[tuple[str, bytes]]] = []
     attempts: ClassVar[int] = 0
 
     def do_POST(self) -> None:
@@ -53,6 +56,7 @@ class Hook(BaseHTTPRequestHandler):
             return
         cls.received.append(json.loads(body))
         cls.headers_seen.append(self.headers.get("Authorization", ""))
+        cls.signatures.append((self.headers.get("X-Otaudit-Signature", ""), body))
         self.send_response(204)
         self.end_headers()
 
@@ -62,7 +66,7 @@ class Hook(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def webhook() -> Iterator[str]:
-    Hook.received, Hook.headers_seen, Hook.attempts = [], [], 0
+    Hook.received, Hook.headers_seen, Hook.signatures, Hook.attempts = [], [], [], 0
     httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -123,11 +127,15 @@ def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
 
 def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str) -> None:
     collector = Server(tmp_path / "collector").start()  # another otaudit receives the OTLP export
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("8f2bd1e0c55a4f3e9c1d7a6b\n")
     args = [
         "--alert-webhook",
         webhook,
         "--alert-webhook-header",
         "Authorization: Bearer s3cret",
+        "--alert-webhook-secret-file",
+        str(secret),
         "--alert-otlp-endpoint",
         f"{collector.http_url}/v1/logs",
     ]
@@ -165,6 +173,9 @@ def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str)
         assert wait_for(lambda: len(Hook.received) == len(expected))
         assert {h["id"] for h in Hook.received} == expected and Hook.attempts == len(expected) + 2
         assert set(Hook.headers_seen) == {"Bearer s3cret"}
+        for signature, body in Hook.signatures:  # the receiver can check each body
+            digest = hmac.new(b"8f2bd1e0c55a4f3e9c1d7a6b", body, hashlib.sha256).hexdigest()
+            assert signature == f"sha256={digest}"
         brute = next(h for h in Hook.received if h["rule"] == "brute_force_user")
         assert brute["severity"] == "high" and brute["count"] == 20
         assert brute["summary"] == "20 failed logins for account u05 within 60m"

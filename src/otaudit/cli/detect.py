@@ -45,6 +45,8 @@ def notify_options(func: F) -> F:
     for name, metavar, text in reversed((
         ("--alert-webhook", "URL", "POST each new alert as JSON here (retried)."),
         ("--alert-webhook-header", "'NAME: VALUE'", "A header for the webhook (repeatable)."),
+        ("--alert-webhook-secret-file", "FILE",
+         "Sign each webhook body with this secret: X-Otaudit-Signature: sha256=<HMAC-SHA256>."),
         ("--alert-otlp-endpoint", "URL",
          "Export each new alert as an OTLP log record to this OTLP/HTTP logs URL "
          "(e.g. http://collector:4318/v1/logs; retried)."),
@@ -65,11 +67,19 @@ def load_rule_set(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> list[
 def notify_settings(
     alert_webhook: str | None,
     alert_webhook_header: tuple[str, ...],
+    alert_webhook_secret_file: str | None,
     alert_otlp_endpoint: str | None,
     alert_otlp_header: tuple[str, ...],
 ) -> NotifySettings:
     """The notification options, checked."""
     from otaudit.detect.notify import NotifySettings, check_url, parse_header
+    from otaudit.secretfile import read_secret
+
+    secret = None
+    if alert_webhook_secret_file is not None:
+        if alert_webhook is None:
+            raise click.UsageError("--alert-webhook-secret-file needs --alert-webhook")
+        secret = read_secret(Path(alert_webhook_secret_file), "--alert-webhook-secret-file")
 
     return NotifySettings(
         webhook=None if alert_webhook is None else check_url(alert_webhook, "--alert-webhook"),
@@ -80,6 +90,7 @@ def notify_settings(
         if alert_otlp_endpoint is None
         else check_url(alert_otlp_endpoint, "--alert-otlp-endpoint"),
         otlp_headers=tuple(parse_header(h, "--alert-otlp-header") for h in alert_otlp_header),
+        webhook_secret=secret,
     )
 
 

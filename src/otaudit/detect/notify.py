@@ -10,6 +10,8 @@ still lists it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import queue
 import threading
@@ -27,6 +29,8 @@ from otaudit.errors import ConfigError
 
 log = logging.getLogger("otaudit.alerts")
 
+#: The header carrying the webhook body's HMAC-SHA256 under ``--alert-webhook-secret-file``.
+SIGNATURE_HEADER: Final = "X-Otaudit-Signature"
 _RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 _STOP: Final = object()
 
@@ -54,6 +58,8 @@ class NotifySettings:
 
     webhook: str | None = None
     webhook_headers: tuple[tuple[str, str], ...] = ()
+    #: Signs each webhook body: ``X-Otaudit-Signature: sha256=<HMAC-SHA256 hex>``.
+    webhook_secret: bytes | None = None
     otlp_endpoint: str | None = None  # an OTLP/HTTP logs URL, e.g. http://collector:4318/v1/logs
     otlp_headers: tuple[tuple[str, str], ...] = ()
     attempts: int = 6
@@ -95,8 +101,13 @@ class Notifier:
         """Queue one alert for every destination (the JSON payload; the OTLP request)."""
         s = self.settings
         if s.webhook is not None:
-            self._put(_Delivery(alert_id, "webhook", s.webhook, orjson.dumps(payload),
-                                "application/json", s.webhook_headers))  # fmt: skip
+            body = orjson.dumps(payload)
+            headers = s.webhook_headers
+            if s.webhook_secret is not None:
+                digest = hmac.new(s.webhook_secret, body, hashlib.sha256).hexdigest()
+                headers = (*headers, (SIGNATURE_HEADER, f"sha256={digest}"))
+            self._put(_Delivery(alert_id, "webhook", s.webhook, body, "application/json",
+                                headers))  # fmt: skip
         if s.otlp_endpoint is not None:
             self._put(_Delivery(alert_id, "OTLP endpoint", s.otlp_endpoint, otlp_body,
                                 "application/x-protobuf", s.otlp_headers))  # fmt: skip

@@ -33,6 +33,7 @@ from otaudit.store.base import Store
 #: How far behind the clock silence is judged: records received up to then are sealed.
 GRACE_NS: Final = 30 * 1_000_000_000
 _APPEND_CHUNK: Final = 1000
+_READ_SLICE: Final = 20_000
 
 log = logging.getLogger("otaudit.detect")
 
@@ -192,13 +193,20 @@ class Detector:
             log.info("detection: %d rules, from ledger seq %d", len(self.engine.rules),
                      self.position)  # fmt: skip
         end = self.store.tree_size()
-        for row in self.store.detect_rows(self.position, end):
-            self.pending += self.engine.feed(Event(row))
-            self.position = row[0] + 1
-        self.position = max(self.position, end)
-        self.pending += self.engine.tick(time.time_ns() - GRACE_NS)
-        if self.pending:
-            self.publish(self.pending)
-            self.pending = []
-        if self.on_position is not None:
-            self.on_position(self.position)
+        while True:
+            # In slices: a long replay does not hold one read snapshot open (SQLite's WAL
+            # could not be checkpointed meanwhile), and what it finds goes out as it goes.
+            stop = min(self.position + _READ_SLICE, end)
+            for row in self.store.detect_rows(self.position, stop):
+                self.pending += self.engine.feed(Event(row))
+                self.position = row[0] + 1
+            self.position = max(self.position, stop)
+            if self.position >= end:
+                self.pending += self.engine.tick(time.time_ns() - GRACE_NS)
+            if self.pending:
+                self.publish(self.pending)
+                self.pending = []
+            if self.on_position is not None:
+                self.on_position(self.position)
+            if self.position >= end:
+                return
