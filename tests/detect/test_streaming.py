@@ -210,6 +210,19 @@ def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str)
         table = otaudit("alerts", "--data", str(server.data), "--state", "closed")
         assert brute_id in table.stdout and "1 alert(s), 0 open" in table.stdout
 
+        # The evidence: the records that make the alert, from the ledger.
+        shown = otaudit("alerts", "show", brute_id, "--data", str(server.data), "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+        detail = json.loads(shown.stdout)
+        assert detail["group"] == {"actor": "u05"} and detail["state"] == "false_positive"
+        assert len(detail["evidence"]) == 20
+        assert {(r["action"], r["actor"], r["result"]) for r in detail["evidence"]} == {
+            ("login", "u05", "failure")
+        }
+        table = otaudit("alerts", "show", brute_id[:10], "--data", str(server.data))
+        assert f"alert {brute_id} [high] brute_force_user" in table.stdout
+        assert "false_positive: pen test, ticket SEC-12" in table.stdout
+
         unknown = ack("ffffffffffff", "resolved", "x")
         assert unknown.returncode == 2
         assert "no alert 'ffffffffffff' in the ledger" in unknown.stderr

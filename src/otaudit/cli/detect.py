@@ -231,6 +231,38 @@ def alerts_group(
     console.print(f"{len(alerts)} alert(s), {sum(a.is_open for a in alerts)} open")
 
 
+@alerts_group.command("show")
+@store_options
+@click.argument("alert_id", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
+              show_default=True)  # fmt: skip
+@handle_errors
+def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> None:
+    """Show one alert, its triage, and the records that make it (the evidence)."""
+    from otaudit.cli.search import print_table
+    from otaudit.detect.alerts import find_alert
+    from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
+
+    with audited_read(data, store_url, "alerts", f"show {alert_id}") as (store, outcome):
+        alert = find_alert(store, alert_id)
+        rows = list(store.search(SearchFilter(seqs=alert.evidence)))
+        outcome.rows = len(rows)
+    if fmt == "json":
+        shown = alert.as_json() | {"evidence": [dict(zip(SEARCH_COLUMNS, r, strict=True))
+                                                for r in rows]}  # fmt: skip
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        return
+    console = terminal()
+    console.print(f"alert {alert.alert_id} [{alert.severity}] {alert.rule}: {alert.summary}",
+                  highlight=False, markup=False)  # fmt: skip
+    console.print(f"sealed at seq {alert.seq}, about {alert.time}; state: {alert.state}",
+                  highlight=False, markup=False)  # fmt: skip
+    for t in alert.triage:
+        console.print(f"  {t.time} {t.actor}: {t.decision}: {t.note}",
+                      highlight=False, markup=False)  # fmt: skip
+    print_table(rows, console)
+
+
 @alerts_group.command("ack")
 @store_options
 @click.argument("alert_id", metavar="ID")

@@ -121,7 +121,15 @@ class AlertView:
     rule: str
     severity: str
     summary: str
+    #: The alert record's ``audit.alert.*`` attributes (group, count, evidence ...).
+    details: dict[str, str] = field(default_factory=dict)
     triage: list[Triage] = field(default_factory=list)
+
+    @property
+    def evidence(self) -> tuple[int, ...]:
+        """The sequence numbers of the records that make the alert."""
+        text = self.details.get("audit.alert.evidence_seqs", "")
+        return tuple(int(s) for s in text.split(",") if s.isdigit())
 
     @property
     def state(self) -> str:
@@ -138,7 +146,8 @@ class AlertView:
         return {
             "id": self.alert_id, "seq": self.seq, "time": self.time, "rule": self.rule,
             "severity": self.severity, "summary": self.summary, "state": self.state,
-            "triage": [vars(t) for t in self.triage],
+            "group": orjson.loads(self.details.get("audit.alert.group", "{}")),
+            "evidence_seqs": list(self.evidence), "triage": [vars(t) for t in self.triage],
         }  # fmt: skip
 
 
@@ -158,9 +167,11 @@ def read_alerts(store: Store, *, since_ns: int | None = None) -> list[AlertView]
         if attrs.get("audit.action") == ALERT_ACTION:
             if since_ns is not None and time_ns < since_ns:
                 continue
+            details = {k: v for k, v in attrs.items() if k.startswith("audit.alert.")}
             alerts.setdefault(alert_id, AlertView(
                 alert_id, int(seq), rfc3339_ns(int(time_ns)), attrs.get("audit.alert.rule", ""),
                 attrs.get("audit.alert.severity", ""), attrs.get("audit.alert.summary", ""),
+                details,
             ))  # fmt: skip
         else:
             triage.append((alert_id, Triage(int(seq), rfc3339_ns(int(time_ns)), actor or "",
