@@ -30,10 +30,9 @@ from otaudit.detect.run import detect_history
 from otaudit.store.sqlite import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from detect_traffic import DAY, anchor, background, entries, scenarios
+from detect_traffic import DAY, anchor, background, entries, heartbeat, scenarios
 
 TARGET_COST: Final = 0.25
-_DAY_S: Final = 86_400
 
 
 def _weekday_noon() -> int:
@@ -103,15 +102,17 @@ def history(quick: bool, records: int) -> str:
     days = 11
     # Employees make ~10.6 records a weekday (about 8 in 11 days); a billing job the rest.
     users = max(30, int(target * 0.55 / (8 * 10.6)))
-    heartbeat_s = max(1, int(days * _DAY_S / (target * 0.45)))
     now = (time.time_ns() // 60_000_000_000) * 60_000_000_000
     start = now - days * DAY
     root = scratch_dir("detect-history-")
     store = SQLiteStore(root / "ledger.db")
     built = time.perf_counter()
-    acts = background(start, now, heartbeat_s=heartbeat_s, users=users)
+    acts = background(start, now, heartbeat_s=None, users=users)
     for scenario in scenarios(anchor(start, now)).values():
         acts += scenario
+    step = (now - start) // max(1, target - len(acts))  # the billing job fills up to target
+    acts += [heartbeat(t) for t in range(start, now, step)][: max(0, target - len(acts))]
+    heartbeat_s = step / 1e9
     acts.sort(key=lambda a: a.received_ns)
     chunk: list[Any] = []
     for entry in entries(acts):
@@ -139,7 +140,7 @@ def history(quick: bool, records: int) -> str:
     for f in run.findings:
         by_rule[f.rule.name] = by_rule.get(f.rule.name, 0) + 1
     rows = [[
-        num(n), f"{users:,} employees, billing job every {heartbeat_s} s, {days} days",
+        num(n), f"{users:,} employees, billing job every {heartbeat_s:.1f} s, {days} days",
         f"**{run.seconds:.2f}**", num(run.records / run.seconds), f"{scan_s:.2f}",
         num(scanned / scan_s), f"{events_s:.2f}", ratio(run.seconds, scan_s),
         num(len(run.findings)), f"{peak:,.0f}",
