@@ -122,7 +122,7 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
     """Validate one rule mapping (already merged over a built-in one) and compile it."""
     name = spec.get("name")
     kind = spec.get("kind")
-    if kind not in _KIND_KEYS:
+    if not isinstance(kind, str) or kind not in _KIND_KEYS:
         raise RuleError(f"{where}.kind: expected one of {', '.join(_KIND_KEYS)}, got {kind!r}")
     required, optional = _KIND_KEYS[kind]
     unknown = sorted(set(spec) - _COMMON - required - optional)
@@ -135,7 +135,7 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
     if missing:
         raise RuleError(f"{where}: a {kind} rule needs {', '.join(repr(m) for m in missing)}")
     severity = spec.get("severity", "medium")
-    if severity not in SEVERITIES:
+    if not isinstance(severity, str) or severity not in SEVERITIES:
         raise RuleError(
             f"{where}.severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}"
         )
