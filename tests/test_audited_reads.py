@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import json
+import os
+import pwd
 import sqlite3
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_each_read_command_appends_one_record(data: Path, tmp_path: Path) -> Non
         assert record == {
             "seq": record["seq"],
             "service": "otaudit",
-            "actor": getpass.getuser(),
+            "actor": pwd.getpwuid(os.getuid()).pw_name,
             "action": "audit_log.query",
             "resource_type": "audit_log",
             "result": "success",

@@ -19,9 +19,9 @@ who looked at the trail is as tamper-evident as the trail.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
+import pwd
 import socket
 import time
 from dataclasses import dataclass
@@ -30,14 +30,14 @@ from typing import Final
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from otaudit.conventions import AUDIT_ATTRIBUTE
+from otaudit.conventions import AUDIT_ATTRIBUTE, OWN_PIPELINE
 from otaudit.errors import OtauditError
 from otaudit.otlp.convert import select_logs
 from otaudit.record import Entry, seal
 from otaudit.store.base import Store
 
 READ_ACTION: Final = "audit_log.query"
-PIPELINE: Final = "otaudit"
+PIPELINE: Final = OWN_PIPELINE
 MAX_TEXT: Final = 8192
 
 log = logging.getLogger("otaudit.access")
@@ -53,10 +53,11 @@ class Reader:
 
 
 def os_reader() -> Reader:
-    """The operating-system user running this process."""
+    """The operating-system user running this process, by its real user id (not ``USER``
+    or ``LOGNAME``, which anyone can set)."""
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
         user = f"uid:{os.getuid()}"
     return Reader(user)
 

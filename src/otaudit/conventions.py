@@ -53,3 +53,7 @@ PRODUCER_ID_ATTRIBUTE: Final = "audit.producer.id"
 
 #: Record attribute numbering a producer's audit records 1, 2, 3 ... (an int), never reused.
 PRODUCER_SEQ_ATTRIBUTE: Final = "audit.producer.seq"
+
+#: The pipeline of otaudit's own records (reads, token changes, alerts, triage); the
+#: receivers refuse it from clients, so no client can pose as otaudit.
+OWN_PIPELINE: Final = "otaudit"

@@ -143,7 +143,12 @@ def _detector(
         lambda entries: sequencer.submit(entries).result(), notifier, sequencer.metrics
     )
     detector = DetectorProcess(
-        data, settings.store_url, detection.rules, publisher, sequencer.metrics
+        data,
+        settings.store_url,
+        detection.rules,
+        publisher,
+        sequencer.metrics,
+        tree_size=sequencer.store.tree_size(),
     )
     sequencer.on_commit.append(detector.wake)
     return detector, notifier

@@ -21,6 +21,7 @@ from detect_traffic import (
     anchor,
     background,
     entries,
+    heartbeat,
     near_misses,
     scenarios,
 )
@@ -143,8 +144,32 @@ def test_producer_silent(found: dict[str, list[Finding]]) -> None:
     last_beat = max(t for t in range(START, A + SILENCE[0], 60_000_000_000))
     assert f.time_ns == last_beat + 30 * MIN + 200_000_000
     assert f.summary == (
-        "service billing-api has sent no audit records for 30m (30 in the same 30m a day earlier)"
+        "service billing-api has sent no audit records for 30m, where it usually sends "
+        "(at least 30 in the same 30m a day and a week earlier)"
     )
+
+
+def test_silence_that_begins_at_a_quiet_hour_is_found_when_the_service_is_usually_busy(
+    tmp_path: Path,
+) -> None:
+    # A job that reports every 10 minutes at night and every minute by day dies at 03:00:
+    # too quiet at 03:00 to call it silence, but by 08:30 it has missed half an hour of work.
+    day0 = NOW - NOW % DAY - 9 * DAY
+    died = day0 + 8 * DAY + 3 * HOUR
+    beats = []
+    t = day0
+    while t < died:
+        beats.append(heartbeat(t))
+        hour = t % DAY // HOUR
+        t += MIN if 8 <= hour < 20 else 10 * MIN
+    store = _ledger(tmp_path / "ledger.db", beats)
+    try:
+        (f,) = detect_history(store, load_rules(), since_ns=None, now_ns=died + DAY).findings
+    finally:
+        store.close()
+    assert f.rule.name == "producer_silent"
+    assert died + 5 * HOUR + 30 * MIN <= f.time_ns <= died + 5 * HOUR + 36 * MIN
+    assert f.trigger_seq == len(beats) - 1
 
 
 def test_verification_failed(found: dict[str, list[Finding]]) -> None:

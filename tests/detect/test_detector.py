@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from detect_traffic import DAY, MIN, anchor, background, entries, login, scenarios
+from detect_traffic import DAY, HOUR, MIN, anchor, background, entries, login, scenarios
 from otaudit.detect.engine import Finding
 from otaudit.detect.rules import load_rules
 from otaudit.detect.run import Detector, detect_history
@@ -24,14 +24,17 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
 
 
 def test_findings_survive_a_refused_publish_and_new_records_are_judged(tmp_path: Path) -> None:
-    start = NOW - 40 * DAY  # longer ago than any rule looks back
+    start = NOW - 45 * DAY  # longer ago than any rule looks back
     acts = background(start, NOW, heartbeat_s=None)
     for scenario in scenarios(anchor(start, NOW)).values():
         acts += scenario
     writer = SQLiteStore(tmp_path / "ledger.db")
     writer.append(list(entries(sorted(acts, key=lambda a: a.received_ns))))
-    history = detect_history(writer, load_rules(), since_ns=NOW - 30 * DAY, now_ns=NOW)
-    expected = [f.alert_id for f in history.findings]
+    # As after a restart: judged up to half a day before the attacks, the rest is new to it.
+    emit_from = writer.first_seq_at(anchor(start, NOW) - 12 * HOUR)
+    assert emit_from is not None
+    history = detect_history(writer, load_rules(), since_ns=None, now_ns=NOW)
+    expected = [f.alert_id for f in history.findings if f.trigger_seq >= emit_from]
     assert len(expected) > 70
 
     published: list[str] = []
@@ -43,12 +46,14 @@ def test_findings_survive_a_refused_publish_and_new_records_are_judged(tmp_path:
         published.extend(f.alert_id for f in findings)
 
     reader = SQLiteStore(tmp_path / "ledger.db", readonly=True)
-    detector = Detector(reader, load_rules(), publish, poll_s=0.05)
+    detector = Detector(reader, load_rules(), publish, emit_from=emit_from, poll_s=0.05)
     detector.start()
     try:
         wait_until(lambda: len(published) >= len(expected))
         assert not refusals  # refused once, then published: nothing lost
-        assert published == expected  # started 30 days back: the same findings as history
+        assert published == expected  # the same findings as history, from where it was
+        assert detector.replay_from is not None
+        assert 0 < detector.replay_from < emit_from  # it read the history first, silently
         assert detector.position == writer.tree_size()
 
         # New records are judged as they arrive, without a restart.

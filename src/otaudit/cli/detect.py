@@ -8,6 +8,7 @@ triage decision, ``rules`` checks and shows rule files.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -326,9 +327,9 @@ def rules_list_command(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> 
     for rule in load_rule_set(rule_files, no_builtin_rules):
         params = {k: v for k, v in rule.spec.items() if k in (
             "group_by", "threshold", "window", "distinct", "field", "baseline", "learning",
-            "after", "min_records")}  # fmt: skip
+            "after", "min_records", "working_hours")}  # fmt: skip
         table.add_row(rule.name, rule.kind, rule.severity,
-                      orjson.dumps(params).decode(), rule.description)  # fmt: skip
+                      json.dumps(params, default=str), rule.description)  # fmt: skip
     terminal().print(table)
 
 

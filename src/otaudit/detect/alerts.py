@@ -146,9 +146,16 @@ class AlertView:
         return {
             "id": self.alert_id, "seq": self.seq, "time": self.time, "rule": self.rule,
             "severity": self.severity, "summary": self.summary, "state": self.state,
-            "group": orjson.loads(self.details.get("audit.alert.group", "{}")),
+            "group": _json_or_text(self.details.get("audit.alert.group", "{}")),
             "evidence_seqs": list(self.evidence), "triage": [vars(t) for t in self.triage],
         }  # fmt: skip
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _attributes(value: Any) -> dict[str, str]:

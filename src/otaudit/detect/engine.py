@@ -10,28 +10,34 @@ silent is about what arrives. Alerts and triage records never feed rules.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
+import logging
 import operator
-from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
+from otaudit.conventions import OWN_PIPELINE
 from otaudit.detect.conditions import value_of
 from otaudit.detect.event import Event
 from otaudit.detect.rules import Rule
+
+log = logging.getLogger("otaudit.detect")
 
 #: The ``audit.action`` of an alert record and of a triage record.
 ALERT_ACTION: Final = "otaudit.alert"
 TRIAGE_ACTION: Final = "otaudit.alert_triage"
 _NOT_FED: Final = frozenset({ALERT_ACTION, TRIAGE_ACTION})
+
 #: Evidence kept per finding: the sequence numbers of the records that made it.
 MAX_EVIDENCE: Final = 100
 _PRUNE_EVERY: Final = 50_000
-_NS_PER_DAY: Final = 86_400_000_000_000
+#: How late (by receive time) a record may arrive and still meet the records of its window.
+LATE_NS: Final = 3600 * 1_000_000_000
 
 GroupKey = tuple[Any, ...]
 
@@ -82,8 +88,8 @@ class _State:
     def feed(self, e: Event, out: list[Finding]) -> None:
         raise NotImplementedError
 
-    def prune(self, now_ns: int) -> None:
-        """Forget state too old to matter (memory only; findings do not depend on it)."""
+    def prune(self, clock: int) -> None:
+        """Forget state too old to matter by receive time ``clock`` (memory only)."""
 
     def finding(self, e: Event, key: GroupKey, count: int, evidence: Iterable[int], *,
                 time_ns: int | None = None, value: str | None = None) -> Finding:  # fmt: skip
@@ -110,55 +116,70 @@ class _Match(_State):
 
 
 class _Window:
-    """The matching records of one group inside the window, and distinct values counted."""
+    """A group's matching records ordered by time: (time, seq, value), for counting any
+    time range whatever order the records arrived in."""
 
-    __slots__ = ("records", "values")
+    __slots__ = ("closed_seq", "items", "last_received", "times")
 
     def __init__(self) -> None:
-        self.records: deque[tuple[int, int, Any]] = deque()
-        self.values: Counter[Any] = Counter()
+        self.times: list[int] = []
+        self.items: list[tuple[int, Any]] = []  # (seq, value), in the order of ``times``
+        self.closed_seq = -1  # sequence rules: the last record that ended a run
+        self.last_received = 0
 
     def add(self, time: int, seq: int, value: Any) -> None:
-        self.records.append((time, seq, value))
-        self.values[value] += 1
+        at = bisect.bisect_right(self.times, time)
+        self.times.insert(at, time)
+        self.items.insert(at, (seq, value))
 
-    def evict(self, before: int) -> None:
-        records, values = self.records, self.values
-        while records and records[0][0] < before:
-            _, _, value = records.popleft()
-            values[value] -= 1
-            if not values[value]:
-                del values[value]
+    def between(self, start: int, end: int) -> list[tuple[int, Any]]:
+        """The (seq, value) of the records with ``start <= time <= end``."""
+        times = self.times
+        return self.items[bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
+
+    def forget_before(self, time: int) -> None:
+        at = bisect.bisect_left(self.times, time)
+        if at:
+            del self.times[:at]
+            del self.items[:at]
 
 
 class _Windowed(_State):
-    """A rule keeping each group's matching records of the last ``window``."""
+    """A rule counting each group's matching records within ``window`` of record time.
+
+    Records are kept ``LATE`` beyond the window (counted back from the group's newest
+    record), so one that arrives out of order by up to that much still meets the records
+    of its window."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
         self.groups: dict[GroupKey, _Window] = {}
 
-    def window(self, key: GroupKey) -> _Window:
-        """The group's window (a new, empty one for a group not seen)."""
+    def window(self, key: GroupKey, e: Event) -> _Window:
+        """The group's window, with what is too old for any window forgotten."""
         window = self.groups.get(key)
         if window is None:
             window = self.groups[key] = _Window()
+        elif window.times:
+            window.forget_before(max(window.times[-1], e.time) - self.rule.window_ns - LATE_NS)
         return window
 
-    def prune(self, now_ns: int) -> None:
-        horizon = now_ns - self.rule.window_ns - _NS_PER_DAY
-        self.groups = {k: w for k, w in self.groups.items()
-                       if w.records and w.records[-1][0] >= horizon}  # fmt: skip
+    def prune(self, clock: int) -> None:
+        # By receive time: a group none of whose records arrived lately is done with.
+        horizon = clock - self.rule.window_ns - LATE_NS
+        self.groups = {k: w for k, w in self.groups.items() if w.last_received >= horizon}
 
 
 class _Threshold(_Windowed):
-    """At least ``threshold`` matching records (or distinct values) per group in ``window``.
-
-    After an alert the group starts afresh: each further ``threshold`` gives another."""
+    """At least ``threshold`` matching records (or distinct values) in a group within
+    ``window`` before a record: an alert at that record, at most one per group in each
+    period of ``window`` (counted from the epoch), so that a steady attack raises one alert
+    per period and which records raise them does not depend on where reading began."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
         self.distinct = rule.distinct
+        self.fired: dict[GroupKey, set[int]] = {}
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         if not self.where(e):
@@ -169,18 +190,45 @@ class _Threshold(_Windowed):
         value = e.get(self.distinct) if self.distinct else None
         if self.distinct and value is None:
             return
-        window = self.window(key)
+        window = self.window(key, e)
         window.add(e.time, e.seq, value)
-        window.evict(e.time - self.rule.window_ns)
-        count = len(window.values) if self.distinct else len(window.records)
+        window.last_received = e.received
+        period = e.time // self.rule.window_ns
+        fired = self.fired.get(key)
+        if fired is not None and period in fired:
+            return
+        inside = window.between(e.time - self.rule.window_ns, e.time)
+        count = _distinct(inside, self.rule.threshold) if self.distinct else len(inside)
         if count >= self.rule.threshold:
-            out.append(self.finding(e, key, count, (seq for _, seq, _ in window.records)))
-            del self.groups[key]
+            if fired is None:
+                fired = self.fired[key] = set()
+            fired.add(period)
+            out.append(self.finding(e, key, count, (seq for seq, _ in inside)))
+
+    def prune(self, clock: int) -> None:
+        super().prune(clock)
+        oldest = (clock - self.rule.window_ns - LATE_NS) // self.rule.window_ns - 1
+        kept: dict[GroupKey, set[int]] = {}
+        for key, periods in self.fired.items():
+            recent = {p for p in periods if p >= oldest}
+            if recent:
+                kept[key] = recent
+        self.fired = kept
+
+
+def _distinct(inside: list[tuple[int, Any]], enough: int) -> int:
+    """The number of distinct values, counting no further than ``enough``."""
+    seen: set[Any] = set()
+    for _, value in inside:
+        seen.add(value)
+        if len(seen) >= enough:
+            break
+    return len(seen)
 
 
 class _Sequence(_Windowed):
-    """At least ``threshold`` records matching ``where``, then one matching ``then``, in
-    one group within ``window``. A ``then`` record ends the run either way."""
+    """At least ``threshold`` records matching ``where`` in a group within ``window`` before
+    a record matching ``then``; a ``then`` record ends the run either way."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
@@ -194,17 +242,16 @@ class _Sequence(_Windowed):
         key = self.key(e)
         if None in key:
             return
+        window = self.window(key, e)
+        window.last_received = e.received
         if not closing:
-            window = self.window(key)
             window.add(e.time, e.seq, None)
-            window.evict(e.time - self.rule.window_ns)
             return
-        ended = self.groups.pop(key, None)
-        if ended is not None:
-            ended.evict(e.time - self.rule.window_ns)
-            if len(ended.records) >= self.rule.threshold:
-                seqs = [seq for _, seq, _ in ended.records] + [e.seq]
-                out.append(self.finding(e, key, len(ended.records), seqs))
+        run = [seq for seq, _ in window.between(e.time - self.rule.window_ns, e.time)
+               if seq > window.closed_seq]  # fmt: skip
+        window.closed_seq = e.seq
+        if len(run) >= self.rule.threshold:
+            out.append(self.finding(e, key, len(run), [*run, e.seq]))
 
 
 class _History:
@@ -218,7 +265,8 @@ class _History:
 
 class _NewValue(_State):
     """A value of ``field`` not seen for the group within ``baseline``, once the group has
-    a history of at least ``learning`` (so a group's first days teach, not alert)."""
+    a history of at least ``learning`` (so a group's first days teach, not alert). A group
+    with nothing in ``baseline`` starts learning afresh."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
@@ -246,10 +294,11 @@ class _NewValue(_State):
             out.append(self.finding(e, key, 1, (e.seq,), value=value))
         if seen is None or e.time > seen:
             history.values[value] = e.time
+        history.first = min(history.first, e.time)
         history.last = max(history.last, e.time)
 
-    def prune(self, now_ns: int) -> None:
-        horizon = now_ns - self.rule.baseline_ns - _NS_PER_DAY
+    def prune(self, clock: int) -> None:
+        horizon = clock - self.rule.baseline_ns - LATE_NS
         kept: dict[GroupKey, _History] = {}
         for key, history in self.groups.items():
             if history.last >= horizon:
@@ -259,25 +308,31 @@ class _NewValue(_State):
 
 
 class _Sender:
-    __slots__ = ("buckets", "event", "last_received", "last_seq")
+    __slots__ = ("counts", "event", "fired_seq", "last_received", "last_seq", "scheduled")
 
     def __init__(self) -> None:
         self.last_received = 0
         self.last_seq = -1
-        self.buckets: deque[list[int]] = deque()  # [bucket index, records], oldest first
+        self.counts: dict[int, int] = {}  # records per step of receive time
         self.event: Event | None = None
+        self.scheduled = False  # a check of this group is in the heap
+        self.fired_seq = -1  # the last record after which its silence was reported
 
 
 class _Silence(_State):
-    """A group silent for ``after`` (by receive time) that, one ``baseline`` earlier, sent at
-    least ``min_records`` in the same stretch of time: silence where it usually sends (a
-    service that is quiet every night is not silent at night)."""
+    """A group silent for ``after`` (by receive time) where, at each ``compare_with`` before
+    (a day and a week before, by default), it sent steadily in the same stretch of time: at
+    least ``min_records``, and something in every sixth of the stretch. So a service quiet
+    every night is not silent at night, nor one whose bursts come a little earlier or later
+    each day. Checked from ``after`` past its latest record, then every ``after / 6`` while
+    the stretches compared with still lie before the silence; one alert per silence."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
         self.groups: dict[GroupKey, _Sender] = {}
-        self.deadlines: list[tuple[int, int, GroupKey]] = []  # (deadline, last seq, group)
-        self.bucket_ns = max(rule.after_ns // 6, 1_000_000_000)
+        self.checks: list[tuple[int, GroupKey]] = []  # (when, group): one per group
+        self.step_ns = max(rule.after_ns // 6, 1_000_000_000)
+        self.keep_ns = max(rule.compare_ns) + rule.after_ns
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         if not self.where(e):
@@ -290,36 +345,56 @@ class _Silence(_State):
             sender = self.groups[key] = _Sender()
         sender.last_received = max(sender.last_received, e.received)
         sender.last_seq, sender.event = e.seq, e
-        bucket = e.received // self.bucket_ns
-        buckets = sender.buckets
-        if buckets and buckets[-1][0] >= bucket:
-            buckets[-1][1] += 1
-        else:
-            buckets.append([bucket, 1])
-        oldest = (sender.last_received - self.rule.baseline_ns) // self.bucket_ns - 1
-        while buckets[0][0] < oldest:
-            buckets.popleft()
-        heapq.heappush(self.deadlines, (sender.last_received + self.rule.after_ns, e.seq, key))
+        bucket = e.received // self.step_ns
+        counts = sender.counts
+        counts[bucket] = counts.get(bucket, 0) + 1
+        if len(counts) > 2 * self.keep_ns // self.step_ns:
+            oldest = (sender.last_received - self.keep_ns) // self.step_ns
+            sender.counts = {b: n for b, n in counts.items() if b >= oldest}
+        if not sender.scheduled:
+            sender.scheduled = True
+            heapq.heappush(self.checks, (sender.last_received + self.rule.after_ns, key))
 
-    def _usual(self, sender: _Sender, deadline: int) -> int:
-        """Records the group sent in ``[deadline - baseline - after, deadline - baseline)``."""
-        first = (deadline - self.rule.baseline_ns - self.rule.after_ns) // self.bucket_ns
-        last = (deadline - self.rule.baseline_ns) // self.bucket_ns
-        return sum(n for b, n in sender.buckets if first <= b < last)
+    def _usual(self, sender: _Sender, at: int) -> int:
+        """The fewest records the group sent in ``[at - offset - after, at - offset)`` over
+        the offsets compared with (0 where a sixth of such a stretch had none)."""
+        fewest = None
+        for offset in self.rule.compare_ns:
+            first = (at - offset - self.rule.after_ns) // self.step_ns
+            per_bucket = [sender.counts.get(b, 0) for b in range(first, first + 6)]
+            sent = sum(per_bucket) if all(per_bucket) else 0
+            fewest = sent if fewest is None else min(fewest, sent)
+        return fewest or 0
 
     def advance(self, clock: int, out: list[Finding]) -> None:
-        """Find the groups silent since before ``clock - after``."""
-        deadlines = self.deadlines
-        while deadlines and deadlines[0][0] <= clock:
-            deadline, seq, key = heapq.heappop(deadlines)
-            sender = self.groups.get(key)
-            if sender is None or sender.last_seq != seq or sender.event is None:
-                continue  # it sent again since
-            usual = self._usual(sender, deadline)
-            if usual >= self.rule.min_records:
-                out.append(self.finding(sender.event, key, usual, (seq,), time_ns=deadline))
-            if sender.last_received < clock - self.rule.baseline_ns - self.rule.after_ns:
-                del self.groups[key]
+        """Run the checks due by ``clock``."""
+        checks = self.checks
+        while checks and checks[0][0] <= clock:
+            at, key = heapq.heappop(checks)
+            sender = self.groups[key]
+            due = sender.last_received + self.rule.after_ns
+            if at < due:  # it sent since this check was planned
+                heapq.heappush(checks, (due, key))
+                continue
+            # Checks land on due + k * step: the same times however reading began.
+            if sender.fired_seq != sender.last_seq and sender.event is not None:
+                usual = self._usual(sender, at)
+                if usual >= self.rule.min_records:
+                    sender.fired_seq = sender.last_seq
+                    out.append(self.finding(sender.event, key, usual, (sender.last_seq,),
+                                            time_ns=at))  # fmt: skip
+            following = at + self.step_ns
+            if sender.fired_seq == sender.last_seq or following > (
+                sender.last_received + min(self.rule.compare_ns)
+            ):
+                sender.scheduled = False  # reported, or the comparison would see the silence
+                continue
+            heapq.heappush(checks, (following, key))
+
+    def prune(self, clock: int) -> None:
+        horizon = clock - self.keep_ns
+        self.groups = {k: g for k, g in self.groups.items()
+                       if g.scheduled or g.last_received >= horizon}  # fmt: skip
 
 
 _KINDS: Final[dict[str, type[_State]]] = {
@@ -329,14 +404,18 @@ _KINDS: Final[dict[str, type[_State]]] = {
 
 
 class Engine:
-    """Every rule's state, fed events in sequence order."""
+    """Every rule's state, fed events in sequence order.
+
+    A rule that fails on a record (a bug, or data no rule foresaw) is logged and skips that
+    record; the others go on, and so does detection.
+    """
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self._states = [_KINDS[rule.kind](rule) for rule in rules]
         self._silences = [s for s in self._states if isinstance(s, _Silence)]
         self.clock = 0  # the latest receive time seen (or ticked to)
-        self._latest = 0  # the latest record time seen
+        self.failures = 0  # (rule, record) evaluations that raised
         self._fed = 0
 
     @property
@@ -349,24 +428,37 @@ class Engine:
         out: list[Finding] = []
         if e.received > self.clock:
             self.clock = e.received
-            for silence in self._silences:
-                silence.advance(self.clock, out)
-        if e.action in _NOT_FED:
+            self._advance(self.clock, e, out)
+        if e.action in _NOT_FED and e.pipeline == OWN_PIPELINE:
             return out
         for state in self._states:
-            state.feed(e, out)
-        self._latest = max(self._latest, e.time)
+            try:
+                state.feed(e, out)
+            except Exception:
+                self._failed(state.rule, e)
         self._fed += 1
         if self._fed % _PRUNE_EVERY == 0:
             for state in self._states:
-                state.prune(self._latest)
+                state.prune(self.clock)
         return out
+
+    def _advance(self, clock: int, e: Event | None, out: list[Finding]) -> None:
+        for silence in self._silences:
+            try:
+                silence.advance(clock, out)
+            except Exception:  # one rule's failure must not stop the others
+                self._failed(silence.rule, e)
+
+    def _failed(self, rule: Rule, e: Event | None) -> None:
+        self.failures += 1
+        if self.failures <= 100 or self.failures % 10_000 == 0:
+            log.exception("rule %s failed on ledger seq %s (skipped; %d failures so far)",
+                          rule.name, None if e is None else e.seq, self.failures)  # fmt: skip
 
     def tick(self, now_ns: int) -> list[Finding]:
         """Let receive time pass to ``now_ns`` with nothing arriving (silence findings)."""
         out: list[Finding] = []
         if now_ns > self.clock:
             self.clock = now_ns
-            for silence in self._silences:
-                silence.advance(now_ns, out)
+            self._advance(now_ns, None, out)
         return out

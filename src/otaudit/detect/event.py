@@ -21,11 +21,13 @@ EVENT_COLUMNS: Final = (
     "attributes",
 )  # fmt: skip
 
-#: The fields a rule condition may name, besides ``attributes.<key>``.
+#: The text fields a rule condition or group may name, besides ``attributes.<key>``.
 FIELDS: Final = frozenset(
-    {"seq", "time", "received", "pipeline", "signal", "service", "name", "actor", "actor_role",
-     "client_address", "action", "target", "resource_type", "result", "producer"}
+    {"pipeline", "signal", "service", "name", "actor", "actor_role", "client_address",
+     "action", "target", "resource_type", "result", "producer"}
 )  # fmt: skip
+#: How far past its receipt a record's own time may lie; later times count as this.
+MAX_SKEW_NS: Final = 300 * 1_000_000_000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -46,7 +48,11 @@ def parse_rfc3339_ns(text: str) -> int:
 
 
 class Event:
-    """One sealed record as rules see it: its audit fields, times and attributes."""
+    """One sealed record as rules see it: its audit fields, times and attributes.
+
+    ``time`` is the record's own time (UTC ns), at most five minutes past ``received``
+    (its receipt); ``seq`` its place in the ledger.
+    """
 
     __slots__ = (
         "_attributes",
@@ -68,10 +74,12 @@ class Event:
     )  # fmt: skip
 
     def __init__(self, row: tuple[Any, ...]) -> None:
-        (self.seq, self.time, received, self.pipeline, self.signal, self.service, self.name,
+        (self.seq, time, received, self.pipeline, self.signal, self.service, self.name,
          self.actor, self.actor_role, self.client_address, self.action, self.target,
          self.resource_type, self.result, self.producer, self._attributes) = row  # fmt: skip
         self.received: int = parse_rfc3339_ns(received)
+        # A producer cannot date records into the future to hold windows open.
+        self.time: int = min(time, self.received + MAX_SKEW_NS)
 
     def attribute(self, key: str) -> str | None:
         """The text value of one record attribute (as query columns show it), or None."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -38,17 +39,28 @@ _RETRY_S: Final = 1.0
 def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | None,
            specs: list[dict[str, Any]], verbose: bool, parent: int) -> None:  # fmt: skip
     """The detection process: follow the ledger, send findings and progress to the parent."""
+    # The server stops it (through ``stop``) after its own signal handling: a Ctrl-C or a
+    # SIGTERM to the whole process group must not cut the final pass short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     rules = [build_rule(spec, f"rule {spec['name']}") for spec in specs]
     store = datadir.open_store(data, store_url, readonly=True)
+    saved = PositionFile(data / POSITION_FILE)
+
+    def reached(position: int) -> None:
+        saved.write(position)
+        conn.send(("position", position))
+
     detector = Detector(
         store,
         rules,
         lambda findings: conn.send(("alerts", alert_items(findings))),
-        on_position=lambda position: conn.send(("position", position)),
+        emit_from=saved.read(),
+        on_position=reached,
         poll_s=_POLL_S,
     )
     detector.start()
@@ -65,11 +77,53 @@ def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | 
         conn.close()
 
 
+#: In the data directory: the next ledger seq the detection rules judge (this node's).
+POSITION_FILE: Final = "detect.position"
+
+
+class PositionFile:
+    """Where detection got to, so that a restart goes on from there (a plain number)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._written: int | None = None
+
+    def read(self) -> int | None:
+        """The saved position; None when there is none yet (or it is unreadable)."""
+        try:
+            return int(self.path.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.error("detection position %s unreadable (%s): judging new records only",
+                      self.path, exc)  # fmt: skip
+            return None
+
+    def write(self, position: int) -> None:
+        """Save the position (atomically: a crash leaves the old or the new one)."""
+        if position == self._written:
+            return
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        try:
+            temporary.write_text(f"{position}\n")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            log.error("detection position not saved to %s: %s", self.path, exc)
+            return
+        self._written = position
+
+
 class DetectorProcess:
     """Runs the rules in a child process; seals its findings through ``publisher``."""
 
     def __init__(self, data: Path, store_url: str | None, rules: Sequence[Rule],
-                 publisher: AlertPublisher, metrics: Metrics | None = None) -> None:  # fmt: skip
+                 publisher: AlertPublisher, metrics: Metrics | None = None, *,
+                 tree_size: int) -> None:  # fmt: skip
+        """``tree_size``: the ledger's size now, before anything is received. Without a
+        saved position (a first start), detection judges the records from there on."""
+        saved = PositionFile(data / POSITION_FILE)
+        if saved.read() is None:
+            saved.write(tree_size)
         self.data = data
         self.store_url = store_url
         self.specs = [rule.spec for rule in rules]
@@ -124,7 +178,7 @@ class DetectorProcess:
             process.join(10)
             if process.is_alive():
                 process.kill()
-            if finished or self._stopping:
+            if finished or self._stopping or self._stop.is_set():
                 return
             log.critical("the detection process exited with status %s; restarting it in %.0f s",
                          process.exitcode, _RESTART_S)  # fmt: skip

@@ -22,16 +22,22 @@ so a broken rule file never leaves monitoring silently off.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import yaml
 
-from otaudit.detect.conditions import Predicate, RuleError, check_field, compile_condition
+from otaudit.detect.conditions import (
+    Predicate,
+    RuleError,
+    check_field,
+    compile_condition,
+    working_hours,
+)
 from otaudit.detect.event import FIELDS
 from otaudit.timespec import parse_duration
 
@@ -39,14 +45,14 @@ SEVERITIES: Final = ("low", "medium", "high", "critical")
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _COMMON: Final = frozenset({"name", "kind", "severity", "description", "summary", "where",
-                            "group_by", "enabled"})  # fmt: skip
+                            "group_by", "enabled", "working_hours"})  # fmt: skip
 #: Per kind: the keys it requires and the keys it may have, besides the common ones.
 _KIND_KEYS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "match": (frozenset({"where"}), frozenset()),
     "threshold": (frozenset({"where", "group_by", "threshold", "window"}), frozenset({"distinct"})),
     "sequence": (frozenset({"where", "then", "group_by", "threshold", "window"}), frozenset()),
     "new_value": (frozenset({"group_by", "field", "baseline"}), frozenset({"learning"})),
-    "silence": (frozenset({"group_by", "after", "baseline", "min_records"}), frozenset()),
+    "silence": (frozenset({"group_by", "after", "min_records"}), frozenset({"compare_with"})),
 }
 #: Placeholders a summary may use besides record fields.
 _SUMMARY_EXTRAS: Final = frozenset({"count", "window", "value", "after", "baseline", "threshold",
@@ -73,14 +79,18 @@ class Rule:
     learning_ns: int
     after_ns: int
     min_records: int
+    #: silence: how long ago the stretches lie that a silence is compared with
+    compare_ns: tuple[int, ...]
     spec: dict[str, Any]
     #: Changes whenever the rule's definition does; part of each alert's identity.
     fingerprint: str
 
     @property
     def lookback_ns(self) -> int:
-        """How far back the rule's state reaches: history to read before a detection window."""
-        return max(self.window_ns, self.baseline_ns, self.after_ns)
+        """How far back the rule's state reaches: history to read before the first record
+        judged, so that what it finds does not depend on where reading began."""
+        return max(2 * self.window_ns, self.baseline_ns + self.learning_ns,
+                   max(self.compare_ns, default=0) + 2 * self.after_ns)  # fmt: skip
 
     def render(self, values: dict[str, Any]) -> str:
         """The rule's summary with ``{placeholders}`` filled (``-`` where a value is absent)."""
@@ -96,17 +106,34 @@ class Rule:
         return [p for p in _PLACEHOLDER.findall(self.summary) if p not in _SUMMARY_EXTRAS]
 
 
-def _duration(spec: dict[str, Any], key: str, where: str) -> int:
-    value = spec.get(key)
-    if value is None:
-        return 0
+def _ns(value: Any, where: str) -> int:
+    """A duration (``30m``, ``7d``) in nanoseconds; RuleError naming ``where`` otherwise."""
     try:
         seconds = parse_duration(str(value))
     except ValueError as exc:
-        raise RuleError(f"{where}.{key}: {exc}") from None
+        raise RuleError(f"{where}: {exc}") from None
     if seconds <= 0:
-        raise RuleError(f"{where}.{key}: must be longer than 0")
+        raise RuleError(f"{where}: must be longer than 0")
     return seconds * 1_000_000_000
+
+
+def _duration(spec: dict[str, Any], key: str, where: str) -> int:
+    value = spec.get(key)
+    return 0 if value is None else _ns(value, f"{where}.{key}")
+
+
+def _compare(spec: dict[str, Any], where: str) -> tuple[int, ...]:
+    """``compare_with``: durations longer than ``after`` (default 1d and 7d)."""
+    value = spec.get("compare_with", ["1d", "7d"])
+    if not isinstance(value, list) or not value:
+        raise RuleError(f"{where}.compare_with: expected a non-empty list of durations")
+    out = []
+    for i, item in enumerate(value):
+        ns = _ns(item, f"{where}.compare_with[{i}]")
+        if ns <= _duration(spec, "after", where):
+            raise RuleError(f"{where}.compare_with[{i}]: must be longer than after")
+        out.append(ns)
+    return tuple(out)
 
 
 def _positive(spec: dict[str, Any], key: str, where: str) -> int:
@@ -155,18 +182,19 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
             raise RuleError(f"{where}.{key}: expected a string")
     summary = spec.get("summary") or f"{name}: {{count}} matching record(s)"
     for placeholder in _PLACEHOLDER.findall(summary):
-        if not (placeholder in FIELDS or placeholder in _SUMMARY_EXTRAS
-                or placeholder.startswith("attributes.")):  # fmt: skip
+        known = placeholder in FIELDS or placeholder in _SUMMARY_EXTRAS
+        if not (known or placeholder in ("seq", "time") or placeholder.startswith("attributes.")):
             raise RuleError(f"{where}.summary: unknown placeholder {{{placeholder}}}")
     body = {k: v for k, v in spec.items() if k not in ("enabled", "description")}
-    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    canonical = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    fingerprint = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return Rule(
         name=str(name),
         kind=kind,
         severity=severity,
         description=spec.get("description", ""),
         summary=summary,
-        where=compile_condition(spec["where"], f"{where}.where") if "where" in spec else None,
+        where=_where(spec, where),
         group_by=group_by,
         threshold=_positive(spec, "threshold", where) or 1,
         window_ns=_duration(spec, "window", where),
@@ -177,9 +205,21 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
         learning_ns=_duration(spec, "learning", where),
         after_ns=_duration(spec, "after", where),
         min_records=_positive(spec, "min_records", where),
+        compare_ns=_compare(spec, where) if kind == "silence" else (),
         spec=spec,
         fingerprint=fingerprint,
     )
+
+
+def _where(spec: dict[str, Any], where: str) -> Predicate | None:
+    """The rule's ``where``, narrowed to records outside ``working_hours`` when given."""
+    condition = compile_condition(spec["where"], f"{where}.where") if "where" in spec else None
+    if "working_hours" not in spec:
+        return condition
+    inside = working_hours(spec["working_hours"], f"{where}.working_hours")
+    if condition is None:
+        return lambda e: not inside(e)
+    return lambda e: condition(e) and not inside(e)
 
 
 def _parse(text: str, source: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from typing import Any, Final
 from otaudit.access import seal_request
 from otaudit.detect.alerts import alert_request, finding_json, log_alert
 from otaudit.detect.engine import Engine, Finding
-from otaudit.detect.event import Event
+from otaudit.detect.event import Event, parse_rfc3339_ns
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import Rule
 from otaudit.errors import OtauditError
@@ -137,10 +137,18 @@ class AlertPublisher:
 
 
 class Detector:
-    """Follows the ledger in a thread and runs the rules over each new record."""
+    """Follows the ledger in a thread and runs the rules over each new record.
+
+    It judges the records from ``emit_from`` on (by default: those sealed after it
+    starts), having first read the history the rules need before them (``lookback`` of
+    receive time, without reporting anything found there), so what it reports is what
+    ``otaudit detect`` finds in the same records, and a restart that passes the position
+    reached before (``on_position``) neither repeats nor misses anything.
+    """
 
     def __init__(self, store: Store, rules: Sequence[Rule],
                  publish: Callable[[Sequence[Finding]], object], *,
+                 emit_from: int | None = None,
                  on_position: Callable[[int], object] | None = None,
                  poll_s: float = 1.0) -> None:  # fmt: skip
         self.store = store
@@ -148,14 +156,16 @@ class Detector:
         self.engine = Engine(list(rules))
         self.publish = publish
         self.poll_s = poll_s
+        self.emit_from = emit_from
         self.position: int | None = None  # the next seq to read
+        self.replay_from: int | None = None  # where reading began (history before emit_from)
         self.pending: list[Finding] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otaudit-detect", daemon=True)
 
     def start(self) -> None:
-        """Start following the ledger (``lookback`` before now)."""
+        """Start following the ledger."""
         self._thread.start()
 
     def wake(self) -> None:
@@ -185,20 +195,28 @@ class Detector:
             self._wake.wait(self.poll_s)
             self._wake.clear()
 
+    def _begin(self) -> None:
+        end = self.store.tree_size()
+        emit_from = end if self.emit_from is None else min(self.emit_from, end)
+        self.emit_from = emit_from
+        since = _received_ns(self.store, emit_from) - self.engine.lookback_ns
+        self.position = self.replay_from = first_received_at(self.store, since, emit_from)
+        log.info("detection: %d rules, judging from ledger seq %d (history read from seq %d)",
+                 len(self.engine.rules), emit_from, self.position)  # fmt: skip
+
     def _step(self) -> None:
         if self.position is None:
-            now = time.time_ns()
-            first = self.store.first_seq_at(now - self.engine.lookback_ns)
-            self.position = self.store.tree_size() if first is None else first
-            log.info("detection: %d rules, from ledger seq %d", len(self.engine.rules),
-                     self.position)  # fmt: skip
+            self._begin()
+        assert self.position is not None and self.emit_from is not None
         end = self.store.tree_size()
         while True:
             # In slices: a long replay does not hold one read snapshot open (SQLite's WAL
             # could not be checkpointed meanwhile), and what it finds goes out as it goes.
             stop = min(self.position + _READ_SLICE, end)
             for row in self.store.detect_rows(self.position, stop):
-                self.pending += self.engine.feed(Event(row))
+                found = self.engine.feed(Event(row))
+                if found and row[0] >= self.emit_from:
+                    self.pending += found
                 self.position = row[0] + 1
             self.position = max(self.position, stop)
             if self.position >= end:
@@ -210,3 +228,23 @@ class Detector:
                 self.on_position(self.position)
             if self.position >= end:
                 return
+
+
+def _received_ns(store: Store, seq: int) -> int:
+    """When record ``seq`` was received (now, past the end of the ledger)."""
+    for row in store.detect_rows(seq, seq + 1):
+        return parse_rfc3339_ns(row[2])
+    return time.time_ns()
+
+
+def first_received_at(store: Store, since_ns: int, end: int) -> int:
+    """The first seq below ``end`` received at or after ``since_ns`` (receive times grow
+    with the sequence, up to the clocks of several nodes), by bisection."""
+    lo, hi = 0, end
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _received_ns(store, mid) < since_ns:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -223,8 +223,9 @@ class Store(Protocol):
     def action_rows(
         self, actions: Sequence[str], *, since_ns: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
-        """(seq, time_unix_nano, actor, target, attributes) of the records with one of
-        ``actions``, in sequence order (attributes: a dict or its JSON text)."""
+        """(seq, time_unix_nano, actor, target, attributes) of otaudit's own records
+        (pipeline ``otaudit``) with one of ``actions``, in sequence order (attributes: a dict
+        or its JSON text)."""
         ...
 
     def checkpoints(self) -> list[StoredCheckpoint]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from otaudit.conventions import OWN_PIPELINE
 from otaudit.detect.event import EVENT_COLUMNS
 
 
@@ -43,14 +44,14 @@ class EventReads:
     def action_rows(
         self, actions: Sequence[str], *, since_ns: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
-        """(seq, time_unix_nano, actor, target, attributes) of the records with one of
-        ``actions`` (and ``time_unix_nano >= since_ns``), in sequence order."""
+        """(seq, time_unix_nano, actor, target, attributes) of otaudit's own records (pipeline
+        ``otaudit``) with one of ``actions`` (and ``time_unix_nano >= since_ns``), by seq."""
         ph = self._placeholder
         sql = (
             f"SELECT seq, time_unix_nano, actor, target, attributes FROM {self._records_table} "
-            f"WHERE action IN ({', '.join([ph] * len(actions))})"
+            f"WHERE action IN ({', '.join([ph] * len(actions))}) AND pipeline = {ph}"
         )
-        params: list[Any] = list(actions)
+        params: list[Any] = [*actions, OWN_PIPELINE]
         if since_ns is not None:
             sql += f" AND time_unix_nano >= {ph}"
             params.append(since_ns)
