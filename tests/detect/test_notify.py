@@ -7,6 +7,7 @@ import logging
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -124,3 +125,75 @@ def test_options_are_checked() -> None:
     assert alone.returncode == 2 and "needs --alert-webhook" in alone.stderr
     off = otaudit("serve", "--no-detect", "--rules", "x.yaml")
     assert off.returncode == 2 and "--no-detect turns detection off" in off.stderr
+
+
+def test_a_redirect_is_a_failed_delivery(endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
+    Replies.script = [(301, None)]
+    n, _ = notifier(webhook=endpoint)
+    with caplog.at_level(logging.ERROR, "otaudit.alerts"):
+        n.send("r1", {"id": "r1"}, b"")
+        n.close()
+    assert n.failed == 1 and n.delivered == 0 and len(Replies.bodies) == 1
+    assert "HTTP 301" in caplog.text
+
+
+def test_a_destination_that_does_not_speak_http_does_not_stop_the_notifier(
+    endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    babbler = socket.socket()
+    babbler.bind(("127.0.0.1", 0))
+    babbler.listen(8)
+
+    def babble() -> None:
+        while True:
+            try:
+                conn, _ = babbler.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            conn.close()
+
+    threading.Thread(target=babble, daemon=True).start()
+    n, slept = notifier(webhook=f"http://127.0.0.1:{babbler.getsockname()[1]}/", attempts=2)
+    with caplog.at_level(logging.ERROR, "otaudit.alerts"):
+        n.send("b1", {"id": "b1"}, b"")
+        n.close()
+    babbler.close()
+    assert n.failed == 1 and slept == [1.0] and "BadStatusLine" in caplog.text
+    # The same notifier goes on with the next alert elsewhere.
+    n2, _ = notifier(webhook=endpoint)
+    n2.send("b2", {"id": "b2"}, b"")
+    n2.close()
+    assert n2.delivered == 1
+
+
+def test_close_gives_up_on_time_and_names_what_was_not_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/x"
+    n = Notifier(NotifySettings(webhook=url, timeout_s=1))
+    with caplog.at_level(logging.ERROR, "otaudit.alerts"):
+        for i in range(8):
+            n.send(f"c{i}", {"id": f"c{i}"}, b"")
+        started = time.monotonic()
+        n.close(timeout_s=0.5)
+        took = time.monotonic() - started
+    silent.close()
+    assert took < 4  # not eight times the request timeout
+    assert n.failed == 8 and all(f"alert c{i} NOT sent" in caplog.text for i in range(8))
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("X Bad: v", "expects 'Name: value' with an HTTP header name"),
+        ("X-Ok: a\rb", "the value of X-Ok has control characters"),
+        (": v", "expects 'Name: value'"),
+    ],
+)
+def test_headers_are_checked(header: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_header(header, "--alert-webhook-header")
