@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from otaudit.store.base import Store
 
@@ -70,13 +71,19 @@ def to_csv(result: QueryResult) -> str:
     return out.getvalue()
 
 
+def cell(value: Any) -> Text:
+    """A table cell showing ``value`` as plain text: audit data (a user name like
+    ``[/admin]``) is never read as console markup."""
+    return Text("" if value is None else str(value))
+
+
 def print_table(result: QueryResult, console: Console, *, title: str | None = None) -> None:
     """Render the result as a table on a rich console."""
     table = Table(title=title, show_lines=False)
     for name in result.columns:
         table.add_column(name, overflow="fold")
     for row in result.rows:
-        table.add_row(*("" if v is None else str(json_cell(v)) for v in row))
+        table.add_row(*(cell(None if v is None else json_cell(v)) for v in row))
     console.print(table)
     console.print(f"{len(result.rows)} row(s)")
 

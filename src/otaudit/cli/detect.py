@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from otaudit.cli.main import handle_errors, store_options, time_bound
 from otaudit.cli.reading import audited_read, sign_if_possible
 from otaudit.cli.search import terminal
+from otaudit.query import cell
 
 if TYPE_CHECKING:
     from otaudit.detect.notify import NotifySettings
@@ -134,6 +136,8 @@ def detect_command(
     now = time.time_ns()
     since_ns = time_bound(since, "--since", now)
     until_ns = time_bound(until, "--until", now)
+    if since_ns is not None and until_ns is not None and until_ns <= since_ns:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
     rules = load_rule_set(rule_files, no_builtin_rules)
     settings = notify_settings(**notify)
     text = (
@@ -180,8 +184,8 @@ def _findings_table(findings: list[dict[str, Any]]) -> None:
     for name in ("id", "time", "rule", "severity", "summary", "trigger_seq"):
         table.add_column(name, overflow="fold")
     for f in findings:
-        table.add_row(f["id"], f["time"], f["rule"], f["severity"], f["summary"],
-                      str(f["trigger_seq"]))  # fmt: skip
+        table.add_row(*(cell(f[k]) for k in ("id", "time", "rule", "severity", "summary",
+                                              "trigger_seq")))  # fmt: skip
     terminal().print(table)
 
 
@@ -225,11 +229,26 @@ def alerts_group(
         table.add_column(name, overflow="fold")
     for a in alerts:
         last = a.triage[-1] if a.triage else None
-        table.add_row(a.alert_id, a.time, a.rule, a.severity, a.summary, a.state,
-                      last.actor if last else "", last.time if last else "")  # fmt: skip
+        shown = (a.alert_id, a.time, a.rule, a.severity, a.summary, a.state,
+                 last and last.actor, last and last.time)  # fmt: skip
+        table.add_row(*(cell(v) for v in shown))
     console = terminal()
     console.print(table)
     console.print(f"{len(alerts)} alert(s), {sum(a.is_open for a in alerts)} open")
+
+
+def _location(data: Path, store_url: str | None) -> tuple[Path, str | None]:
+    """A subcommand's ``--data``/``--store``, or the group's where the subcommand has none
+    of its own (``otaudit alerts --data D ack ...`` and ``... ack ... --data D`` agree)."""
+    ctx = click.get_current_context()
+    parent = ctx.parent
+    if parent is None:
+        return data, store_url
+    if ctx.get_parameter_source("data") == ParameterSource.DEFAULT:
+        data = parent.params["data"]
+    if ctx.get_parameter_source("store_url") == ParameterSource.DEFAULT:
+        store_url = parent.params["store_url"]
+    return data, store_url
 
 
 @alerts_group.command("show")
@@ -244,6 +263,7 @@ def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> 
     from otaudit.detect.alerts import find_alert
     from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
+    data, store_url = _location(data, store_url)
     with audited_read(data, store_url, "alerts", f"show {alert_id}") as (store, outcome):
         alert = find_alert(store, alert_id)
         rows = list(store.search(SearchFilter(seqs=alert.evidence)))
@@ -262,6 +282,10 @@ def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> 
         console.print(f"  {t.time} {t.actor}: {t.decision}: {t.note}",
                       highlight=False, markup=False)  # fmt: skip
     print_table(rows, console)
+
+
+#: The longest triage note (a longer one is refused, not cut).
+MAX_NOTE: Final = 4096
 
 
 @alerts_group.command("ack")
@@ -284,6 +308,10 @@ def ack_command(data: Path, store_url: str | None, alert_id: str, decision: str,
 
     if not note.strip():
         raise click.BadParameter("say what was looked at and why", param_hint="--note")
+    if len(note) > MAX_NOTE:
+        raise click.BadParameter(f"at most {MAX_NOTE} characters (this one has {len(note)})",
+                                 param_hint="--note")  # fmt: skip
+    data, store_url = _location(data, store_url)
     if store_url is None:
         datadir.prepare(data, create=False)
     store = datadir.open_store(data, store_url, readonly=False, migrate=False)
@@ -328,8 +356,9 @@ def rules_list_command(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> 
         params = {k: v for k, v in rule.spec.items() if k in (
             "group_by", "threshold", "window", "distinct", "field", "baseline", "learning",
             "after", "min_records", "working_hours")}  # fmt: skip
-        table.add_row(rule.name, rule.kind, rule.severity,
-                      json.dumps(params, default=str), rule.description)  # fmt: skip
+        shown = (rule.name, rule.kind, rule.severity, json.dumps(params, default=str),
+                 rule.description)  # fmt: skip
+        table.add_row(*(cell(v) for v in shown))
     terminal().print(table)
 
 

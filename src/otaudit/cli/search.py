@@ -24,6 +24,7 @@ from rich.table import Table
 from otaudit.cli.main import handle_errors, store_options, time_bound
 from otaudit.cli.reading import reading, record_read
 from otaudit.errors import OtauditError
+from otaudit.query import cell
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
 FORMATS: Final = ("table", "csv", "json", "jsonl")
@@ -67,7 +68,7 @@ def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
         table.add_column(name, overflow="fold")
     count = 0
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
         count += 1
     console.print(table)
     console.print(f"{count} record(s)")

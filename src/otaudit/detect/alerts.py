@@ -37,7 +37,6 @@ OPEN_DECISIONS: Final = frozenset(DECISIONS[:2])
 #: OTLP severity (number, text) of each rule severity.
 _SEVERITY: Final = {"low": (9, "INFO"), "medium": (13, "WARN"), "high": (17, "ERROR"),
                     "critical": (21, "FATAL")}  # fmt: skip
-MAX_NOTE: Final = 4096
 
 log = logging.getLogger("otaudit.alerts")
 
@@ -78,7 +77,7 @@ def triage_entry(reader: Reader, alert_id: str, decision: str, note: str) -> Ent
         "audit.result": "success",
         "audit.alert.id": alert_id,
         "audit.alert.decision": decision,
-        "audit.alert.note": note[:MAX_NOTE],
+        "audit.alert.note": note,
     }
     body = f"{reader.actor} marked alert {alert_id} {decision}"
     return seal_request(log_request(reader, TRIAGE_ACTION, "alert", body, attributes))
