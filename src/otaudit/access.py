@@ -159,6 +159,19 @@ def token_entry(reader: Reader, action: str, token_id: str, name: str, scopes: s
                       attributes)  # fmt: skip
 
 
+#: The action of a record saying the server found its own ledger inconsistent.
+VERIFY_ACTION: Final = "otaudit.verify"
+
+
+def refusal_entry(message: str) -> Entry:
+    """The sealed record of the server refusing to sign a checkpoint because the ledger is
+    not consistent with the previous one (the ``verification_failed`` rule alerts on it)."""
+    attributes: dict[str, str | int] = {"audit.result": "failure",
+                                        "audit.query.error": message[:MAX_TEXT]}  # fmt: skip
+    return _log_entry(Reader("otaudit-server"), VERIFY_ACTION, "ledger",
+                      f"checkpoint refused: {message}", attributes)  # fmt: skip
+
+
 def append_read(store: Store, entry: Entry) -> int:
     """Append one record of otaudit's own (a read, a token change) durably; its seq."""
     (seq,) = store.append([entry]).seqs

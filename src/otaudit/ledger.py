@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from otaudit import merkle, tree
+from otaudit import access, merkle, tree
 from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
 from otaudit.errors import Overloaded, StoreError, VerificationError
 from otaudit.metrics import Metrics
@@ -162,6 +162,7 @@ class Sequencer:
         self._oldest: list[float] = []
         self._thread = threading.Thread(target=self._run, name="otaudit-sequencer", daemon=True)
         self._stopping = False
+        self._refused: str | None = None  # the last refusal to sign put on the ledger
         #: Called (in the writer thread) after each commit that appended records.
         self.on_commit: list[Callable[[], None]] = []
         self.metrics.lag.set_function(self._lag)
@@ -299,6 +300,17 @@ class Sequencer:
                 del self._oldest[: len(batch)]
                 self.metrics.queue_records.set(self._queued_records)
 
+    def _report_refusal(self, message: str) -> None:
+        """Put a refusal to sign on the ledger itself, once per distinct reason."""
+        if message == self._refused:
+            return
+        try:
+            self.store.append([access.refusal_entry(message)])
+        except StoreError as exc:
+            log.error("the refusal to sign is not recorded in the ledger: %s", exc)
+            return
+        self._refused = message
+
     def _checkpoint(self) -> None:
         try:
             cp = self.checkpointer.checkpoint()
@@ -307,6 +319,7 @@ class Sequencer:
             return
         except VerificationError as exc:
             log.critical("%s; run `otaudit verify`", exc)
+            self._report_refusal(str(exc))
             return
         if cp is not None:
             self.metrics.checkpoint_size.set(cp.tree_size)

@@ -296,3 +296,29 @@ def test_detection_on_a_postgresql_ledger(pg: PgServer, tmp_path: Path) -> None:
         ]
     finally:
         server.stop()
+
+
+def test_a_server_that_refuses_to_sign_raises_an_alert(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", detect=True).start()
+    send(server, background(NOW - DAY, NOW, heartbeat_s=None)[:40])
+    server.stop()
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "data" / "ledger.db", isolation_level=None)
+    conn.execute("DROP TRIGGER tree_nodes_no_update")
+    # The subtree of leaves 32..39: part of the signed root at size 40, and of any proof from it.
+    conn.execute("UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 3 AND idx = 4")
+    conn.close()
+    server.start()
+    try:
+        send(server, background(NOW - DAY, NOW, heartbeat_s=None)[40:45])
+
+        def alerts() -> list[dict[str, Any]]:
+            shown = otaudit("alerts", "--data", str(server.data), "--format", "json")
+            return [a for a in json.loads(shown.stdout) if a["rule"] == "verification_failed"]
+
+        (alert,) = wait_for(alerts)
+        assert alert["severity"] == "critical"
+        assert "not consistent with the checkpoint" in alert["summary"]
+    finally:
+        server.stop()
