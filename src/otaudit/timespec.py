@@ -36,10 +36,8 @@ def parse_time(text: str, now_ns: int) -> int:
     (``90d``, ``12h``, ``30m``). Raises ``ValueError`` for anything else.
     """
     if m := _DURATION.fullmatch(text):
-        ago = now_ns - int(m[1]) * _UNITS[m[2]] * 1_000_000_000
-        if ago < 0:
-            raise ValueError(f"{text!r} reaches back before 1970")
-        return ago
+        # A duration reaching back before 1970 means "from the beginning".
+        return max(0, now_ns - int(m[1]) * _UNITS[m[2]] * 1_000_000_000)
     m = _TIME.fullmatch(text)
     if not m:
         raise ValueError(f"{text!r} is neither RFC 3339 nor a duration like 90d, 12h, 30m")
