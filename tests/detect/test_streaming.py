@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 import subprocess
 import threading
 import time
@@ -125,6 +126,16 @@ def exported(data: Path) -> set[str]:
         return {row[SEARCH_COLUMNS.index("target")] for row in found}
     finally:
         store.close()
+
+
+def tamper(data: Path, table: str, update: str) -> None:
+    """Change a stopped server's ledger behind its back (its append-only trigger dropped)."""
+    conn = sqlite3.connect(data / "ledger.db", isolation_level=None)
+    try:
+        conn.execute(f"DROP TRIGGER {table}_no_update")
+        conn.execute(update)
+    finally:
+        conn.close()
 
 
 def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
@@ -263,12 +274,7 @@ def test_a_failed_verification_raises_an_alert(tmp_path: Path) -> None:
     server = Server(tmp_path / "data").start()
     send(server, background(NOW - DAY, NOW, heartbeat_s=None)[:50])
     server.stop()
-    import sqlite3
-
-    conn = sqlite3.connect(tmp_path / "data" / "ledger.db", isolation_level=None)
-    conn.execute("DROP TRIGGER records_no_update")
-    conn.execute("UPDATE records SET actor = 'mallory' WHERE seq = 7")
-    conn.close()
+    tamper(server.data, "records", "UPDATE records SET actor = 'mallory' WHERE seq = 7")
     failed = otaudit("verify", "--data", str(server.data))
     assert failed.returncode == 1 and failed.stderr.startswith("FAILED: seq 7")
     found = otaudit("detect", "--data", str(server.data), "--since", "1h", "--format", "jsonl")
@@ -302,13 +308,9 @@ def test_a_server_that_refuses_to_sign_raises_an_alert(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", detect=True).start()
     send(server, background(NOW - DAY, NOW, heartbeat_s=None)[:40])
     server.stop()
-    import sqlite3
-
-    conn = sqlite3.connect(tmp_path / "data" / "ledger.db", isolation_level=None)
-    conn.execute("DROP TRIGGER tree_nodes_no_update")
     # The subtree of leaves 32..39: part of the signed root at size 40, and of any proof from it.
-    conn.execute("UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 3 AND idx = 4")
-    conn.close()
+    tamper(server.data, "tree_nodes",
+           "UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 3 AND idx = 4")  # fmt: skip
     server.start()
     try:
         send(server, background(NOW - DAY, NOW, heartbeat_s=None)[40:45])

@@ -88,6 +88,14 @@ class _State:
     def feed(self, e: Event, out: list[Finding]) -> None:
         raise NotImplementedError
 
+    def group_of(self, e: Event) -> GroupKey | None:
+        """The event's group if the rule looks at it (it matches ``where`` and has every
+        group-by field), else None."""
+        if not self.where(e):
+            return None
+        key = self.key(e)
+        return None if None in key else key
+
     def prune(self, clock: int) -> None:
         """Forget state too old to matter by receive time ``clock`` (memory only)."""
 
@@ -182,10 +190,8 @@ class _Threshold(_Windowed):
         self.fired: dict[GroupKey, set[int]] = {}
 
     def feed(self, e: Event, out: list[Finding]) -> None:
-        if not self.where(e):
-            return
-        key = self.key(e)
-        if None in key:
+        key = self.group_of(e)
+        if key is None:
             return
         value = e.get(self.distinct) if self.distinct else None
         if self.distinct and value is None:
@@ -275,13 +281,11 @@ class _NewValue(_State):
         self.groups: dict[GroupKey, _History] = {}
 
     def feed(self, e: Event, out: list[Finding]) -> None:
-        if not self.where(e):
+        key = self.group_of(e)
+        if key is None:
             return
         value = e.get(self.field)
         if value is None or value == "":
-            return
-        key = self.key(e)
-        if None in key:
             return
         baseline_start = e.time - self.rule.baseline_ns
         history = self.groups.get(key)
@@ -335,10 +339,8 @@ class _Silence(_State):
         self.keep_ns = max(rule.compare_ns) + rule.after_ns
 
     def feed(self, e: Event, out: list[Finding]) -> None:
-        if not self.where(e):
-            return
-        key = self.key(e)
-        if None in key:
+        key = self.group_of(e)
+        if key is None:
             return
         sender = self.groups.get(key)
         if sender is None:
