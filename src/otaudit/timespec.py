@@ -12,6 +12,7 @@ _TIME: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,9}))?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"
 )
+_MAX_NS: Final = 2**63 - 1
 TIME_HELP: Final = (
     "RFC 3339 (2026-01-01T00:00:00Z, or a date: 2026-01-01) or a duration ago (90d, 12h, 30m)"
 )
@@ -50,4 +51,5 @@ def parse_time(text: str, now_ns: int) -> int:
     if s > 59 or abs(offset) >= 86400:
         raise ValueError(f"{text!r} is not a valid date and time")
     seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
-    return seconds * 1_000_000_000 + int((m[7] or "").ljust(9, "0"))
+    # Stored times are int64 nanoseconds: 1970 to 2262 is what a bound can mean.
+    return min(max(0, seconds * 1_000_000_000 + int((m[7] or "").ljust(9, "0"))), _MAX_NS)

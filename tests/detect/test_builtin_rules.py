@@ -188,3 +188,19 @@ def test_since_judges_from_a_point_with_the_history_before_it(attacked: SQLiteSt
     everything = {f.alert_id for f in _findings(attacked) if f.time_ns >= A - DAY}
     later = {f.alert_id for f in _findings(attacked, since_ns=A - DAY)}
     assert later == everything and len(later) > 70
+
+
+def test_a_weekday_service_that_stops_on_friday_is_found_on_monday(tmp_path: Path) -> None:
+    monday = NOW - NOW % DAY - ((NOW // DAY + 3) % 7) * DAY - 14 * DAY  # two weeks back
+    beats = [heartbeat(day + t)
+             for day in range(monday, monday + 12 * DAY, DAY) if (day // DAY + 3) % 7 < 5
+             for t in range(8 * HOUR, 18 * HOUR, MIN)]  # fmt: skip
+    last_friday = monday + 11 * DAY
+    store = _ledger(tmp_path / "ledger.db", beats)
+    try:
+        found = detect_history(store, load_rules(), since_ns=None, now_ns=last_friday + 5 * DAY)
+    finally:
+        store.close()
+    (f,) = found.findings  # not on the weekend: a week earlier it was quiet then too
+    next_monday = last_friday + 3 * DAY
+    assert next_monday + 8 * HOUR + 30 * MIN <= f.time_ns <= next_monday + 8 * HOUR + 36 * MIN

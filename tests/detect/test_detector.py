@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from detect_traffic import DAY, HOUR, MIN, anchor, background, entries, login, scenarios
 from otaudit.detect.engine import Finding
+from otaudit.detect.process import PositionFile
 from otaudit.detect.rules import load_rules
 from otaudit.detect.run import Detector, detect_history
 from otaudit.errors import Overloaded
@@ -66,3 +69,14 @@ def test_findings_survive_a_refused_publish_and_new_records_are_judged(tmp_path:
         detector.stop()
         reader.close()
         writer.close()
+
+
+def test_the_saved_position(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    saved = PositionFile(tmp_path / "detect.position")
+    assert saved.read() is None  # a first start
+    saved.write(1234)
+    assert PositionFile(tmp_path / "detect.position").read() == 1234
+    assert not list(tmp_path.glob("*.tmp"))  # written by rename, whole or not at all
+    (tmp_path / "detect.position").write_text("garbage\n")
+    assert saved.read() is None
+    assert "unreadable" in caplog.text and "judging the last lookback again" in caplog.text

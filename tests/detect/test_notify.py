@@ -150,8 +150,14 @@ def test_a_destination_that_does_not_speak_http_does_not_stop_the_notifier(
                 conn, _ = babbler.accept()
             except OSError:
                 return
-            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
-            conn.close()
+            with conn:  # read the request first: answering early could break the pipe instead
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
 
     threading.Thread(target=babble, daemon=True).start()
     n, slept = notifier(webhook=f"http://127.0.0.1:{babbler.getsockname()[1]}/", attempts=2)

@@ -199,3 +199,14 @@ def test_cli_lists_the_rules_in_effect(tmp_path: Path) -> None:
     for spec in builtin_specs():
         assert spec["name"] in listed.stdout
     assert "export_burst" in listed.stdout
+
+
+def test_the_rules_in_effect_print_as_a_rule_file_that_loads_the_same(tmp_path: Path) -> None:
+    changed = write(tmp_path, GOOD + "  - name: brute_force_user\n    threshold: 50\n")
+    printed = otaudit("rules", "list", "--rules", str(changed), "--format", "yaml")
+    assert printed.returncode == 0, printed.stderr
+    again = write(tmp_path, printed.stdout, "printed.yaml")
+    reloaded = load_rules((again,), builtin=False)
+    assert [(r.name, r.fingerprint) for r in reloaded] == [
+        (r.name, r.fingerprint) for r in load_rules((changed,))
+    ]

@@ -344,18 +344,27 @@ def rules_check_command(files: tuple[Path, ...], no_builtin_rules: bool) -> None
 
 @rules_group.command("list")
 @rule_options
+@click.option("--format", "fmt", type=click.Choice(("table", "yaml")), default="table",
+              show_default=True, help="yaml: every key of every rule, as a rule file.")  # fmt: skip
 @handle_errors
-def rules_list_command(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> None:
-    """Show the rules in effect with their parameters."""
+def rules_list_command(rule_files: tuple[Path, ...], no_builtin_rules: bool, fmt: str) -> None:
+    """Show the rules in effect (built-in ones changed by --rules files)."""
+    rules = load_rule_set(rule_files, no_builtin_rules)
+    if fmt == "yaml":
+        import yaml
+
+        specs = [{k: v for k, v in rule.spec.items() if k != "enabled"} for rule in rules]
+        click.echo(yaml.safe_dump({"rules": specs}, sort_keys=False, allow_unicode=True), nl=False)
+        return
     from rich.table import Table
 
     table = Table()
     for name in ("name", "kind", "severity", "parameters", "description"):
         table.add_column(name, overflow="fold")
-    for rule in load_rule_set(rule_files, no_builtin_rules):
+    for rule in rules:
         params = {k: v for k, v in rule.spec.items() if k in (
             "group_by", "threshold", "window", "distinct", "field", "baseline", "learning",
-            "after", "min_records", "working_hours")}  # fmt: skip
+            "after", "compare_with", "min_records", "working_hours")}  # fmt: skip
         shown = (rule.name, rule.kind, rule.severity, json.dumps(params, default=str),
                  rule.description)  # fmt: skip
         table.add_row(*(cell(v) for v in shown))

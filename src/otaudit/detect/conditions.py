@@ -36,6 +36,7 @@ Predicate = Callable[[Event], bool]
 _DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _MEMO_SIZE: Final = 4096
+_MAX_DEPTH: Final = 40
 _OPERATORS: Final = ("equals", "not_equals", "in", "not_in", "matches", "exists", "same_as",
                      "differs_from")  # fmt: skip
 
@@ -59,12 +60,14 @@ def check_field(name: Any, where: str) -> str:
         raise RuleError(f"{where}: a field name must be a string")
     if name in FIELDS or (name.startswith("attributes.") and len(name) > len("attributes.")):
         return name
-    known = ", ".join(sorted(FIELDS - {"seq", "time", "received"}))
+    known = ", ".join(sorted(FIELDS))
     raise RuleError(f"{where}: unknown field {name!r} (known: {known}, attributes.<key>)")
 
 
 def compile_condition(spec: Any, where: str) -> Predicate:
     """Compile one condition mapping; ``where`` locates it in error messages."""
+    if where.count(".") + where.count("[") > _MAX_DEPTH:
+        raise RuleError(f"{where}: conditions nest deeper than {_MAX_DEPTH} levels")
     if not isinstance(spec, dict) or not spec:
         raise RuleError(f"{where}: a condition is a non-empty mapping of field: test")
     return _all([_entry(key, value, f"{where}.{key}") for key, value in spec.items()])
@@ -204,7 +207,8 @@ def working_hours(spec: Any, where: str) -> Predicate:
         raise RuleError(f"{where}: expected a mapping with from, to, days, timezone")
     unknown = set(spec) - {"from", "to", "days", "timezone"}
     if unknown:
-        raise RuleError(f"{where}: unknown key {sorted(unknown)[0]!r} (from, to, days, timezone)")
+        first = sorted(unknown, key=str)[0]
+        raise RuleError(f"{where}: unknown key {first!r} (from, to, days, timezone)")
     start = _clock(spec.get("from", "08:00"), f"{where}.from")
     end = _clock(spec.get("to", "18:00"), f"{where}.to")
     days_spec = spec.get("days", list(_DAYS[:5]))
@@ -218,7 +222,7 @@ def working_hours(spec: Any, where: str) -> Predicate:
     zone_name = spec.get("timezone", "UTC")
     try:
         zone = zoneinfo.ZoneInfo(str(zone_name))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise RuleError(f"{where}.timezone: unknown time zone {zone_name!r}") from None
 
     def inside(e: Event) -> bool:

@@ -24,7 +24,7 @@ import orjson
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.detect.conditions import value_of
 from otaudit.detect.event import Event
-from otaudit.detect.rules import Rule
+from otaudit.detect.rules import LATE_NS, Rule
 
 log = logging.getLogger("otaudit.detect")
 
@@ -35,9 +35,9 @@ _NOT_FED: Final = frozenset({ALERT_ACTION, TRIAGE_ACTION})
 
 #: Evidence kept per finding: the sequence numbers of the records that made it.
 MAX_EVIDENCE: Final = 100
-_PRUNE_EVERY: Final = 50_000
-#: How late (by receive time) a record may arrive and still meet the records of its window.
-LATE_NS: Final = 3600 * 1_000_000_000
+#: Rule state too old to matter is forgotten each time receive time crosses a multiple.
+PRUNE_PERIOD_NS: Final = 3600 * 1_000_000_000
+
 
 GroupKey = tuple[Any, ...]
 
@@ -350,7 +350,7 @@ class _Silence(_State):
         bucket = e.received // self.step_ns
         counts = sender.counts
         counts[bucket] = counts.get(bucket, 0) + 1
-        if len(counts) > 2 * self.keep_ns // self.step_ns:
+        if len(counts) > self.keep_ns // self.step_ns + 64:
             oldest = (sender.last_received - self.keep_ns) // self.step_ns
             sender.counts = {b: n for b, n in counts.items() if b >= oldest}
         if not sender.scheduled:
@@ -359,9 +359,12 @@ class _Silence(_State):
 
     def _usual(self, sender: _Sender, at: int) -> int:
         """The fewest records the group sent in ``[at - offset - after, at - offset)`` over
-        the offsets compared with (0 where a sixth of such a stretch had none)."""
+        the offsets compared with whose stretch lies before the silence (0 where a sixth of
+        such a stretch had none, or where no stretch does)."""
         fewest = None
         for offset in self.rule.compare_ns:
+            if at - offset > sender.last_received:
+                continue  # that stretch lies in the silence itself
             first = (at - offset - self.rule.after_ns) // self.step_ns
             per_bucket = [sender.counts.get(b, 0) for b in range(first, first + 6)]
             sent = sum(per_bucket) if all(per_bucket) else 0
@@ -387,9 +390,9 @@ class _Silence(_State):
                                             time_ns=at))  # fmt: skip
             following = at + self.step_ns
             if sender.fired_seq == sender.last_seq or following > (
-                sender.last_received + min(self.rule.compare_ns)
+                sender.last_received + max(self.rule.compare_ns)
             ):
-                sender.scheduled = False  # reported, or the comparison would see the silence
+                sender.scheduled = False  # reported, or silent longer than any comparison
                 continue
             heapq.heappush(checks, (following, key))
 
@@ -418,7 +421,7 @@ class Engine:
         self._silences = [s for s in self._states if isinstance(s, _Silence)]
         self.clock = 0  # the latest receive time seen (or ticked to)
         self.failures = 0  # (rule, record) evaluations that raised
-        self._fed = 0
+        self._pruned: int | None = None  # the receive-time period last pruned in
 
     @property
     def lookback_ns(self) -> int:
@@ -438,10 +441,14 @@ class Engine:
                 state.feed(e, out)
             except Exception:
                 self._failed(state.rule, e)
-        self._fed += 1
-        if self._fed % _PRUNE_EVERY == 0:
-            for state in self._states:
-                state.prune(self.clock)
+        period = self.clock // PRUNE_PERIOD_NS
+        if period != self._pruned:
+            # At fixed receive-time boundaries, so that two readers of the same records forget
+            # the same things at the same records wherever they began.
+            if self._pruned is not None:
+                for state in self._states:
+                    state.prune(period * PRUNE_PERIOD_NS)
+            self._pruned = period
         return out
 
     def _advance(self, clock: int, e: Event | None, out: list[Finding]) -> None:

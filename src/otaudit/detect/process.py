@@ -37,7 +37,8 @@ _RETRY_S: Final = 1.0
 
 
 def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | None,
-           specs: list[dict[str, Any]], verbose: bool, parent: int) -> None:  # fmt: skip
+           specs: list[dict[str, Any]], verbose: bool, parent: int,
+           emit_from: int | None) -> None:  # fmt: skip
     """The detection process: follow the ledger, send findings and progress to the parent."""
     # The server stops it (through ``stop``) after its own signal handling: a Ctrl-C or a
     # SIGTERM to the whole process group must not cut the final pass short.
@@ -49,18 +50,14 @@ def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | 
     )
     rules = [build_rule(spec, f"rule {spec['name']}") for spec in specs]
     store = datadir.open_store(data, store_url, readonly=True)
-    saved = PositionFile(data / POSITION_FILE)
-
-    def reached(position: int) -> None:
-        saved.write(position)
-        conn.send(("position", position))
-
+    # Alerts, then the position reached past them, go down the pipe in this order; the
+    # server saves the position only once those alerts are sealed.
     detector = Detector(
         store,
         rules,
         lambda findings: conn.send(("alerts", alert_items(findings))),
-        emit_from=saved.read(),
-        on_position=reached,
+        emit_from=emit_from,
+        on_position=lambda position: conn.send(("position", position)),
         poll_s=_POLL_S,
     )
     detector.start()
@@ -89,14 +86,15 @@ class PositionFile:
         self._written: int | None = None
 
     def read(self) -> int | None:
-        """The saved position; None when there is none yet (or it is unreadable)."""
+        """The saved position; None when there is none yet. When the file cannot be read,
+        also None, after an error in the log."""
         try:
             return int(self.path.read_text().strip())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            log.error("detection position %s unreadable (%s): judging new records only",
-                      self.path, exc)  # fmt: skip
+            log.error("detection position %s unreadable (%s): judging the last lookback "
+                      "again (alerts found before are kept once)", self.path, exc)  # fmt: skip
             return None
 
     def write(self, position: int) -> None:
@@ -120,10 +118,14 @@ class DetectorProcess:
                  publisher: AlertPublisher, metrics: Metrics | None = None, *,
                  tree_size: int) -> None:  # fmt: skip
         """``tree_size``: the ledger's size now, before anything is received. Without a
-        saved position (a first start), detection judges the records from there on."""
-        saved = PositionFile(data / POSITION_FILE)
-        if saved.read() is None:
-            saved.write(tree_size)
+        saved position (a first start), detection judges the records from there on; with an
+        unreadable one, the rules' whole lookback again."""
+        self.saved = PositionFile(data / POSITION_FILE)
+        self.emit_from: int | None = tree_size
+        if self.saved.path.exists():
+            self.emit_from = self.saved.read()
+        else:
+            self.saved.write(tree_size)
         self.data = data
         self.store_url = store_url
         self.specs = [rule.spec for rule in rules]
@@ -163,6 +165,7 @@ class DetectorProcess:
                 self.specs,
                 verbose,
                 os.getpid(),
+                self.emit_from,
             ),
             name="otaudit-detect",
             daemon=True,
@@ -195,6 +198,9 @@ class DetectorProcess:
                 if kind == "done":
                     return True
                 if kind == "position":
+                    # Everything found before it is sealed (alerts come first, in order).
+                    self.saved.write(value)
+                    self.emit_from = value  # where a restarted child goes on from
                     if self.metrics is not None:
                         self.metrics.detect_position.set(value)
                 else:

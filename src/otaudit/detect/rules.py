@@ -42,6 +42,9 @@ from otaudit.detect.event import FIELDS
 from otaudit.timespec import parse_duration
 
 SEVERITIES: Final = ("low", "medium", "high", "critical")
+#: How late (out of order, by record time) a record may arrive and still meet the records
+#: of its window.
+LATE_NS: Final = 3600 * 1_000_000_000
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _COMMON: Final = frozenset({"name", "kind", "severity", "description", "summary", "where",
@@ -89,7 +92,8 @@ class Rule:
     def lookback_ns(self) -> int:
         """How far back the rule's state reaches: history to read before the first record
         judged, so that what it finds does not depend on where reading began."""
-        return max(2 * self.window_ns, self.baseline_ns + self.learning_ns,
+        windowed = 2 * self.window_ns + LATE_NS if self.window_ns else 0
+        return max(windowed, self.baseline_ns + self.learning_ns,
                    max(self.compare_ns, default=0) + 2 * self.after_ns)  # fmt: skip
 
     def render(self, values: dict[str, Any]) -> str:
@@ -152,7 +156,7 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
     if not isinstance(kind, str) or kind not in _KIND_KEYS:
         raise RuleError(f"{where}.kind: expected one of {', '.join(_KIND_KEYS)}, got {kind!r}")
     required, optional = _KIND_KEYS[kind]
-    unknown = sorted(set(spec) - _COMMON - required - optional)
+    unknown = sorted(set(spec) - _COMMON - required - optional, key=str)
     if unknown:
         allowed = ", ".join(sorted(_COMMON | required | optional))
         raise RuleError(

@@ -22,16 +22,19 @@ from typing import Any, Final
 from otaudit.access import seal_request
 from otaudit.detect.alerts import alert_request, finding_json, log_alert
 from otaudit.detect.engine import Engine, Finding
-from otaudit.detect.event import Event, parse_rfc3339_ns
+from otaudit.detect.event import MAX_SKEW_NS, Event, parse_rfc3339_ns
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import Rule
 from otaudit.errors import OtauditError
+from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.store.base import Store
 
-#: How far behind the clock silence is judged: records received up to then are sealed.
-GRACE_NS: Final = 30 * 1_000_000_000
+#: How far behind the clock silence is judged: a record received before then is sealed
+#: (a receiver waits at most COMMIT_WAIT_S for its commit), give or take the clocks of
+#: several nodes.
+GRACE_NS: Final = int((COMMIT_WAIT_S + 30) * 1_000_000_000)
 _APPEND_CHUNK: Final = 1000
 _READ_SLICE: Final = 20_000
 
@@ -72,8 +75,10 @@ def detect_history(
     end = store.tree_size()
     begin = 0
     if since_ns is not None:
-        first = store.first_seq_at(since_ns - engine.lookback_ns)
-        begin = end if first is None else min(first, end)
+        # A record's time counts as at most MAX_SKEW after its receipt: whatever was received
+        # earlier than that before the reach of the rules cannot matter.
+        reach = since_ns - engine.lookback_ns - MAX_SKEW_NS
+        begin = first_received_at(store, reach, end)
     found: list[Finding] = []
     records = 0
     for row in store.detect_rows(begin, end):
@@ -139,11 +144,12 @@ class AlertPublisher:
 class Detector:
     """Follows the ledger in a thread and runs the rules over each new record.
 
-    It judges the records from ``emit_from`` on (by default: those sealed after it
-    starts), having first read the history the rules need before them (``lookback`` of
-    receive time, without reporting anything found there), so what it reports is what
-    ``otaudit detect`` finds in the same records, and a restart that passes the position
-    reached before (``on_position``) neither repeats nor misses anything.
+    It judges the records from ``emit_from`` on (None: the last ``lookback`` of them),
+    having first read the history the rules need before them (``lookback`` of receive
+    time, without reporting anything found there), so what it reports is what ``otaudit
+    detect`` finds in the same records, and a restart that passes the position reached
+    before (``on_position``, once what was found before it is sealed) neither repeats nor
+    misses anything.
     """
 
     def __init__(self, store: Store, rules: Sequence[Rule],
@@ -197,9 +203,11 @@ class Detector:
 
     def _begin(self) -> None:
         end = self.store.tree_size()
-        emit_from = end if self.emit_from is None else min(self.emit_from, end)
-        self.emit_from = emit_from
-        since = _received_ns(self.store, emit_from) - self.engine.lookback_ns
+        lookback = self.engine.lookback_ns
+        if self.emit_from is None:
+            self.emit_from = first_received_at(self.store, time.time_ns() - lookback, end)
+        emit_from = self.emit_from = min(self.emit_from, end)
+        since = _received_ns(self.store, emit_from) - lookback
         self.position = self.replay_from = first_received_at(self.store, since, emit_from)
         log.info("detection: %d rules, judging from ledger seq %d (history read from seq %d)",
                  len(self.engine.rules), emit_from, self.position)  # fmt: skip
