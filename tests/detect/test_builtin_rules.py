@@ -25,9 +25,9 @@ from detect_traffic import (
     near_misses,
     scenarios,
 )
-from otaudit.detect.engine import Finding
 from otaudit.detect.rules import load_rules
 from otaudit.detect.run import detect_history
+from otaudit.detect.state import Finding
 from otaudit.store.sqlite import SQLiteStore
 
 NOW = (time.time_ns() // MIN) * MIN

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from detect_traffic import DAY, HOUR, MIN, anchor, background, entries, login, scenarios
-from otaudit.detect.engine import Finding
 from otaudit.detect.process import PositionFile
 from otaudit.detect.rules import load_rules
 from otaudit.detect.run import Detector, detect_history
+from otaudit.detect.state import Finding
 from otaudit.errors import Overloaded
 from otaudit.store.sqlite import SQLiteStore
 

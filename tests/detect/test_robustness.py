@@ -9,9 +9,9 @@ from pathlib import Path
 
 from detect_traffic import DAY, HOUR, MIN, Act, S, anchor, background, entries, login, scenarios
 from otaudit.detect.alerts import read_alerts
-from otaudit.detect.engine import Finding
 from otaudit.detect.rules import build_rule, load_rules
 from otaudit.detect.run import Detector, detect_history
+from otaudit.detect.state import Finding
 from otaudit.store.sqlite import SQLiteStore
 
 NOW = (time.time_ns() // MIN) * MIN

@@ -24,7 +24,8 @@ import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otaudit.access import Reader, log_request, seal_request
-from otaudit.detect.engine import ALERT_ACTION, TRIAGE_ACTION, Finding
+from otaudit.detect.engine import ALERT_ACTION, TRIAGE_ACTION
+from otaudit.detect.state import Finding
 from otaudit.errors import ConfigError
 from otaudit.record import Entry, rfc3339_ns
 from otaudit.store.base import Store

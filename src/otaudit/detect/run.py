@@ -21,10 +21,11 @@ from typing import Any, Final
 
 from otaudit.access import seal_request
 from otaudit.detect.alerts import alert_request, finding_json, log_alert
-from otaudit.detect.engine import Engine, Finding
+from otaudit.detect.engine import Engine
 from otaudit.detect.event import MAX_SKEW_NS, Event, parse_rfc3339_ns
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import Rule
+from otaudit.detect.state import Finding
 from otaudit.errors import OtauditError
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.metrics import Metrics

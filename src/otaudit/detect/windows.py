@@ -1,0 +1,149 @@
+"""Rules over windows of record time: ``threshold`` and ``sequence``."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from otaudit.detect.event import Event
+from otaudit.detect.rules import LATE_NS, Rule
+from otaudit.detect.state import Finding, GroupKey, RuleState
+
+
+class Window:
+    """A group's matching records ordered by time: (time, seq, value), for counting any
+    time range whatever order the records arrived in."""
+
+    __slots__ = ("closed_seq", "items", "last_received", "times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.items: list[tuple[int, Any]] = []  # (seq, value), in the order of ``times``
+        self.closed_seq = -1  # sequence rules: the last record that ended a run
+        self.last_received = 0
+
+    def add(self, time: int, seq: int, value: Any) -> None:
+        """Keep a record, in time order."""
+        at = bisect.bisect_right(self.times, time)
+        self.times.insert(at, time)
+        self.items.insert(at, (seq, value))
+
+    def between(self, start: int, end: int) -> list[tuple[int, Any]]:
+        """The (seq, value) of the records with ``start <= time <= end``."""
+        times = self.times
+        return self.items[bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
+
+    def forget_before(self, time: int) -> None:
+        """Drop the records older than ``time``."""
+        at = bisect.bisect_left(self.times, time)
+        if at:
+            del self.times[:at]
+            del self.items[:at]
+
+
+class WindowedRule(RuleState):
+    """A rule counting each group's matching records within ``window`` of record time.
+
+    Records are kept ``LATE`` beyond the window (counted back from the group's newest
+    record), so one that arrives out of order by up to that much still meets the records
+    of its window."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        self.groups: dict[GroupKey, Window] = {}
+
+    def window(self, key: GroupKey, e: Event) -> Window:
+        """The group's window, with what is too old for any window forgotten."""
+        window = self.groups.get(key)
+        if window is None:
+            window = self.groups[key] = Window()
+        elif window.times:
+            window.forget_before(max(window.times[-1], e.time) - self.rule.window_ns - LATE_NS)
+        return window
+
+    def prune(self, clock: int) -> None:
+        # By receive time: a group none of whose records arrived lately is done with.
+        horizon = clock - self.rule.window_ns - LATE_NS
+        self.groups = {k: w for k, w in self.groups.items() if w.last_received >= horizon}
+
+
+class ThresholdRule(WindowedRule):
+    """At least ``threshold`` matching records (or distinct values) in a group within
+    ``window`` before a record: an alert at that record, at most one per group in each
+    period of ``window`` (counted from the epoch), so that a steady attack raises one alert
+    per period and which records raise them does not depend on where reading began."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        self.distinct = rule.distinct
+        self.fired: dict[GroupKey, set[int]] = {}
+
+    def feed(self, e: Event, out: list[Finding]) -> None:
+        key = self.group_of(e)
+        if key is None:
+            return
+        value = e.get(self.distinct) if self.distinct else None
+        if self.distinct and value is None:
+            return
+        window = self.window(key, e)
+        window.add(e.time, e.seq, value)
+        window.last_received = e.received
+        period = e.time // self.rule.window_ns
+        fired = self.fired.get(key)
+        if fired is not None and period in fired:
+            return
+        inside = window.between(e.time - self.rule.window_ns, e.time)
+        count = _distinct(inside, self.rule.threshold) if self.distinct else len(inside)
+        if count >= self.rule.threshold:
+            if fired is None:
+                fired = self.fired[key] = set()
+            fired.add(period)
+            out.append(self.finding(e, key, count, (seq for seq, _ in inside)))
+
+    def prune(self, clock: int) -> None:
+        super().prune(clock)
+        oldest = (clock - self.rule.window_ns - LATE_NS) // self.rule.window_ns - 1
+        kept: dict[GroupKey, set[int]] = {}
+        for key, periods in self.fired.items():
+            recent = {p for p in periods if p >= oldest}
+            if recent:
+                kept[key] = recent
+        self.fired = kept
+
+
+def _distinct(inside: list[tuple[int, Any]], enough: int) -> int:
+    """The number of distinct values, counting no further than ``enough``."""
+    seen: set[Any] = set()
+    for _, value in inside:
+        seen.add(value)
+        if len(seen) >= enough:
+            break
+    return len(seen)
+
+
+class SequenceRule(WindowedRule):
+    """At least ``threshold`` records matching ``where`` in a group within ``window`` before
+    a record matching ``then``; a ``then`` record ends the run either way."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        assert rule.then is not None
+        self.then = rule.then
+
+    def feed(self, e: Event, out: list[Finding]) -> None:
+        closing = self.then(e)
+        if not closing and not self.where(e):
+            return
+        key = self.key(e)
+        if None in key:
+            return
+        window = self.window(key, e)
+        window.last_received = e.received
+        if not closing:
+            window.add(e.time, e.seq, None)
+            return
+        run = [seq for seq, _ in window.between(e.time - self.rule.window_ns, e.time)
+               if seq > window.closed_seq]  # fmt: skip
+        window.closed_seq = e.seq
+        if len(run) >= self.rule.threshold:
+            out.append(self.finding(e, key, len(run), [*run, e.seq]))
