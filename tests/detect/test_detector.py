@@ -3,6 +3,9 @@ store error delays alerts, never loses them. It starts ``lookback`` back and fol
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from detect_traffic import DAY, HOUR, MIN, anchor, background, entries, login, scenarios
-from otaudit.detect.process import PositionFile
+from otaudit.detect import process as process_module
+from otaudit.detect.process import DetectorProcess, PositionFile
 from otaudit.detect.rules import load_rules
-from otaudit.detect.run import Detector, detect_history
+from otaudit.detect.run import AlertPublisher, Detector, detect_history
 from otaudit.detect.state import Finding
 from otaudit.errors import Overloaded
 from otaudit.store.sqlite import SQLiteStore
@@ -80,3 +84,43 @@ def test_the_saved_position(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     (tmp_path / "detect.position").write_text("garbage\n")
     assert saved.read() is None
     assert "unreadable" in caplog.text and "judging the last lookback again" in caplog.text
+
+
+def test_a_killed_detection_process_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_module, "RESTART_S", 0.1)
+    store = SQLiteStore(tmp_path / "ledger.db")
+    publisher = AlertPublisher(lambda entries: store.append(entries).seqs)
+    detector = DetectorProcess(tmp_path, None, load_rules(), publisher, tree_size=0)
+    detector.start()
+    try:
+        store.append(list(entries(login(NOW - 30 * MIN + i, "u01", "10.0.0.1", ok=False)
+                                  for i in range(20))))  # fmt: skip
+        detector.wake()
+        wait_until(lambda: publisher.published == 1)
+        first = detector.process
+        os.kill(first.pid, signal.SIGKILL)  # mid-wait, as an out-of-memory kill would
+        wait_until(lambda: detector.process is not first and detector.process.is_alive())
+        # Waking it never blocks the caller (the sequencer's writer thread).
+        waker = threading.Thread(target=detector.wake)
+        waker.start()
+        waker.join(2)
+        assert not waker.is_alive()
+        store.append(list(entries(login(NOW - 20 * MIN + i, "u02", "10.0.0.2", ok=False)
+                                  for i in range(20))))  # fmt: skip
+        detector.wake()
+        wait_until(lambda: publisher.published == 2)
+        assert publisher.published == 2  # the new one goes on from the saved position
+    finally:
+        detector.stop()
+        store.close()
+    assert PositionFile(tmp_path / "detect.position").read() == store_size(tmp_path)
+
+
+def store_size(data: Path) -> int:
+    store = SQLiteStore(data / "ledger.db", readonly=True)
+    try:
+        return store.tree_size()
+    finally:
+        store.close()

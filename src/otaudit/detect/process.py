@@ -32,16 +32,21 @@ from otaudit.metrics import Metrics
 log = logging.getLogger("otaudit.detect")
 
 _POLL_S: Final = 0.5
-_RESTART_S: Final = 5.0
+#: How long after the detection process died it is started again.
+RESTART_S = 5.0
 _RETRY_S: Final = 1.0
 
 
-def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | None,
+def _child(conn: Connection, signals: Connection, data: Path, store_url: str | None,
            specs: list[dict[str, Any]], verbose: bool, parent: int,
            emit_from: int | None) -> None:  # fmt: skip
-    """The detection process: follow the ledger, send findings and progress to the parent."""
-    # The server stops it (through ``stop``) after its own signal handling: a Ctrl-C or a
-    # SIGTERM to the whole process group must not cut the final pass short.
+    """The detection process: follow the ledger, send findings and progress to the parent.
+
+    ``signals`` brings ``WAKE`` (records were committed) and ``STOP`` from the server: a
+    pipe, which unlike a shared lock cannot be left held by a process that is killed.
+    """
+    # The server stops it (with STOP) after its own signal handling: a Ctrl-C or a SIGTERM
+    # to the whole process group must not cut the final pass short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
@@ -62,10 +67,15 @@ def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | 
     )
     detector.start()
     try:
-        while not stop.is_set() and os.getppid() == parent:  # a killed server takes it along
-            if wake.wait(_POLL_S):
-                wake.clear()
-                detector.wake()
+        stopping = False
+        while not stopping and os.getppid() == parent:  # a killed server takes it along
+            try:
+                while signals.poll(_POLL_S if not stopping else 0):
+                    got = signals.recv_bytes()
+                    stopping = stopping or got == STOP
+                    detector.wake()
+            except (EOFError, OSError):
+                stopping = True  # the server is gone
     finally:
         detector.stop()
         store.close()
@@ -76,6 +86,9 @@ def _child(conn: Connection, wake: Any, stop: Any, data: Path, store_url: str | 
 
 #: In the data directory: the next ledger seq the detection rules judge (this node's).
 POSITION_FILE: Final = "detect.position"
+#: What the server sends the detection process.
+WAKE: Final = b"w"
+STOP: Final = b"s"
 
 
 class PositionFile:
@@ -89,7 +102,10 @@ class PositionFile:
         """The saved position; None when there is none yet. When the file cannot be read,
         also None, after an error in the log."""
         try:
-            return int(self.path.read_text().strip())
+            position = int(self.path.read_text().strip())
+            if position < 0:
+                raise ValueError(f"negative position {position}")
+            return position
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -132,8 +148,9 @@ class DetectorProcess:
         self.publisher = publisher
         self.metrics = metrics
         self._ctx = multiprocessing.get_context("spawn")
-        self._wake = self._ctx.Event()
-        self._stop = self._ctx.Event()
+        self._signals: Connection | None = None  # the current child's signal pipe
+        self.process: Any = None  # the current child
+        self._lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otaudit-detect", daemon=True)
 
@@ -142,24 +159,38 @@ class DetectorProcess:
         self._thread.start()
 
     def wake(self) -> None:
-        """Tell the child that records were committed (the sequencer calls this)."""
-        self._wake.set()
+        """Tell the child that records were committed (the sequencer calls this, from the
+        writer thread: it never waits, whatever state the child is in)."""
+        self._signal(WAKE)
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Let the child judge what is sealed, seal what it finds, and stop it."""
         self._stopping = True
-        self._stop.set()
+        self._signal(STOP)
         self._thread.join(timeout_s)
+
+    def _signal(self, what: bytes) -> None:
+        with self._lock:
+            signals = self._signals
+            if signals is None:
+                return
+            try:
+                signals.send_bytes(what)
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups the child has yet to read
+            except OSError:
+                pass  # the child is gone; it is being started again
 
     def _spawn(self) -> tuple[Any, Connection]:
         receiver, sender = self._ctx.Pipe(duplex=False)
+        signals_in, signals_out = self._ctx.Pipe(duplex=False)
+        os.set_blocking(signals_out.fileno(), False)
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         process = self._ctx.Process(
             target=_child,
             args=(
                 sender,
-                self._wake,
-                self._stop,
+                signals_in,
                 self.data,
                 self.store_url,
                 self.specs,
@@ -171,7 +202,15 @@ class DetectorProcess:
             daemon=True,
         )
         process.start()
+        self.process = process
         sender.close()
+        signals_in.close()
+        with self._lock:
+            if self._signals is not None:
+                self._signals.close()
+            self._signals = signals_out
+        if self._stopping:
+            self._signal(STOP)  # stopped while this child was starting
         return process, receiver
 
     def _run(self) -> None:
@@ -181,11 +220,15 @@ class DetectorProcess:
             process.join(10)
             if process.is_alive():
                 process.kill()
-            if finished or self._stopping or self._stop.is_set():
+            if finished or self._stopping:
+                with self._lock:
+                    if self._signals is not None:
+                        self._signals.close()
+                        self._signals = None
                 return
             log.critical("the detection process exited with status %s; restarting it in %.0f s",
-                         process.exitcode, _RESTART_S)  # fmt: skip
-            time.sleep(_RESTART_S)
+                         process.exitcode, RESTART_S)  # fmt: skip
+            time.sleep(RESTART_S)
 
     def _follow(self, receiver: Connection) -> bool:
         """Seal what the child sends until it is done (True) or gone (False)."""
