@@ -165,7 +165,8 @@ VERIFY_ACTION: Final = "otaudit.verify"
 
 def refusal_entry(message: str) -> Entry:
     """The sealed record of the server refusing to sign a checkpoint because the ledger is
-    not consistent with the previous one (the ``verification_failed`` rule alerts on it)."""
+    not consistent with the previous one (the ``verification_failed`` rule alerts on it;
+    the server puts it on the ledger once until it signs again)."""
     attributes: dict[str, str | int] = {"audit.result": "failure",
                                         "audit.query.error": message[:MAX_TEXT]}  # fmt: skip
     return _log_entry(Reader("otaudit-server"), VERIFY_ACTION, "ledger",

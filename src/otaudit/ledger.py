@@ -162,7 +162,7 @@ class Sequencer:
         self._oldest: list[float] = []
         self._thread = threading.Thread(target=self._run, name="otaudit-sequencer", daemon=True)
         self._stopping = False
-        self._refused: str | None = None  # the last refusal to sign put on the ledger
+        self._refused = False  # a refusal to sign is on the ledger (none signed since)
         #: Called (in the writer thread) after each commit that appended records.
         self.on_commit: list[Callable[[], None]] = []
         self.metrics.lag.set_function(self._lag)
@@ -301,15 +301,16 @@ class Sequencer:
                 self.metrics.queue_records.set(self._queued_records)
 
     def _report_refusal(self, message: str) -> None:
-        """Put a refusal to sign on the ledger itself, once per distinct reason."""
-        if message == self._refused:
+        """Put a refusal to sign on the ledger itself, once until a checkpoint is signed
+        again (the record grows the tree, and every later attempt fails the same way)."""
+        if self._refused:
             return
         try:
             self.store.append([access.refusal_entry(message)])
         except StoreError as exc:
             log.error("the refusal to sign is not recorded in the ledger: %s", exc)
             return
-        self._refused = message
+        self._refused = True
 
     def _checkpoint(self) -> None:
         try:
@@ -322,4 +323,5 @@ class Sequencer:
             self._report_refusal(str(exc))
             return
         if cp is not None:
+            self._refused = False
             self.metrics.checkpoint_size.set(cp.tree_size)

@@ -322,5 +322,9 @@ def test_a_server_that_refuses_to_sign_raises_an_alert(tmp_path: Path) -> None:
         (alert,) = wait_for(alerts)
         assert alert["severity"] == "critical"
         assert "not consistent with the checkpoint" in alert["summary"]
+        # Once: the refusal record grows the tree, and every later attempt fails alike.
+        send(server, background(NOW - DAY, NOW, heartbeat_s=None)[45:50])
+        time.sleep(1)
+        assert len(alerts()) == 1
     finally:
         server.stop()
