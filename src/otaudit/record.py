@@ -202,13 +202,38 @@ def derive_columns(envelope: dict[str, Any]) -> Columns:
     )
 
 
-def content_key(content: bytes) -> bytes:
-    """The idempotence key of a record: SHA-256 of the canonical ``record`` member, 16 bytes.
+def dedup_key(pipeline: str, content: bytes) -> bytes:
+    """The idempotence key of a record: SHA-256 of the canonical envelope without its
+    ``received_at``, ``{"otaudit": 1, "pipeline": ..., "record": ...}``, 16 bytes.
 
-    A retried export carries the same content (but a new receive time), so it
-    maps to the same key and is not sealed twice.
+    A retried export carries the same content through the same pipeline (but a new
+    receive time), so it maps to the same key and is not sealed twice. The pipeline is
+    part of the key, so a record of one pipeline is never taken for a copy of another
+    pipeline's: nothing a client sends can stand in for one of otaudit's own records
+    (pipeline ``otaudit``, DESIGN invariant 9), while two own records with the same
+    content (an alert found again) are still kept once.
+    """
+    return hashlib.sha256(
+        b"".join((_envelope_prefix(pipeline), _RECORD_MARKER, content, b"}"))
+    ).digest()[:16]
+
+
+def content_key(content: bytes) -> bytes:
+    """The idempotence key before it covered the pipeline: SHA-256 of the canonical
+    ``record`` member alone, 16 bytes.
+
+    Records sealed before that change keep this key; ``verify`` accepts either. No record
+    sealed now gets it (the bytes hashed for :func:`dedup_key` begin with
+    ``{"otaudit":``, which no ``record`` member does), so an old key never matches a new
+    record.
     """
     return hashlib.sha256(content).digest()[:16]
+
+
+def dedup_keys(pipeline: str, content: bytes) -> tuple[bytes, bytes]:
+    """The dedup keys a stored record may carry: :func:`dedup_key`, and for records sealed
+    before the key covered the pipeline, :func:`content_key`."""
+    return dedup_key(pipeline, content), content_key(content)
 
 
 @functools.lru_cache(maxsize=64)
@@ -242,7 +267,8 @@ def seal(content_obj: dict[str, Any], content: bytes, pipeline: str, received_ns
         "received_at": received,
         "record": content_obj,
     }
-    return Entry(sealed, leaf_hash(sealed), content_key(content), derive_columns(envelope))
+    key = dedup_key(pipeline, content)
+    return Entry(sealed, leaf_hash(sealed), key, derive_columns(envelope))
 
 
 def parse_sealed(sealed: bytes) -> tuple[dict[str, Any], bytes]:

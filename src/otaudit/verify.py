@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from otaudit import merkle, tree
 from otaudit.checkpoint import VerifierKey, open_checkpoint
 from otaudit.errors import VerificationError
-from otaudit.record import COLUMN_NAMES, content_key, derive_columns, parse_sealed
+from otaudit.record import COLUMN_NAMES, dedup_keys, derive_columns, parse_sealed
 from otaudit.store.base import Store, StoredRecord
 
 Progress = Callable[[int], None]
@@ -74,7 +74,7 @@ def _check_record(rec: StoredRecord, leaf: bytes) -> None:
                     f"seq {rec.seq}: column {name} is {got!r} but the sealed record says {want!r}",
                     rec.seq,
                 )
-    if content_key(content) != rec.dedup_key:
+    if rec.dedup_key not in dedup_keys(envelope["pipeline"], content):
         raise VerificationError(
             f"seq {rec.seq}: dedup key does not match the sealed record", rec.seq
         )
