@@ -46,6 +46,7 @@ def _request() -> bytes:
 def test_redaction_rules(tmp_path: Path) -> None:
     key = tmp_path / "redaction.key"
     key.write_text("5d2c0b2f0b8e4f0aa9a8e3f7c6d5b4a3\n")
+    key.chmod(0o600)  # a key others may read is refused
     rules = ["--redact", "drop:payment.card.*", "--redact", "hmac:enduser.id",
              "--redact", "hmac:host.owner", "--redaction-key-file", str(key)]  # fmt: skip
     server = Server(tmp_path / "data", extra_args=rules).start()
@@ -91,6 +92,7 @@ def test_redaction_rules(tmp_path: Path) -> None:
 )
 def test_bad_redaction_settings_stop_serve(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "short").write_text("0123456789")
+    (tmp_path / "short").chmod(0o600)
     resolved = [str(tmp_path / a) if a in ("short", "missing") else a for a in args]
     result = otaudit("serve", "--data", str(tmp_path / "data"), *resolved)
     assert result.returncode == 2

@@ -9,6 +9,7 @@ triage decision, ``rules`` checks and shows rule files.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from click.core import ParameterSource
 from otaudit.cli.main import handle_errors, store_options, time_bound
 from otaudit.cli.reading import audited_read, sign_if_possible
 from otaudit.cli.search import terminal
+from otaudit.errors import ConfigError
 from otaudit.query import cell
 
 if TYPE_CHECKING:
@@ -43,20 +45,38 @@ def rule_options(func: F) -> F:
     return func
 
 
+#: Environment variables for notification settings that may hold secrets; each is used when
+#: its option is not given. The process list shows every command line to every local user;
+#: a process's environment only to its own user.
+WEBHOOK_ENV: Final = "OTAUDIT_ALERT_WEBHOOK"
+WEBHOOK_HEADERS_ENV: Final = "OTAUDIT_ALERT_WEBHOOK_HEADERS"
+OTLP_HEADERS_ENV: Final = "OTAUDIT_ALERT_OTLP_HEADERS"
+
+
 def notify_options(func: F) -> F:
     """Where new alerts are sent besides the ledger and the log."""
     for name, metavar, text in reversed((
-        ("--alert-webhook", "URL", "POST each new alert as JSON here (retried)."),
-        ("--alert-webhook-header", "'NAME: VALUE'", "A header for the webhook (repeatable)."),
+        ("--alert-webhook", "URL",
+         f"POST each new alert as JSON here (retried). A URL whose path or query is a "
+         f"secret goes in ${WEBHOOK_ENV} instead; credentials in the URL are refused."),
+        ("--alert-webhook-header-file", "FILE",
+         f"'Name: value' lines, headers for the webhook such as Authorization (mode 0600; "
+         f"or the lines in ${WEBHOOK_HEADERS_ENV})."),
         ("--alert-webhook-secret-file", "FILE",
-         "Sign each webhook body with this secret: X-Otaudit-Signature: sha256=<HMAC-SHA256>."),
+         "Sign each webhook body with this secret (mode 0600): "
+         "X-Otaudit-Signature: sha256=<HMAC-SHA256>."),
         ("--alert-otlp-endpoint", "URL",
          "Export each new alert as an OTLP log record to this OTLP/HTTP logs URL "
          "(e.g. http://collector:4318/v1/logs; retried)."),
-        ("--alert-otlp-header", "'NAME: VALUE'", "A header for the OTLP export (repeatable)."),
+        ("--alert-otlp-header-file", "FILE",
+         f"'Name: value' lines, headers for the OTLP export (mode 0600; or the lines in "
+         f"${OTLP_HEADERS_ENV})."),
     )):  # fmt: skip
-        func = click.option(name, metavar=metavar, help=text,
-                            multiple=name.endswith("header"))(func)  # fmt: skip
+        func = click.option(name, metavar=metavar, help=text)(func)
+    # Header values on the command line are refused (see notify_settings); the options stay,
+    # hidden, so that an old command line is told what to do instead.
+    for name in ("--alert-otlp-header", "--alert-webhook-header"):
+        func = click.option(name, multiple=True, hidden=True)(func)
     return func
 
 
@@ -70,31 +90,70 @@ def load_rule_set(rule_files: tuple[Path, ...], no_builtin_rules: bool) -> list[
 def notify_settings(
     alert_webhook: str | None,
     alert_webhook_header: tuple[str, ...],
+    alert_webhook_header_file: str | None,
     alert_webhook_secret_file: str | None,
     alert_otlp_endpoint: str | None,
     alert_otlp_header: tuple[str, ...],
+    alert_otlp_header_file: str | None,
 ) -> NotifySettings:
-    """The notification options, checked."""
-    from otaudit.detect.notify import NotifySettings, check_url, parse_header
+    """The notification options, checked; secrets only from files (mode 0600 or stricter) or
+    the environment, never from the command line."""
+    from otaudit.detect.notify import NotifySettings, check_url
     from otaudit.secretfile import read_secret
 
-    secret = None
-    if alert_webhook_secret_file is not None:
-        if alert_webhook is None:
-            raise click.UsageError("--alert-webhook-secret-file needs --alert-webhook")
-        secret = read_secret(Path(alert_webhook_secret_file), "--alert-webhook-secret-file")
+    for option, given, env in (
+        ("--alert-webhook-header", alert_webhook_header, WEBHOOK_HEADERS_ENV),
+        ("--alert-otlp-header", alert_otlp_header, OTLP_HEADERS_ENV),
+    ):
+        if given:
+            raise click.UsageError(
+                f"{option} is refused: header values on the command line are visible to every "
+                f"user in the process list; put 'Name: value' lines in {option}-file FILE "
+                f"(mode 0600) or in ${env}"
+            )
+    webhook = alert_webhook if alert_webhook is not None else os.environ.get(WEBHOOK_ENV) or None
+    for option, needed, file in (
+        ("--alert-webhook-secret-file", "--alert-webhook", alert_webhook_secret_file),
+        ("--alert-webhook-header-file", "--alert-webhook", alert_webhook_header_file),
+        ("--alert-otlp-header-file", "--alert-otlp-endpoint", alert_otlp_header_file),
+    ):
+        target = webhook if needed == "--alert-webhook" else alert_otlp_endpoint
+        if file is not None and target is None:
+            raise click.UsageError(f"{option} needs {needed}")
 
+    where = "--alert-webhook" if alert_webhook is not None else f"${WEBHOOK_ENV}"
     return NotifySettings(
-        webhook=None if alert_webhook is None else check_url(alert_webhook, "--alert-webhook"),
-        webhook_headers=tuple(
-            parse_header(h, "--alert-webhook-header") for h in alert_webhook_header
-        ),
+        webhook=None if webhook is None else check_url(webhook, where),
+        webhook_headers=()
+        if webhook is None
+        else _headers(alert_webhook_header_file, "--alert-webhook-header-file",
+                      WEBHOOK_HEADERS_ENV),
+        webhook_secret=None
+        if alert_webhook_secret_file is None
+        else read_secret(Path(alert_webhook_secret_file), "--alert-webhook-secret-file"),
         otlp_endpoint=None
         if alert_otlp_endpoint is None
         else check_url(alert_otlp_endpoint, "--alert-otlp-endpoint"),
-        otlp_headers=tuple(parse_header(h, "--alert-otlp-header") for h in alert_otlp_header),
-        webhook_secret=secret,
-    )
+        otlp_headers=()
+        if alert_otlp_endpoint is None
+        else _headers(alert_otlp_header_file, "--alert-otlp-header-file", OTLP_HEADERS_ENV),
+    )  # fmt: skip
+
+
+def _headers(path: str | None, option: str, env: str) -> tuple[tuple[str, str], ...]:
+    """The headers of a header file (checked like every secret file) and of ``env``."""
+    from otaudit.detect.notify import parse_header_lines
+    from otaudit.secretfile import read_private_file
+
+    headers: tuple[tuple[str, str], ...] = ()
+    if path is not None:
+        raw = read_private_file(Path(path), option)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{option} {path} is not UTF-8 text") from None
+        headers = parse_header_lines(text, f"{option} {path}")
+    return headers + parse_header_lines(os.environ.get(env, ""), f"${env}")
 
 
 @click.command("detect")

@@ -6,6 +6,10 @@ connection errors, 408, 429 and 5xx, up to ``attempts`` tries. The alert is
 already sealed in the ledger when it is queued; a destination that stays
 unreachable is logged as an error with the alert id, and ``otaudit alerts``
 still lists it.
+
+Header values and the signing secret come from files or the environment, never the
+command line (see ``otaudit.cli.detect``); URLs carry no credentials, and every log line
+and message shows a URL with its query string redacted (:func:`redact_url`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -41,22 +45,71 @@ _STOP: Final = object()
 
 def parse_header(text: str, option: str) -> tuple[str, str]:
     """``Name: value`` or ``Name=value``; ConfigError naming the option otherwise (a name
-    that is not an HTTP token, a value with control characters)."""
+    that is not an HTTP token, a value with control characters or beyond Latin-1). The
+    messages never show the value: it is usually a credential."""
     for sep in (":", "="):
         name, found, value = text.partition(sep)
         name, value = name.strip(), value.strip()
         if found and _TOKEN.fullmatch(name):
             if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
                 raise ConfigError(f"{option}: the value of {name} has control characters")
+            if any(ord(c) > 255 for c in value):
+                raise ConfigError(f"{option}: the value of {name} is not Latin-1 text")
             return name, value
-    raise ConfigError(f"{option} expects 'Name: value' with an HTTP header name, got {text!r}")
+    raise ConfigError(
+        f"{option} expects 'Name: value' with an HTTP header name (the text is not shown here)"
+    )
+
+
+def parse_header_lines(text: str, where: str) -> tuple[tuple[str, str], ...]:
+    """The headers of ``Name: value`` lines (a header file, or an environment variable);
+    blank lines and lines starting with ``#`` are skipped. ConfigError names ``where`` and
+    the line."""
+    headers = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            headers.append(parse_header(line, f"{where} line {n}"))
+    return tuple(headers)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as logs and messages show it: credentials (``user:password@``), query string and
+    fragment replaced by ``***``; scheme, host, port and path kept."""
+    parts = urlsplit(url)
+    scheme = f"{parts.scheme}:" if parts.scheme else ""
+    if parts.netloc:
+        _, at, host = parts.netloc.rpartition("@")
+        shown = f"{scheme}//" + ("***@" if at else "") + host + parts.path
+    else:  # no authority (``user:pw@host``): whatever comes before an @ may be a credential
+        _, at, rest = (scheme + parts.path).rpartition("@")
+        shown = ("***@" if at else "") + rest
+    return shown + ("?***" if parts.query else "") + ("#***" if parts.fragment else "")
 
 
 def check_url(url: str, option: str) -> str:
-    """An http(s) URL with a host; ConfigError naming the option otherwise."""
+    """An http(s) URL with a host and no credentials in it; ConfigError naming the option
+    otherwise (the URL shown redacted, see :func:`redact_url`).
+
+    Credentials in the URL (``https://user:password@host/``) are refused wherever the URL
+    comes from: on a command line every local user reads them in the process list, they
+    would reach the logs, and urllib never sends them anyway. An ``Authorization`` header
+    from a header file does the same job.
+    """
+    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise ConfigError(f"{option}: the URL has spaces or control characters")
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises here, not at each post
+    except ValueError:
+        raise ConfigError(f"{option} {redact_url(url)}: the port is not a number") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{option} expects an http:// or https:// URL, got {url!r}")
+        raise ConfigError(f"{option} expects an http:// or https:// URL, got {redact_url(url)!r}")
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{option} {redact_url(url)}: credentials in a URL are refused (they would be "
+            "visible in the process list and the logs, and are not sent); put an "
+            "'Authorization: ...' line in a header file instead"
+        )
     return url
 
 
@@ -72,12 +125,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class NotifySettings:
     """Where new alerts go besides the ledger and the log."""
 
-    webhook: str | None = None
-    webhook_headers: tuple[tuple[str, str], ...] = ()
+    # Secrets (header values, the signing secret, a URL whose path is a token) stay out of
+    # the repr: a settings object that ends up in a log or a traceback shows none of them.
+    webhook: str | None = field(default=None, repr=False)
+    webhook_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: Signs each webhook body: ``X-Otaudit-Signature: sha256=<HMAC-SHA256 hex>``.
-    webhook_secret: bytes | None = None
-    otlp_endpoint: str | None = None  # an OTLP/HTTP logs URL, e.g. http://collector:4318/v1/logs
-    otlp_headers: tuple[tuple[str, str], ...] = ()
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    #: An OTLP/HTTP logs URL, e.g. http://collector:4318/v1/logs.
+    otlp_endpoint: str | None = field(default=None, repr=False)
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     attempts: int = 6
     backoff_s: float = 1.0
     timeout_s: float = 10.0
@@ -96,7 +152,12 @@ class _Delivery:
     url: str
     body: bytes
     content_type: str
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    @property
+    def shown(self) -> str:
+        """The URL as the log shows it (:func:`redact_url`)."""
+        return redact_url(self.url)
 
 
 class Notifier:
@@ -138,7 +199,7 @@ class Notifier:
         except queue.Full:
             self.failed += 1
             log.error("alert %s not sent to the %s %s: %d notifications already waiting",
-                      delivery.alert_id, delivery.destination, delivery.url,
+                      delivery.alert_id, delivery.destination, delivery.shown,
                       self.settings.max_queue)  # fmt: skip
 
     def close(self, timeout_s: float = 30.0) -> None:
@@ -176,7 +237,7 @@ class Notifier:
     def _give_up(self, d: _Delivery, error: str | None) -> None:
         self.failed += 1
         log.error("alert %s NOT sent to the %s %s: %s (it is in the ledger: otaudit alerts)",
-                  d.alert_id, d.destination, d.url, error)  # fmt: skip
+                  d.alert_id, d.destination, d.shown, error)  # fmt: skip
 
     def _deliver(self, d: _Delivery) -> None:
         s = self.settings
@@ -185,14 +246,14 @@ class Notifier:
             retry_after, error = self._post(d)
             if error is None:
                 self.delivered += 1
-                log.info("alert %s sent to the %s %s", d.alert_id, d.destination, d.url)
+                log.info("alert %s sent to the %s %s", d.alert_id, d.destination, d.shown)
                 return
             if retry_after is None or attempt == s.attempts or self._stopping.is_set():
                 break
             if time.monotonic() + max(delay, retry_after) > self._deadline:
                 break
             log.warning("alert %s: %s %s failed (%s); retry %d of %d in %.0f s", d.alert_id,
-                        d.destination, d.url, error, attempt, s.attempts - 1,
+                        d.destination, d.shown, error, attempt, s.attempts - 1,
                         max(delay, retry_after))  # fmt: skip
             self._sleep(max(delay, retry_after))
             delay = min(delay * 2, 60.0)
