@@ -45,6 +45,14 @@ def new_store_url(kind: str, directory: Path, request: pytest.FixtureRequest) ->
     return server.database()
 
 
+def query_args(store_url: str | None, request: pytest.FixtureRequest) -> list[str]:
+    """``--query-store`` for user SQL over ``store_url``: the query login on PostgreSQL."""
+    if store_url is None or not store_url.startswith("postgresql"):
+        return []
+    server: PgServer = request.getfixturevalue("pg")
+    return ["--query-store", server.query_url(store_url)]
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new, empty ledger on each store, as a ``--store`` URL."""

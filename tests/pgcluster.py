@@ -16,6 +16,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -152,6 +153,28 @@ class PgServer:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             for name in self.created:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def query_url(self, url: str) -> str:
+        """``url`` as ``otaudit_sql``, a login holding only ``otaudit_query`` (created once):
+        the login user SQL runs as. The database must have been migrated."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(_QUERY_LOGIN)
+        return with_login(url, "otaudit_sql")
+
+
+_QUERY_LOGIN = """DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'otaudit_query') THEN
+        CREATE ROLE otaudit_query NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'otaudit_sql') THEN
+        CREATE ROLE otaudit_sql LOGIN IN ROLE otaudit_query;
+    END IF;
+END $$"""
+
+
+def with_login(url: str, login: str) -> str:
+    """The URL with another user (no password: the throwaway server trusts local logins)."""
+    return re.sub(r"^(postgres(?:ql)?://)[^@/]*@", rf"\g<1>{login}@", url)
 
 
 def _with_database(dsn: str, name: str) -> str:

@@ -28,7 +28,8 @@ from otaudit.detect.alerts import read_alerts
 from otaudit.dialect import AUDITOR_QUERY
 from otaudit.errors import OtauditError
 from otaudit.examples.drive import drive
-from otaudit.query import print_table, run_sql
+from otaudit.query import print_table, query_target, run_sql
+from otaudit.sqllimits import QueryLimits
 from otaudit.verify import verify_ledger
 
 AUDITOR_SQL = AUDITOR_QUERY
@@ -135,7 +136,7 @@ def run_demo(console: Console, keep: Path | None = None) -> None:
                           "--decision resolved --note ...`")  # fmt: skip
             console.rule("[bold]6. The auditor asks: every permission change in the last 90 days")
             console.print(AUDITOR_SQL, highlight=False)
-            print_table(run_sql(store, AUDITOR_SQL), console)
+            print_table(run_sql(query_target(store), AUDITOR_SQL, QueryLimits()), console)
             console.rule("[bold]7. The latest signed checkpoint (C2SP tlog-checkpoint)")
             console.print(store.checkpoints()[-1].note, highlight=False, markup=False)
         finally:

@@ -1,9 +1,9 @@
 """Read-only SQL over the audit views, and result formatting.
 
 The views ``audit_records``, ``audit_spans`` and ``audit_logs`` expose only
-columns derived from sealed bytes (``docs/querying.md``). Queries run on
-read-only connections with a time limit and a row cap; a capped result says
-so.
+columns derived from sealed bytes (``docs/querying.md``). Statements run in
+a query worker process on read-only connections, within the limits of
+:class:`~otaudit.sqllimits.QueryLimits`; a capped result says so.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,26 +20,55 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from otaudit.errors import ConfigError
+from otaudit.sqllimits import QueryLimits, QueryRows
+from otaudit.sqlworker import QueryTarget, SqlRunner
 from otaudit.store.base import Store
+from otaudit.store.sqlite import SQLiteStore
 
 FORMATS = ("table", "csv", "json")
 
 
-@dataclass(frozen=True)
-class QueryResult:
-    """Column names, rows and whether the row cap cut the result short."""
+#: A statement's columns, rows and the cap that cut it short, if any.
+QueryResult = QueryRows
 
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
+
+def query_target(store: Store, query_url: str | None = None) -> QueryTarget:
+    """Where user SQL over ``store`` runs: the SQLite file itself, or PostgreSQL as the
+    query login of ``query_url`` (``--query-store``; by default the store's own URL, which
+    is then refused unless its login can only read the audit views)."""
+    if isinstance(store, SQLiteStore):
+        return QueryTarget("sqlite", str(store.path))
+    dsn = query_url or getattr(store, "dsn", None)
+    if not isinstance(dsn, str):
+        raise ConfigError("user SQL needs a SQLite ledger or a PostgreSQL --query-store")
+    return QueryTarget("postgresql", dsn)
 
 
 def run_sql(
-    store: Store, sql: str, *, max_rows: int = 100_000, timeout_ms: int = 30_000
+    target: QueryTarget, sql: str, limits: QueryLimits, runner: SqlRunner | None = None
 ) -> QueryResult:
-    """Run one read-only SQL statement; QueryError carries the database's message."""
-    columns, rows, truncated = store.query(sql, max_rows=max_rows, timeout_ms=timeout_ms)
-    return QueryResult(columns, rows, truncated)
+    """Run one read-only statement in a query worker process (:mod:`otaudit.sqlworker`);
+    QueryError carries the database's message, or names the limit a statement ran into."""
+    if runner is not None:
+        return runner.run(target, sql, limits)
+    own = SqlRunner(1)
+    try:
+        return own.run(target, sql, limits)
+    finally:
+        own.close()
+
+
+def truncation_notice(result: QueryResult, limits: QueryLimits) -> str | None:
+    """What to tell a reader whose result was cut short, or None."""
+    if result.truncated == "rows":
+        return f"truncated: only the first {limits.max_rows} rows are shown (--max-rows)"
+    if result.truncated == "bytes":
+        return (
+            f"truncated: only the first {len(result.rows)} rows are shown, the result is over"
+            f" {limits.max_result_bytes} bytes (--max-bytes)"
+        )
+    return None
 
 
 def json_cell(value: Any) -> Any:

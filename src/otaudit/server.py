@@ -44,6 +44,7 @@ class ServeSettings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     witness_dir: Path | None = None
     read_api: tuple[str, int] | None = None
+    query_url: str | None = None
     unsafe_no_auth: bool = False
     tls: TlsSettings | None = None
     detection: DetectSettings | None = None
@@ -90,11 +91,15 @@ def serve(settings: ServeSettings) -> None:
     servers = [
         (_uvicorn(build_app(ingest, authn), http_host, http_port, settings.tls), http_socket)
     ]
+    service: ReadService | None = None
     if settings.read_api is not None:
         read_host, read_port = settings.read_api
         read_socket = _listen(read_host, read_port, "the read API")
         service = ReadService(
-            lambda: datadir.open_store(data, settings.store_url, readonly=True), sequencer, authn
+            lambda: datadir.open_store(data, settings.store_url, readonly=True),
+            sequencer,
+            authn,
+            query_url=settings.query_url,
         )
         read_app = _uvicorn(build_read_app(service), read_host, read_port, settings.tls)
         servers.append((read_app, read_socket))
@@ -120,6 +125,8 @@ def serve(settings: ServeSettings) -> None:
     finally:
         grpc_server.stop(grace=5).wait()
         ingest.close()
+        if service is not None:
+            service.close()
         if detector is not None:
             detector.stop()
         sequencer.stop()

@@ -7,6 +7,9 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
+from conftest import query_args
 from detect_traffic import DAY, MIN, anchor, background, entries, scenarios
 from otaudit import datadir
 from otaudit.access import Reader
@@ -19,7 +22,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "detection.md"
 NOW = (time.time_ns() // MIN) * MIN
 
 
-def test_evidence_queries(store_url: str, tmp_path: Path) -> None:
+def test_evidence_queries(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     trail, backlog = re.findall(r"```sql\n(.*?)```", DOCS.read_text(), re.S)
     start = NOW - 40 * DAY
     a = anchor(start, NOW)
@@ -53,8 +56,8 @@ def test_evidence_queries(store_url: str, tmp_path: Path) -> None:
     assert len(old) == 3
 
     def sql(text: str) -> list[dict[str, object]]:
-        result = otaudit("sql", "--store", store_url, "--data", str(tmp_path), "--format", "json",
-                         text)  # fmt: skip
+        result = otaudit("sql", "--store", store_url, *query_args(store_url, request),
+                         "--data", str(tmp_path), "--format", "json", text)  # fmt: skip
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 

@@ -70,9 +70,9 @@ def _send(exporter: SpanExporter, spans: Sequence[ReadableSpan], failures: list[
     exporter.shutdown()
 
 
-def _sql(store_url: str, data: Path, statement: str) -> list[dict[str, object]]:
-    result = otaudit("sql", "--store", store_url, "--data", str(data), "--format", "json",
-                     statement)  # fmt: skip
+def _sql(pg: PgServer, store_url: str, data: Path, statement: str) -> list[dict[str, object]]:
+    result = otaudit("sql", "--store", store_url, "--query-store", pg.query_url(store_url),
+                     "--data", str(data), "--format", "json", statement)  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows: list[dict[str, object]] = json.loads(result.stdout)
     return rows
@@ -103,7 +103,7 @@ def test_three_nodes_write_one_dense_verifiable_ledger(pg: PgServer, tmp_path: P
     assert failures == []
     assert codes == [0, 0, 0]
 
-    (row,) = _sql(url, first.data,
+    (row,) = _sql(pg, url, first.data,
                   "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi,"
                   " count(DISTINCT service) AS services FROM audit_spans")  # fmt: skip
     assert row == {"n": sent, "lo": 0, "hi": sent - 1, "services": 6}  # dense: 0 .. n-1
@@ -213,10 +213,11 @@ def test_postgres_restart_during_load_loses_nothing_acknowledged(tmp_path: Path)
 
         assert while_away >= 1
         assert len(acknowledged) >= before + 10, "ingest did not recover after the restart"
-        (row,) = _sql(url, node.data, "SELECT count(*) AS n FROM audit_spans")
+        (row,) = _sql(server, url, node.data, "SELECT count(*) AS n FROM audit_spans")
         # Every acknowledged record is there (a batch answered 503 may also be there once).
         assert isinstance(row["n"], int) and row["n"] >= 20 * len(acknowledged)
-        ids = {r["span_id"] for r in _sql(url, node.data, "SELECT span_id FROM audit_spans")}
+        rows = _sql(server, url, node.data, "SELECT span_id FROM audit_spans")
+        ids = {r["span_id"] for r in rows}
         for body in acknowledged:
             for span in (
                 ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans

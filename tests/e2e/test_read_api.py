@@ -15,7 +15,7 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conftest import STORE_KINDS, new_store_url
+from conftest import STORE_KINDS, new_store_url, query_args
 from otaudit.demo import free_port
 from support import Server, audit_request, otaudit, post
 
@@ -47,10 +47,15 @@ class Api:
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     directory = tmp_path_factory.mktemp("read-api")
     store_args: list[str] = []
+    sql_args: list[str] = []
     if request.param != "sqlite":
-        store_args = ["--store", new_store_url(request.param, directory, request)]
+        url = new_store_url(request.param, directory, request)
+        store_args = ["--store", url]
+        sql_args = query_args(url, request)
     port = free_port()
-    server = Server(directory / "data", extra_args=[*store_args, "--read-api", f"127.0.0.1:{port}"])
+    server = Server(
+        directory / "data", extra_args=[*store_args, *sql_args, "--read-api", f"127.0.0.1:{port}"]
+    )
     server.start()
     assert post(server, audit_request(RECORDS)).status_code == 200
     base = f"http://127.0.0.1:{port}/api/v1"

@@ -44,8 +44,12 @@ def test_writer_and_reader_logins(pg: PgServer, ledger_url: str, tmp_path: Path)
 
     verified = otaudit("verify", "--store", auditor, "--data", str(tmp_path / "data"))
     assert verified.returncode == 0, verified.stderr
-    rows = otaudit("sql", "--store", auditor, "--format", "csv",
-                   "SELECT count(*) AS n FROM audit_spans")  # fmt: skip
+    # User SQL runs as a login that can only read the views; the reader login is refused.
+    refused = otaudit("sql", "--store", auditor, "SELECT 1")
+    assert refused.returncode == 2
+    assert "refusing to run user SQL as 'auditor'" in refused.stderr
+    rows = otaudit("sql", "--store", auditor, "--query-store", pg.query_url(ledger_url),
+                   "--format", "csv", "SELECT count(*) AS n FROM audit_spans")  # fmt: skip
     assert rows.stdout.splitlines() == ["n", "4"]
     # A login that may only read cannot append the record of its read, and is told so.
     assert "this read is not recorded in the ledger" in rows.stderr

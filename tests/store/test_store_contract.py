@@ -3,7 +3,8 @@
 What a store must do is in ``otaudit.store.base.Store``: dense numbering,
 idempotent appends, stored tree nodes that give RFC 9162 roots, insert-once
 checkpoints and metadata, append-only enforced by the database itself,
-read-only SQL over the audit views, and versioned migrations.
+and versioned migrations. User SQL has a contract of its own
+(``test_user_sql.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otaudit import datadir, merkle, tree
-from otaudit.errors import ConfigError, QueryError, StoreError
+from otaudit.errors import ConfigError, StoreError
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal
 from otaudit.store.base import Store, StoredCheckpoint
@@ -137,42 +138,6 @@ def test_postgres_refuses_truncate(any_store: Store, store_url: str) -> None:
     assert any_store.tree_size() == 2
 
 
-def test_queries_read_the_views_and_nothing_else(any_store: Store) -> None:
-    any_store.append(entries(5))
-    names, rows, truncated = any_store.query(
-        "SELECT seq, actor, attributes['audit.action'] AS action FROM audit_spans ORDER BY seq",
-        max_rows=3, timeout_ms=5000,
-    )  # fmt: skip
-    assert (names, rows, truncated) == (
-        ["seq", "actor", "action"], [(0, "alice", "config_change"), (1, "alice", "config_change"),
-                                     (2, "alice", "config_change")], True,
-    )  # fmt: skip
-    _, rows, truncated = any_store.query(
-        "SELECT count(*) FROM audit_records WHERE timestamp < NOW() - INTERVAL '90 days'",
-        max_rows=10, timeout_ms=5000,
-    )  # fmt: skip
-    assert (rows, truncated) == ([(5,)], False)
-    for statement in (
-        "SELECT * FROM records",
-        "SELECT hash FROM tree_nodes",
-        "DELETE FROM audit_records",
-        "INSERT INTO audit_records (seq) VALUES (99)",
-    ):
-        with pytest.raises(QueryError, match=r"^SQL error: "):
-            any_store.query(statement, max_rows=10, timeout_ms=5000)
-    with pytest.raises(QueryError, match=r"only reading statements .* not 'SELEC'"):
-        any_store.query("SELEC 1", max_rows=10, timeout_ms=5000)
-    assert any_store.tree_size() == 5
-
-
-def test_a_long_query_stops_at_the_time_limit(any_store: Store) -> None:
-    endless = (
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
-    )
-    with pytest.raises(QueryError, match="after the 200 ms time limit"):
-        any_store.query(endless, max_rows=10, timeout_ms=200)
-
-
 def test_a_new_ledger_is_at_the_latest_schema_version(
     any_store: Store, store_url: str, tmp_path: Path
 ) -> None:
@@ -190,30 +155,3 @@ def test_a_new_ledger_is_at_the_latest_schema_version(
     raw_execute(store_url, f"INSERT INTO {table} VALUES {values}")
     with pytest.raises(ConfigError, match="schema version 99 is newer than this otaudit"):
         datadir.open_store(tmp_path, store_url, readonly=True)
-
-
-@pytest.mark.parametrize(
-    ("statement", "message"),
-    [
-        ("SET statement_timeout = 0", "only reading statements"),
-        ("PRAGMA query_only = OFF", "only reading statements"),
-        ("ATTACH DATABASE '/tmp/x.db' AS x", "only reading statements"),
-        ("LOAD 'evil'", "only reading statements"),
-        ("COPY audit_records TO '/tmp/out'", "only reading statements"),
-        ("CREATE TABLE x (y int)", "only reading statements"),
-        ("SELECT set_config('role', 'postgres', true)", "set_config is not allowed"),
-        ("", "the statement is empty"),
-        ("WITH gone AS (DELETE FROM audit_records RETURNING seq) SELECT * FROM gone", "SQL error"),
-        ("SELECT pg_read_file('/etc/hostname')", "SQL error"),
-    ],
-)
-def test_the_query_path_only_reads(any_store: Store, statement: str, message: str) -> None:
-    any_store.append(entries(2))
-    with pytest.raises(QueryError, match=message):
-        any_store.query(statement, max_rows=10, timeout_ms=5000)
-    assert any_store.tree_size() == 2
-
-
-def test_syntax_errors_say_where(any_store: Store) -> None:
-    with pytest.raises(QueryError, match=r'^SQL error: .*"FROM".* \(at character 13\)$'):
-        any_store.query("SELECT seq, FROM audit_logs", max_rows=10, timeout_ms=5000)

@@ -9,38 +9,70 @@ from rich.console import Console
 
 from otaudit.cli.main import handle_errors, store_options
 from otaudit.cli.reading import audited_read
-from otaudit.query import FORMATS, render, run_sql
+from otaudit.query import FORMATS, query_target, render, run_sql, truncation_notice
+from otaudit.sqllimits import QueryLimits
+
+_DEFAULTS = QueryLimits()
+
+
+def query_store_option(func: click.decorators.FC) -> click.decorators.FC:
+    """``--query-store``: the PostgreSQL login user SQL runs as."""
+    return click.option(
+        "--query-store",
+        "query_url",
+        metavar="URL",
+        envvar="OTAUDIT_QUERY_STORE",
+        help="PostgreSQL URL of a login that can only read the audit views; user SQL runs "
+        "as it (default: --store, refused if that login can do more).",
+    )(func)
 
 
 @click.command("sql")
 @store_options
+@query_store_option
 @click.argument("statement")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
     "--max-rows",
     type=click.IntRange(1),
-    default=100_000,
+    default=_DEFAULTS.max_rows,
     show_default=True,
     help="Row cap; a capped result prints a notice on stderr.",
 )
 @click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_result_bytes,
+    show_default=True,
+    help="Cap on the bytes of cell data returned; a capped result prints a notice on stderr.",
+)
+@click.option(
     "--timeout-ms",
     type=click.IntRange(1),
-    default=30_000,
+    default=_DEFAULTS.timeout_ms,
     show_default=True,
     help="Statement time limit.",
 )
 @handle_errors
 def sql_command(
-    data: Path, store_url: str | None, statement: str, fmt: str, max_rows: int, timeout_ms: int
+    data: Path,
+    store_url: str | None,
+    query_url: str | None,
+    statement: str,
+    fmt: str,
+    max_rows: int,
+    max_bytes: int,
+    timeout_ms: int,
 ) -> None:
     """Run read-only SQL over audit_records, audit_spans and audit_logs."""
+    limits = QueryLimits(max_rows=max_rows, max_result_bytes=max_bytes, timeout_ms=timeout_ms)
     with audited_read(data, store_url, "sql", statement) as (store, outcome):
-        result = run_sql(store, statement, max_rows=max_rows, timeout_ms=timeout_ms)
+        result = run_sql(query_target(store, query_url), statement, limits)
         outcome.rows = len(result.rows)
     render(result, fmt, Console(soft_wrap=fmt != "table"))
-    if result.truncated:
-        click.echo(f"truncated: only the first {max_rows} rows are shown (--max-rows)", err=True)
+    notice = truncation_notice(result, limits)
+    if notice:
+        click.echo(notice, err=True)
 
 
 def register(group: click.Group) -> None:

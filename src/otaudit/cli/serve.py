@@ -10,6 +10,7 @@ import click
 
 from otaudit.cli.detect import load_rule_set, notify_options, notify_settings, rule_options
 from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.query import query_store_option
 
 
 @click.command("serve")
@@ -93,6 +94,7 @@ from otaudit.cli.main import handle_errors, store_options
     metavar="HOST:PORT",
     help="Also serve the HTTP read API (search, SQL; JSON) here. Off by default.",
 )
+@query_store_option
 @click.option(
     "--unsafe-no-auth",
     is_flag=True,
@@ -152,6 +154,7 @@ def serve_command(
     witness_dir: Path | None,
     workers: int,
     read_api: str | None,
+    query_url: str | None,
     unsafe_no_auth: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -211,6 +214,7 @@ def serve_command(
             ),
             witness_dir=witness_dir,
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),
+            query_url=query_url,
             unsafe_no_auth=unsafe_no_auth,
             tls=tls,
             detection=detection,

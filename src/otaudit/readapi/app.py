@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from typing import Any, Final
 
 import orjson
@@ -36,8 +37,10 @@ from otaudit.errors import (
 )
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.ledger import Sequencer
-from otaudit.query import json_cell
+from otaudit.query import json_cell, query_target, run_sql
 from otaudit.readapi.openapi import MAX_PAGE, MAX_SQL_PAGE, MAX_SQL_ROWS, MAX_TIMEOUT_MS, SPEC
+from otaudit.sqllimits import QueryLimits
+from otaudit.sqlworker import SqlRunner
 from otaudit.store.base import Store
 from otaudit.store.search import EXACT_FILTERS, SEARCH_COLUMNS, SearchFilter
 from otaudit.timespec import parse_time
@@ -108,11 +111,25 @@ class ReadService:
     """The reads behind the routes: open a store, read, record the read."""
 
     def __init__(
-        self, open_store: Callable[[], Store], sequencer: Sequencer, authn: Authenticator
+        self,
+        open_store: Callable[[], Store],
+        sequencer: Sequencer,
+        authn: Authenticator,
+        *,
+        query_url: str | None = None,
+        limits: QueryLimits | None = None,
+        sql_workers: int = 2,
     ) -> None:
         self.open_store = open_store
         self.sequencer = sequencer
         self.authn = authn
+        self.query_url = query_url
+        self.limits = limits or QueryLimits()
+        self.sql_runner = SqlRunner(sql_workers)
+
+    def close(self) -> None:
+        """Stop the query worker processes."""
+        self.sql_runner.close()
 
     def reader(self, authorization: str | None, client: str | None) -> access.Reader:
         """Who is asking (Unauthenticated, Forbidden): the token's name, or anonymous."""
@@ -183,24 +200,31 @@ class ReadService:
             offset = decode_cursor(body["cursor"], "sql", _digest(statement))
         cap = min(offset + page_size, MAX_SQL_ROWS)
         text = statement + (f"\n-- page from row {offset}" if offset else "")
+        limits = replace(self.limits, max_rows=cap, timeout_ms=timeout_ms)
         store = self.open_store()
         try:
-            columns, rows, more = store.query(statement, max_rows=cap, timeout_ms=timeout_ms)
+            target = query_target(store, self.query_url)
+        finally:
+            store.close()
+        try:
+            result = run_sql(target, statement, limits, self.sql_runner)
         except QueryError as exc:
             self.record(reader, "sql", text, ok=False, error=str(exc))
             raise BadRequest(400, "bad_sql", str(exc)) from None
-        finally:
-            store.close()
-        page = rows[offset:]
+        page = result.rows[offset:]
+        if offset and not page and result.truncated == "bytes":
+            message = f"rows from {offset} on do not fit the {limits.max_result_bytes}-byte limit"
+            self.record(reader, "sql", text, ok=False, error=message)
+            raise BadRequest(400, "bad_sql", message)
         self.record(reader, "sql", text, ok=True, rows=len(page))
-        next_cursor = (
-            encode_cursor("sql", cap, _digest(statement)) if more and cap < MAX_SQL_ROWS else None
-        )
+        # A page cut short by bytes goes on where it stopped; by rows, after the cap.
+        after = offset + len(page)
+        more = result.truncated is not None and after < MAX_SQL_ROWS
         return {
-            "columns": columns,
+            "columns": result.columns,
             "rows": [[json_cell(v) for v in row] for row in page],
-            "next_cursor": next_cursor,
-            "truncated": more and cap >= MAX_SQL_ROWS,
+            "next_cursor": encode_cursor("sql", after, _digest(statement)) if more else None,
+            "truncated": result.truncated is not None and after >= MAX_SQL_ROWS,
         }
 
 

@@ -286,12 +286,6 @@ class Store(Protocol):
         """Set a metadata value once (metadata is append-only too)."""
         ...
 
-    def query(
-        self, sql: str, *, max_rows: int, timeout_ms: int
-    ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-        """Run read-only SQL: column names, rows (at most ``max_rows``), truncated flag."""
-        ...
-
     def close(self) -> None:
         """Release connections."""
         ...

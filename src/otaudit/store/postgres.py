@@ -10,8 +10,8 @@ signs at a time, the others skip that round.
 
 The connection is reopened after a failure, so a PostgreSQL restart costs
 the exports that arrive while it is away (answered 503 / UNAVAILABLE), not
-the process. Read-only SQL runs on its own connection in a READ ONLY
-transaction, as the ``otaudit_query`` role, with ``statement_timeout``.
+the process. User SQL never runs on these connections: it runs as a
+login of its own (:mod:`otaudit.store.postgres_query`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from typing import Any, Final
 
 import orjson
 import psycopg
-from psycopg import sql as pgsql
 from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
-from otaudit.dialect import check_read_only
-from otaudit.errors import QueryError, StoreError
+from otaudit.errors import StoreError
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
@@ -41,8 +39,8 @@ from otaudit.store.base import (
 )
 from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
-from otaudit.store.postgres_connect import check_dsn, connect, message, position, redact_dsn
-from otaudit.store.postgres_schema import MIGRATIONS, QUERY_ROLE, QUERY_VIEWS
+from otaudit.store.postgres_connect import check_dsn, connect, message, redact_dsn
+from otaudit.store.postgres_schema import MIGRATIONS
 from otaudit.store.reports import ReportReads
 from otaudit.store.search import SearchReads
 
@@ -356,33 +354,6 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
             f"SELECT {_CHECKPOINT_COLUMNS} FROM otaudit.checkpoints ORDER BY tree_size",
         )
         return [_checkpoint(r) for r in rows]
-
-    def query(
-        self, sql: str, *, max_rows: int, timeout_ms: int
-    ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-        """Run read-only SQL as ``otaudit_query`` in a READ ONLY transaction; see ``Store``."""
-        check_read_only(sql)
-        conn = self._connect(readonly=True)
-        try:
-            with conn.transaction():
-                conn.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(timeout_ms))
-                conn.execute(pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(QUERY_ROLE)))
-                cur = conn.execute(sql)
-                names = [d.name for d in cur.description or ()]
-                rows = cur.fetchmany(max_rows + 1) if cur.description else []
-        except psycopg.errors.QueryCanceled as exc:
-            raise QueryError(f"query stopped after the {timeout_ms} ms time limit") from exc
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise QueryError(
-                f"SQL error: {message(exc)} (queries read only {', '.join(QUERY_VIEWS)})"
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"query failed on {self.label}: {message(exc)}") from exc
-        except psycopg.Error as exc:
-            raise QueryError(f"SQL error: {message(exc)}{position(exc)}") from exc
-        finally:
-            conn.close()
-        return names, rows[:max_rows], len(rows) > max_rows
 
     def close(self) -> None:
         """Close the shared connection."""

@@ -2,14 +2,12 @@
 
 Durability: ``synchronous=FULL``, so a commit is on disk (the WAL is fsynced)
 before ``append`` returns. Append-only: triggers abort any UPDATE or DELETE
-on the ledger tables. Queries run on separate read-only connections
-(``mode=ro`` and ``PRAGMA query_only``) with an authorizer that allows
-reading only, a time limit and a row cap.
+on the ledger tables. User SQL runs elsewhere, on
+connections of its own (:mod:`otaudit.store.sqlite_query`).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -17,8 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
-from otaudit.dialect import check_read_only, error_position, to_sqlite
-from otaudit.errors import ConfigError, QueryError, StoreError
+from otaudit.errors import ConfigError, StoreError
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
@@ -33,32 +30,14 @@ from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
 from otaudit.store.reports import ReportReads
 from otaudit.store.search import SearchReads
+from otaudit.store.sqlite_query import read_uri
 from otaudit.store.sqlite_schema import MIGRATIONS
 
 _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
     f"VALUES ({', '.join('?' * (3 + len(COLUMN_NAMES)))})"
 )
-QUERY_VIEWS: Final = frozenset({"audit_records", "audit_spans", "audit_logs"})
-_QUERY_ACTIONS: Final = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 _DUP_CHUNK: Final = 500
-
-
-def _authorize_query(
-    action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
-) -> int:
-    """Allow reading the audit views (and what they read) and nothing else.
-
-    A read with an empty column name reads no data (``count(*)`` counting
-    rows, a recursive CTE); it is allowed.
-    """
-    if action in _QUERY_ACTIONS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_READ and (
-        arg2 == "" or (db == "main" and (arg1 in QUERY_VIEWS or source in QUERY_VIEWS))
-    ):
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
 
 
 def _utc_now() -> str:
@@ -83,7 +62,7 @@ class SQLiteStore(ReportReads, SearchReads, EventReads):
                 raise ConfigError(
                     f"no ledger at {path}: start `otaudit serve` with this data directory first"
                 )
-            uri = self._read_uri()
+            uri = read_uri(path)
         else:
             uri = f"file:{path}?mode=rwc"
         try:
@@ -108,14 +87,6 @@ class SQLiteStore(ReportReads, SearchReads, EventReads):
     _records_table = "records"
     _placeholder = "?"
     _byte_order = ""
-
-    def _read_uri(self) -> str:
-        """A read-only URI; on read-only media (no writable directory, no ``-shm``
-        file) the file cannot change, so SQLite may open it as immutable."""
-        shm = self.path.with_name(self.path.name + "-shm")
-        if not os.access(self.path.parent, os.W_OK) and not shm.exists():
-            return f"file:{self.path}?mode=ro&immutable=1"
-        return f"file:{self.path}?mode=ro"
 
     def _has_table(self, name: str) -> bool:
         return bool(
@@ -342,34 +313,6 @@ class SQLiteStore(ReportReads, SearchReads, EventReads):
             "SELECT tree_size, root_hash, signed_at_ns, note FROM checkpoints ORDER BY tree_size"
         )
         return [StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), str(r[3])) for r in rows]
-
-    def query(
-        self, sql: str, *, max_rows: int, timeout_ms: int
-    ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-        """Run read-only SQL on a fresh read-only connection; see ``Store.query``."""
-        check_read_only(sql)
-        try:
-            conn = sqlite3.connect(self._read_uri(), uri=True, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise _store_error("opening a read connection", self.path, exc) from exc
-        deadline = time.monotonic() + timeout_ms / 1000
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            conn.set_authorizer(_authorize_query)
-            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-            try:
-                cur = conn.execute(to_sqlite(sql))
-                rows = cur.fetchmany(max_rows + 1)
-            except sqlite3.Error as exc:
-                if time.monotonic() > deadline:
-                    raise QueryError(f"query stopped after the {timeout_ms} ms time limit") from exc
-                raise QueryError(f"SQL error: {exc}{error_position(str(exc), sql)}") from exc
-            except sqlite3.Warning as exc:
-                raise QueryError(f"SQL error: {exc}") from exc
-            names = [d[0] for d in cur.description or ()]
-            return names, rows[:max_rows], len(rows) > max_rows
-        finally:
-            conn.close()
 
     def close(self) -> None:
         """Close the connection."""
