@@ -4,8 +4,11 @@ One real server receives audit spans with several actions and times over
 OTLP/HTTP and is stopped (it signs a final checkpoint). Bundles are exported
 from its ledger (whole, by action, by time) and verified offline; then copies
 of the whole bundle are tampered with, the way someone holding the files
-would, and ``verify-bundle`` must exit 1 naming what is wrong. The standalone
-script in ``docs/verifying.md`` is run on the same bundles, so it cannot drift.
+would, and ``verify-bundle`` must exit 1 naming what is wrong; whoever edits the
+manifest must drop its signature, and is then told that the selection and
+completeness are not proven. Files that are not regular files (links to
+``/dev/zero``, FIFOs) are refused rather than read. The standalone script in
+``docs/verifying.md`` is run on the same bundles, so it cannot drift.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 import shutil
 import sqlite3
@@ -31,8 +35,10 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otaudit.bundle import CSV_HEADER, FILES, FORMAT
+from otaudit.bundle.layout import manifest_note_text
 from otaudit.canonical import canonical_bytes
-from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, sign_checkpoint
+from otaudit.note import open_note, sign_note
 from otaudit.record import parse_sealed, seal
 from otaudit.store.sqlite import SQLiteStore
 from otaudit.timespec import parse_time
@@ -114,6 +120,7 @@ def whole(ledger: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"exported {SPANS + 8} records ")
     assert "proven against the signed checkpoint at tree size 44" in result.stdout
+    assert "manifest signed with the log's key otaudit/" in result.stdout
     assert "left out" not in result.stdout
     return out
 
@@ -122,23 +129,28 @@ def rows(bundle: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in (bundle / "records.jsonl").read_bytes().splitlines()]
 
 
-def verify(bundle: Path, key: str | None) -> subprocess.CompletedProcess[str]:
-    return run("verify-bundle", bundle, *(["--key", key] if key else []))
+def verify(bundle: Path, key: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    return run("verify-bundle", bundle, *(["--key", key] if key else []), *args)
 
 
-def assert_ok(bundle: Path, key: str, records: int) -> None:
+def assert_ok(bundle: Path, key: str, records: int) -> list[str]:
+    """verify-bundle's OK line, then what it proved and what it did not (returned)."""
     result = verify(bundle, key)
     assert result.returncode == 0, result.stderr
     name = key.split("+")[0]
     assert result.stdout.startswith(f"OK: {records} records (")
     assert f"proven against checkpoint of tree size 44 signed by {name}+" in result.stdout
+    lines = result.stdout.splitlines()[1:]
+    assert len(lines) == 2 and lines[0].startswith("proven: ") and "proven: " in lines[1]
+    return lines
 
 
 # -- exporting ------------------------------------------------------------------------------
 
 
 def test_whole_bundle(ledger: Path, whole: Path, key: str) -> None:
-    assert sorted(p.name for p in whole.iterdir()) == sorted([*FILES, "manifest.json"])
+    names = [*FILES, "manifest.json", "manifest.sig"]
+    assert sorted(p.name for p in whole.iterdir()) == sorted(names)
     with sqlite3.connect(f"file:{ledger / 'ledger.db'}?mode=ro", uri=True) as conn:
         sealed = [bytes(r[0]) for r in conn.execute("SELECT sealed FROM records ORDER BY seq")]
         note = conn.execute("SELECT note FROM checkpoints ORDER BY tree_size DESC").fetchone()[0]
@@ -169,7 +181,15 @@ def test_whole_bundle(ledger: Path, whole: Path, key: str) -> None:
         r["actor"] or "" for r in records
     ]
     assert 'zoë "0",\n=cmd|x' in {r["actor"] for r in records}
-    assert_ok(whole, key, len(sealed))
+    signed = open_note((whole / "manifest.sig").read_bytes(), VerifierKey.parse(key))
+    assert signed == manifest_note_text((whole / "manifest.json").read_bytes())
+    assert signed.startswith("otaudit-bundle-manifest/1\nsha256:")
+    assert assert_ok(whole, key, len(sealed)) == [
+        "proven: each record is in the log, unaltered, under that signed checkpoint, and the "
+        "bundle holds all 44 records of the log up to it (complete); the selection (every "
+        "record) is the one the exporter signed with the log's key",
+        "not proven: anything about records sealed after tree size 44",
+    ]
 
 
 def test_verify_without_key_warns(whole: Path, key: str) -> None:
@@ -192,7 +212,12 @@ def test_export_by_action(ledger: Path, whole: Path, key: str, tmp_path: Path) -
     assert [r["seq"] for r in rows(out)] == want
     manifest = orjson.loads((out / "manifest.json").read_bytes())
     assert manifest["selection"]["actions"] == ["login", "export"]
-    assert_ok(out, key, len(want))
+    assert assert_ok(out, key, len(want)) == [
+        "proven: each record is in the log, unaltered, under that signed checkpoint; the "
+        "selection (action in login, export) is the one the exporter signed with the log's key",
+        "not proven: that no record matching the selection was left out (the exporter's signed "
+        "word, not a proof; a bundle of every record proves it)",
+    ]
 
 
 def test_export_by_time(ledger: Path, whole: Path, key: str, tmp_path: Path) -> None:
@@ -338,7 +363,9 @@ def test_select_seqs(ledger: Path, whole: Path) -> None:
 
 
 def rehash(bundle: Path, **changes: Any) -> None:
-    """Make the manifest list the files as they are now (and apply ``changes`` to it)."""
+    """Make the manifest list the files as they are now (and apply ``changes`` to it). Its
+    signature no longer matches: without the log's key, the tamperer can only drop it."""
+    (bundle / "manifest.sig").unlink(missing_ok=True)
     path = bundle / "manifest.json"
     manifest = orjson.loads(path.read_bytes()) | changes
     for name in FILES:
@@ -419,6 +446,7 @@ def file_unlisted(b: Path, key: str) -> None:
     manifest = orjson.loads((b / "manifest.json").read_bytes())
     del manifest["files"]["proofs.jsonl"]
     (b / "manifest.json").write_bytes(orjson.dumps(manifest))
+    (b / "manifest.sig").unlink()
 
 
 def csv_edited(b: Path, key: str) -> None:
@@ -445,6 +473,50 @@ def selection_narrowed(b: Path, key: str) -> None:
     rehash(b, selection=manifest["selection"] | {"actions": ["login"]})
 
 
+def manifest_edited_signature_kept(b: Path, key: str) -> None:
+    path = b / "manifest.json"
+    path.write_bytes(path.read_bytes().replace(b'"records": 44', b'"records": 43'))
+
+
+def manifest_signed_by_another_key(b: Path, key: str) -> None:
+    other = SigningKey.generate(key.split("+")[0])
+    text = manifest_note_text((b / "manifest.json").read_bytes())
+    (b / "manifest.sig").write_text(sign_note(text, other))
+
+
+def manifest_sig_is_a_checkpoint(b: Path, key: str) -> None:
+    shutil.copy(b / "checkpoint", b / "manifest.sig")  # signed by the log, but not this
+
+
+def records_csv_links_to_dev_zero(b: Path, key: str) -> None:
+    (b / "records.csv").unlink()
+    (b / "records.csv").symlink_to("/dev/zero")
+
+
+def proofs_link_to_a_faithful_copy(b: Path, key: str) -> None:
+    os.rename(b / "proofs.jsonl", b.parent / "proofs.jsonl")
+    (b / "proofs.jsonl").symlink_to(b.parent / "proofs.jsonl")
+
+
+def records_csv_is_a_fifo(b: Path, key: str) -> None:
+    (b / "records.csv").unlink()
+    os.mkfifo(b / "records.csv")  # nobody writes to it: reading it would wait forever
+
+
+def manifest_is_a_fifo(b: Path, key: str) -> None:
+    (b / "manifest.json").unlink()
+    os.mkfifo(b / "manifest.json")
+
+
+def checkpoint_is_a_directory(b: Path, key: str) -> None:
+    (b / "checkpoint").unlink()
+    (b / "checkpoint").mkdir()
+
+
+def verifier_key_oversized(b: Path, key: str) -> None:
+    (b / "verifier.key").write_text(key + "\n" + " " * 8192)
+
+
 TAMPERING: list[tuple[Callable[[Path, str], None], str]] = [
     (byte_changed, r"seq 5 \(records.canonical line 6\): record bytes do not match the leaf"),
     (record_line_removed, r"seq 9 \(records.canonical line 10\): record bytes do not match"),
@@ -468,6 +540,23 @@ TAMPERING: list[tuple[Callable[[Path, str], None], str]] = [
     ),
     (root_in_manifest_changed, r"manifest.json: origin, tree size or root differs"),
     (selection_narrowed, r"seq 1: not in the selection the manifest states"),
+    (
+        manifest_edited_signature_kept,
+        r"manifest.sig signs another manifest: it signs "
+        r"'otaudit-bundle-manifest/1\\nsha256:",
+    ),
+    (manifest_signed_by_another_key, r"manifest.sig: signed note has no signature by .*; found"),
+    (manifest_sig_is_a_checkpoint, r"manifest.sig signs another manifest: it signs 'otaudit/"),
+    (
+        records_csv_links_to_dev_zero,
+        r"records.csv is a symbolic link; a bundle holds only "
+        r"regular files",
+    ),
+    (proofs_link_to_a_faithful_copy, r"proofs.jsonl is a symbolic link; a bundle holds only"),
+    (records_csv_is_a_fifo, r"records.csv is a FIFO; a bundle holds only regular files"),
+    (manifest_is_a_fifo, r"manifest.json is a FIFO; a bundle holds only regular files"),
+    (checkpoint_is_a_directory, r"checkpoint is a directory; a bundle holds only regular"),
+    (verifier_key_oversized, r"verifier.key is 8\d\d\d bytes, more than 4096"),
 ]
 
 
@@ -478,10 +567,107 @@ def test_tampering_is_detected(
     bundle = tmp_path / "bundle"
     shutil.copytree(whole, bundle)
     tamper(bundle, key)
-    result = verify(bundle, key)
+    # A short timeout: reading a FIFO or /dev/zero would never end.
+    result = subprocess.run([sys.executable, "-m", "otaudit", "verify-bundle", str(bundle),
+                             "--key", key], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stderr.startswith("FAILED: ")
     assert re.search(message, result.stderr), result.stderr
+
+
+def widen_and_drop(bundle: Path) -> None:
+    """Drop a record from a bundle of login and export records, and claim a wider selection
+    (logins only since long ago): the attack a signed manifest stops."""
+    seqs = [r["seq"] for r in rows(bundle)]
+    gone = seqs.index(next(r["seq"] for r in rows(bundle) if r["action"] == "login"))
+    for name in ("records.canonical", "proofs.jsonl", "records.jsonl"):
+        edit_lines(bundle, name, lambda lines: lines.pop(gone))
+    table = list(csv.reader(io.StringIO((bundle / "records.csv").read_text(), newline="")))
+    del table[gone + 1]
+    with (bundle / "records.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(table)
+    manifest = orjson.loads((bundle / "manifest.json").read_bytes())
+    since = {"since": "2000-01-01", "since_utc": "2000-01-01T00:00:00.000000000Z"}
+    manifest |= {"records": len(seqs) - 1, "selection": manifest["selection"] | since}
+    (bundle / "manifest.json").write_bytes(orjson.dumps(manifest))
+    rehash(bundle)
+
+
+def test_a_widened_selection_with_a_record_dropped_is_caught_or_not_proven(
+    ledger: Path, key: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "by-action"
+    exported = run("export", "--data", fresh(ledger, tmp_path), "--out", out,
+                   "--action", "login", "--action", "export")  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    # Signed: the manifest cannot be changed without the log's key.
+    kept = tmp_path / "kept"
+    shutil.copytree(out, kept)
+    signature = (out / "manifest.sig").read_bytes()
+    widen_and_drop(kept)
+    (kept / "manifest.sig").write_bytes(signature)
+    result = verify(kept, key)
+    assert result.returncode == 1
+    assert result.stderr.startswith("FAILED: manifest.sig signs another manifest")
+    # Signature dropped: every record left is still proven, but the output says plainly
+    # that the selection and completeness are not.
+    dropped = tmp_path / "dropped"
+    shutil.copytree(out, dropped)
+    widen_and_drop(dropped)
+    assert assert_ok(dropped, key, SPANS // 2 - 1) == [
+        "proven: each record is in the log, unaltered, under that signed checkpoint",
+        "NOT proven: the selection (time >= 2000-01-01T00:00:00.000000000Z and action in "
+        "login, export) or that no matching record was left out: the manifest is not signed "
+        "(no manifest.sig), so records may have been removed and the selection changed after "
+        "export",
+    ]
+    strict = verify(dropped, key, "--require-signed-manifest")
+    assert strict.returncode == 1
+    assert "FAILED: manifest.sig is missing: the selection and completeness are not signed" in (
+        strict.stderr)  # fmt: skip
+
+
+def test_export_without_the_signing_key_says_the_manifest_is_not_signed(
+    ledger: Path, key: str, tmp_path: Path
+) -> None:
+    data = fresh(ledger, tmp_path)
+    (data / "signing.key").unlink()  # an auditor's copy of the ledger, without the key
+    whole, filtered = tmp_path / "whole", tmp_path / "filtered"
+    result = run("export", "--data", data, "--out", whole)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"note: the manifest is not signed ({data / 'signing.key'} is not readable here): "
+        "verify-bundle proves each record, but not the selection or that no matching record "
+        "was left out"
+    ) in result.stdout
+    assert not (whole / "manifest.sig").exists()
+    assert assert_ok(whole, key, SPANS + 8) == [
+        "proven: each record is in the log, unaltered, under that signed checkpoint, and the "
+        "bundle holds all 44 records of the log up to it (complete)",
+        "not proven: anything about records sealed after tree size 44; the manifest is not "
+        "signed (no manifest.sig)",
+    ]
+    assert run("export", "--data", data, "--out", filtered, "--action", "read").returncode == 0
+    assert assert_ok(filtered, key, SPANS // 4)[1].startswith(
+        "NOT proven: the selection (action in read) or that no matching record was left out"
+    )
+
+
+def test_export_refuses_a_signing_key_others_may_read_or_of_another_log(
+    ledger: Path, tmp_path: Path
+) -> None:
+    data = fresh(ledger, tmp_path)
+    (data / "signing.key").chmod(0o644)
+    result = run("export", "--data", data, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert "signing.key has mode 0644, which allows group or other access" in result.stderr
+    (data / "signing.key").chmod(0o600)
+    other = tmp_path / "other.key"
+    SigningKey.generate("someone-else").save(other)
+    result = run("export", "--data", data, "--out", tmp_path / "out", "--key-file", other)
+    assert result.returncode == 2
+    assert "signing key someone-else+" in result.stderr and "is not the log's key" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_bundle_re_signed_with_its_own_key_needs_the_real_key(
@@ -510,15 +696,15 @@ def docs_script() -> str:
     text = DOCS.read_text()
     section = text.split("### Checking a bundle without otaudit", 1)[1]
     script = section.split("```python\n", 1)[1].split("```", 1)[0]
-    assert 30 <= script.count("\n") <= 50
+    assert 40 <= script.count("\n") <= 70
     return script
 
 
 def run_docs_script(bundle: Path, key: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "check_bundle.py"
     path.write_text(docs_script())
-    return subprocess.run(
-        [sys.executable, str(path), str(bundle), key], capture_output=True, text=True, timeout=60
+    return subprocess.run(  # a short timeout: reading a FIFO or /dev/zero would never end
+        [sys.executable, str(path), str(bundle), key], capture_output=True, text=True, timeout=30
     )
 
 
@@ -528,11 +714,18 @@ def test_docs_script_accepts_real_bundles(
     result = run_docs_script(whole, key, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"OK: every record is in {key.split('+')[0]}'s tree of size 44, " \
-                            f"signed by {key.split('+')[0]}\n"  # fmt: skip
+                            f"signed by {key.split('+')[0]}\n" \
+                            "the manifest is signed by that key\n"  # fmt: skip
     out = tmp_path / "filtered"
     data = fresh(ledger, tmp_path)
     assert run("export", "--data", data, "--out", out, "--action", "read").returncode == 0
     assert run_docs_script(out, key, tmp_path).returncode == 0
+    (out / "manifest.sig").unlink()  # as in a bundle exported without the signing key
+    unsigned = run_docs_script(out, key, tmp_path)
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert unsigned.stdout.endswith(
+        "\nNOT proven: the selection or completeness (the manifest is not signed)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -542,6 +735,11 @@ def test_docs_script_accepts_real_bundles(
         (proof_hash_flipped, "seq 3: not included in the signed tree"),
         (proofs_swapped, "seq 5: record does not match its proof"),
         (signed_by_another_key, "checkpoint is not signed by that key"),
+        (manifest_edited_signature_kept, "manifest.sig does not sign this manifest.json"),
+        (manifest_signed_by_another_key, "manifest.sig is not signed by that key"),
+        (manifest_hash_mismatch, "records.jsonl is not the file the manifest lists"),
+        (records_csv_links_to_dev_zero, "records.csv is not a regular file"),
+        (records_csv_is_a_fifo, "records.csv is not a regular file"),
     ],
 )
 def test_docs_script_detects_tampering(

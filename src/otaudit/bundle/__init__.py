@@ -12,11 +12,18 @@ script in ``docs/verifying.md``)::
     verifier.key       the log's verifier key and "\\n"
     manifest.json      format, origin, tree size, root, record count, selection, created_at,
                        and the SHA-256 and size of every other file
+    manifest.sig       a signed note (c2sp.org/signed-note) by the log's key over
+                       "otaudit-bundle-manifest/1", then "sha256:" and the hex SHA-256 of
+                       manifest.json's exact bytes; only when the exporter held the signing key
 
-Both directions stream: memory does not grow with the number of records. Only
-the checkpoint is signed; the manifest is not, so a filtered bundle proves that
-each record it holds is authentic, not that no matching record was left out
-(an unfiltered bundle must hold every record ``0 .. tree_size - 1``).
+Both directions stream: memory does not grow with the number of records. A
+bundle proves that each record it holds is in the log, unaltered, under the
+signed checkpoint; an unfiltered bundle must hold every record
+``0 .. tree_size - 1``, so it is complete. With ``manifest.sig`` the
+selection, record count and file hashes are the ones the holder of the log's
+key signed; a filtered bundle still cannot prove that no matching record was
+left out (the exporter's signed word, not a proof). Without it, the selection
+is anyone's word. Verification reads only regular files.
 
 The package is split by concept:
 
@@ -37,6 +44,7 @@ from otaudit.bundle.layout import (
     FORMAT,
     JSONL,
     MANIFEST,
+    MANIFEST_SIG,
     PROOFS,
     VERIFIER_KEY,
     Report,
@@ -52,6 +60,7 @@ __all__ = [
     "FORMAT",
     "JSONL",
     "MANIFEST",
+    "MANIFEST_SIG",
     "PROOFS",
     "VERIFIER_KEY",
     "Report",

@@ -1,21 +1,26 @@
 """Checking a bundle offline: ``otaudit verify-bundle``.
 
-:func:`verify_bundle` needs neither the database nor the server. Its numbered steps check
-the files against the manifest, the checkpoint's signature, every record's inclusion proof,
-and that the readable copies (``records.jsonl``, ``records.csv``) say what the sealed
-records say.
+:func:`verify_bundle` needs neither the database nor the server. Its numbered steps read only
+regular files, check the checkpoint's and the manifest's signatures, the files against the
+manifest, every record's inclusion proof, and that the readable copies (``records.jsonl``,
+``records.csv``) say what the sealed records say. Its :class:`Report` says what that proved:
+every record is in the log under the signed checkpoint; with ``manifest.sig``, the selection
+is the one the exporter signed; with a bundle of every record, none is missing.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
+import os
+import stat
 import time
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import orjson
 
@@ -29,6 +34,8 @@ from otaudit.bundle.layout import (
     FORMAT,
     JSONL,
     MANIFEST,
+    MANIFEST_SIG,
+    MAX_BYTES,
     PROOFS,
     VERIFIER_KEY,
     Report,
@@ -36,33 +43,90 @@ from otaudit.bundle.layout import (
     csv_row,
     derive,
     jsonl_line,
+    manifest_note_text,
 )
 from otaudit.canonical import canonical_bytes
 from otaudit.checkpoint import Checkpoint, VerifierKey, open_checkpoint
 from otaudit.errors import ConfigError, OtauditError, VerificationError
+from otaudit.note import open_note
 from otaudit.record import COLUMN_NAMES
 
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_KINDS: Final = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                 (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a device"),
+                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
 # --------------------------------------------------------------------------------------------
-# Verification
+# Reading the files
 
 
-def _open(directory: Path, name: str) -> BinaryIO:
-    try:
-        return (directory / name).open("rb")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {directory / name}: {exc.strerror or exc}") from exc
+class _Files:
+    """The files of one bundle directory, read only if they are regular files.
 
+    Anything else is refused before it is read, naming the file: a symbolic link (to
+    ``/dev/zero``, or out of the bundle), a FIFO (reading it waits forever), a device, a
+    directory. Files are opened without following links and without blocking, and checked
+    again on the open file. Each file is read several times; every open checks that it is the
+    same file, unchanged (device, inode, size, modification time), as the first time.
+    """
 
-def _manifest(directory: Path) -> dict[str, Any]:
-    if not directory.is_dir():
-        raise ConfigError(f"{directory} is not a directory")
-    if not (directory / MANIFEST).is_file():
-        raise ConfigError(f"{directory} is not an otaudit bundle: it has no {MANIFEST}")
-    with _open(directory, MANIFEST) as f:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.seen: dict[str, tuple[int, int, int, int]] = {}
+
+    def open(self, name: str) -> BinaryIO:
+        """The file ``name``, open for reading; VerificationError if it is missing, not a
+        regular file, larger than :data:`MAX_BYTES` allows, or changed since last opened."""
+        path = self.directory / name
         try:
-            m = orjson.loads(f.read())
-        except orjson.JSONDecodeError as exc:
-            raise VerificationError(f"{MANIFEST} is not valid JSON: {exc}") from exc
+            _check_regular(name, os.lstat(path).st_mode)
+            fd = os.open(path, _OPEN_FLAGS)
+        except FileNotFoundError:
+            raise VerificationError(f"{name} is missing in the bundle") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # replaced by a link after the lstat
+                raise VerificationError(f"{name} is a symbolic link, not a regular file") from None
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            st = os.fstat(fd)
+            _check_regular(name, st.st_mode)
+            limit = MAX_BYTES.get(name)
+            if limit is not None and st.st_size > limit:
+                raise VerificationError(f"{name} is {st.st_size} bytes, more than {limit}")
+            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if self.seen.setdefault(name, identity) != identity:
+                raise VerificationError(f"{name} changed while the bundle was being verified")
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read(self, name: str) -> bytes:
+        """The whole of a small file (one with a limit in :data:`MAX_BYTES`)."""
+        with self.open(name) as f:
+            return f.read(MAX_BYTES[name] + 1)
+
+    def exists(self, name: str) -> bool:
+        """Whether the bundle has an entry ``name`` (of any kind)."""
+        return os.path.lexists(self.directory / name)
+
+
+def _check_regular(name: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+        raise VerificationError(f"{name} is {kind}; a bundle holds only regular files")
+
+
+def _manifest(files: _Files) -> tuple[dict[str, Any], bytes]:
+    if not files.directory.is_dir():
+        raise ConfigError(f"{files.directory} is not a directory")
+    if not files.exists(MANIFEST):
+        raise ConfigError(f"{files.directory} is not an otaudit bundle: it has no {MANIFEST}")
+    raw = files.read(MANIFEST)
+    try:
+        m = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise VerificationError(f"{MANIFEST} is not valid JSON: {exc}") from exc
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise VerificationError(f"{MANIFEST}: format is not {FORMAT!r}")
     shape = {"origin": str, "tree_size": int, "root_hash": str, "records": int,
@@ -70,46 +134,44 @@ def _manifest(directory: Path) -> dict[str, Any]:
     for key, kind in shape.items():
         if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
             raise VerificationError(f"{MANIFEST}: {key} is missing or not a {kind.__name__}")
-    return m
+    return m, raw
 
 
-def verify_bundle(directory: Path, key: VerifierKey | None = None) -> Report:
-    """Check a bundle offline; return a report, or raise VerificationError naming what is wrong.
+# --------------------------------------------------------------------------------------------
+# Verification
+
+
+def verify_bundle(
+    directory: Path, key: VerifierKey | None = None, *, require_signed_manifest: bool = False
+) -> Report:
+    """Check a bundle offline; return a report, or raise VerificationError naming what is wrong
+    (ConfigError when the directory is not a bundle or cannot be read).
 
     Without ``key`` the bundle's own ``verifier.key`` is used: that proves only that the
-    bundle is consistent, not who signed it (``Report.key`` says which key was used).
+    bundle is consistent, not who signed it (``Report.key`` says which key was used). A
+    bundle without ``manifest.sig`` (exported without the signing key, or before manifests
+    were signed) still has every record checked; ``Report.manifest_signed`` is then False,
+    or, with ``require_signed_manifest``, it fails.
     """
     started = time.perf_counter()
+    files = _Files(directory)
 
-    # (1) Integrity of the files. The manifest parses, lists exactly the bundle's files, and
-    # each file has the listed SHA-256 and size; no file in the directory is left unlisted.
-    # This catches accidental damage; deliberate edits are caught by the checks below, since
-    # the manifest itself is not signed.
-    m = _manifest(directory)
-    listed, present = set(m["files"]), {p.name for p in directory.iterdir()} - {MANIFEST}
+    # (1) The files. The manifest parses; the directory holds only bundle files, each a
+    # regular file (a link to /dev/zero or a FIFO would never end), small ones bounded.
+    m, manifest_bytes = _manifest(files)
+    present = {p.name for p in directory.iterdir()} - {MANIFEST, MANIFEST_SIG}
     if extra := sorted(present - set(FILES)):
         raise VerificationError(f"extra file {extra[0]} in the bundle is not in the manifest")
-    for name in FILES:
-        if name not in listed or name not in present:
-            where = "in the manifest" if name not in listed else "in the bundle"
-            raise VerificationError(f"{name} is missing {where}")
-        digest, size = hashlib.sha256(), 0
-        with _open(directory, name) as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-        if m["files"][name] != {"sha256": digest.hexdigest(), "bytes": size}:
-            raise VerificationError(f"{name}: SHA-256 or size differs from the manifest")
-    if unknown := sorted(listed - set(FILES)):
-        raise VerificationError(f"the manifest lists {unknown[0]}, which is not a bundle file")
 
-    # (2) The signed checkpoint. It verifies with the trusted key (--key), else with the
-    # bundle's own verifier.key; its origin, size and root are those the manifest states.
-    with _open(directory, VERIFIER_KEY) as f, _open(directory, CHECKPOINT) as g:
-        key_text, note = f.read().decode(errors="replace").removesuffix("\n"), g.read()
+    # (2) The signatures. The checkpoint verifies with the trusted key (--key), else with the
+    # bundle's own verifier.key, and states the manifest's origin, size and root. The
+    # manifest.sig note, if any, verifies with the same key and names the SHA-256 of
+    # manifest.json's exact bytes: the selection, record count and file hashes are then the
+    # exporter's, who held the log's signing key.
+    key_text = files.read(VERIFIER_KEY).decode(errors="replace").removesuffix("\n")
     try:
         bundle_key = VerifierKey.parse(key_text)
-        cp = open_checkpoint(note, key or bundle_key)
+        cp = open_checkpoint(files.read(CHECKPOINT), key or bundle_key)
     except OtauditError as exc:
         where = CHECKPOINT if isinstance(exc, VerificationError) else VERIFIER_KEY
         raise VerificationError(f"{where}: {exc}") from exc
@@ -120,34 +182,79 @@ def verify_bundle(directory: Path, key: VerifierKey | None = None) -> Report:
         raise VerificationError(
             f"{MANIFEST}: origin, tree size or root differs from the checkpoint"
         )
+    signed = files.exists(MANIFEST_SIG)
+    if signed:
+        _check_manifest_signature(files, manifest_bytes, key or bundle_key)
+    elif require_signed_manifest:
+        raise VerificationError(
+            f"{MANIFEST_SIG} is missing: the selection and completeness are not signed"
+        )
 
-    # (3) Every record is in the signed tree. For line i of records.canonical and proofs.jsonl:
+    # (3) Integrity of the files. The manifest lists exactly the bundle's files, and each has
+    # the listed SHA-256 and size. Unsigned, the manifest only catches accidental damage;
+    # deliberate edits are caught by the checks below.
+    _check_hashes(files, m["files"], present)
+
+    # (4) Every record is in the signed tree. For line i of records.canonical and proofs.jsonl:
     # SHA-256(0x00 || bytes) is the proof's leaf_hash, the RFC 9162 inclusion proof leads to
     # the checkpoint's root, indexes strictly increase (and, for a bundle of every record,
     # are exactly 0 .. tree_size - 1), and the bytes are canonical (RFC 8785).
     selection = Selection.from_manifest(m["selection"])
-    count, total = _check_proofs(directory, cp, selection.everything)
+    count, total = _check_proofs(files, cp, selection.everything)
     if count != m["records"]:
         raise VerificationError(f"{MANIFEST} says {m['records']} records, the bundle has {count}")
 
-    # (4) The readable copies say what the sealed records say. Columns are re-derived from
+    # (5) The readable copies say what the sealed records say. Columns are re-derived from
     # each record; each line of records.jsonl and row of records.csv must equal them, and
     # each record must match the selection the manifest states.
-    _check_copies(directory, selection)
-    return Report(count, total, cp.tree_size, time.perf_counter() - started, 0, key or bundle_key)
+    _check_copies(files, selection)
+    return Report(count, total, cp.tree_size, time.perf_counter() - started, 0, key or bundle_key,
+                  manifest_signed=signed, complete=selection.everything,
+                  selection=selection)  # fmt: skip
 
 
-def _lines(directory: Path, name: str) -> Iterator[bytes]:
-    with _open(directory, name) as f:
+def _check_manifest_signature(files: _Files, manifest: bytes, key: VerifierKey) -> None:
+    try:
+        text = open_note(files.read(MANIFEST_SIG), key)
+    except VerificationError as exc:
+        raise VerificationError(f"{MANIFEST_SIG}: {exc}") from exc
+    if text != (want := manifest_note_text(manifest)):
+        raise VerificationError(
+            f"{MANIFEST_SIG} signs another manifest: it signs {text[:120]!r}, this "
+            f"{MANIFEST} gives {want!r}"
+        )
+
+
+def _check_hashes(files: _Files, listed: dict[str, Any], present: set[str]) -> None:
+    for name in FILES:
+        if name not in listed or name not in present:
+            where = "in the manifest" if name not in listed else "in the bundle"
+            raise VerificationError(f"{name} is missing {where}")
+        want = listed[name]
+        digest, size = hashlib.sha256(), 0
+        with files.open(name) as f:
+            stated = want.get("bytes") if isinstance(want, dict) else None
+            if stated == os.fstat(f.fileno()).st_size:  # else it differs: no need to read it
+                while size <= stated and (chunk := f.read(1 << 20)):
+                    digest.update(chunk)
+                    size += len(chunk)
+        if want != {"sha256": digest.hexdigest(), "bytes": size}:
+            raise VerificationError(f"{name}: SHA-256 or size differs from the manifest")
+    if unknown := sorted(set(listed) - set(FILES)):
+        raise VerificationError(f"the manifest lists {unknown[0]}, which is not a bundle file")
+
+
+def _lines(files: _Files, name: str) -> Iterator[bytes]:
+    with files.open(name) as f:
         for n, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
                 raise VerificationError(f"{name} line {n} does not end with a newline")
             yield line[:-1]
 
 
-def _check_proofs(directory: Path, cp: Checkpoint, every: bool) -> tuple[int, int]:
+def _check_proofs(files: _Files, cp: Checkpoint, every: bool) -> tuple[int, int]:
     previous, total, n = -1, 0, 0
-    pairs = zip_longest(_lines(directory, CANONICAL), _lines(directory, PROOFS))
+    pairs = zip_longest(_lines(files, CANONICAL), _lines(files, PROOFS))
     for n, (data, line) in enumerate(pairs, 1):
         if data is None or line is None:
             raise VerificationError(f"{CANONICAL} and {PROOFS} have different numbers of lines")
@@ -155,6 +262,8 @@ def _check_proofs(directory: Path, cp: Checkpoint, every: bool) -> tuple[int, in
             p = orjson.loads(line)
             seq, size, leaf = p["index"], p["tree_size"], bytes.fromhex(p["leaf_hash"])
             hashes = [bytes.fromhex(h) for h in p["hashes"]]
+            if not all(type(v) is int for v in (seq, size)) or not isinstance(p["hashes"], list):
+                raise TypeError("index and tree_size must be integers, hashes a list")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise VerificationError(f"{PROOFS} line {n} is not a proof: {exc!r}") from exc
         where = f"seq {seq} ({CANONICAL} line {n})"
@@ -182,12 +291,12 @@ def _check_proofs(directory: Path, cp: Checkpoint, every: bool) -> tuple[int, in
     return n, total
 
 
-def _check_copies(directory: Path, selection: Selection) -> None:
-    with _open(directory, CSV) as raw:
+def _check_copies(files: _Files, selection: Selection) -> None:
+    with files.open(CSV) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         rows = csv.reader(text, strict=True)
-        lines = zip_longest(_lines(directory, CANONICAL), _lines(directory, PROOFS),
-                            _lines(directory, JSONL), rows)  # fmt: skip
+        lines = zip_longest(_lines(files, CANONICAL), _lines(files, PROOFS),
+                            _lines(files, JSONL), rows)  # fmt: skip
         try:
             if next(rows, None) != list(CSV_HEADER):
                 raise VerificationError(f"{CSV}: the header row is not {','.join(CSV_HEADER)}")

@@ -3,6 +3,8 @@
 The records of a :class:`~otaudit.bundle.layout.Selection` are read from the store in seq
 order, each rechecked against its sealed bytes and proven against the latest signed
 checkpoint, then streamed into the bundle's files while they are hashed for the manifest.
+With the log's signing key, the manifest is signed too (``manifest.sig``), so that its
+selection, record count and file hashes are the exporter's, checkable with the verifier key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from otaudit.bundle.layout import (
     FORMAT,
     JSONL,
     MANIFEST,
+    MANIFEST_SIG,
     PROOFS,
     VERIFIER_KEY,
     Report,
@@ -34,9 +37,11 @@ from otaudit.bundle.layout import (
     csv_row,
     derive,
     jsonl_line,
+    manifest_note_text,
 )
-from otaudit.checkpoint import VerifierKey, open_checkpoint
+from otaudit.checkpoint import SigningKey, VerifierKey, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.note import sign_note
 from otaudit.store.base import Store, StoredRecord
 
 _FETCH: Final = 512
@@ -115,10 +120,18 @@ class _Prover:
         return hashes
 
 
-def export_bundle(store: Store, key: VerifierKey, out: Path, selection: Selection) -> Report:
+def export_bundle(
+    store: Store, key: VerifierKey, out: Path, selection: Selection,
+    signer: SigningKey | None = None,
+) -> Report:  # fmt: skip
     """Write the bundle of ``selection`` to ``out`` (absent or empty), against the latest
-    signed checkpoint. Every record is rechecked and proven before it is written."""
+    signed checkpoint. Every record is rechecked and proven before it is written. With
+    ``signer`` (the log's signing key, whose verifier ``key`` is) the manifest is signed."""
     started = time.perf_counter()
+    if signer is not None and signer.verifier() != key:
+        raise ConfigError(
+            f"signing key {signer.name}+{signer.key_id.hex()} is not the log's key {key}"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} must not exist or be an empty directory")
     stored = proofs.checkpoint_at(store, None)
@@ -174,15 +187,22 @@ def export_bundle(store: Store, key: VerifierKey, out: Path, selection: Selectio
                     "root_hash": root.hex(), "records": count, "selection": selection.manifest(),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "files": files}  # fmt: skip
-        manifest_sink = _Sink(out / MANIFEST)
-        manifest_sink.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-        manifest_sink.close()
+        manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
+        sinks[MANIFEST] = _Sink(out / MANIFEST)
+        sinks[MANIFEST].write(manifest_bytes)
+        sinks[MANIFEST].close()
+        if signer is not None:
+            sinks[MANIFEST_SIG] = _Sink(out / MANIFEST_SIG)
+            sinks[MANIFEST_SIG].write(sign_note(manifest_note_text(manifest_bytes), signer))
+            sinks[MANIFEST_SIG].close()
     except BaseException:
         for sink in sinks.values():
             sink.file.close()
-        for name in (*FILES, MANIFEST):
+        for name in (*FILES, MANIFEST, MANIFEST_SIG):
             (out / name).unlink(missing_ok=True)
         if created and out.is_dir():
             out.rmdir()
         raise
-    return Report(count, total, size, time.perf_counter() - started, left_out, key)
+    return Report(count, total, size, time.perf_counter() - started, left_out, key,
+                  manifest_signed=signer is not None, complete=selection.everything,
+                  selection=selection)  # fmt: skip

@@ -1,14 +1,16 @@
 """The bundle's layout, shared by export and verification.
 
 The format name and file names (see :mod:`otaudit.bundle` for what each file holds), the
-:class:`Selection` of records a bundle states in its manifest, the :class:`Report` of an
-export or a verification, and the per-record forms both sides derive from a sealed record:
-its columns, its ``records.jsonl`` line and its ``records.csv`` row.
+text the manifest's signature signs, the :class:`Selection` of records a bundle states in its
+manifest, the :class:`Report` of an export or a verification, and the per-record forms both
+sides derive from a sealed record: its columns, its ``records.jsonl`` line and its
+``records.csv`` row.
 """
 
 from __future__ import annotations
 
 import calendar
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -22,8 +24,14 @@ from otaudit.record import COLUMN_NAMES, Columns, derive_columns, parse_sealed, 
 FORMAT: Final = "otaudit-bundle/1"
 CANONICAL, JSONL, CSV = "records.canonical", "records.jsonl", "records.csv"
 PROOFS, CHECKPOINT, VERIFIER_KEY = "proofs.jsonl", "checkpoint", "verifier.key"
-MANIFEST: Final = "manifest.json"
+MANIFEST, MANIFEST_SIG = "manifest.json", "manifest.sig"
 FILES: Final = (CANONICAL, JSONL, CSV, PROOFS, CHECKPOINT, VERIFIER_KEY)
+#: The first line of the signed note in ``manifest.sig``. Its second line (``sha256:...``) is
+#: never a decimal number, so the note can never be read as a checkpoint (origin, size, root).
+MANIFEST_NOTE: Final = "otaudit-bundle-manifest/1"
+#: The largest each small file may be; the others are bounded by the sizes the manifest lists.
+MAX_BYTES: Final = {MANIFEST: 1 << 20, MANIFEST_SIG: 64 << 10, CHECKPOINT: 64 << 10,
+                    VERIFIER_KEY: 4 << 10}  # fmt: skip
 CSV_HEADER: Final = ("seq", *COLUMN_NAMES)
 _BOUNDS: Final = ("since_utc", "until_utc")
 
@@ -52,6 +60,15 @@ class Selection:
         except (KeyError, TypeError, ValueError) as exc:
             raise VerificationError(f"{MANIFEST}: selection is malformed: {exc!r}") from exc
 
+    def describe(self) -> str:
+        """The selection in words, for messages."""
+        if self.everything:
+            return "every record"
+        parts = [f"time >= {rfc3339_ns(self.since_ns)}"] if self.since_ns is not None else []
+        parts += [f"time < {rfc3339_ns(self.until_ns)}"] if self.until_ns is not None else []
+        parts += [f"action in {', '.join(self.actions)}"] if self.actions else []
+        return " and ".join(parts)
+
     @property
     def everything(self) -> bool:
         """Whether every record is selected."""
@@ -75,11 +92,22 @@ class Report:
     seconds: float
     left_out: int = 0
     key: VerifierKey | None = None
+    #: Whether ``manifest.sig`` signs the manifest with the log's key (written, or verified).
+    manifest_signed: bool = False
+    #: Whether the bundle holds every record of the log up to ``tree_size`` (verified).
+    complete: bool = False
+    selection: Selection = field(default_factory=Selection)
 
     @property
     def rate(self) -> float:
         """Records per second."""
         return self.records / self.seconds if self.seconds > 0 else float("inf")
+
+
+def manifest_note_text(manifest: bytes) -> str:
+    """The text ``manifest.sig`` signs (c2sp.org/signed-note): :data:`MANIFEST_NOTE` and the
+    SHA-256 of the exact bytes of ``manifest.json``."""
+    return f"{MANIFEST_NOTE}\nsha256:{hashlib.sha256(manifest).hexdigest()}\n"
 
 
 def _utc_ns(text: str) -> int:
