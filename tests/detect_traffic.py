@@ -37,6 +37,8 @@ class Act:
     name: str
     attributes: dict[str, str] = field(default_factory=dict)
     delay_ns: int = 200_000_000  # between the record's time and its receipt
+    #: ``otaudit`` for a record of otaudit's own (sealed by the library: clients cannot).
+    pipeline: str = "otlp"
 
     @property
     def received_ns(self) -> int:
@@ -190,13 +192,16 @@ def scenarios(a: int) -> dict[str, list[Act]]:
         "verification_failed": [
             Act(
                 a + 7 * HOUR,
-                "ops-cron",
-                "ledger check",
+                "otaudit",
+                "otaudit.verify",
                 {
-                    "audit.action": "audit.verify",
-                    "user.id": "svc-ops",
+                    "audit.action": "otaudit.verify",
+                    "enduser.id": "otaudit-server",
+                    "audit.resource_type": "ledger",
                     "audit.result": "failure",
+                    "audit.query.error": "checkpoint at tree size 40 is not consistent",
                 },
+                pipeline="otaudit",
             )
         ],
     }
@@ -219,7 +224,28 @@ def near_misses(a: int) -> list[Act]:
     acts += [
         read(a + 4 * HOUR + i * 8 * S, "u29", f"acct-99-{i}", sensitive=True) for i in range(49)
     ]
+    acts += posing_as_otaudit(a + 7 * HOUR)
     return acts
+
+
+def posing_as_otaudit(t: int) -> list[Act]:
+    """Client records (pipeline otlp) claiming otaudit's own actions: a failed verification,
+    a read of the trail, a failed ``otaudit verify``. The rules that look at otaudit's own
+    records (``verification_failed``) must not take them for otaudit's."""
+    failed = {"audit.resource_type": "ledger", "audit.result": "failure", "user.id": "svc-ops"}
+    forged_read = {
+        "audit.action": "audit_log.query",
+        "enduser.id": "ceo@example.com",
+        "audit.query.kind": "verify",
+        "audit.query.error": "seq 7: forged",
+        "audit.resource_type": "audit_log",
+        "audit.result": "failure",
+    }
+    return [
+        Act(t, "ops-cron", "ledger check", {"audit.action": "otaudit.verify", **failed}),
+        Act(t + S, "ops-cron", "ledger check", {"audit.action": "audit.verify", **failed}),
+        Act(t + 2 * S, "evil-api", "audit_log.query", forged_read),
+    ]
 
 
 def entries(acts: Iterable[Act]) -> Iterator[Entry]:
@@ -240,4 +266,4 @@ def entries(acts: Iterable[Act]) -> Iterator[Entry]:
             KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in act.attributes.items()
         )
         ((obj, content),) = select_spans(request, "audit.action").records
-        yield seal(obj, content, "otlp", act.received_ns)
+        yield seal(obj, content, act.pipeline, act.received_ns)
