@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from otaudit.conventions import OWN_PIPELINE
 from otaudit.store.base import ProducerStats, SeqBreak, ServiceConformance
 
 Params = list[Any]
@@ -108,10 +109,10 @@ class ReportReads:
             " SUM(CASE WHEN producer IS NULL OR producer_seq IS NULL THEN 1 ELSE 0 END)"
             f" FROM {self._records_table}"
         )
-        # otaudit's own records of reads (pipeline "otaudit", which ingest refuses to
-        # clients) are not an instrumented service's records.
-        sql += " WHERE pipeline <> 'otaudit'"
-        params: Params = []
+        # otaudit's own records (pipeline "otaudit", which ingest refuses to clients) are
+        # not an instrumented service's records.
+        sql += f" WHERE pipeline <> {self._placeholder}"
+        params: Params = [OWN_PIPELINE]
         if since_ns is not None:
             sql += f" AND time_unix_nano >= {self._placeholder}"
             params.append(since_ns)
