@@ -22,7 +22,7 @@ import json
 import re
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -33,7 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from conftest import STORE_KINDS, new_store_url
+from conftest import STORE_KINDS, new_store_url, query_args
 from otaudit.completeness import producer_reports, service_reports
 from otaudit.otlp.convert import select_spans
 from otaudit.record import seal
@@ -140,6 +140,7 @@ class Ledger:
     data: Path
     metrics: dict[str, float]
     store_args: tuple[str, ...] = ()
+    sql_args: tuple[str, ...] = ()  # --query-store, for `otaudit sql` on PostgreSQL
 
 
 def _fill(directory: Path, store_args: tuple[str, ...]) -> Ledger:
@@ -167,7 +168,8 @@ def ledger(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     store_args: tuple[str, ...] = ()
     if request.param != "sqlite":
         store_args = ("--store", new_store_url(request.param, directory, request))
-    return _fill(directory, store_args)
+    sql_args = tuple(query_args(store_args[-1] if store_args else None, request))
+    return replace(_fill(directory, store_args), sql_args=sql_args)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +179,8 @@ def sqlite_ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
 
 
 def _run(ledger: Ledger, *args: str) -> tuple[int, str, str]:
-    result = otaudit(*args, "--data", str(ledger.data), *ledger.store_args)
+    extra = ledger.sql_args if args[0] == "sql" else ()
+    result = otaudit(*args, "--data", str(ledger.data), *ledger.store_args, *extra)
     return result.returncode, result.stdout, result.stderr
 
 

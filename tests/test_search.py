@@ -65,9 +65,11 @@ class Ledger:
     kind: str
     data: Path
     store_args: tuple[str, ...]
+    sql_args: tuple[str, ...] = ()  # --query-store, for `otaudit sql` on PostgreSQL
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return otaudit(*args, "--data", str(self.data), *self.store_args)
+        extra = self.sql_args if args[0] == "sql" else ()
+        return otaudit(*args, "--data", str(self.data), *self.store_args, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,8 @@ def ledgers(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         server.start()
         assert post(server, body).status_code == 200
         assert server.stop() == 0
-        out[kind] = Ledger(kind, server.data, store_args)
+        sql_args = ("--query-store", pg.query_url(store_args[1])) if store_args else ()
+        out[kind] = Ledger(kind, server.data, store_args, sql_args)
     return out
 
 
