@@ -10,6 +10,10 @@ the records of the reads is in it, and the server still takes exports.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +125,54 @@ def test_a_login_that_can_write_is_refused_for_user_sql(pg: PgServer, tmp_path: 
         assert records.status_code == 200  # search runs otaudit's own statements: unaffected
     finally:
         api.server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_busy_query_worker_dies_with_a_killed_server(tmp_path: Path) -> None:
+    api = _serve(tmp_path, [])
+    assert api.server.proc is not None
+    server_pid = api.server.proc.pid
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+
+    def ask() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the server dies under it
+            _sql(api, endless + " SELECT count(*) FROM n", timeout_ms=60_000)
+
+    asking = threading.Thread(target=ask, daemon=True)
+    workers: list[int] = []
+    deadline = time.monotonic() + 10
+    asking.start()
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+        workers = [
+            pid
+            for pid in _children(server_pid)
+            if b"otaudit.sqlworker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+    assert len(workers) == 1
+    time.sleep(0.5)  # the worker is inside the statement now
+    api.server.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _alive(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(workers[0]), "the query worker outlived its server"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
