@@ -45,6 +45,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+import rawgrpc
 from support import Server, otaudit
 
 PROTOBUF = "application/x-protobuf"
@@ -451,6 +452,38 @@ def test_gzip_bomb(small: tuple[Server, httpx.Client]) -> None:
     # The peak resident size never grew by anything like the 50 MiB inflated size.
     peak = vm_kib(pid, "VmHWM")
     assert peak - rss_before < 16 * 1024, (rss_before, peak)
+
+
+#: 14 MB of empty gzip members (20 bytes each): under the body limit on the wire, each
+#: member a new inflater. Inflating it once took minutes of a worker's CPU.
+EMPTY_MEMBERS = gzip.compress(b"", mtime=0) * 700_000
+TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def test_gzip_of_many_empty_members(server: Server, http: httpx.Client) -> None:
+    with nothing_written(server):
+        started = time.monotonic()
+        response = post_traces(http, EMPTY_MEMBERS, **{"content-encoding": "gzip"})
+        elapsed = time.monotonic() - started
+    assert response.status_code == 400
+    assert protobuf_status(response).message == "gzip body has more than 64 members"
+    assert elapsed < 1.0
+
+
+def test_grpc_gzip_of_many_empty_members(server: Server) -> None:
+    # gRPC inflates the message itself and takes one member: INTERNAL, before otaudit sees it.
+    address = ("127.0.0.1", server.grpc_port)
+    with nothing_written(server):
+        answer = rawgrpc.unary_call(address, TRACE_EXPORT, EMPTY_MEMBERS, compressed=True)
+    assert answer.ended_by == "trailers"
+    assert answer.grpc_status == grpc.StatusCode.INTERNAL.value[0]
+    assert "not all input consumed" in answer.fields["grpc-message"]
+    assert answer.seconds < 1.0
+    # One member is how gRPC clients send it: taken.
+    request = trace_request(audit_span()).SerializeToString()
+    with ledger_grows_by(server, 1):
+        answer = rawgrpc.unary_call(address, TRACE_EXPORT, gzip.compress(request), compressed=True)
+    assert (answer.ended_by, answer.grpc_status) == ("trailers", 0)
 
 
 def test_grpc_message_over_limit(small: tuple[Server, httpx.Client]) -> None:
