@@ -15,13 +15,14 @@ from __future__ import annotations
 import multiprocessing
 import re
 import signal
+import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Final
 
-from otaudit import access
+from otaudit import access, lifeline
 from otaudit.errors import DecodeError, Overloaded
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
@@ -92,8 +93,10 @@ def prepare(
 
 
 def _worker_init() -> None:
-    """Workers leave SIGINT to the server, which shuts them down in order."""
+    """Workers leave SIGINT to the server, which shuts them down in order, and end at once
+    when the server is gone (killed or crashed) instead of waiting for work forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lifeline.exit_with_parent()
 
 
 def _warm_up() -> None:
@@ -121,10 +124,19 @@ class Ingest:
             pool.submit(_warm_up)
         return pool
 
-    def close(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker processes: those still busy after ``timeout_s`` are killed (their
+        requests were answered or abandoned by then)."""
+        if self._pool is None:
+            return
+        processes = list(self._pool._processes.values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
     def pipeline(self, header: str | None) -> str:
         """The pipeline name for a request: its ``X-Audit-Pipeline`` header or the default."""

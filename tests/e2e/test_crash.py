@@ -4,7 +4,9 @@ Twenty times: senders post batches as fast as they are acknowledged, the
 server is killed with SIGKILL after a random delay, every span of every
 acknowledged batch must be in the ledger and the ledger must verify; the
 server restarts on the same data directory and ingest goes on. At the end
-the restarted server has signed everything.
+the restarted server has signed everything. And a killed server leaves no
+process behind: its ingest workers, the forkserver and resource tracker of
+multiprocessing, and its detection process all end with it.
 """
 
 from __future__ import annotations
@@ -97,3 +99,62 @@ def test_sigkill_at_random_moments_keeps_every_acknowledged_record(tmp_path: Pat
     result = otaudit("verify", "--data", str(server.data))
     assert result.returncode == 0, result.stderr
     assert "after the latest checkpoint" not in result.stdout
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, from /proc (pid -> child pids)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> set[int]:
+    children, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its (dead) parent could reap it
+
+
+def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
+    # Two ingest workers (forked by the multiprocessing forkserver, with its resource
+    # tracker) and the detection process: five helpers, none of which may outlive the server.
+    server = Server(tmp_path / "data", extra_args=["--workers", "2"], detect=True)
+    for _ in range(2):
+        server.start()
+        assert server.proc is not None
+        pid = server.proc.pid
+        assert (
+            httpx.post(
+                f"{server.http_url}/v1/traces",
+                content=audit_request(5),
+                timeout=30,
+                headers={"Content-Type": "application/x-protobuf"},
+            ).status_code
+            == 200
+        )
+        deadline = time.monotonic() + 20
+        while len(helpers := _descendants(pid)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(helpers) == 5, helpers
+        server.stop(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while (left := {p for p in helpers if _alive(p)}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]

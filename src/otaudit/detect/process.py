@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
-from otaudit import datadir
+from otaudit import datadir, lifeline
 from otaudit.detect.rules import Rule, build_rule
 from otaudit.detect.run import AlertItem, AlertPublisher, Detector, alert_items
 from otaudit.errors import OtauditError
@@ -49,6 +49,8 @@ def _child(conn: Connection, signals: Connection, data: Path, store_url: str | N
     # to the whole process group must not cut the final pass short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A server that is killed runs no cleanup: this process then ends by itself at once.
+    lifeline.exit_with_parent()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
