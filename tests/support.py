@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,10 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     #: Run the detection rules (off by default: other tests count exactly what they send).
     detect: bool = False
+    #: A command the server runs under (e.g. ``["prlimit", "--nofile=256"]``).
+    launcher: list[str] = field(default_factory=list)
+    #: Where the server's stderr goes (default: the test's stderr).
+    log_file: Path | None = None
 
     @property
     def http_url(self) -> str:
@@ -41,6 +46,7 @@ class Server:
     def start(self) -> Server:
         self.http_port, self.grpc_port = free_port(), free_port()
         cmd = [
+            *self.launcher,
             sys.executable,
             "-m",
             "otaudit",
@@ -56,7 +62,10 @@ class Server:
             *([] if self.detect else ["--no-detect"]),
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        with contextlib.ExitStack() as files:
+            log = None if self.log_file is None else files.enter_context(self.log_file.open("ab"))
+            self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                         stderr=log)  # fmt: skip
         wait_ready(f"{self.http_url}/healthz", self.proc)
         return self
 

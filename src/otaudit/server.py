@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from otaudit import datadir
+from otaudit import datadir, logthrottle
 from otaudit.auth import Authenticator, is_loopback
 from otaudit.detect.notify import Notifier
 from otaudit.detect.process import DetectorProcess
@@ -22,6 +24,7 @@ from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
 from otaudit.readapi import ReadService, build_read_app
+from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guarded_protocol
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
 from otaudit.tls import TlsSettings
@@ -48,6 +51,9 @@ class ServeSettings:
     unsafe_no_auth: bool = False
     tls: TlsSettings | None = None
     detection: DetectSettings | None = None
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    #: After SIGTERM, how long requests in flight may take before their connections close.
+    shutdown_timeout_s: float = 10.0
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -59,7 +65,12 @@ def parse_address(text: str, option: str) -> tuple[str, int]:
 
 
 def serve(settings: ServeSettings) -> None:
-    """Run until SIGINT/SIGTERM; then finish queued exports and sign a final checkpoint."""
+    """Run until SIGINT/SIGTERM; then finish queued exports and sign a final checkpoint.
+
+    After the signal, requests in flight have ``shutdown_timeout_s`` (a second signal: none)
+    before their connections are closed; then the ledger takes what was queued."""
+    logthrottle.throttle()
+    limits = fit_open_files(settings.connections, 3 if settings.read_api is not None else 2)
     data = datadir.prepare(settings.data, create=True)
     store = datadir.open_store(data, settings.store_url, readonly=False)
     key = datadir.signing_key(data, store, settings.origin, settings.key_file)
@@ -85,12 +96,12 @@ def serve(settings: ServeSettings) -> None:
         authn,
         f"{grpc_host}:{grpc_port}",
         credentials=None if settings.tls is None else settings.tls.grpc_credentials(),
+        limits=limits,
     )
     if bound == 0:
         raise ConfigError(f"cannot listen for gRPC on {grpc_host}:{grpc_port} (address in use?)")
-    servers = [
-        (_uvicorn(build_app(ingest, authn), http_host, http_port, settings.tls), http_socket)
-    ]
+    http_app = build_app(ingest, authn)
+    servers = [(_uvicorn(http_app, settings, settings.http, limits, "HTTP"), http_socket)]
     service: ReadService | None = None
     if settings.read_api is not None:
         read_host, read_port = settings.read_api
@@ -101,7 +112,9 @@ def serve(settings: ServeSettings) -> None:
             authn,
             query_url=settings.query_url,
         )
-        read_app = _uvicorn(build_read_app(service), read_host, read_port, settings.tls)
+        read_app = _uvicorn(
+            build_read_app(service), settings, settings.read_api, limits, "read API"
+        )
         servers.append((read_app, read_socket))
     detector, notifier = _detector(settings, data, sequencer)
     sequencer.start()
@@ -120,21 +133,29 @@ def serve(settings: ServeSettings) -> None:
     )
     if settings.read_api is not None:
         log.info("read API on %s:%d (/api/v1/openapi.json)", *settings.read_api)
+    grace_s = settings.shutdown_timeout_s
     try:
-        asyncio.run(_run_http(servers))
+        asyncio.run(_run_http(servers, lambda: grpc_server.stop(grace=grace_s)))
     finally:
-        grpc_server.stop(grace=5).wait()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # what is left is bounded: let it finish
+            signal.signal(sig, _already_stopping)
+        grpc_server.stop(grace=grace_s).wait()
         ingest.close()
         if service is not None:
             service.close()
         if detector is not None:
-            detector.stop()
+            detector.stop(timeout_s=max(grace_s, 5.0))  # what it has not judged, a restart does
         sequencer.stop()
         if notifier is not None:
             notifier.close()
         token_store.close()
         store.close()
         log.info("otaudit stopped; final checkpoint signed")
+
+
+def _already_stopping(signum: int, frame: object) -> None:
+    log.warning("%s: already stopping (SIGKILL stops at once; nothing acknowledged is lost)",
+                signal.Signals(signum).name)  # fmt: skip
 
 
 def _detector(
@@ -183,18 +204,32 @@ def _check_exposure(settings: ServeSettings, authn: Authenticator) -> None:
     )
 
 
-def _uvicorn(app: Any, host: str, port: int, tls: TlsSettings | None) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT and SIGTERM to :func:`_run_http`, which stops
+    every listener at once (uvicorn's own handler stops one server per signal)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn(
+    app: Any, settings: ServeSettings, address: tuple[str, int], limits: ConnectionLimits,
+    listener: str,
+) -> uvicorn.Server:  # fmt: skip
+    tls = settings.tls
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
+        host=address[0],
+        port=address[1],
+        http=guarded_protocol(limits, listener),
         log_level="warning",
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         **({} if tls is None else tls.uvicorn_options()),  # type: ignore[arg-type]
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 def _listen(host: str, port: int, what: str = "HTTP") -> socket.socket:
@@ -210,16 +245,26 @@ def _listen(host: str, port: int, what: str = "HTTP") -> socket.socket:
     return sock
 
 
-async def _run_http(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
+async def _run_http(
+    servers: list[tuple[uvicorn.Server, socket.socket]], on_stop: Callable[[], object]
+) -> None:
+    """Serve until SIGINT/SIGTERM; then stop every listener, and close what is still open."""
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        if any(server.should_exit for server, _ in servers):
+            log.warning("second signal: closing the connections without waiting")
+        on_stop()
         for server, _ in servers:
+            server.force_exit = server.should_exit
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+    for server, _ in servers:  # requests still in flight after the shutdown timeout
+        for connection in list(server.server_state.connections):
+            connection.transport.close()
 
 
 def store_label(settings: ServeSettings) -> str:

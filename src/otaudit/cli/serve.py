@@ -62,6 +62,34 @@ from otaudit.cli.query import query_store_option
     help="Request size limit, measured after decompression.",
 )
 @click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a request's headers (gRPC: to connect).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a client has to send a request's body once its headers are in.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Open connections per listener; more are refused.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(1),
+    default=10.0,
+    show_default=True,
+    help="Seconds requests in flight get after SIGTERM before their connections close.",
+)
+@click.option(
     "--max-queue-records",
     type=click.IntRange(1),
     default=200_000,
@@ -149,6 +177,10 @@ def serve_command(
     audit_attribute: str,
     pipeline: str,
     max_body_bytes: int,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    shutdown_timeout: float,
     max_queue_records: int,
     checkpoint_interval: float,
     witness_dir: Path | None,
@@ -174,6 +206,7 @@ def serve_command(
     from otaudit.detect.run import DetectSettings
     from otaudit.ingest import IngestSettings
     from otaudit.otlp.convert import Limits
+    from otaudit.receiver.connections import ConnectionLimits
     from otaudit.redaction import Redactor
     from otaudit.server import ServeSettings, parse_address, serve
     from otaudit.tls import TlsSettings
@@ -218,6 +251,8 @@ def serve_command(
             unsafe_no_auth=unsafe_no_auth,
             tls=tls,
             detection=detection,
+            connections=ConnectionLimits(header_timeout, body_timeout, max_connections),
+            shutdown_timeout_s=shutdown_timeout,
         )
     )
 

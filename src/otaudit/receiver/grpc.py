@@ -5,7 +5,9 @@ ingest workers, like on HTTP. Errors map through ``otlp.status``:
 INVALID_ARGUMENT for bad data, UNAVAILABLE with a ``google.rpc.RetryInfo``
 in ``grpc-status-details-bin`` while the ledger cannot take the export (the
 OpenTelemetry exporters read it and back off). gzip is handled by gRPC
-itself; the message size limit is the same ``max_body_bytes`` as on HTTP.
+itself, which takes one gzip member per message (INTERNAL for more, before
+otaudit sees it); the message size limit is the same ``max_body_bytes`` as on
+HTTP.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from otaudit.errors import OtauditError, Overloaded
 from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
 from otaudit.otlp.body import PROTOBUF
 from otaudit.otlp.status import failure_for
+from otaudit.receiver.connections import ConnectionLimits, grpc_options
 from otaudit.receiver.responses import export_response, status_message
 
 SERVICES: Final = {
@@ -76,11 +79,13 @@ def build_server(
     *,
     workers: int = 8,
     credentials: grpc.ServerCredentials | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server bound to ``address`` (not started) and the port it got.
 
     Exports need a token with the ``ingest`` scope in the ``authorization`` metadata
-    once any token exists (UNAUTHENTICATED / PERMISSION_DENIED otherwise)."""
+    once any token exists (UNAUTHENTICATED / PERMISSION_DENIED otherwise). ``limits``
+    bound connections and their handshakes (see ``receiver.connections``)."""
     limit = ingest.settings.max_body_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otaudit-grpc"),
@@ -88,6 +93,7 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
+            *grpc_options(limits or ConnectionLimits()),
         ],
     )
     if credentials is None:

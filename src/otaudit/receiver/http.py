@@ -15,7 +15,7 @@ import time
 from typing import Final
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -76,6 +76,10 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
             )
             await asyncio.wait_for(asyncio.wrap_future(ingest.commit(prepared)), COMMIT_WAIT_S)
             rejected, text = prepared.rejected, prepared.message
+        except ClientDisconnect:
+            # The body never arrived: the client left, or the body timeout answered 408.
+            ingest.metrics.failed_requests.labels("http", "incomplete_body").inc()
+            return Response(status_code=400)  # sent to nobody
         except (OtauditError, TimeoutError) as caught:
             exc = caught if isinstance(caught, OtauditError) else _commit_timeout()
             failure = failure_for(exc)
