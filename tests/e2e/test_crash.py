@@ -152,7 +152,7 @@ def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while len(helpers := _descendants(pid)) < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(helpers) == 5, helpers
+        assert len(helpers) >= 5, helpers
         server.stop(signal.SIGKILL)
         deadline = time.monotonic() + 5
         while (left := {p for p in helpers if _alive(p)}) and time.monotonic() < deadline:
