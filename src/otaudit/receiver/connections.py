@@ -64,9 +64,15 @@ def fit_open_files(limits: ConnectionLimits, listeners: int) -> ConnectionLimits
     (with a warning) if ``listeners`` full listeners would not fit in it: a full listener
     must never leave the others, or the ledger, without a file descriptor."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # e.g. macOS caps it below its "unlimited"
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return limits
     in_use = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 32
     fits = (soft - in_use - RESERVED_FDS) // listeners
     if fits >= limits.max_connections:
