@@ -98,4 +98,11 @@ def test_clients_cannot_pose_as_otaudit(server: Server) -> None:
         headers={"Content-Type": "application/x-protobuf", "X-Audit-Pipeline": "otaudit"},
     )
     assert response.status_code == 400
-    assert "reserved for otaudit's own records of reads" in response.text
+    assert "reserved for otaudit's own records" in response.text
+
+
+def test_the_default_pipeline_cannot_be_otaudits(tmp_path: Path) -> None:
+    """Else every request without the header would be sealed as otaudit's own record."""
+    started = otaudit("serve", "--data", str(tmp_path / "data"), "--pipeline", "otaudit")
+    assert started.returncode == 2
+    assert "--pipeline 'otaudit' is reserved for otaudit's own records" in started.stderr

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from otaudit import access, lifeline
-from otaudit.errors import DecodeError, Overloaded
+from otaudit.errors import ConfigError, DecodeError, Overloaded
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
@@ -40,9 +40,19 @@ COMMIT_WAIT_S: Final = 120.0
 _METRICS_MESSAGE: Final = "otaudit keeps audit spans and log records only; metrics are not stored"
 
 
+def pipeline_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as the pipeline of clients' records, or None."""
+    if not _PIPELINE_RE.fullmatch(name):
+        return f"must be 1-64 letters, digits or ._/- characters, got {name!r}"
+    if name == access.PIPELINE:
+        return f"{name!r} is reserved for otaudit's own records"
+    return None
+
+
 @dataclass(frozen=True)
 class IngestSettings:
-    """Ingest policy and limits (see ``otaudit serve --help``)."""
+    """Ingest policy and limits (see ``otaudit serve --help``); ConfigError for a default
+    pipeline no client may use, such as otaudit's own."""
 
     audit_attribute: str = "audit.action"
     default_pipeline: str = "otlp"
@@ -50,6 +60,11 @@ class IngestSettings:
     workers: int = 2
     limits: Limits = field(default_factory=Limits)
     redactor: Redactor | None = None
+
+    def __post_init__(self) -> None:
+        problem = pipeline_problem(self.default_pipeline)
+        if problem is not None:
+            raise ConfigError(f"--pipeline {problem}")
 
 
 @dataclass
@@ -142,14 +157,9 @@ class Ingest:
         """The pipeline name for a request: its ``X-Audit-Pipeline`` header or the default."""
         if header is None:
             return self.settings.default_pipeline
-        if not _PIPELINE_RE.fullmatch(header):
-            raise DecodeError(
-                f"{PIPELINE_HEADER} must be 1-64 letters, digits or ._/- characters, got {header!r}"
-            )
-        if header == access.PIPELINE:
-            raise DecodeError(
-                f"{PIPELINE_HEADER} {header!r} is reserved for otaudit's own records of reads"
-            )
+        problem = pipeline_problem(header)
+        if problem is not None:
+            raise DecodeError(f"{PIPELINE_HEADER} {problem}")
         return header
 
     def prepare(
