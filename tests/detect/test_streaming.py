@@ -149,13 +149,16 @@ def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
 
 def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str) -> None:
     collector = Server(tmp_path / "collector").start()  # another otaudit receives the OTLP export
-    secret = tmp_path / "webhook.secret"
+    secret, headers = tmp_path / "webhook.secret", tmp_path / "webhook.headers"
     secret.write_text("8f2bd1e0c55a4f3e9c1d7a6b\n")
+    headers.write_text("Authorization: Bearer s3cret\n")
+    secret.chmod(0o600)
+    headers.chmod(0o600)
     args = [
         "--alert-webhook",
         webhook,
-        "--alert-webhook-header",
-        "Authorization: Bearer s3cret",
+        "--alert-webhook-header-file",
+        str(headers),
         "--alert-webhook-secret-file",
         str(secret),
         "--alert-otlp-endpoint",

@@ -160,7 +160,7 @@ from otaudit.cli.query import query_store_option
     "--redaction-key-file",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
-    help="The secret key of hmac: rules (at least 16 bytes).",
+    help="The secret key of hmac: rules (at least 16 bytes; mode 0600 or stricter).",
 )
 @click.option("--no-detect", is_flag=True,
               help="Do not run the detection rules (no alerts are raised).")
@@ -269,7 +269,7 @@ def register(group: click.Group) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
     metavar="FILE",
-    help="The key serve's hmac: redaction rules use.",
+    help="The key serve's hmac: redaction rules use (mode 0600 or stricter).",
 )
 @click.argument("value")
 @handle_errors
