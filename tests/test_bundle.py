@@ -295,6 +295,41 @@ def test_export_refuses_a_tampered_ledger(
     assert not (tmp_path / "out").exists()  # nothing half-written is left behind
 
 
+def test_a_record_with_large_attributes_verifies(tmp_path: Path) -> None:
+    # Three 60 KB attributes: the records.csv attributes field is larger than the csv
+    # module's default field limit (128 KiB).
+    big = [_kv(f"big.{i}", "y" * 60_000) for i in range(3)]
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="bulk",
+                start_time_unix_nano=1_764_288_000_000_000_000,
+                attributes=[_kv("audit.action", "login"), *big])  # fmt: skip
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    )
+    server = Server(tmp_path / "data").start()
+    try:
+        assert post(server, request.SerializeToString()).status_code == 200
+    finally:
+        assert server.stop() == 0
+    exported = run("export", "--data", tmp_path / "data", "--out", tmp_path / "bundle")
+    assert exported.returncode == 0, exported.stderr
+    checked = run("verify-bundle", tmp_path / "bundle")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("OK: 1 records (0.2 MB)")
+
+
+def test_export_with_a_fifo_as_key_file_is_refused_not_waited_on(
+    ledger: Path, tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "key.fifo")
+    result = subprocess.run(
+        [sys.executable, "-m", "otaudit", "export", "--data", str(fresh(ledger, tmp_path)),
+         "--out", str(tmp_path / "out"), "--key-file", str(tmp_path / "key.fifo")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"key file {tmp_path / 'key.fifo'} is not a regular file" in result.stderr
+
+
 def test_export_refuses_a_non_empty_out(ledger: Path, tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     ledger = fresh(ledger, tmp_path.parent / f"{tmp_path.name}-data")

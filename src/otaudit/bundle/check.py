@@ -51,6 +51,7 @@ from otaudit.errors import ConfigError, OtauditError, VerificationError
 from otaudit.note import open_note
 from otaudit.record import COLUMN_NAMES
 
+_MAX_CSV_FIELD: Final = 2**31 - 1
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 _KINDS: Final = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
                  (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a device"),
@@ -292,6 +293,10 @@ def _check_proofs(files: _Files, cp: Checkpoint, every: bool) -> tuple[int, int]
 
 
 def _check_copies(files: _Files, selection: Selection) -> None:
+    # A record's attributes column can be megabytes (256 attributes of up to 64 KiB each by
+    # default); the csv module's default limit of 128 KiB per field would fail such a bundle.
+    # The file's own size, checked against the manifest, is the bound.
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_CSV_FIELD))
     with files.open(CSV) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         rows = csv.reader(text, strict=True)

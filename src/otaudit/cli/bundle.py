@@ -20,6 +20,7 @@ from otaudit import bundle, datadir
 from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.cli.main import store_options, time_bound, verification_exits
 from otaudit.cli.reading import audited_read
+from otaudit.errors import ConfigError
 from otaudit.timespec import TIME_HELP as _TIME_HELP
 
 
@@ -92,6 +93,8 @@ def _manifest_signer(path: Path, given: bool) -> SigningKey | None:
     (unless ``--key-file`` named it). A key file others may read is refused, as everywhere."""
     if not given and not os.access(path, os.R_OK):
         return None
+    if path.exists() and not path.is_file():  # a FIFO would block the key's reading
+        raise ConfigError(f"key file {path} is not a regular file")
     return SigningKey.load(path)
 
 
