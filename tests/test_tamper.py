@@ -16,6 +16,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from forgery import DELETE_FROM_SEQ, forged_tail
 from otaudit import merkle, tree
 from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
 from otaudit.record import COLUMN_NAMES, content_key, derive_columns, parse_sealed
@@ -477,7 +479,14 @@ def test_tree_recomputed_and_resigned_with_a_new_key(ledger: Path, tmp_path: Pat
     finally:
         conn.close()
 
-    # The forgery is self-consistent: the ledger alone cannot tell.
+    # The checkpoint the server saved next to its key shows it...
+    result = otaudit("verify", "--data", str(copy))
+    assert result.returncode == 1
+    assert result.stderr.startswith("FAILED: saved checkpoint is not a checkpoint of this log")
+    assert "signing.key.checkpoint, the server's own copy" in result.stderr
+    # ...but whoever replaced the key file can remove that file too. Then the forgery is
+    # self-consistent: the ledger alone cannot tell.
+    (copy / "signing.key.checkpoint").unlink()
     assert otaudit("verify", "--data", str(copy)).returncode == 0
     # A checkpoint kept elsewhere, or the log's real key, can.
     result = otaudit("verify", "--data", str(copy), "--checkpoint", str(saved))
@@ -506,12 +515,20 @@ def test_database_rolled_back_to_an_older_copy(tmp_path: Path) -> None:
         "FAILED: saved checkpoint at tree size 40: the ledger holds only 20 records; "
         "seq 20 onwards is missing (truncated, or rolled back to an older copy)\n"
     )
-    assert otaudit("verify", "--data", str(server.data)).returncode == 0
+    # The checkpoint the server saved next to its key shows it just the same.
+    result = otaudit("verify", "--data", str(server.data))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "FAILED: saved checkpoint at tree size 40: the ledger holds only "
+    )
+    assert "(truncated, or rolled back to an older copy)" in result.stderr
 
-    # Rolled back, then refilled to the same size with other records: the roots differ.
+    # Rolled back, then refilled to the same size with other records: the roots differ. The
+    # server, whose saved checkpoint is at size 40, signs none of it.
     server.start()
     assert post(server, audit_request(20)).status_code == 200
     server.stop()
+    assert max(_checkpoint_sizes(server.data)) == 20
     result = otaudit("verify", "--data", str(server.data), "--checkpoint", str(saved))
     assert result.returncode == 1
     assert "saved checkpoint at tree size 40: signed root" in result.stderr
@@ -537,3 +554,207 @@ def test_partial_verification_checks_its_range_against_the_signed_root(
     outside = otaudit("verify", "--data", str(copy), "--from-seq", "20", "--to-seq", "40")
     assert outside.returncode == 0, outside.stderr
     assert outside.stdout.startswith("OK: 20 records in the range verified")
+
+
+# -- a database writer without the signing key (issue 13, findings 3 and 4) ---------
+
+
+def _rewrite_history(data: Path, seq: int, *, keep: int = 0) -> None:
+    """Rewrite record ``seq``'s actor and rebuild everything after it, as a database writer
+    would: the triggers dropped, the records from ``seq`` on appended again through otaudit's
+    own store code, and every checkpoint above size ``keep`` deleted."""
+    store = SQLiteStore(data / "ledger.db", readonly=True)
+    try:
+        tail = forged_tail(store, seq, actor(seq).encode(), b"mallory@example.com")
+    finally:
+        store.close()
+    conn = _connect(data)
+    try:
+        _drop_triggers(conn)
+        for statement in DELETE_FROM_SEQ:
+            conn.execute(statement.format(seq=seq, keep=keep))
+    finally:
+        conn.close()
+    store = SQLiteStore(data / "ledger.db", readonly=False, migrate=False)
+    try:
+        store.append(tail)
+    finally:
+        store.close()
+
+
+def _checkpoint_sizes(data: Path) -> list[int]:
+    conn = _connect(data)
+    try:
+        return [r[0] for r in conn.execute("SELECT tree_size FROM checkpoints ORDER BY 1")]
+    finally:
+        conn.close()
+
+
+def test_a_rewritten_history_is_not_signed_again(ledger: Path, tmp_path: Path) -> None:
+    original_key = otaudit("key", "show", "--data", str(ledger)).stdout.strip()
+    copy = _copy(ledger, tmp_path)
+    size = _checkpoint_sizes(copy)[-1]  # RECORDS, and a read or two recorded since
+    assert size >= RECORDS
+    _rewrite_history(copy, 5)
+    assert _checkpoint_sizes(copy) == [0]
+
+    # The server keeps its latest signed checkpoint next to its key, where the database
+    # writer cannot reach: verify checks the ledger against it...
+    result = otaudit("verify", "--data", str(copy))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        f"FAILED: saved checkpoint at tree size {size}: signed root "
+    ), result.stderr
+    assert "the ledger was rewritten" in result.stderr
+
+    # ...and the server refuses to sign a tree that does not extend it, at start and at stop,
+    # and puts the refusal on the ledger (once).
+    server = Server(copy).start()
+    assert server.stop() == 0
+    assert _checkpoint_sizes(copy) == [0]
+    conn = _connect(copy)
+    try:
+        rows = conn.execute(
+            "SELECT seq, pipeline, action, result, attributes ->> '$.\"audit.query.error\"' "
+            f"FROM records WHERE seq >= {size}"
+        ).fetchall()
+    finally:
+        conn.close()
+    # The failed verify above is recorded first (seq `size`), then the refusal.
+    assert [row[2:4] for row in rows] == [("audit_log.query", "failure"),
+                                          ("otaudit.verify", "failure")]  # fmt: skip
+    seq, pipeline, _, _, error = rows[1]
+    assert (seq, pipeline) == (size + 1, "otaudit")
+    assert error.startswith(
+        f"refusing to sign tree size {size + 1}: not consistent with the checkpoint at size "
+        f"{size} saved in {copy / 'signing.key.checkpoint'}"
+    ), error
+    result = otaudit("verify", "--data", str(copy), "--key", original_key)
+    assert result.returncode == 1
+    assert "the ledger was rewritten" in result.stderr
+
+
+def test_a_history_signed_again_late_is_reported(tmp_path: Path) -> None:
+    """When the server lost its saved checkpoint too (the writer controls the data directory,
+    or this is the first start after an upgrade), it adopts the latest checkpoint the
+    ledger holds and signs what follows. verify then sees records that stayed unsigned
+    while the server went on receiving others."""
+    server = Server(tmp_path / "data").start()
+    assert post(server, audit_request(10)).status_code == 200
+    time.sleep(1.2)
+    assert post(server, audit_request(10)).status_code == 200
+    assert server.stop() == 0
+    honest = otaudit("verify", "--data", str(server.data), "--max-signing-delay", "1s")
+    assert honest.returncode == 0, honest.stderr
+
+    store = SQLiteStore(server.data / "ledger.db", readonly=True)
+    try:
+        tail = forged_tail(store, 3, b'"alice"', b'"mallory"')
+    finally:
+        store.close()
+    conn = _connect(server.data)
+    try:
+        _drop_triggers(conn)
+        for statement in DELETE_FROM_SEQ:
+            conn.execute(statement.format(seq=3, keep=0))
+    finally:
+        conn.close()
+    store = SQLiteStore(server.data / "ledger.db", readonly=False, migrate=False)
+    try:
+        store.append(tail)
+    finally:
+        store.close()
+    (server.data / "signing.key.checkpoint").unlink()
+    server.start()
+    assert server.stop() == 0
+    size = _checkpoint_sizes(server.data)[-1]
+    assert _checkpoint_sizes(server.data) == [0, size]  # the rewritten tree, signed
+
+    result = otaudit("verify", "--data", str(server.data), "--max-signing-delay", "1s")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("FAILED: seq 0: received at "), result.stderr
+    assert f"first signed by the checkpoint at tree size {size}" in result.stderr
+    assert "--max-signing-delay 1s" in result.stderr
+
+
+def _forge_with_own_key(data: Path) -> SigningKey:
+    """Rewrite seq 5, replace the verifier key the ledger records and sign the forged tree."""
+    _rewrite_history(data, 5)
+    conn = _connect(data)
+    try:
+        origin = conn.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()[0]
+        key = SigningKey.generate(origin)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'verifier_key'", (key.verifier_key(),))
+        conn.execute("DELETE FROM checkpoints")
+        store = SQLiteStore(data / "ledger.db", readonly=True)
+        root = tree.root_at(store, RECORDS)
+        store.close()
+        note = sign_checkpoint(Checkpoint(origin, RECORDS, root), key)
+        conn.execute("INSERT INTO checkpoints VALUES (?, ?, 0, ?)", (RECORDS, root, note))
+    finally:
+        conn.close()
+    return key
+
+
+def _key_elsewhere(data: Path, tmp_path: Path) -> None:
+    """The signing key (and the checkpoint saved next to it) kept out of the data directory,
+    as with ``serve --key-file``: a verifier here cannot read it."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("signing.key", "signing.key.checkpoint"):
+        shutil.move(data / name, keys / name)
+
+
+def test_a_swapped_verifier_key_is_not_trusted(ledger: Path, tmp_path: Path) -> None:
+    copy = _copy(ledger, tmp_path)
+    _key_elsewhere(copy, tmp_path)
+    forger = _forge_with_own_key(copy)
+
+    result = otaudit("verify", "--data", str(copy))
+    assert result.returncode == 1, result.stdout
+    assert result.stdout == ""
+    assert result.stderr.startswith("FAILED: the log's verifier key cannot be confirmed: "), (
+        result.stderr
+    )
+    assert "--trust-stored-key" in result.stderr and "otaudit key pin" in result.stderr
+    shown = otaudit("key", "show", "--data", str(copy))
+    assert shown.returncode == 1
+    assert shown.stdout == ""
+    assert "cannot be confirmed" in shown.stderr
+
+    # Taking the ledger's word for it is possible, and said: the forgery is self-consistent.
+    trusted = otaudit("verify", "--data", str(copy), "--trust-stored-key")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "not confirmed" in trusted.stderr
+    shown = otaudit("key", "show", "--data", str(copy), "--trust-stored-key")
+    assert shown.returncode == 0
+    assert shown.stdout == forger.verifier_key() + "\n"
+    assert "not confirmed" in shown.stderr
+
+
+def test_a_pinned_verifier_key_catches_a_swapped_one(ledger: Path, tmp_path: Path) -> None:
+    copy = _copy(ledger, tmp_path)
+    original_key = otaudit("key", "show", "--data", str(ledger)).stdout.strip()
+    pinned = otaudit("key", "pin", "--data", str(copy))
+    assert pinned.returncode == 0, pinned.stderr
+    assert (copy / "verifier.key").read_text() == original_key + "\n"
+    assert pinned.stdout == f"pinned {original_key} in {copy / 'verifier.key'}\n"
+    _key_elsewhere(copy, tmp_path)
+    verified = otaudit("verify", "--data", str(copy), "--from-seq", "0", "--to-seq", "5")
+    assert verified.returncode == 0, verified.stderr  # the pin confirms the key
+
+    forger = _forge_with_own_key(copy)
+    for args in (("verify",), ("key", "show"), ("verify", "--trust-stored-key")):
+        result = otaudit(*args, "--data", str(copy))
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert result.stdout == ""
+        assert f"is not the key pinned in {copy / 'verifier.key'}" in result.stderr
+    for option in ("--trust-stored-key", f"--key={forger.verifier_key()}"):
+        again = otaudit("key", "pin", "--data", str(copy), option)
+        assert again.returncode == 1, again.stderr
+        assert "is not the key pinned in" in again.stderr
+        other = tmp_path / "other.pin"
+        other.write_text(original_key + "\n")
+        again = otaudit("key", "pin", "--data", str(copy), "--out", str(other), option)
+        assert again.returncode == 1, again.stderr
+    assert (copy / "verifier.key").read_text() == original_key + "\n"

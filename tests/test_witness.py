@@ -262,7 +262,8 @@ class Ledger:
         path.mkdir()
         self.store = SQLiteStore(path / "ledger.db")
         self.dir = path / "witness-dir"
-        self.checkpointer = Checkpointer(self.store, LOG_KEY, ORIGIN, self.dir)
+        self.checkpointer = Checkpointer(self.store, LOG_KEY, ORIGIN, self.dir,
+                                         saved_path=path / "signing.key.checkpoint")  # fmt: skip
 
     def grow(self, records: list[Entry]) -> int:
         self.store.append(records)

@@ -2,11 +2,19 @@
 
 Layout of ``--data DIR`` (default ``./otaudit-data``)::
 
-    DIR/ledger.db      the SQLite ledger (the default store)
-    DIR/signing.key    the log's Ed25519 signing key, mode 0600, in signed-note form
+    DIR/ledger.db                 the SQLite ledger (the default store)
+    DIR/signing.key               the log's Ed25519 signing key, mode 0600, in signed-note form
+    DIR/signing.key.checkpoint    the latest checkpoint the server signed, kept outside the
+                                  database (next to ``--key-file`` when the key is elsewhere;
+                                  see :mod:`otaudit.signerstate`)
+    DIR/verifier.key              the log's verifier key, pinned by ``otaudit key pin``
 
 The log's origin (the first line of every checkpoint) is the signing key's
 name; it is chosen on first start (``--origin``) and recorded in the ledger.
+
+The verifier key recorded in the ledger is only the database's word: whoever can
+write the database can replace it along with the history it signs. :func:`log_key`
+says what confirms the key it returns (``--key``, the pinned key, or the signing key).
 """
 
 from __future__ import annotations
@@ -16,17 +24,21 @@ import os
 import secrets
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from otaudit import signerstate
 from otaudit.checkpoint import SigningKey, VerifierKey
-from otaudit.errors import ConfigError
+from otaudit.errors import ConfigError, VerificationError
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
 
 DEFAULT_DATA: Final = Path("otaudit-data")
 LEDGER_FILE: Final = "ledger.db"
 KEY_FILE: Final = "signing.key"
+PIN_FILE: Final = "verifier.key"
+_MAX_PIN_BYTES: Final = 4096
 
 log = logging.getLogger("otaudit.datadir")
 
@@ -94,7 +106,12 @@ def default_origin() -> str:
 
 
 def signing_key(data: Path, store: Store, origin: str | None, key_file: Path | None) -> SigningKey:
-    """Load the log's signing key, creating it (and recording the origin) on first start."""
+    """Load the log's signing key, creating it (and recording the origin) on first start.
+
+    The signer's saved checkpoint (:mod:`otaudit.signerstate`) goes next to the key file,
+    or in ``DATA/signing.key.checkpoint`` when the key's directory is read-only (a secret
+    mount shared by several nodes).
+    """
     path = key_file or data / KEY_FILE
     recorded = store.meta("origin")
     if path.exists():
@@ -113,6 +130,14 @@ def signing_key(data: Path, store: Store, origin: str | None, key_file: Path | N
             path,
             key.verifier_key(),
         )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        key.saved_checkpoint = signerstate.path_for(data / KEY_FILE)
+        log.info(
+            "signing key %s is in a read-only directory: the latest signed checkpoint is kept "
+            "in %s",
+            path,
+            key.saved_checkpoint,
+        )
     if origin is not None and origin != key.name:
         raise ConfigError(f"--origin {origin!r} does not match the log's origin {key.name!r}")
     if recorded is None:
@@ -122,19 +147,116 @@ def signing_key(data: Path, store: Store, origin: str | None, key_file: Path | N
         raise ConfigError(
             f"signing key {path} ({key.name!r}) is not the key of this ledger ({recorded!r})"
         )
+    pinned = pinned_key(data / PIN_FILE)
+    if pinned is not None and pinned != key.verifier():
+        raise ConfigError(
+            f"signing key {path} is not the key pinned in {data / PIN_FILE} ({pinned})"
+        )
     return key
 
 
-def verifier_key(data: Path, store: Store, key_text: str | None) -> VerifierKey:
-    """The key to check checkpoints with: ``--key``, else the ledger's recorded key."""
+@dataclass(frozen=True)
+class LogKey:
+    """The log's verifier key and what confirmed it (None: only the ledger's own record)."""
+
+    key: VerifierKey
+    confirmed_by: str | None
+
+
+def pinned_key(path: Path) -> VerifierKey | None:
+    """The verifier key pinned in ``path`` (one line, ``otaudit key pin``); None if no file.
+
+    ConfigError if the file cannot be read or does not hold one verifier key.
+    """
+    raw = signerstate.read_file(path, "pinned verifier key", _MAX_PIN_BYTES)
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"pinned verifier key {path} is not UTF-8 text") from None
+    try:
+        return VerifierKey.parse(text.removesuffix("\n"))
+    except ConfigError as exc:
+        raise ConfigError(f"pinned verifier key {path}: {exc}") from None
+
+
+def pin_key(path: Path, key: VerifierKey) -> bool:
+    """Write ``key`` to ``path`` (mode 0644, atomically); False if it already pins ``key``.
+
+    VerificationError if ``path`` pins another key: a pin is never replaced silently.
+    """
+    pinned = pinned_key(path)
+    if pinned == key:
+        return False
+    if pinned is not None:
+        raise VerificationError(
+            f"{path} already pins {pinned}; if the log's key really changed, remove that file first"
+        )
+    signerstate.write_file(path, f"{key}\n".encode(), "pinned verifier key")
+    return True
+
+
+def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
+    """The log's verifier key and what confirms it, in this order:
+
+    1. ``--key`` (``key_text``), as given;
+    2. the key pinned in ``DATA/verifier.key``;
+    3. the signing key ``DATA/signing.key``, when this user can read it;
+    4. otherwise the key the ledger records, unconfirmed (``confirmed_by`` None).
+
+    A pinned or signing key that differs from the one the ledger records is a
+    VerificationError: the recorded key was replaced (or the data directory belongs to
+    another log). ConfigError if the ledger records no key and none is given.
+    """
     if key_text is not None:
-        return VerifierKey.parse(key_text)
+        return LogKey(VerifierKey.parse(key_text), "--key")
     recorded = store.meta("verifier_key")
     if recorded is None:
         raise ConfigError("the ledger has no verifier key recorded; pass --key")
+    pin_path = data / PIN_FILE
+    pinned = pinned_key(pin_path)
+    if pinned is not None:
+        if str(pinned) != recorded:
+            raise VerificationError(
+                f"the ledger's verifier key {recorded} is not the key pinned in {pin_path} "
+                f"({pinned}): the key in the database was replaced, or the pin belongs to "
+                "another log"
+            )
+        return LogKey(pinned, f"the key pinned in {pin_path}")
     key_path = data / KEY_FILE
     if key_path.exists() and os.access(key_path, os.R_OK):
-        own = SigningKey.load(key_path).verifier_key()
-        if own != recorded:
-            raise ConfigError(f"signing key {key_path} does not match the ledger's verifier key")
-    return VerifierKey.parse(recorded)
+        own = SigningKey.load(key_path).verifier()
+        if str(own) != recorded:
+            raise VerificationError(
+                f"the ledger's verifier key {recorded} is not the key of the signing key "
+                f"{key_path} ({own}): the key in the database was replaced, or the signing "
+                "key belongs to another log"
+            )
+        return LogKey(own, f"the signing key {key_path}")
+    return LogKey(VerifierKey.parse(recorded), None)
+
+
+def unconfirmed_message(data: Path, key: VerifierKey) -> str:
+    """Why a key that only the ledger vouches for is not used without --trust-stored-key."""
+    return (
+        f"the log's verifier key cannot be confirmed: the ledger records {key}, but no --key "
+        f"was given, no key is pinned in {data / PIN_FILE}, and the signing key "
+        f"{data / KEY_FILE} is not readable here. Whoever can write the database can replace "
+        "that key together with the history it signs. Get the key from the log's operator "
+        "and pass --key, or pin it once (`otaudit key pin --key KEY`), or pass "
+        "--trust-stored-key to take the ledger's word for it"
+    )
+
+
+def unconfirmed_warning(key: VerifierKey) -> str:
+    """The stderr line of a command told to use a key only the ledger vouches for."""
+    return (
+        f"otaudit: warning: {key} is the verifier key the ledger records; it is not confirmed "
+        "by a pinned key or the signing key (--trust-stored-key)"
+    )
+
+
+def verifier_key(data: Path, store: Store, key_text: str | None) -> VerifierKey:
+    """The key to check checkpoints with (:func:`log_key`), confirmed or not."""
+    return log_key(data, store, key_text).key

@@ -43,6 +43,9 @@ __all__ = [
 ED25519_SIGNATURE_TYPE = 0x01
 """The signed-note signature type identifier byte of Ed25519 (c2sp.org/signed-note)."""
 
+SAVED_CHECKPOINT_SUFFIX = ".checkpoint"
+"""A signer's saved checkpoint is its key file's name and this (:mod:`otaudit.signerstate`)."""
+
 _PRIVATE_PREFIX = "PRIVATE+KEY+"
 _KEY_ID_RE = re.compile(r"[0-9a-f]{8}")
 _MAX_KEY_FILE_BYTES = 4096
@@ -244,7 +247,7 @@ class SigningKey:
     :meth:`generate`, :meth:`from_seed`, :meth:`from_private_text` or :meth:`load`.
     """
 
-    __slots__ = ("_private", "_seed", "_verifier")
+    __slots__ = ("_path", "_private", "_seed", "_verifier", "saved_checkpoint")
 
     def __init__(self, name: str, seed: bytes) -> None:
         """Make a key from a name and a 32-byte Ed25519 seed (RFC 8032 private key).
@@ -260,6 +263,11 @@ class SigningKey:
         self._seed = seed
         self._private = Ed25519PrivateKey.from_private_bytes(seed)
         self._verifier = VerifierKey(name, self._private.public_key().public_bytes_raw())
+        self._path: Path | None = None
+        #: Where a signer using this key keeps the latest checkpoint it signed, outside the
+        #: database (:mod:`otaudit.signerstate`): ``<key file>.checkpoint`` next to the key
+        #: file once the key is loaded or saved; None for a key made in memory.
+        self.saved_checkpoint: Path | None = None
 
     @classmethod
     def generate(cls, name: str) -> SigningKey:
@@ -293,6 +301,15 @@ class SigningKey:
     def verifier_key(self) -> str:
         """The verifier key text, ``<name>+<8 hex key ID>+<base64(0x01 || public key)>``."""
         return str(self._verifier)
+
+    @property
+    def path(self) -> Path | None:
+        """The key file this key was loaded from or saved to; None for a key made in memory."""
+        return self._path
+
+    def _at(self, path: Path) -> None:
+        self._path = path
+        self.saved_checkpoint = path.with_name(path.name + SAVED_CHECKPOINT_SUFFIX)
 
     def sign(self, text: bytes) -> bytes:
         """Return the raw 64-byte Ed25519 signature of ``text`` (RFC 8032)."""
@@ -380,6 +397,7 @@ class SigningKey:
             except OSError:  # pragma: no cover - best effort cleanup
                 pass
         _fsync_directory(directory, target)
+        self._at(target)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SigningKey:
@@ -431,9 +449,11 @@ class SigningKey:
         if text.endswith("\n"):
             text = text[:-1]
         try:
-            return cls.from_private_text(text)
+            key = cls.from_private_text(text)
         except ConfigError as exc:
             raise ConfigError(f"key file {source}: {exc}") from None
+        key._at(source)
+        return key
 
     def __repr__(self) -> str:
         return f"SigningKey(name={self.name!r}, key_id={self.key_id.hex()!r})"

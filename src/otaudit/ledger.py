@@ -24,9 +24,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from otaudit import access, merkle, tree
-from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
-from otaudit.errors import Overloaded, StoreError, VerificationError
+from otaudit import access, merkle, signerstate, tree
+from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
+from otaudit.errors import ConfigError, Overloaded, StoreError, VerificationError
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.store.base import Store, StoredCheckpoint
@@ -40,17 +40,40 @@ _STOP = object()
 class Checkpointer:
     """Signs tree heads, each only after it proves consistent with the previous one.
 
+    "The previous one" is both the latest checkpoint in the store and the one this signer
+    saved outside it, next to its key (:mod:`otaudit.signerstate`, DESIGN invariant 10). A
+    tree that does not extend the saved checkpoint (a database rewritten, truncated or rolled
+    back by someone without the key) is refused with a ``VerificationError``, on the first
+    call even when there is nothing new to sign. A signer without a saved checkpoint whose
+    store holds checkpoints (the first start after an upgrade) adopts the latest stored one
+    that verifies under its key, with a warning.
+
     With ``witness_dir``, each new checkpoint is also written there for witnesses
     (``checkpoint.<size>`` and ``proof.<size>``, see :mod:`otaudit.witness`); a failure to
     write is logged and changes nothing else.
     """
 
     def __init__(
-        self, store: Store, key: SigningKey, origin: str, witness_dir: Path | None = None
+        self,
+        store: Store,
+        key: SigningKey,
+        origin: str,
+        witness_dir: Path | None = None,
+        *,
+        saved_path: Path | None = None,
     ) -> None:
+        """``saved_path`` defaults to ``key.saved_checkpoint`` (next to its key file);
+        ConfigError if there is none, or if the file cannot be read or written there."""
         self.store = store
         self.key = key
         self.origin = origin
+        saved_path = saved_path or key.saved_checkpoint
+        if saved_path is None:
+            raise ConfigError("a signer needs a file for its saved checkpoint: a key from memory")
+        self.saved_path = saved_path
+        signerstate.check_writable(saved_path)
+        signerstate.read_file(saved_path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
+        self._checked = False  # the tree was checked against the saved checkpoint
         existing = store.checkpoints()
         self.latest: StoredCheckpoint | None = existing[-1] if existing else None
         self.witness_dir = witness_dir
@@ -71,26 +94,72 @@ class Checkpointer:
                 latest = max(latest, self.latest, key=lambda cp: cp.tree_size)
             self.latest = latest
             size = self.store.tree_size()
-            if latest is not None and latest.tree_size >= size:
+            grown = latest is None or latest.tree_size < size
+            if not grown and self._checked:
                 return None
-            return self._sign(size, latest)
+            root = tree.root_at(self.store, size)
+            # 1. The tree must extend the checkpoint saved outside the store.
+            saved = self._saved()
+            if saved is not None:
+                where = f"the checkpoint at size {saved.tree_size} saved in {self.saved_path}"
+                if saved.tree_size > size:
+                    raise VerificationError(
+                        f"refusing to sign tree size {size}: {where} is larger: the ledger "
+                        "lost records this signer signed (truncated, or rolled back to an "
+                        "older copy)"
+                    )
+                self._check_extends(saved.tree_size, saved.root_hash, size, root, where)
+            self._checked = True
+            return self._sign(size, root, latest) if grown else None
 
-    def _sign(self, size: int, latest: StoredCheckpoint | None) -> StoredCheckpoint:
-        root = tree.root_at(self.store, size)
+    def _saved(self) -> Checkpoint | None:
+        """The saved checkpoint; without one, the latest stored checkpoint signed by this
+        signer's key, adopted (and saved) with a warning."""
+        verifier = self.key.verifier()
+        saved = signerstate.load(self.saved_path, verifier, self.origin)
+        if saved is not None:
+            return saved
+        for stored in reversed(self.store.checkpoints()):
+            try:
+                adopted = open_checkpoint(stored.note, verifier, self.origin)
+            except VerificationError:
+                continue
+            log.warning(
+                "no saved checkpoint at %s: adopting the latest checkpoint in the ledger "
+                "signed by this log's key, at tree size %d (expected on the first start after "
+                "an upgrade; otherwise the file was removed, and only `otaudit verify` with a "
+                "checkpoint kept elsewhere can tell whether the ledger was rewritten before)",
+                self.saved_path,
+                adopted.tree_size,
+            )
+            signerstate.save(self.saved_path, stored.note)
+            return adopted
+        return None
+
+    def _check_extends(
+        self, size1: int, root1: bytes, size2: int, root2: bytes, where: str
+    ) -> list[bytes]:
+        """The consistency proof from ``size1`` to ``size2`` (RFC 9162 §2.1.4), checked."""
+        proof = tree.consistency_proof(self.store, size1, size2) if 0 < size1 < size2 else []
+        try:
+            merkle.verify_consistency(size1, size2, proof, root1, root2)
+        except VerificationError as exc:
+            raise VerificationError(
+                f"refusing to sign tree size {size2}: not consistent with {where}: {exc}"
+            ) from exc
+        return proof
+
+    def _sign(self, size: int, root: bytes, latest: StoredCheckpoint | None) -> StoredCheckpoint:
         proof: list[bytes] = []
         if latest is not None and latest.tree_size > 0:
-            # 1. The new head must extend the previous signed one (RFC 9162 §2.1.4).
-            proof = tree.consistency_proof(self.store, latest.tree_size, size)
-            try:
-                merkle.verify_consistency(latest.tree_size, size, proof, latest.root_hash, root)
-            except VerificationError as exc:
-                raise VerificationError(
-                    f"refusing to sign tree size {size}: not consistent with the checkpoint "
-                    f"at size {latest.tree_size}: {exc}"
-                ) from exc
-        # 2. Sign the C2SP checkpoint and store it.
+            # 2. The new head must extend the previous signed one in the store.
+            where = f"the checkpoint at size {latest.tree_size}"
+            proof = self._check_extends(latest.tree_size, latest.root_hash, size, root, where)
+        # 3. Sign the C2SP checkpoint; save it outside the store, then store it (a crash
+        # between the two leaves the saved file ahead of the store, which is safe).
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self.key)
         cp = StoredCheckpoint(size, root, time.time_ns(), note)
+        signerstate.save(self.saved_path, note)
         self.store.add_checkpoint(cp)
         self.latest = cp
         if self.witness_dir is not None:
@@ -315,7 +384,7 @@ class Sequencer:
     def _checkpoint(self) -> None:
         try:
             cp = self.checkpointer.checkpoint()
-        except StoreError as exc:
+        except (StoreError, ConfigError) as exc:  # ConfigError: the saved checkpoint's file
             log.error("checkpoint not signed: %s", exc)
             return
         except VerificationError as exc:

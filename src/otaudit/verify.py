@@ -3,7 +3,7 @@
 ``verify_ledger`` raises ``VerificationError`` at the first problem, naming
 the sequence number (or tree node, or checkpoint) and what is wrong;
 otherwise it returns a report. It reads only stored data and recomputes
-everything from the sealed bytes, in four steps:
+everything from the sealed bytes, in five steps:
 
 1. records: sequence numbers dense from 0; each stored column equals the one
    re-derived from the sealed bytes; the dedup key too; the leaf hash of the
@@ -13,7 +13,10 @@ everything from the sealed bytes, in four steps:
 3. checkpoints: each signed note verifies with the log's key, matches its
    stored size and root, and that root equals the root recomputed at its size;
 4. coverage: the latest checkpoint covers the tree (records after it are
-   reported: they are sealed in the tree but not yet under a signature).
+   reported: they are sealed in the tree but not yet under a signature);
+5. timing: no record stayed unsigned while the server went on receiving client
+   records more than ``max_signing_delay_s`` later (:mod:`otaudit.latesigning`:
+   the trace of a history rewritten and signed again).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from otaudit import merkle, tree
 from otaudit.checkpoint import VerifierKey, open_checkpoint
+from otaudit.conventions import OWN_PIPELINE
 from otaudit.errors import VerificationError
+from otaudit.latesigning import DEFAULT_MAX_DELAY_S, LateSigning
 from otaudit.record import COLUMN_NAMES, dedup_keys, derive_columns, parse_sealed
 from otaudit.store.base import Store, StoredRecord
 
@@ -53,7 +59,8 @@ class VerifyReport:
         return self.records / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _check_record(rec: StoredRecord, leaf: bytes) -> None:
+def _check_record(rec: StoredRecord, leaf: bytes) -> dict[str, Any]:
+    """Check one record against its leaf; return its (checked) envelope."""
     try:
         envelope, content = parse_sealed(rec.sealed)
         derived = derive_columns(envelope)
@@ -78,6 +85,7 @@ def _check_record(rec: StoredRecord, leaf: bytes) -> None:
         raise VerificationError(
             f"seq {rec.seq}: dedup key does not match the sealed record", rec.seq
         )
+    return envelope
 
 
 def _check_records(
@@ -85,11 +93,12 @@ def _check_records(
     progress: Progress | None,
     begin: int = 0,
     end: int | None = None,
+    late: LateSigning | None = None,
 ) -> tuple[int, int]:
     """Check records ``[begin, end)`` against their leaves; return (count, bytes).
 
     With ``end`` None the check runs to the last record and also refuses
-    leaves that have no record.
+    leaves that have no record. ``late`` sees each record's receive time.
     """
     leaves = store.iter_level(0, begin)
     expected = begin
@@ -105,7 +114,10 @@ def _check_records(
                 f"seq {rec.seq}: no leaf hash for this record in the tree", rec.seq
             )
         leaf = bytes(idx_leaf[1])
-        _check_record(rec, leaf)
+        envelope = _check_record(rec, leaf)
+        if late is not None:
+            client = envelope["pipeline"] != OWN_PIPELINE
+            late.see(rec.seq, int(envelope["received_at"]), client)
         total_bytes += len(rec.sealed)
         expected += 1
         if progress is not None and expected % 10_000 == 0:
@@ -196,12 +208,18 @@ def _check_checkpoints(store: Store, key: VerifierKey, size: int) -> tuple[int, 
 
 
 def verify_ledger(
-    store: Store, key: VerifierKey, *, progress: Progress | None = None
+    store: Store,
+    key: VerifierKey,
+    *,
+    progress: Progress | None = None,
+    max_signing_delay_s: int = DEFAULT_MAX_DELAY_S,
 ) -> VerifyReport:
     """Verify the whole ledger (steps in the module docstring); raise at the first problem."""
     started = time.perf_counter()
-    records, record_bytes = _check_records(store, progress)
-    latest = max((cp.tree_size for cp in store.checkpoints()), default=0)
+    sizes = [cp.tree_size for cp in store.checkpoints()]
+    late = LateSigning(sizes, max_signing_delay_s)
+    records, record_bytes = _check_records(store, progress, late=late)
+    latest = max(sizes, default=0)
     if latest > records:
         raise VerificationError(
             f"checkpoint at tree size {latest}: the ledger holds only {records} records; "
@@ -210,6 +228,8 @@ def verify_ledger(
         )
     _check_tree(store, records)
     count, cp_size = _check_checkpoints(store, key, records)
+    if late.found is not None:  # reported once the checkpoints it relies on are known good
+        raise VerificationError(late.found.message(max_signing_delay_s), late.found.seq)
     return VerifyReport(
         records, record_bytes, time.perf_counter() - started, records, count, cp_size
     )

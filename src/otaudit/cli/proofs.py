@@ -1,4 +1,4 @@
-"""``otaudit key show``, ``otaudit checkpoint`` and ``otaudit prove``."""
+"""``otaudit key show`` and ``key pin``, ``otaudit checkpoint`` and ``otaudit prove``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import click
 import orjson
 
 from otaudit import datadir, proofs
-from otaudit.cli.main import handle_errors, store_options
+from otaudit.checkpoint import VerifierKey
+from otaudit.cli.main import handle_errors, store_options, verification_exits
 from otaudit.cli.reading import audited_read, reading
+from otaudit.errors import VerificationError
 
 
 def _print_json(document: object) -> None:
@@ -21,13 +23,73 @@ def key_group() -> None:
     """The log's signing identity."""
 
 
+_TRUST_HELP = (
+    "When neither a pinned key nor the signing key confirms the verifier key the "
+    "ledger records, take it anyway (whoever can write the database can replace it)."
+)
+
+
+def _confirmed(log_key: datadir.LogKey, data: Path, trust_stored_key: bool) -> VerifierKey:
+    """The key, if something confirms it or the user takes the ledger's word (said on stderr)."""
+    if log_key.confirmed_by is None:
+        if not trust_stored_key:
+            raise VerificationError(datadir.unconfirmed_message(data, log_key.key))
+        click.echo(datadir.unconfirmed_warning(log_key.key), err=True)
+    return log_key.key
+
+
 @key_group.command("show")
 @store_options
-@handle_errors
-def key_show(data: Path, store_url: str | None) -> None:
-    """Print the log's verifier key (signed-note form: name+keyid+base64)."""
-    with reading(data, store_url) as store:
-        click.echo(str(datadir.verifier_key(data, store, None)))
+@click.option("--trust-stored-key", is_flag=True, help=_TRUST_HELP)
+def key_show(data: Path, store_url: str | None, trust_stored_key: bool) -> None:
+    """Print the log's verifier key (signed-note form: name+keyid+base64).
+
+    The key is the one pinned by `otaudit key pin`, else the signing key's; the key the
+    ledger records must be the same. Exit status 1 if it is not, or if nothing confirms it.
+    """
+    with verification_exits("otaudit: error: "), reading(data, store_url) as store:
+        key = _confirmed(datadir.log_key(data, store, None), data, trust_stored_key)
+    click.echo(str(key))
+
+
+@key_group.command("pin")
+@store_options
+@click.option("--key", "key_text", metavar="VKEY",
+              help="The verifier key to pin, as obtained from the log's operator (default: "
+                   "the signing key's).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Write the pin here (default: DATA/verifier.key, which later commands use).",
+)
+@click.option("--trust-stored-key", is_flag=True, help=_TRUST_HELP)
+def key_pin(
+    data: Path, store_url: str | None, key_text: str | None, out: Path | None,
+    trust_stored_key: bool,
+) -> None:  # fmt: skip
+    """Write the log's verifier key to a file that verify and key show then trust.
+
+    The key must be the one the ledger records. A file that pins another key is never
+    replaced: exit status 1, as for a ledger whose key was swapped.
+    """
+    with verification_exits("otaudit: error: "):
+        with reading(data, store_url) as store:
+            log_key = datadir.log_key(data, store, None)
+        if key_text is None:
+            key = _confirmed(log_key, data, trust_stored_key)
+        else:
+            key = VerifierKey.parse(key_text)
+            if key != log_key.key:
+                raise VerificationError(
+                    f"the ledger records the verifier key {log_key.key}, not {key}: the key in "
+                    "the database was replaced, or the ledger belongs to another log"
+                )
+        path = out if out is not None else data / datadir.PIN_FILE
+        if out is None and store_url is not None:
+            datadir.prepare(data, create=True)
+        written = datadir.pin_key(path, key)
+    click.echo(f"pinned {key} in {path}" if written else f"{path} already pins {key}")
 
 
 @click.command("checkpoint")

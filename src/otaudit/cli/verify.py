@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,10 +13,14 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from otaudit import datadir
+from otaudit import datadir, signerstate
+from otaudit.checkpoint import VerifierKey
 from otaudit.cli.main import store_options, verification_exits
 from otaudit.cli.reading import record_read
 from otaudit.errors import VerificationError
+from otaudit.latesigning import DEFAULT_MAX_DELAY_S, duration_text
+from otaudit.store.base import Store
+from otaudit.timespec import parse_duration
 from otaudit.verify import Progress as ProgressFn
 from otaudit.verify import VerifyReport, check_saved_checkpoint, verify_ledger, verify_range
 
@@ -45,45 +50,88 @@ def _summary(report: VerifyReport, what: str) -> str:
     )
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _signer_state(data: Path, store: Store, key: VerifierKey) -> int | None:
+    """Check the ledger against the checkpoint the server saved next to its key in ``data``,
+    when there is one this user can read; return its tree size."""
+    path = signerstate.path_for(data / datadir.KEY_FILE)
+    if not os.access(path, os.R_OK):
+        return None
+    raw = signerstate.read_file(path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
+    if raw is None:
+        return None
+    try:
+        return check_saved_checkpoint(store, raw.decode("utf-8", "replace"), key)
+    except VerificationError as exc:
+        raise VerificationError(
+            f"{exc}; checked against {path}, the server's own copy of the latest checkpoint "
+            "it signed",
+            exc.seq,
+        ) from exc
+
+
 @click.command("verify")
 @store_options
 @click.option("--key", "key_text", metavar="VKEY",
-              help="Verifier key (name+id+base64) to check signatures with "
-                   "(default: the key recorded in the ledger).")  # fmt: skip
+              help="Verifier key (name+id+base64) to check signatures with (default: "
+                   "the key pinned by `otaudit key pin`, else the signing key's).")  # fmt: skip
+@click.option("--trust-stored-key", is_flag=True,
+              help="When nothing above confirms the verifier key the ledger records, use it "
+                   "anyway (whoever can write the database can replace it).")  # fmt: skip
 @click.option("--checkpoint", "checkpoint_file", type=click.File("r"), metavar="FILE",
               help="A signed checkpoint kept elsewhere earlier: the ledger must still contain "
                    "exactly the tree it signs.")  # fmt: skip
 @click.option("--from-seq", type=click.IntRange(0), help="Check only records from this seq.")
 @click.option("--to-seq", type=click.IntRange(0), help="Check only records before this seq.")
+@click.option("--max-signing-delay", "max_delay_s", metavar="DURATION",
+              default=duration_text(DEFAULT_MAX_DELAY_S), show_default=True, callback=_duration,
+              help="Fail when a record stayed unsigned while the server received client "
+                   "records this much later (30s, 10m, 1h).")  # fmt: skip
 def verify_command(
     data: Path,
     store_url: str | None,
     key_text: str | None,
+    trust_stored_key: bool,
     checkpoint_file: TextIO | None,
     from_seq: int | None,
     to_seq: int | None,
+    max_delay_s: int,
 ) -> None:
     """Recompute every leaf, column, tree node and checkpoint of the ledger."""
     partial = from_seq is not None or to_seq is not None
+    delay = duration_text(max_delay_s) if max_delay_s != DEFAULT_MAX_DELAY_S else None
     text = " ".join(
         f"--{name} {value}"
         for name, value in (("from-seq", from_seq), ("to-seq", to_seq),
-                            ("checkpoint", checkpoint_file and checkpoint_file.name))
+                            ("checkpoint", checkpoint_file and checkpoint_file.name),
+                            ("max-signing-delay", delay))
         if value is not None
-    )  # fmt: skip
+    ) + (" --trust-stored-key" if trust_stored_key else "")  # fmt: skip
     with verification_exits():
         if store_url is None:
             datadir.prepare(data, create=False)
         store = datadir.open_store(data, store_url, readonly=True)
+        unconfirmed = False
         try:
-            key = datadir.verifier_key(data, store, key_text)
+            log_key = datadir.log_key(data, store, key_text)
+            key, unconfirmed = log_key.key, log_key.confirmed_by is None
+            if unconfirmed and not trust_stored_key:
+                raise VerificationError(datadir.unconfirmed_message(data, key))
             saved = checkpoint_file.read() if checkpoint_file is not None else None
             with progress_bar(store.tree_size()) as progress:
                 if partial:
                     report = verify_range(store, key, from_seq or 0, to_seq, progress=progress)
                 else:
-                    report = verify_ledger(store, key, progress=progress)
+                    report = verify_ledger(store, key, progress=progress,
+                                           max_signing_delay_s=max_delay_s)  # fmt: skip
             saved_size = check_saved_checkpoint(store, saved, key) if saved else None
+            signer_size = _signer_state(data, store, key)
         except VerificationError as exc:
             failure: VerificationError | None = exc
         else:
@@ -97,10 +145,15 @@ def verify_command(
             record_read(data, store_url, "verify", text, ok=False, error=str(failure))
             sys.exit(1)
         record_read(data, store_url, "verify", text, ok=True, rows=report.records)
+    if unconfirmed:
+        click.echo(datadir.unconfirmed_warning(key), err=True)
     click.echo(_summary(report, "records in the range" if partial else "records"))
     if saved_size is not None:
         click.echo(f"OK: the ledger still holds exactly the tree of the saved checkpoint "
                    f"(tree size {saved_size})")  # fmt: skip
+    if signer_size is not None:
+        click.echo(f"OK: the ledger extends the checkpoint the server saved outside the "
+                   f"database (tree size {signer_size})")  # fmt: skip
     if report.uncovered and not partial:
         click.echo(
             f"note: {report.uncovered} records after the latest checkpoint are sealed in the tree "
