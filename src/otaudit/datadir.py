@@ -31,6 +31,7 @@ from typing import Final
 from otaudit import signerstate
 from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
 
@@ -168,7 +169,7 @@ def pinned_key(path: Path) -> VerifierKey | None:
 
     ConfigError if the file cannot be read or does not hold one verifier key.
     """
-    raw = signerstate.read_file(path, "pinned verifier key", _MAX_PIN_BYTES)
+    raw = read_small_file(path, "pinned verifier key", _MAX_PIN_BYTES)
     if raw is None:
         return None
     try:

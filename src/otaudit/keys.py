@@ -19,7 +19,6 @@ import hashlib
 import os
 import re
 import secrets
-import stat
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.note import _b64decode, _b64encode, _key_name_problem, _show
+from otaudit.smallfile import read_small_file
 
 __all__ = [
     "ED25519_SIGNATURE_TYPE",
@@ -408,40 +408,9 @@ class SigningKey:
         :meth:`from_private_text`), or if its permissions allow any group or other access.
         """
         source = Path(path)
-        try:
-            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ConfigError(f"key file {source} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot open key file {source}: {exc.strerror or exc}") from exc
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"key file {source} is not a regular file")
-            mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                raise ConfigError(
-                    f"key file {source} has mode {mode:04o}, which allows group or other "
-                    f"access; it must be 0600 or stricter (chmod 600 {source})"
-                )
-            chunks: list[bytes] = []
-            total = 0
-            while total <= _MAX_KEY_FILE_BYTES:
-                chunk = os.read(fd, _MAX_KEY_FILE_BYTES + 1 - total)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-        except OSError as exc:
-            raise ConfigError(f"cannot read key file {source}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(fd)
-        raw = b"".join(chunks)
-        if len(raw) > _MAX_KEY_FILE_BYTES:
-            raise ConfigError(
-                f"key file {source} is larger than {_MAX_KEY_FILE_BYTES} bytes; "
-                "it should hold one private key line"
-            )
+        raw = read_small_file(source, "key file", _MAX_KEY_FILE_BYTES, private=True)
+        if raw is None:
+            raise ConfigError(f"key file {source} does not exist")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

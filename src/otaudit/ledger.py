@@ -29,6 +29,7 @@ from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_che
 from otaudit.errors import ConfigError, Overloaded, StoreError, VerificationError
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
+from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store, StoredCheckpoint
 from otaudit.witness import ConsistencyProof, export_checkpoint
 
@@ -72,7 +73,7 @@ class Checkpointer:
             raise ConfigError("a signer needs a file for its saved checkpoint: a key from memory")
         self.saved_path = saved_path
         signerstate.check_writable(saved_path)
-        signerstate.read_file(saved_path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
+        read_small_file(saved_path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
         self._checked = False  # the tree was checked against the saved checkpoint
         existing = store.checkpoints()
         self.latest: StoredCheckpoint | None = existing[-1] if existing else None

@@ -26,13 +26,13 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-import stat
 from pathlib import Path
 from typing import Final
 
 from otaudit.checkpoint import Checkpoint, VerifierKey, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SAVED_CHECKPOINT_SUFFIX
+from otaudit.smallfile import read_small_file
 
 MAX_FILE_BYTES: Final = 64 * 1024
 """Largest saved checkpoint read (one with 100 signature lines is about 10 KB)."""
@@ -41,39 +41,6 @@ MAX_FILE_BYTES: Final = 64 * 1024
 def path_for(key_path: Path) -> Path:
     """Where the signer whose key is in ``key_path`` keeps its saved checkpoint."""
     return key_path.with_name(key_path.name + SAVED_CHECKPOINT_SUFFIX)
-
-
-def read_file(path: Path, what: str, limit: int) -> bytes | None:
-    """The bytes of the small regular file ``path``; None if there is none.
-
-    ``what`` names the file in messages. Raises :class:`~otaudit.errors.ConfigError` for
-    anything but a regular file (a FIFO or device is refused without blocking), a file
-    larger than ``limit`` bytes, or an I/O error.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot open {what} {path}: {exc.strerror or exc}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{what} {path} is not a regular file")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:
-            chunk = os.read(fd, limit + 1 - total)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
-    if total > limit:
-        raise ConfigError(f"{what} {path} is larger than {limit} bytes")
-    return b"".join(chunks)
 
 
 def write_file(path: Path, data: bytes, what: str, mode: int = 0o644) -> None:
@@ -144,7 +111,7 @@ def load(path: Path, key: VerifierKey, origin: str | None) -> Checkpoint | None:
     :class:`~otaudit.errors.VerificationError` if it is not a checkpoint of this log signed
     by ``key`` (both name the file).
     """
-    data = read_file(path, "saved checkpoint", MAX_FILE_BYTES)
+    data = read_small_file(path, "saved checkpoint", MAX_FILE_BYTES)
     if data is None:
         return None
     try:

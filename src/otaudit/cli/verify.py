@@ -19,6 +19,7 @@ from otaudit.cli.main import store_options, verification_exits
 from otaudit.cli.reading import record_read
 from otaudit.errors import VerificationError
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, duration_text
+from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store
 from otaudit.timespec import parse_duration
 from otaudit.verify import Progress as ProgressFn
@@ -63,7 +64,7 @@ def _signer_state(data: Path, store: Store, key: VerifierKey) -> int | None:
     path = signerstate.path_for(data / datadir.KEY_FILE)
     if not os.access(path, os.R_OK):
         return None
-    raw = signerstate.read_file(path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
+    raw = read_small_file(path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
     if raw is None:
         return None
     try:
