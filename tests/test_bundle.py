@@ -668,6 +668,11 @@ def test_export_without_the_signing_key_says_the_manifest_is_not_signed(
     data = fresh(ledger, tmp_path)
     (data / "signing.key").unlink()  # an auditor's copy of the ledger, without the key
     whole, filtered = tmp_path / "whole", tmp_path / "filtered"
+    # Nothing confirms the verifier key the database records: not put in a bundle unasked.
+    refused = run("export", "--data", data, "--out", whole)
+    assert refused.returncode == 1
+    assert "the log's verifier key cannot be confirmed" in refused.stderr
+    assert run("key", "pin", "--key", key, "--data", data).returncode == 0
     result = run("export", "--data", data, "--out", whole)
     assert result.returncode == 0, result.stderr
     assert (

@@ -20,7 +20,7 @@ from otaudit import bundle, datadir
 from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.cli.main import store_options, time_bound, verification_exits
 from otaudit.cli.reading import audited_read
-from otaudit.errors import ConfigError
+from otaudit.errors import ConfigError, VerificationError
 from otaudit.timespec import TIME_HELP as _TIME_HELP
 
 
@@ -35,6 +35,9 @@ from otaudit.timespec import TIME_HELP as _TIME_HELP
 @click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="The log's signing key, to sign the manifest with (default: DATA/signing.key "
                    "when readable; without it the manifest is not signed).")  # fmt: skip
+@click.option("--trust-stored-key", is_flag=True,
+              help="Put the verifier key the ledger records in the bundle although no --key, "
+                   "pinned key or readable signing key confirms it.")  # fmt: skip
 def export_command(
     data: Path,
     store_url: str | None,
@@ -43,6 +46,7 @@ def export_command(
     until: str | None,
     actions: tuple[str, ...],
     key_file: Path | None,
+    trust_stored_key: bool,
 ) -> None:
     """Write an offline evidence bundle, every record proven against the latest checkpoint
     and the manifest signed with the log's key."""
@@ -63,7 +67,10 @@ def export_command(
         verification_exits("FAILED: the ledger does not verify: "),
         audited_read(data, store_url, "export", text) as (store, outcome),
     ):
-        key = datadir.verifier_key(data, store, None)
+        log_key = datadir.log_key(data, store, None)
+        key = log_key.key
+        if log_key.confirmed_by is None and not trust_stored_key:
+            raise VerificationError(datadir.unconfirmed_message(data, key))
         signer = _manifest_signer(key_file or data / datadir.KEY_FILE, key_file is not None)
         report = bundle.export_bundle(store, key, out, selection, signer)
         outcome.rows = report.records
