@@ -774,6 +774,13 @@ def test_load_directory(tmp_path: Path) -> None:
         SigningKey.load(tmp_path)
 
 
+def test_load_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    path = tmp_path / "signing.key"
+    os.mkfifo(path, 0o600)  # nobody will ever write to it: opening it to read would block
+    with pytest.raises(ConfigError, match=f"key file {re.escape(str(path))} is not a regular"):
+        SigningKey.load(path)
+
+
 def test_load_unreadable(tmp_path: Path, key: SigningKey) -> None:
     if os.geteuid() != 0:
         path = tmp_path / "k"
