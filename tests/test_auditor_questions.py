@@ -142,7 +142,8 @@ def stores(pg: PgServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         server = Server(tmp_path_factory.mktemp(kind) / "data", extra_args=store_args).start()
         assert post(server, body).status_code == 200
         assert server.stop() == 0
-        out[kind] = ["--data", str(server.data), *store_args]
+        sql_args = ["--query-store", pg.query_url(store_args[1])] if store_args else []
+        out[kind] = ["--data", str(server.data), *store_args, *sql_args]
     return out
 
 

@@ -87,7 +87,7 @@ def test_redaction_rules(tmp_path: Path) -> None:
         (["--redact", "mask:enduser.id"], "expected drop:PATTERN or hmac:PATTERN"),
         (["--redact", "drop:"], "expected drop:PATTERN or hmac:PATTERN"),
         (["--redact", "hmac:x", "--redaction-key-file", "short"], "use at least 16 random bytes"),
-        (["--redact", "hmac:x", "--redaction-key-file", "missing"], "missing: No such file"),
+        (["--redact", "hmac:x", "--redaction-key-file", "missing"], "missing does not exist"),
     ],
 )
 def test_bad_redaction_settings_stop_serve(tmp_path: Path, args: list[str], message: str) -> None:
