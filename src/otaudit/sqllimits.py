@@ -16,6 +16,8 @@ import decimal
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from otaudit.errors import QueryError
 
 #: Text of one statement; longer is refused before it reaches a database.
@@ -44,9 +46,12 @@ class QueryRows:
 
 
 def cell_bytes(value: Any) -> int:
-    """What one cell counts against ``max_result_bytes``: its text or bytes, else 8."""
-    if isinstance(value, str | bytes | bytearray | memoryview):
-        return len(value)
+    """What one cell counts against ``max_result_bytes``: about its size once encoded as
+    JSON (text as escaped UTF-8, bytes as base64), else 8."""
+    if isinstance(value, str):
+        return len(orjson.dumps(value))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return 4 * ((len(value) + 2) // 3) + 2
     if isinstance(value, list | tuple):
         return 8 + sum(cell_bytes(v) for v in value)
     if isinstance(value, dict):

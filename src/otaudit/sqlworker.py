@@ -4,7 +4,7 @@ A statement a reader sends (``otaudit sql``, ``POST /api/v1/sql``) never runs
 in the process that receives OTLP and holds the sequencer. It runs in a
 query worker: a child process started with ``python -m otaudit.sqlworker``,
 whose address space is capped (``RLIMIT_AS``), which dies with its parent
-(``PR_SET_PDEATHSIG`` and end of input), and which the parent kills when a
+(a thread watches for it, even mid-statement), and which the parent kills when a
 statement overstays its time limit. Inside, the store's own bounds apply
 (:mod:`otaudit.store.sqlite_query`, :mod:`otaudit.store.postgres_query`).
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import datetime
 import decimal
 import os
@@ -44,12 +43,13 @@ from otaudit.sqllimits import QueryLimits, QueryRows
 _HEADER: Final = struct.Struct(">I")
 #: Time a worker gets past the statement's own limit before it is killed.
 _GRACE_S: Final = 2.0
+#: The longest error message a worker passes on.
+MAX_MESSAGE_CHARS: Final = 8192
 _ERRORS: Final[dict[str, type[OtauditError]]] = {
     "QueryError": QueryError,
     "StoreError": StoreError,
     "ConfigError": ConfigError,
 }
-_PR_SET_PDEATHSIG: Final = 1
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,20 @@ def decode_cell(value: Any) -> Any:
 # -- the worker -------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (no-op elsewhere)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _exit_with(parent: int) -> None:
+    """End this process as soon as ``parent`` is gone, even in the middle of a statement.
+
+    A thread watches the parent id (SQLite and libpq release the GIL while they
+    work). Not ``PR_SET_PDEATHSIG``: that fires when the *thread* that started the
+    worker ends, and the server's threads come and go.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="otaudit-parent-watch", daemon=True).start()
 
 
 def _read_frame(stream: IO[bytes]) -> bytes | None:
@@ -140,11 +149,18 @@ def _run(request: dict[str, Any]) -> QueryRows:
     return run_postgres(request["where"], request["sql"], limits)
 
 
-def worker_main(memory_bytes: int) -> None:
+def _shortened(message: str) -> str:
+    """An error message cut to ``MAX_MESSAGE_CHARS`` (a database may quote a huge value)."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} characters cut)"
+
+
+def worker_main(parent: int, memory_bytes: int) -> None:
     """Serve requests from stdin until it closes; run by ``python -m otaudit.sqlworker``."""
-    _die_with_parent()
-    if os.getppid() == 1:
+    if os.getppid() != parent:
         return
+    _exit_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
@@ -160,13 +176,14 @@ def worker_main(memory_bytes: int) -> None:
                 "truncated": result.truncated,
             }
         except OtauditError as exc:
-            answer = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+            answer = {"error": {"type": type(exc).__name__, "message": _shortened(str(exc))}}
             ended = isinstance(exc.__cause__, MemoryError)  # start afresh after that
         except MemoryError:
             answer = {"error": {"type": "QueryError", "message": "query stopped: out of memory"}}
             ended = True
         except Exception as exc:  # a defect: answer it, keep serving
-            answer = {"error": {"type": "StoreError", "message": f"query worker: {exc!r}"}}
+            message = _shortened(f"query worker: {exc!r}")
+            answer = {"error": {"type": "StoreError", "message": message}}
         if ended:
             answer["ending"] = True
         try:
@@ -188,7 +205,7 @@ class _Worker:
 
     def __init__(self, memory_bytes: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "otaudit.sqlworker", str(memory_bytes)],
+            [sys.executable, "-m", "otaudit.sqlworker", str(os.getpid()), str(memory_bytes)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -309,4 +326,4 @@ class SqlRunner:
 
 
 if __name__ == "__main__":
-    worker_main(int(sys.argv[1]))
+    worker_main(int(sys.argv[1]), int(sys.argv[2]))

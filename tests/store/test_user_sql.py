@@ -11,6 +11,7 @@ internal table, a value or a result too large to hold.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,10 @@ def test_queries_read_the_views(any_store: Store, target: QueryTarget, runner: S
         "SELECT count(*) FROM schema_migrations",
         "SELECT 1 FROM tokens",
         "SELECT count(*) FROM audit_records, tokens",
+        # A CTE named like a view once passed for the view itself.
+        "WITH audit_records AS (SELECT id, hash FROM tokens) SELECT * FROM audit_records",
+        "WITH audit_spans AS (SELECT * FROM meta) SELECT * FROM audit_spans",
+        "WITH audit_logs AS (SELECT seq, sealed FROM records) SELECT * FROM audit_logs",
         "DELETE FROM audit_records",
         "INSERT INTO audit_records (seq) VALUES (99)",
     ],
@@ -155,6 +160,13 @@ def test_results_are_bounded_in_bytes(target: QueryTarget, runner: SqlRunner) ->
     assert 90 <= len(result.rows) < 100
     with pytest.raises(QueryError, match="first row is over the 100000-byte result limit"):
         run_sql(target, f"SELECT {text(200_000)}", limits, runner)
+    # Bytes as JSON carries them: a control character is 6 bytes (\u0001), not 1.
+    control = f"replace({text(1000)}, 'x', char(1))" if target.kind == "sqlite" else (
+        "repeat(chr(1), 1000)"
+    )
+    escaped = run_sql(target, f"{rows} SELECT {control} FROM n", limits, runner)
+    assert escaped.truncated == "bytes"
+    assert 14 <= len(escaped.rows) <= 17
 
 
 def test_an_endless_stream_of_large_rows_stops_at_the_byte_cap(
@@ -253,6 +265,9 @@ def _logins(pg: PgServer, url: str) -> dict[str, str]:
             ("app_reader", "GRANT otaudit_reader TO app_reader"),
             ("role_maker", "ALTER ROLE role_maker CREATEROLE"),
             ("two_hats", "GRANT otaudit_query, pg_read_all_data TO two_hats"),
+            ("watcher", "GRANT otaudit_query, pg_monitor TO watcher"),
+            # A superuser whose sessions start as the query role: current_user alone passes.
+            ("sneaky", "ALTER ROLE sneaky SUPERUSER; ALTER ROLE sneaky SET role = 'otaudit_query'"),
         ):
             if (
                 conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
@@ -261,7 +276,8 @@ def _logins(pg: PgServer, url: str) -> dict[str, str]:
                 conn.execute(f"CREATE ROLE {login} LOGIN")  # type: ignore[arg-type]
             conn.execute(grant)  # type: ignore[arg-type]
     return {login: with_login(url, login) for login in
-            ("postgres", "app_writer", "app_reader", "role_maker", "two_hats")}  # fmt: skip
+            ("postgres", "app_writer", "app_reader", "role_maker", "two_hats", "watcher",
+             "sneaky")}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -272,6 +288,8 @@ def _logins(pg: PgServer, url: str) -> dict[str, str]:
         ("app_reader", r"has rights on otaudit\.\w+ beyond reading the audit views"),
         ("role_maker", "can create roles"),
         ("two_hats", r"has rights on otaudit\.\w+ beyond reading the audit views"),
+        ("watcher", r"is a predefined role that reaches past the views .through role pg_"),
+        ("sneaky", "starts its sessions as role 'otaudit_query'"),
     ],
 )
 def test_user_sql_is_refused_over_a_login_that_can_do_more(
@@ -281,6 +299,15 @@ def test_user_sql_is_refused_over_a_login_that_can_do_more(
     url = _logins(pg, query_url.replace("otaudit_sql@", "postgres@"))[login]
     with pytest.raises(QueryError, match=rf"refusing to run user SQL as '{login}': it {problem}"):
         run_sql(query_target(store, url), "SELECT 1", LIMITS, runner)
+
+
+def test_a_huge_error_message_is_cut(pg_ledger: tuple[Store, str], runner: SqlRunner) -> None:
+    """PostgreSQL quotes the value it could not cast: once 114 MB of error from no rows."""
+    store, query_url = pg_ledger
+    with pytest.raises(QueryError) as info:
+        run_sql(query_target(store, query_url), "SELECT repeat('x', 5000000)::int", LIMITS, runner)
+    assert len(str(info.value)) < 9000
+    assert str(info.value).endswith("characters cut)")
 
 
 @pytest.mark.parametrize(
@@ -307,3 +334,19 @@ def test_the_attacks_that_once_wrote_the_ledger_fail(
     assert store.meta("x") is None
     assert not Path("/tmp/otaudit-pwned").exists()
     assert [r.seq for r in store.iter_records()] == [0, 1]
+
+
+def test_a_worker_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    """The read API's threads come and go; its query workers must not go with them."""
+    store = datadir.open_store(tmp_path, None, readonly=False)
+    pool = SqlRunner(1)
+    try:
+        target = query_target(store)
+        starter = threading.Thread(target=lambda: run_sql(target, "SELECT 1", LIMITS, pool))
+        starter.start()
+        starter.join()
+        time.sleep(0.5)
+        assert run_sql(target, "SELECT 2", LIMITS, pool).rows == [(2,)]
+    finally:
+        pool.close()
+        store.close()

@@ -1,10 +1,12 @@
 """User SQL on the PostgreSQL ledger: a login that can only read the audit views.
 
 No parser decides what is safe here; the database does. Before a statement
-runs, the login it runs as is checked: it and every role it can become must
+runs, the login it runs as is checked: it (the session user, which must also
+be the role its sessions start as) and every role it can become must
 hold nothing in schema ``otaudit`` but SELECT on the three audit views, and
 must not be a superuser, create roles or databases, bypass row security,
-replicate, or hold a predefined role that reads or writes everything, runs
+replicate, or hold a predefined role that reads or writes everything,
+monitors other sessions, runs
 programs or reads server files (:func:`check_query_login`). A login that
 fails is refused with what it can do and how to make one that passes
 (``docs/operations.md``, "A login for user SQL").
@@ -43,13 +45,18 @@ _BROAD_ROLES: Final = (
     "pg_write_server_files",
     "pg_execute_server_program",
     "pg_signal_backend",
+    "pg_monitor",
+    "pg_read_all_settings",
+    "pg_read_all_stats",
+    "pg_stat_scan_tables",
 )
 _ANY_TABLE_RIGHT: Final = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"
 _ANY_VIEW_WRITE: Final = "INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"
 _CHECK_LOGIN: Final = f"""
 WITH me AS (
     SELECT oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication
-    FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')
+    FROM pg_roles
+    WHERE pg_has_role(session_user, oid, 'MEMBER') OR pg_has_role(current_user, oid, 'MEMBER')
 )
 SELECT rolname, CASE
     WHEN rolsuper THEN 'is a superuser'
@@ -117,7 +124,7 @@ def check_query_login(conn: psycopg.Connection[Any]) -> None:
     try:
         if conn.execute("SELECT to_regnamespace('otaudit')").fetchone() == (None,):
             raise StoreError("the database has no otaudit schema: run `otaudit migrate`")
-        login = conn.execute("SELECT current_user").fetchone()
+        login = conn.execute("SELECT session_user, current_user").fetchone()
         found = conn.execute(
             _CHECK_LOGIN,
             {"broad": list(_BROAD_ROLES), "views": list(QUERY_VIEWS)},
@@ -125,6 +132,12 @@ def check_query_login(conn: psycopg.Connection[Any]) -> None:
     except psycopg.Error as exc:
         raise StoreError(f"checking the query login failed: {message(exc)}") from exc
     name = login[0] if login else "?"
+    if login is not None and login[0] != login[1]:
+        raise QueryError(
+            f"refusing to run user SQL as {name!r}: it starts its sessions as role {login[1]!r}"
+            " (ALTER ROLE ... SET role), so what it is checked as is not what it can do;"
+            " use a login without that setting"
+        )
     problems = [(role != name, role, problem) for role, problem in found if problem is not None]
     if problems:
         _, role, problem = min(problems)  # the login's own problem first

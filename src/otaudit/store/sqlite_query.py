@@ -26,7 +26,9 @@ QUERY_VIEWS: Final = frozenset({"audit_records", "audit_spans", "audit_logs"})
 #: Tables the views show every row of: counting one (an empty-column read) tells nothing
 #: the views do not. Every other table, ``sqlite_master`` included, may not even be counted.
 _VIEW_TABLES: Final = frozenset({"records"})
-_QUERY_ACTIONS: Final = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+_QUERY_ACTIONS: Final = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE}
+#: Functions no audit query needs that reach past SQL: a tokenizer pointer (an address).
+_REFUSED_FUNCTIONS: Final = frozenset({"fts3_tokenizer", "load_extension", "readfile", "writefile"})
 _FETCH_BATCH: Final = 256
 _PROGRESS_OPS: Final = 10_000
 
@@ -41,33 +43,61 @@ def read_uri(path: Path) -> str:
 
 
 class _Authorizer:
-    """Allow reading the audit views (and what they read) and nothing else.
+    """Allow reading the columns the audit views read, and nothing else.
+
+    What a statement may read is decided by table and column, the two things
+    a statement cannot disguise: the name SQLite reports as the view a read
+    comes through is the name of a CTE when a statement names its CTE
+    ``audit_records``, so it is not trusted. ``exposed`` is the set of
+    (table, column) pairs the three views read, learned from the views
+    themselves when the connection opens.
 
     SQLite reports a read with an empty column name when a statement reads
-    no column of a table (``count(*)``, ``SELECT 1 FROM t``) or of a CTE,
-    without saying through which view. Such a read is allowed for names that
-    are not tables of the database (CTEs, subqueries) and for the table the
-    views show whole; any other table is refused.
+    no column of a table (``count(*)``, ``SELECT 1 FROM t``) or of a CTE.
+    Such a read is allowed for names that are not tables of the database
+    (CTEs, subqueries) and for the table the views show whole.
     """
 
-    def __init__(self, tables: frozenset[str]) -> None:
+    def __init__(self, tables: frozenset[str], exposed: frozenset[tuple[str, str]]) -> None:
         self.tables = tables
+        self.exposed = exposed
 
     def __call__(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
     ) -> int:
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_DENY if arg2 in _REFUSED_FUNCTIONS else sqlite3.SQLITE_OK
         if action in _QUERY_ACTIONS:
             return sqlite3.SQLITE_OK
-        if action != sqlite3.SQLITE_READ:
+        if action != sqlite3.SQLITE_READ or arg1 is None:
             return sqlite3.SQLITE_DENY
-        if db == "main" and (arg1 in QUERY_VIEWS or source in QUERY_VIEWS):
-            return sqlite3.SQLITE_OK
-        if arg2 == "" and arg1 is not None:
-            name = arg1.lower()
-            is_table = name in self.tables or name.startswith("sqlite_")
-            if not is_table or name in _VIEW_TABLES:
+        table = arg1.lower()
+        if arg2:
+            if table in QUERY_VIEWS or (table, arg2.lower()) in self.exposed:
                 return sqlite3.SQLITE_OK
+            return sqlite3.SQLITE_DENY
+        is_table = table in self.tables or table.startswith("sqlite_")
+        if not is_table or table in _VIEW_TABLES:
+            return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
+
+
+def _exposed_columns(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
+    """The (table, column) pairs the audit views read, from preparing each view."""
+    seen: set[tuple[str, str]] = set()
+
+    def note(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
+        if action == sqlite3.SQLITE_READ and arg1 and arg2:
+            seen.add((arg1.lower(), arg2.lower()))
+        return sqlite3.SQLITE_OK
+
+    conn.set_authorizer(note)
+    try:
+        for view in sorted(QUERY_VIEWS):
+            conn.execute(f"SELECT * FROM {view} LIMIT 0").fetchall()
+    finally:
+        conn.set_authorizer(None)
+    return frozenset(pair for pair in seen if pair[0] not in QUERY_VIEWS)
 
 
 def run_query(path: Path, sql: str, limits: QueryLimits) -> QueryRows:
@@ -83,16 +113,18 @@ def run_query(path: Path, sql: str, limits: QueryLimits) -> QueryRows:
     try:
         try:
             conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")  # sorting spills count against the heap
             conn.execute(f"PRAGMA hard_heap_limit = {int(limits.max_memory_bytes // 2)}")
             tables = frozenset(
                 str(r[0]).lower()
                 for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             )
+            exposed = _exposed_columns(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"opening a read connection failed on {path}: {exc}") from exc
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
         conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 4 * MAX_SQL_CHARS)
-        conn.set_authorizer(_Authorizer(tables))
+        conn.set_authorizer(_Authorizer(tables, exposed))
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_OPS)
         budget = RowBudget(limits)
         try:
@@ -109,7 +141,7 @@ def run_query(path: Path, sql: str, limits: QueryLimits) -> QueryRows:
             text = str(exc)
             if "too big" in text:
                 text += f" (values are limited to {limits.max_value_bytes} bytes)"
-            elif "not authorized" in text:
+            elif "not authorized" in text or "prohibited" in text:
                 text += f" (queries read only {', '.join(sorted(QUERY_VIEWS))})"
             elif "out of memory" in text:
                 text += f" (queries are limited to {limits.max_memory_bytes // 2**20} MiB)"
