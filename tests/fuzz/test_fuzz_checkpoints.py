@@ -21,6 +21,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mutation import EDITS, mutate
 from otaudit import datadir, signerstate
 from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, open_checkpoint, sign_checkpoint
 from otaudit.errors import ConfigError, OtauditError, VerificationError
@@ -37,25 +38,6 @@ COSIGNED = VALID + sign_checkpoint(Checkpoint(KEY.name, 12345, ROOT), OTHER).enc
 # The characters notes are made of, so that random text reaches past the first checks.
 PIECES = [*"\n\n\n —+/=09azAZ.", "example.com/log", "12345", "\u2014 ", "\x00", "\ud800"]
 NOTE_TEXT = st.lists(st.sampled_from(PIECES), max_size=200).map("".join)
-EDITS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1 << 16), st.integers(0, 255)),
-                 min_size=1, max_size=8)  # fmt: skip
-
-
-def _mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, at, value in edits:
-        if not out:
-            break
-        at %= len(out)
-        if kind == 0:
-            out[at] = value
-        elif kind == 1:
-            del out[at:]
-        elif kind == 2:
-            out.insert(at, value)
-        else:
-            del out[at]
-    return bytes(out)
 
 
 def _open(data: bytes | str) -> None:
@@ -94,7 +76,7 @@ def test_note_like_text(text: str) -> None:
 @given(edits=EDITS, cosigned=st.booleans())
 @example(edits=[(1, len(VALID) - 1, 0)], cosigned=False)  # the final newline cut
 def test_mutated_checkpoints(edits: list[tuple[int, int, int]], cosigned: bool) -> None:
-    _parse_everything(_mutate(COSIGNED if cosigned else VALID, edits))
+    _parse_everything(mutate(COSIGNED if cosigned else VALID, edits))
 
 
 @given(
@@ -125,7 +107,7 @@ def test_verifier_key_text(text: str) -> None:
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.one_of(st.binary(max_size=1024), st.builds(_mutate, st.just(VALID), EDITS)))
+@given(data=st.one_of(st.binary(max_size=1024), st.builds(mutate, st.just(VALID), EDITS)))
 @example(data=VALID)
 @example(data=b"x" * (signerstate.MAX_FILE_BYTES + 1))
 def test_saved_files(data: bytes) -> None:

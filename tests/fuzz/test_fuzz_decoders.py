@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mutation import EDITS, mutate
 from otaudit.errors import DecodeError
 from otaudit.ingest import IngestSettings, prepare
 from otaudit.otlp.body import JSON, PROTOBUF
@@ -36,25 +37,6 @@ def _prepare(kind: str, media: str, body: bytes, gzipped: bool = False) -> None:
         assert derive_columns(envelope) == entry.columns
 
 
-def _mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, at, value in edits:
-        if not out:
-            break
-        at %= len(out)
-        if kind == 0:
-            out[at] = value
-        elif kind == 1:
-            del out[at:]
-        elif kind == 2:
-            out.insert(at, value)
-        else:
-            del out[at]
-    return bytes(out)
-
-
-EDITS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1 << 16), st.integers(0, 255)),
-                 min_size=1, max_size=8)  # fmt: skip
 KINDS = st.sampled_from(["traces", "logs", "metrics"])
 
 
@@ -68,7 +50,7 @@ def test_random_protobuf_bodies(kind: str, body: bytes) -> None:
 @given(edits=EDITS)
 @example(edits=[(1, 10, 0)])  # truncated inside a span
 def test_mutated_protobuf_requests(edits: list[tuple[int, int, int]]) -> None:
-    _prepare("traces", PROTOBUF, _mutate(VALID, edits))
+    _prepare("traces", PROTOBUF, mutate(VALID, edits))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])

@@ -14,6 +14,7 @@ import zlib
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from mutation import mutate
 from otaudit.errors import DecodeError, PayloadTooLarge
 from otaudit.otlp.body import MAX_GZIP_MEMBERS, gunzip
 
@@ -55,23 +56,6 @@ def _members(members: list[tuple[bytes, int, int]]) -> bytes:
     return b"".join(gzip.compress(data, level, mtime=mtime) for data, level, mtime in members)
 
 
-def _mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, at, value in edits:
-        if not out:
-            break
-        at %= len(out)
-        if kind == 0:
-            out[at] = value
-        elif kind == 1:
-            del out[at:]
-        elif kind == 2:
-            out.insert(at, value)
-        else:
-            del out[at]
-    return bytes(out)
-
-
 @given(body=st.binary(max_size=4096))
 @example(body=b"\x1f\x8b")  # a magic number and nothing else
 @example(body=b"\x1f\x8b\x08\x00" + bytes(6))  # a header without a deflate stream
@@ -96,7 +80,7 @@ def test_concatenated_members(members: list[tuple[bytes, int, int]]) -> None:
 @example(members=[(b"x" * 100, 6, 0)], edits=[(2, 1 << 16, 0)])  # a zero byte after the trailer
 def test_mutated_members(members: list[tuple[bytes, int, int]],
                          edits: list[tuple[int, int, int]]) -> None:  # fmt: skip
-    _check(_mutate(_members(members), edits))
+    _check(mutate(_members(members), edits))
 
 
 @given(extra=st.integers(1, 1000), data=st.binary(max_size=64))
