@@ -92,6 +92,8 @@ def _options(limits: QueryLimits) -> str:
         f" -c statement_timeout={limits.timeout_ms}"
         f" -c idle_in_transaction_session_timeout={limits.timeout_ms + 5000}"
         " -c client_connection_check_interval=1000"
+        # A cursor is planned for its first 10 % of rows by default; this one reads them all.
+        " -c cursor_tuple_fraction=1"
     )
 
 
