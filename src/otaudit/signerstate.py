@@ -23,16 +23,14 @@ pinned verifier key (:mod:`otaudit.datadir`).
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
 from pathlib import Path
 from typing import Final
 
 from otaudit.checkpoint import Checkpoint, VerifierKey, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SAVED_CHECKPOINT_SUFFIX
-from otaudit.smallfile import read_small_file
+from otaudit.smallfile import read_small_file, write_atomic
 
 MAX_FILE_BYTES: Final = 64 * 1024
 """Largest saved checkpoint read (one with 100 signature lines is about 10 KB)."""
@@ -49,40 +47,10 @@ def write_file(path: Path, data: bytes, what: str, mode: int = 0o644) -> None:
     Readers see the old content or the new, never a mix. Raises
     :class:`~otaudit.errors.ConfigError` naming ``what`` if any step fails.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(tmp, flags, mode)
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        write_atomic(path, data, mode)
     except OSError as exc:
         raise ConfigError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        except OSError:  # pragma: no cover - best effort cleanup
-            pass
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # not syncable here; nothing to do
-            raise
-    finally:
-        os.close(fd)
 
 
 def check_writable(path: Path) -> None:

@@ -38,6 +38,7 @@ The package is split by concept:
   cosign or refuse.
 """
 
+from otaudit.smallfile import write_atomic
 from otaudit.witness.cosignature import (
     COSIGNATURE_V1_TYPE,
     Cosigned,
@@ -46,7 +47,7 @@ from otaudit.witness.cosignature import (
     cosignature_message,
     open_cosigned,
 )
-from otaudit.witness.export import ConsistencyProof, Refused, export_checkpoint, write_atomic
+from otaudit.witness.export import ConsistencyProof, Refused, export_checkpoint
 from otaudit.witness.state import Witness
 
 __all__ = [

@@ -12,8 +12,6 @@ will not cosign, a malformed ``proof.<size>`` included.
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import orjson
 
 from otaudit import merkle
 from otaudit.errors import VerificationError
+from otaudit.smallfile import write_atomic
 
 
 class Refused(VerificationError):
@@ -57,29 +56,6 @@ class ConsistencyProof:
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
             raise Refused(f"malformed consistency proof: {exc}") from None
         return cls(size1, size2, raw)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, directory fsync."""
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def export_checkpoint(directory: Path, note: str, proof: ConsistencyProof) -> None:

@@ -35,8 +35,9 @@ from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import parse_note, signature_line
+from otaudit.smallfile import write_atomic
 from otaudit.witness.cosignature import WitnessKey
-from otaudit.witness.export import ConsistencyProof, Refused, write_atomic
+from otaudit.witness.export import ConsistencyProof, Refused
 
 KEY_FILE = "witness.key"
 """The witness signing key's file name inside the state directory."""
