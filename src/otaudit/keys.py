@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.note import _b64decode, _b64encode, _key_name_problem, _show
-from otaudit.smallfile import read_small_file
+from otaudit.smallfile import read_small_file, write_synced
 
 __all__ = [
     "ED25519_SIGNATURE_TYPE",
@@ -370,14 +370,7 @@ class SigningKey:
         except OSError as exc:
             raise ConfigError(f"cannot create key file {target}: {exc.strerror or exc}") from exc
         try:
-            try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_synced(fd, data, 0o600)
             try:
                 os.link(tmp, target)
             except FileExistsError:

@@ -60,6 +60,18 @@ def read_small_file(path: Path, what: str, limit: int, *, private: bool = False)
     return b"".join(chunks)
 
 
+def write_synced(fd: int, data: bytes, mode: int) -> None:
+    """Give the open file ``fd`` exactly ``mode``, write all of ``data``, fsync, close."""
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data``: temporary file (``mode``, whatever the umask), fsync,
     rename, directory fsync. Readers see the old content or the new, never a mix (OSError)."""
@@ -67,14 +79,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     fd = os.open(tmp, flags, mode)
     try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_synced(fd, data, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

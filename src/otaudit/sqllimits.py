@@ -35,6 +35,11 @@ class QueryLimits:
     max_memory_bytes: int = 1024 * 1024 * 1024
 
 
+def out_of_memory(limits: QueryLimits) -> QueryError:
+    """The error of a statement that needed more memory than its worker may use."""
+    return QueryError(f"query stopped: it needed more than {limits.max_memory_bytes // 2**20} MiB")
+
+
 @dataclass(frozen=True)
 class QueryRows:
     """What one statement returned: column names, rows, and the cap that cut it short

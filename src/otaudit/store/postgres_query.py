@@ -29,7 +29,7 @@ import psycopg
 
 from otaudit.dialect import check_read_only
 from otaudit.errors import QueryError, StoreError
-from otaudit.sqllimits import MAX_SQL_CHARS, QueryLimits, QueryRows, RowBudget
+from otaudit.sqllimits import MAX_SQL_CHARS, QueryLimits, QueryRows, RowBudget, out_of_memory
 from otaudit.store.postgres_connect import message, redact_dsn
 from otaudit.store.postgres_schema import QUERY_VIEWS
 
@@ -186,9 +186,7 @@ def run_query(dsn: str, sql: str, limits: QueryLimits) -> QueryRows:
     except psycopg.Error as exc:
         raise QueryError(f"SQL error: {message(exc)}{_position(exc)}") from exc
     except MemoryError as exc:
-        raise QueryError(
-            f"query stopped: it needed more than {limits.max_memory_bytes // 2**20} MiB"
-        ) from exc
+        raise out_of_memory(limits) from exc
     finally:
         stopper.cancel()
         conn.close()

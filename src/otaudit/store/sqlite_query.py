@@ -20,7 +20,7 @@ from typing import Final
 
 from otaudit.dialect import check_read_only, error_position, to_sqlite
 from otaudit.errors import QueryError, StoreError
-from otaudit.sqllimits import MAX_SQL_CHARS, QueryLimits, QueryRows, RowBudget
+from otaudit.sqllimits import MAX_SQL_CHARS, QueryLimits, QueryRows, RowBudget, out_of_memory
 
 QUERY_VIEWS: Final = frozenset({"audit_records", "audit_spans", "audit_logs"})
 #: Tables the views show every row of: counting one (an empty-column read) tells nothing
@@ -149,9 +149,7 @@ def run_query(path: Path, sql: str, limits: QueryLimits) -> QueryRows:
         except sqlite3.Warning as exc:
             raise QueryError(f"SQL error: {exc}") from exc
         except MemoryError as exc:
-            raise QueryError(
-                f"query stopped: it needed more than {limits.max_memory_bytes // 2**20} MiB"
-            ) from exc
+            raise out_of_memory(limits) from exc
         return budget.result(names)
     finally:
         conn.close()
