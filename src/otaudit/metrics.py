@@ -1,8 +1,80 @@
-"""Prometheus metrics of one otaudit process (served at ``/metrics``)."""
+"""Prometheus metrics of one otaudit process (served at ``/metrics``).
+
+Every label value is either from a fixed set (``signal``, ``reason``,
+``transport``, ``missing``), from the operator's configuration (``rule``,
+``severity``) or chosen by a client. A client-chosen value (only ``service``,
+the ``service.name`` of a non-conforming record) goes through
+:class:`BoundedCounter`: the first :data:`MAX_LABEL_VALUES` distinct values keep
+a series of their own, later ones are counted under :data:`OTHER_LABEL_VALUE`,
+so no client can grow ``/metrics`` without bound.
+"""
 
 from __future__ import annotations
 
+import threading
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MAX_LABEL_VALUES: Final = 100
+"""Distinct values one client-chosen label keeps before the rest count as ``other``."""
+
+MAX_LABEL_VALUE_CHARS: Final = 128
+"""Characters of a client-chosen label value kept in its series name; longer ones are cut."""
+
+OTHER_LABEL_VALUE: Final = "other"
+"""The value that stands for every client-chosen value after the first :data:`MAX_LABEL_VALUES`."""
+
+
+class BoundedLabel:
+    """The values one client-chosen label may take: the first ``limit`` seen, then ``other``.
+
+    A value is cut to :data:`MAX_LABEL_VALUE_CHARS` characters before it is
+    counted, so ``limit`` values cannot be large either. A value once admitted
+    keeps its series for the life of the process. Thread-safe.
+    """
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        if limit < 1:
+            raise ValueError(f"a label needs room for at least one value, got limit {limit}")
+        self.limit = limit
+        self._admitted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def value(self, raw: str) -> str:
+        """The label value that counts ``raw``: ``raw`` (cut) if admitted, else ``other``."""
+        cut = raw[:MAX_LABEL_VALUE_CHARS]
+        if cut in self._admitted:  # the common case: no lock
+            return cut
+        with self._lock:
+            if cut in self._admitted:
+                return cut
+            if len(self._admitted) >= self.limit:
+                return OTHER_LABEL_VALUE
+            self._admitted.add(cut)
+            return cut
+
+
+class BoundedCounter:
+    """A labelled :class:`Counter` whose client-chosen labels are each a :class:`BoundedLabel`.
+
+    ``labels`` takes the values in the counter's label order, as
+    ``Counter.labels`` does, and maps the bounded ones first.
+    """
+
+    def __init__(self, counter: Counter, labelnames: list[str], bounded: list[str]) -> None:
+        unknown = sorted(set(bounded) - set(labelnames))
+        if unknown:
+            raise ValueError(f"bounded labels {unknown} are not among {labelnames}")
+        self.counter = counter
+        self._bounds = [BoundedLabel() if name in bounded else None for name in labelnames]
+
+    def labels(self, *values: str) -> Counter:
+        """The child counter of ``values``, each bounded label's value mapped by its bound."""
+        if len(values) != len(self._bounds):
+            raise ValueError(f"expected {len(self._bounds)} label values, got {len(values)}")
+        mapped = [v if b is None else b.value(v) for v, b in zip(values, self._bounds, strict=True)]
+        return self.counter.labels(*mapped)
 
 
 class Metrics:
@@ -38,11 +110,17 @@ class Metrics:
             ["signal"],
             registry=r,
         )
-        self.nonconforming = Counter(
-            "otaudit_records_nonconforming",
-            "Audit records sealed without a required field (actor, result); missing names them.",
+        self.nonconforming = BoundedCounter(
+            Counter(
+                "otaudit_records_nonconforming",
+                "Audit records sealed without a required field (actor, result); missing names"
+                f" them; services after the first {MAX_LABEL_VALUES} count as"
+                f" '{OTHER_LABEL_VALUE}'.",
+                ["service", "missing"],
+                registry=r,
+            ),
             ["service", "missing"],
-            registry=r,
+            bounded=["service"],
         )
         self.failed_requests = Counter(
             "otaudit_requests_failed",
