@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from google.protobuf.internal import api_implementation
 
-BENCHMARKS = ("ingest", "latency", "verify", "postgres", "query", "detect")
+BENCHMARKS = ("ingest", "latency", "verify", "postgres", "query", "detect", "attacks")
 
 
 def cpu_model() -> str:
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short smoke run (small sizes)")
     parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark")
     parser.add_argument(
+        "section", nargs="?", choices=BENCHMARKS, help="run one benchmark (same as --only)"
+    )
+    parser.add_argument(
         "--records",
         type=int,
         default=1_000_000,
@@ -65,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         help="verify, query and detect: ledger size (default 1,000,000; --quick: 20,000 / 50,000)",
     )
     args = parser.parse_args(argv)
+    if args.section and args.only and args.section != args.only:
+        parser.error(f"two benchmarks named: {args.section} and --only {args.only}")
+    args.only = args.only or args.section
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import detect, ingest, postgres, query, verify
+    from bench import attacks, detect, ingest, postgres, query, verify
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "postgres": lambda: postgres.run(args.quick),
         "query": lambda: query.run(args.quick, args.records),
         "detect": lambda: detect.run(args.quick, args.records),
+        "attacks": lambda: attacks.run(args.quick),
     }
     print(header(args), flush=True)
     for name in [args.only] if args.only else BENCHMARKS:

@@ -51,6 +51,14 @@ class LoadSpec:
     #: time the spans' start times lie just before (None: now)
     role_update_share: float | None = None
     at_ns: int | None = None
+    #: the ingest token sent with every export (None: no Authorization header/metadata)
+    token: str | None = None
+    #: how long one export may take before the client gives up on it
+    timeout_s: float = _TIMEOUT_S
+    #: open loop: a batch whose scheduled time is ``timeout_s`` past is not sent but
+    #: counted as an error (an exporter's queue dropping it), so a stalled server cannot
+    #: stretch a phase without bound
+    drop_late: bool = False
 
 
 @dataclass
@@ -71,8 +79,12 @@ class Sender:
 
     def __init__(self, spec: LoadSpec) -> None:
         self.transport = spec.transport
+        self.timeout_s = spec.timeout_s
+        self.token = spec.token
         if spec.transport == "http":
-            self.conn = http.client.HTTPConnection("127.0.0.1", spec.http_port, timeout=_TIMEOUT_S)
+            self.conn = http.client.HTTPConnection(
+                "127.0.0.1", spec.http_port, timeout=spec.timeout_s
+            )
             self.conn.connect()
         else:
             opts = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", -1)]
@@ -87,6 +99,8 @@ class Sender:
         if self.transport == "http":
             try:
                 headers = {"Content-Type": "application/x-protobuf"}
+                if self.token is not None:
+                    headers["Authorization"] = f"Bearer {self.token}"
                 self.conn.request("POST", "/v1/traces", body=payload, headers=headers)
                 resp = self.conn.getresponse()
                 body = resp.read()
@@ -97,7 +111,10 @@ class Sender:
                 return 0, f"HTTP {resp.status}"
         else:
             try:
-                body = self.call(payload, timeout=_TIMEOUT_S)
+                metadata = (
+                    None if self.token is None else (("authorization", f"Bearer {self.token}"),)
+                )
+                body = self.call(payload, timeout=self.timeout_s, metadata=metadata)
             except grpc.RpcError as exc:
                 return 0, f"gRPC {exc.code().name}"
         rejected = ExportTraceServiceResponse.FromString(body).partial_success.rejected_spans
@@ -126,6 +143,10 @@ def _run_phase(
             sched = start + k * period_s
             if period_s:
                 time.sleep(max(0.0, sched - time.perf_counter()))
+                if spec.drop_late and time.perf_counter() > sched + spec.timeout_s:
+                    with lock:
+                        phase.errors["dropped: client behind by > timeout"] += 1
+                    continue
             else:
                 time.sleep(max(0.0, start - time.perf_counter()))
             sent = time.perf_counter()
