@@ -6,7 +6,8 @@ library raises, only the CLI turns errors into exit codes::
     OtauditError
      +-- ConfigError          bad option, setting or data directory
      +-- DecodeError          an OTLP payload that cannot be decoded (HTTP 400)
-     |    +-- PayloadTooLarge  body over the limit after decompression (HTTP 413)
+     |    +-- PayloadTooLarge  body over the size or record limit (HTTP 413)
+     |    +-- UnstorableRecords a value the store cannot hold, in one request (HTTP 400)
      +-- UnsupportedMediaType content type or encoding otaudit does not speak (HTTP 415)
      +-- Overloaded           the sequencer is behind; retry later (HTTP 503)
      +-- StoreError           the ledger store failed (I/O, disk full, locked)
@@ -33,6 +34,14 @@ class DecodeError(OtauditError):
 
 class PayloadTooLarge(DecodeError):
     """A request body is larger than the configured limit after decompression."""
+
+
+class UnstorableRecords(DecodeError):
+    """The store refused a request's records as data (a value outside its range).
+
+    The client's data, not an outage: answered once, not retryable, and never the
+    failure of other requests committed with it.
+    """
 
 
 class UnsupportedMediaType(OtauditError):

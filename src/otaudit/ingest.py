@@ -23,11 +23,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from otaudit import access, lifeline
-from otaudit.errors import ConfigError, DecodeError, Overloaded
+from otaudit.errors import ConfigError, DecodeError, Overloaded, PayloadTooLarge
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
-from otaudit.otlp.convert import Limits, count_data_points, select_logs, select_spans
+from otaudit.otlp.convert import (
+    Limits,
+    count_data_points,
+    count_records,
+    select_logs,
+    select_spans,
+)
 from otaudit.record import Entry, seal
 from otaudit.redaction import Redactor
 
@@ -91,8 +97,8 @@ def prepare(
 ) -> Prepared:
     """Decompress, decode, select and seal one export request (runs in a worker process).
 
-    Raises ``DecodeError`` (and ``PayloadTooLarge``) for a body that cannot be
-    taken; nothing is queued then.
+    Raises ``DecodeError`` for a body that cannot be taken, and ``PayloadTooLarge`` for
+    one over the size or record limit (neither is worth retrying); nothing is queued then.
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
     request = otlp_body.decode(kind, media, data)
@@ -100,7 +106,14 @@ def prepare(
         points = count_data_points(request)
         return Prepared(kind, "metric", points, points, points, _METRICS_MESSAGE)
     signal, select = _SIGNALS[kind]
-    sel = select(request, settings.audit_attribute, settings.limits, settings.redactor)
+    records = count_records(request)
+    if records > settings.limits.max_records:
+        raise PayloadTooLarge(
+            f"the request holds {records} {signal} records, over the limit of"
+            f" {settings.limits.max_records} per request; nothing was stored: send smaller"
+            " batches (the SDK's max_export_batch_size, the Collector's send_batch_max_size)"
+        )
+    sel = select(request, settings.audit_attribute, settings.limits, settings.redactor, len(data))
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
     return Prepared(
         kind, signal, sel.received, sel.dropped, sel.rejected, sel.error_message, entries

@@ -26,7 +26,15 @@ from pathlib import Path
 
 from otaudit import access, merkle, signerstate, tree
 from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
-from otaudit.errors import ConfigError, Overloaded, StoreError, VerificationError
+from otaudit.errors import (
+    ConfigError,
+    OtauditError,
+    Overloaded,
+    PayloadTooLarge,
+    StoreError,
+    UnstorableRecords,
+    VerificationError,
+)
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.smallfile import read_small_file
@@ -271,6 +279,11 @@ class Sequencer:
         with self._lock:
             if self._stopping:
                 raise Overloaded("otaudit is shutting down", retry_after_s=5)
+            if len(entries) > self.max_queue_records:
+                raise PayloadTooLarge(
+                    f"{len(entries)} records in one request can never fit the sequencer's"
+                    f" queue of {self.max_queue_records}; send smaller batches"
+                )
             if self._queued_records + len(entries) > self.max_queue_records:
                 raise Overloaded(
                     f"sequencer queue full ({self._queued_records} records waiting, "
@@ -340,35 +353,71 @@ class Sequencer:
         self._checkpoint()
 
     def _commit(self, batch: list[_Work]) -> None:
+        """Append a group of requests in one transaction and answer each.
+
+        A store failure (I/O, locks, an outage) fails the group, retryably. Records the
+        store refuses as data fail only the request that sent them: the group is then
+        committed again one request at a time, so nothing one client sends can fail
+        another client's export."""
+        try:
+            error = self._append(batch)
+            if error is None:
+                return
+            if len(batch) > 1 and isinstance(error, UnstorableRecords):
+                log.warning(
+                    "a group commit of %d requests failed on one's records (%s); "
+                    "committing them one by one",
+                    len(batch),
+                    error,
+                )
+                for w in batch:
+                    alone = self._append([w])
+                    if alone is not None:
+                        self._fail([w], alone)
+                return
+            self._fail(batch, error)
+        finally:
+            count = sum(len(w.entries) for w in batch)
+            with self._lock:
+                self._queued_records -= count
+                del self._oldest[: len(batch)]
+                self.metrics.queue_records.set(self._queued_records)
+
+    def _append(self, batch: list[_Work]) -> OtauditError | None:
+        """Append the batch's records and answer its futures; the error if it failed
+        (the futures are then not answered yet)."""
         entries = [e for w in batch for e in w.entries]
         started = time.monotonic()
         try:
             result = self.store.append(entries)
+        except OtauditError as exc:
+            return exc
         except Exception as exc:  # the writer must outlive any failure: answer, then go on
-            error = exc if isinstance(exc, StoreError) else StoreError(f"append failed: {exc!r}")
-            log.error("append failed, %d records not acknowledged: %s", len(entries), error)
-            for w in batch:
-                w.future.set_exception(error)
+            return UnstorableRecords(f"the records could not be stored: {exc!r}")
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        self.metrics.tree_size.set(result.tree_size)
+        counts: Counter[tuple[bool, str]] = Counter(
+            (seq is not None, e.columns.signal) for e, seq in zip(entries, result.seqs, strict=True)
+        )
+        for (sealed, signal), n in counts.items():
+            (self.metrics.sealed if sealed else self.metrics.duplicates).labels(signal).inc(n)
+        at = 0
+        for w in batch:
+            w.future.set_result(result.seqs[at : at + len(w.entries)])
+            at += len(w.entries)
+        for listener in self.on_commit:
+            listener()
+        return None
+
+    @staticmethod
+    def _fail(batch: list[_Work], error: OtauditError) -> None:
+        count = sum(len(w.entries) for w in batch)
+        if isinstance(error, UnstorableRecords):
+            log.warning("%d records refused by the store, not acknowledged: %s", count, error)
         else:
-            self.metrics.commit_seconds.observe(time.monotonic() - started)
-            self.metrics.tree_size.set(result.tree_size)
-            counts: Counter[tuple[bool, str]] = Counter(
-                (seq is not None, e.columns.signal)
-                for e, seq in zip(entries, result.seqs, strict=True)
-            )
-            for (sealed, signal), n in counts.items():
-                (self.metrics.sealed if sealed else self.metrics.duplicates).labels(signal).inc(n)
-            at = 0
-            for w in batch:
-                w.future.set_result(result.seqs[at : at + len(w.entries)])
-                at += len(w.entries)
-            for listener in self.on_commit:
-                listener()
-        finally:
-            with self._lock:
-                self._queued_records -= len(entries)
-                del self._oldest[: len(batch)]
-                self.metrics.queue_records.set(self._queued_records)
+            log.error("append failed, %d records not acknowledged: %s", count, error)
+        for w in batch:
+            w.future.set_exception(error)
 
     def _report_refusal(self, message: str) -> None:
         """Put a refusal to sign on the ledger itself, once until a checkpoint is signed

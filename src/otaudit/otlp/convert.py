@@ -4,8 +4,10 @@ The selection policy runs first and is cheap (a scan of attribute keys);
 only selected records are converted into the lossless record encoding of
 ``docs/record-format.md``. Ids of the wrong length make the whole request
 invalid (HTTP 400, nothing written); a record that cannot be encoded
-losslessly (a duplicate attribute key) is rejected on its own and reported
-through OTLP ``partial_success``.
+losslessly (a duplicate attribute key), carries a time otaudit cannot order,
+or is over a limit (its own attributes, its resource's or scope's, or the
+sealed bytes the request may produce) is rejected on its own and reported
+through OTLP ``partial_success``; nothing a record holds can fail the others.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from otaudit.canonical import canonical_bytes
 from otaudit.errors import DecodeError
@@ -21,6 +23,9 @@ from otaudit.record import encode_double
 from otaudit.redaction import MARK, Redactor
 
 _MAX_REASONS = 5
+#: The latest time a record may carry: SQLite and PostgreSQL order times as signed
+#: 64-bit nanoseconds, so later ones (valid in OTLP's fixed64) are rejected on their own.
+MAX_TIME_NS: Final = 2**63 - 1
 
 
 class RecordRejected(Exception):
@@ -126,6 +131,15 @@ def _scope(scope: Any, schema_url: str) -> dict[str, Any]:
     }
 
 
+def _time(value: int, name: str) -> str:
+    if value > MAX_TIME_NS:
+        raise RecordRejected(
+            f"{name} {value} is after 2262-04-11T23:47:16.854775807Z (2^63-1 ns since 1970),"
+            " the latest time otaudit can store and order"
+        )
+    return str(value)
+
+
 def _check_id(value: bytes, size: int, where: str, name: str) -> str:
     if len(value) not in (0, size):
         raise DecodeError(f"{where}.{name}: expected {size} bytes, got {len(value)}")
@@ -146,8 +160,8 @@ def _span(span: Any, where: str) -> dict[str, Any]:
         "flags": span.flags,
         "name": span.name,
         "kind": span.kind,
-        "start_time_unix_nano": str(span.start_time_unix_nano),
-        "end_time_unix_nano": str(span.end_time_unix_nano),
+        "start_time_unix_nano": _time(span.start_time_unix_nano, "start_time_unix_nano"),
+        "end_time_unix_nano": _time(span.end_time_unix_nano, "end_time_unix_nano"),
         "attributes": key_values(span.attributes),
         "dropped_attributes_count": span.dropped_attributes_count,
         "events": [
@@ -179,8 +193,8 @@ def _span(span: Any, where: str) -> dict[str, Any]:
 def _log(rec: Any) -> dict[str, Any]:
     return {
         "signal": "log",
-        "time_unix_nano": str(rec.time_unix_nano),
-        "observed_time_unix_nano": str(rec.observed_time_unix_nano),
+        "time_unix_nano": _time(rec.time_unix_nano, "time_unix_nano"),
+        "observed_time_unix_nano": _time(rec.observed_time_unix_nano, "observed_time_unix_nano"),
         "severity_number": rec.severity_number,
         "severity_text": rec.severity_text,
         "body": any_value(rec.body) if rec.HasField("body") else None,
@@ -195,12 +209,29 @@ def _log(rec: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Limits:
-    """How many attributes one record may carry, and how large one attribute value may be
-    (its protobuf encoding, so nested arrays and maps count whole). Records over a limit
-    are rejected and reported in ``partial_success``; the rest of the request is kept."""
+    """What one record, its resource and scope, and one request may hold.
+
+    Attribute values are measured by their protobuf encoding, so nested arrays and maps
+    count whole. A record over a limit, or whose resource or scope is, is rejected and
+    reported in ``partial_success``; the rest of the request is kept. Every record carries
+    a copy of its resource and scope in its sealed bytes, so those are bounded too, and
+    the sealed bytes of one request may reach ``max_sealed_ratio`` times the request's
+    own (decompressed) size, or ``min_sealed_budget``, whichever is larger: past that,
+    the request's remaining records are rejected rather than multiplied into the ledger.
+    ``max_records`` bounds the records (spans or log records, audit or not) of one
+    request; a request over it is refused whole (HTTP 413), before any is converted.
+    """
 
     max_attributes: int = 256
     max_value_bytes: int = 64 * 1024
+    max_resource_bytes: int = 64 * 1024
+    max_records: int = 20_000
+    max_sealed_ratio: int = 16
+    min_sealed_budget: int = 4 * 1024 * 1024
+
+    def sealed_budget(self, request_bytes: int) -> int:
+        """The sealed bytes a request of ``request_bytes`` may produce."""
+        return max(self.min_sealed_budget, self.max_sealed_ratio * request_bytes)
 
 
 def _over_limits(item: Any, limits: Limits) -> str | None:
@@ -212,6 +243,16 @@ def _over_limits(item: Any, limits: Limits) -> str | None:
             return (
                 f"attribute {kv.key!r} is {size} bytes, over the limit of {limits.max_value_bytes}"
             )
+    return None
+
+
+def _context_over_limits(message: Any, what: str, limits: Limits) -> str | None:
+    """What is wrong with a resource or scope under ``limits`` (None if nothing)."""
+    if (over := _over_limits(message, limits)) is not None:
+        return f"{what}: {over}"
+    size = message.ByteSize()
+    if size > limits.max_resource_bytes:
+        return f"{what}: {size} bytes, over the limit of {limits.max_resource_bytes}"
     return None
 
 
@@ -237,13 +278,22 @@ def _redacted_resource(group: Any, redactor: Redactor | None) -> dict[str, Any]:
 
 
 def _select(
-    request: Any, audit_attribute: str, shape: _Shape, limits: Limits, redactor: Redactor | None
+    request: Any,
+    audit_attribute: str,
+    shape: _Shape,
+    limits: Limits,
+    redactor: Redactor | None,
+    request_bytes: int,
 ) -> Selection:
     sel = Selection(shape.signal)
+    budget = limits.sealed_budget(request_bytes)
+    sealed_bytes = 0
     for r, group in enumerate(getattr(request, shape.resources)):
         resource: dict[str, Any] | None = None
+        resource_problem = _context_over_limits(group.resource, "resource", limits)
         for s, scoped in enumerate(getattr(group, shape.scopes)):
             scope: dict[str, Any] | None = None
+            shared = resource_problem or _context_over_limits(scoped.scope, "scope", limits)
             for i, item in enumerate(getattr(scoped, shape.items)):
                 where = f"{shape.resources}[{r}].{shape.scopes}[{s}].{shape.items}[{i}]"
                 sel.received += 1
@@ -252,8 +302,12 @@ def _select(
                 if not _is_audit(item.attributes, audit_attribute):
                     sel.dropped += 1
                     continue
-                if (over := _over_limits(item, limits)) is not None:
-                    sel.reject(where, over)
+                problem = shared or _over_limits(item, limits)
+                if problem is not None:
+                    sel.reject(where, problem)
+                    continue
+                if sealed_bytes > budget:
+                    sel.reject(where, _over_budget(budget, request_bytes, limits))
                     continue
                 try:
                     if resource is None:
@@ -267,10 +321,24 @@ def _select(
                             content["attributes"][MARK] = ",".join(done)
                     content["resource"] = resource
                     content["scope"] = scope
-                    sel.records.append((content, canonical_bytes(content)))
+                    encoded = canonical_bytes(content)
                 except RecordRejected as exc:
                     sel.reject(where, str(exc))
+                    continue
+                sealed_bytes += len(encoded)
+                if sealed_bytes > budget:
+                    sel.reject(where, _over_budget(budget, request_bytes, limits))
+                    continue
+                sel.records.append((content, encoded))
     return sel
+
+
+def _over_budget(budget: int, request_bytes: int, limits: Limits) -> str:
+    return (
+        f"the request's records would seal more than {budget} bytes (the larger of"
+        f" {limits.max_sealed_ratio} times its {request_bytes} bytes and"
+        f" {limits.min_sealed_budget}); send fewer records per request or a smaller resource"
+    )
 
 
 _SPANS = _Shape(
@@ -288,9 +356,11 @@ def select_spans(
     audit_attribute: str,
     limits: Limits = Limits(),
     redactor: Redactor | None = None,
+    request_bytes: int = 0,
 ) -> Selection:
-    """Select, redact and encode the audit spans of an ``ExportTraceServiceRequest``."""
-    return _select(request, audit_attribute, _SPANS, limits, redactor)
+    """Select, redact and encode the audit spans of an ``ExportTraceServiceRequest``
+    (``request_bytes``: its decompressed size, which sets the sealed budget)."""
+    return _select(request, audit_attribute, _SPANS, limits, redactor, request_bytes)
 
 
 def select_logs(
@@ -298,9 +368,18 @@ def select_logs(
     audit_attribute: str,
     limits: Limits = Limits(),
     redactor: Redactor | None = None,
+    request_bytes: int = 0,
 ) -> Selection:
-    """Select, redact and encode the audit log records of an ``ExportLogsServiceRequest``."""
-    return _select(request, audit_attribute, _LOGS, limits, redactor)
+    """Select, redact and encode the audit log records of an ``ExportLogsServiceRequest``
+    (``request_bytes``: its decompressed size, which sets the sealed budget)."""
+    return _select(request, audit_attribute, _LOGS, limits, redactor, request_bytes)
+
+
+def count_records(request: Any) -> int:
+    """Count the spans or log records of an export request (audit or not), unconverted."""
+    if hasattr(request, "resource_spans"):
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
 def count_data_points(request: Any) -> int:

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
-from otaudit.errors import StoreError
+from otaudit.errors import StoreError, UnstorableRecords
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
@@ -163,6 +163,16 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
 
     def append(self, entries: Sequence[Entry]) -> AppendResult:
         """Durably append the entries not already held; see ``Store.append``."""
+        try:
+            return self._append(entries)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.DataError):  # a value it cannot hold
+                raise UnstorableRecords(
+                    f"PostgreSQL cannot store a value of these records: {message(exc.__cause__)}"
+                ) from exc.__cause__
+            raise
+
+    def _append(self, entries: Sequence[Entry]) -> AppendResult:
         with self._using("appending to the ledger") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_HEAD_LOCK,))
             size = int(

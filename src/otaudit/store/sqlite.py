@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
-from otaudit.errors import ConfigError, StoreError
+from otaudit.errors import ConfigError, StoreError, UnstorableRecords
 from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
@@ -142,6 +142,8 @@ class SQLiteStore(ReportReads, SearchReads, EventReads):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        except (OverflowError, sqlite3.DataError) as exc:  # a value SQLite cannot hold
+            raise UnstorableRecords(f"SQLite cannot store a value of these records: {exc}") from exc
         except sqlite3.Error as exc:
             raise _store_error("appending to the ledger", self.path, exc) from exc
         return result
