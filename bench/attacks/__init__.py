@@ -3,6 +3,6 @@
 Run it alone with ``python -m bench attacks [--quick]``.
 """
 
-from bench.attacks.run import SCENARIOS, run
+from bench.attacks.harness import SCENARIOS, run
 
 __all__ = ["SCENARIOS", "run"]

@@ -110,21 +110,30 @@ def _label(status: int, body: bytes) -> tuple[bool, str]:
 
 def amplification(target: Target, report: Report, stop: Event) -> None:
     """Finding 1: the 1.5 MiB resource (its answer noted), then the largest resource the
-    server accepts whole, over 100 tiny audit spans per request, as fast as answered."""
+    server accepts whole (steps down, then bisection), over 100 tiny audit spans per
+    request, as fast as answered."""
     spans, http_ = traffic.Spans(), HttpExporter(target, report)
-    chosen = None
-    for size in _AMPLIFY_STEPS:
+
+    def accepted(size: int) -> bool:
         ok, label = http_.export(traffic.amplification(spans, traffic.big_resource(size)))
         if size == AMPLIFY_PROBE_BYTES:
             report.note(f"1.5 MiB resource + 100 spans answered: {label}")
-        if ok:
-            chosen = size
-            break
+        return ok
+
+    chosen, refused = 0, 0
+    for size in _AMPLIFY_STEPS:
         if stop.is_set():
             return
-    if chosen is None:
+        if accepted(size):
+            chosen = size
+            break
+        refused = size
+    if not chosen:
         report.note("no resource of 1 KiB or more was accepted; sending 1 KiB anyway")
         chosen = _AMPLIFY_STEPS[-1]
+    while refused and refused - chosen > max(512, chosen // 16) and not stop.is_set():
+        middle = (chosen + refused) // 2
+        chosen, refused = (middle, refused) if accepted(middle) else (chosen, middle)
     report.note(f"largest resource accepted: {chosen / 1024:,.0f} KiB")
     res = traffic.big_resource(chosen)
     while not stop.is_set():

@@ -80,7 +80,7 @@ def big_resource(total_bytes: int) -> bytes:
     """A resource of about ``total_bytes``: attributes of :data:`RESOURCE_VALUE_BYTES` each
     (every value under the per-attribute limit, so only a limit on the whole resource
     can refuse it)."""
-    count = max(1, total_bytes // RESOURCE_VALUE_BYTES)
+    count = max(1, -(-total_bytes // RESOURCE_VALUE_BYTES))
     value = total_bytes // count
     return resource({f"host.blob.{i:03d}": "r" * value for i in range(count)})
 
