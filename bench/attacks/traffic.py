@@ -150,7 +150,7 @@ def self_check() -> None:
     req = ExportTraceServiceRequest.FromString(many_records(s, 3))
     assert [a.key for a in req.resource_spans[0].scope_spans[0].spans[2].attributes] == [AUDIT_KEY]
     req = ExportTraceServiceRequest.FromString(amplification(s, big_resource(200_000), 2))
-    assert req.ByteSize() > 200_000 and len(req.resource_spans[0].resource.attributes) == 4
+    assert req.ByteSize() > 200_000 and len(req.resource_spans[0].resource.attributes) == 5
     req = ExportTraceServiceRequest.FromString(role_changes(s, 0, 2))
     attrs = {
         kv.key: kv.value.string_value
