@@ -32,6 +32,7 @@ from otaudit.instrument import (
     next_number,
     producer_id,
 )
+from otaudit.instrument.context import without_enduser_baggage
 from otaudit.instrument.sampling import AuditSampler
 
 
@@ -117,26 +118,36 @@ def test_actor_nesting_and_client_address_inheritance() -> None:
         actor("").__enter__()
 
 
-def test_actor_from_baggage(traces: Traces) -> None:
-    token = context.attach(baggage.set_baggage("enduser.id", "upstream-user"))
+def test_baggage_alone_never_names_the_actor(traces: Traces) -> None:
+    # What OpenTelemetry's HTTP instrumentation leaves in the context from a caller's header.
+    token = context.attach(baggage.set_baggage("enduser.id", "admin"))
     try:
-        assert current_actor() == Actor("upstream-user")
+        assert current_actor() is None
         with audit_span("read", tracer=traces.tracer):
             pass
         with actor("explicit"), audit_span("read", tracer=traces.tracer):
             pass
     finally:
         context.detach(token)
-    actors = [s.attributes["enduser.id"] for s in traces.spans() if s.attributes is not None]
-    assert actors == ["upstream-user", "explicit"]
+    actors = [s.attributes.get("enduser.id") for s in traces.spans() if s.attributes is not None]
+    assert actors == [None, "explicit"]
 
 
-def test_actor_propagate_puts_the_user_in_baggage() -> None:
-    with actor("erin", propagate=True):
-        assert baggage.get_baggage("enduser.id") == "erin"
+def test_actor_propagate_puts_the_user_and_only_the_user_in_baggage() -> None:
+    forged = baggage.set_baggage("enduser.role", "owner", baggage.set_baggage("enduser.id", "x"))
+    token = context.attach(baggage.set_baggage("tenant", "t1", forged))
+    try:
+        with actor("erin", propagate=True):
+            assert baggage.get_all() == {"tenant": "t1", "enduser.id": "erin"}
+        with actor(None, propagate=True):
+            assert baggage.get_all() == {"tenant": "t1"}
+        with actor("frank"):
+            assert baggage.get_baggage("enduser.id") == "x"  # not propagating: left alone
+        assert without_enduser_baggage() is not context.get_current()
+        assert baggage.get_all(without_enduser_baggage()) == {"tenant": "t1"}
+    finally:
+        context.detach(token)
     assert baggage.get_baggage("enduser.id") is None
-    with actor("frank"):
-        assert baggage.get_baggage("enduser.id") is None
 
 
 def test_actor_follows_asyncio_tasks() -> None:

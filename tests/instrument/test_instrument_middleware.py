@@ -90,11 +90,12 @@ def starlette_app(tracer: Tracer, *, auth: bool = False, **options: Any) -> Star
     return Starlette(routes=routes, middleware=middleware)
 
 
-def test_starlette_actor_from_incoming_baggage_and_client_address(
+def test_starlette_actor_from_a_trusted_service_and_client_address_from_a_trusted_proxy(
     tracing: tuple[Tracer, InMemorySpanExporter],
 ) -> None:
     tracer, exporter = tracing
-    with TestClient(starlette_app(tracer)) as client:  # the lifespan passes through
+    app = starlette_app(tracer, trust_baggage_from=["10.0.0.0/24"], trusted_proxies=["10.0.0.1"])
+    with TestClient(app, client=("10.0.0.1", 5000)) as client:  # the lifespan passes through
         body = client.get("/", headers={"baggage": "enduser.id=upstream-user,other=1"}).json()
         forwarded = client.get("/sync", headers={"x-forwarded-for": "203.0.113.9, 10.0.0.1"})
     assert body["actor"] == "upstream-user"
@@ -103,7 +104,7 @@ def test_starlette_actor_from_incoming_baggage_and_client_address(
     first, second = exporter.get_finished_spans()
     assert audit_fields(first) == {
         "enduser.id": "upstream-user",
-        "client.address": "testclient",
+        "client.address": "10.0.0.1",
         "audit.action": "record_view",
         "audit.result": "success",
     }
@@ -115,11 +116,13 @@ def test_starlette_actor_from_incoming_baggage_and_client_address(
 
 
 def test_starlette_websocket_gets_the_actor(tracing: tuple[Tracer, InMemorySpanExporter]) -> None:
-    with (
-        TestClient(starlette_app(tracing[0])) as client,
-        client.websocket_connect("/ws", headers={"baggage": "enduser.id=ws-user"}) as ws,
-    ):
-        assert ws.receive_json() == {"actor": "ws-user"}
+    app = starlette_app(tracing[0], trust_baggage_from=["10.0.0.2"])
+    for peer, expected in (("10.0.0.2", "ws-user"), ("10.0.0.3", None)):
+        with (
+            TestClient(app, client=(peer, 5000)) as client,
+            client.websocket_connect("/ws", headers={"baggage": "enduser.id=ws-user"}) as ws,
+        ):
+            assert ws.receive_json() == {"actor": expected}
 
 
 def test_starlette_authenticated_user_wins_and_is_propagated(
@@ -198,7 +201,10 @@ def test_flask_actor_from_baggage_forwarded_for_and_remote_user(
     tracing: tuple[Tracer, InMemorySpanExporter],
 ) -> None:
     tracer, exporter = tracing
-    client = flask_app(tracer).test_client()
+    proxies = ["127.0.0.1", "10.0.0.0/8"]
+    client = flask_app(
+        tracer, trust_baggage_from=["127.0.0.1"], trusted_proxies=proxies
+    ).test_client()
     from_baggage = client.get("/", headers={"baggage": "enduser.id=upstream-user"}).json
     forwarded = client.get("/", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"}).json
     remote_user = client.get(

@@ -2,8 +2,12 @@
 
 :func:`actor` sets it for a block (a ``contextvars`` variable, so it follows
 threads started with a copied context, asyncio tasks and ``await``);
-:func:`current_actor` reads it, falling back to the OpenTelemetry baggage
-entry ``enduser.id`` that an upstream service propagated.
+:func:`current_actor` reads it.
+
+The OpenTelemetry baggage entry ``enduser.id`` is *not* read here: baggage
+holds whatever the caller sent, so only code that knows the sender is trusted
+may turn it into an actor (the middleware does, for ``trust_baggage_from``).
+:func:`without_enduser_baggage` removes such entries before they travel on.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from dataclasses import dataclass
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
 
 from otaudit.instrument.attributes import BAGGAGE_ACTOR, CLIENT_ADDRESS, ENDUSER_ID, USER_ROLES
 
-__all__ = ["Actor", "actor", "current_actor"]
+__all__ = ["Actor", "actor", "current_actor", "without_enduser_baggage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,23 @@ class Actor:
         if self.client_address is not None:
             out[CLIENT_ADDRESS] = self.client_address
         return out
+
+
+_ENDUSER_PREFIX = "enduser."
+
+
+def without_enduser_baggage(parent: Context | None = None) -> Context:
+    """``parent`` (default: the current context) with every ``enduser.*`` baggage entry removed.
+
+    A service attaches it where it does not trust the baggage it received, so
+    that an actor named by the caller is neither recorded nor sent downstream.
+    Other entries are kept.
+    """
+    out = otel_context.get_current() if parent is None else parent
+    for key in baggage.get_all(out):
+        if key.startswith(_ENDUSER_PREFIX):
+            out = baggage.remove_baggage(key, out)
+    return out
 
 
 _ACTOR: ContextVar[Actor | None] = ContextVar("otaudit_instrument_actor", default=None)
@@ -76,10 +98,12 @@ def actor(
     can name the user it just authenticated without losing the request's
     address. ``user_id=None`` records an anonymous actor.
 
-    With ``propagate=True`` the user id is also put into OpenTelemetry baggage
-    (``enduser.id``) for the block, so a propagator injects it into outgoing
-    requests and downstream services see the same actor. Baggage goes to every
-    outgoing request, third parties included; propagate only where that is fine.
+    With ``propagate=True`` the block's baggage names this actor and no other:
+    every ``enduser.*`` entry it held is removed and the user id (if any) is
+    put in as ``enduser.id``, so a propagator injects it into outgoing requests
+    and downstream services that trust this one see the same actor. Baggage
+    goes to every outgoing request, third parties included; propagate only
+    where that is fine.
     """
     if user_id is not None and (not isinstance(user_id, str) or not user_id):
         raise ValueError("user_id must be a non-empty string or None")
@@ -89,8 +113,11 @@ def actor(
     current = Actor(user_id, _roles(roles), client_address)
     token = _ACTOR.set(current)
     otel_token = None
-    if propagate and user_id is not None:
-        otel_token = otel_context.attach(baggage.set_baggage(BAGGAGE_ACTOR, user_id))
+    if propagate:
+        scrubbed = without_enduser_baggage()
+        if user_id is not None:
+            scrubbed = baggage.set_baggage(BAGGAGE_ACTOR, user_id, scrubbed)
+        otel_token = otel_context.attach(scrubbed)
     try:
         yield current
     finally:
@@ -100,13 +127,9 @@ def actor(
 
 
 def current_actor() -> Actor | None:
-    """The ambient actor: the innermost :func:`actor` block's, else one made from
-    the OpenTelemetry baggage entry ``enduser.id`` (roles and address unknown),
-    else None."""
-    explicit = _ACTOR.get()
-    if explicit is not None:
-        return explicit
-    propagated = baggage.get_baggage(BAGGAGE_ACTOR)
-    if isinstance(propagated, str) and propagated:
-        return Actor(propagated)
-    return None
+    """The ambient actor: the innermost :func:`actor` block's, else None.
+
+    Baggage never names the actor here (anyone can send it); a service that
+    trusts its sender sets the actor from it explicitly.
+    """
+    return _ACTOR.get()

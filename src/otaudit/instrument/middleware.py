@@ -1,34 +1,41 @@
 """Request middleware that sets the ambient actor: ASGI and WSGI.
 
 Both are written against the plain ASGI and WSGI protocols (no framework
-import). For each HTTP request they resolve the user (``get_user``, else what
-an authentication layer left in the request, else the incoming W3C baggage
-``enduser.id``) and the client address (the first ``X-Forwarded-For`` hop,
-else the connection's peer), then run the application inside
-:func:`otaudit.instrument.actor` with ``propagate=True``: every audit record
-of the request names the actor, and an instrumented HTTP client passes the
-actor on to downstream services in baggage.
+import). For each HTTP request they resolve
 
-Trust: a baggage header and ``X-Forwarded-For`` are whatever the caller sent.
-At a service reachable from outside, pass ``trust_baggage=False`` (or strip
-the header at the edge) and only trust ``X-Forwarded-For`` behind a proxy
-that overwrites it (``trust_forwarded_for=False`` otherwise).
+- the client address: the socket peer, or, when the peer is one of
+  ``trusted_proxies``, ``X-Forwarded-For`` read right to left past them
+  (:func:`otaudit.instrument.trust.client_address`);
+- the user: ``get_user``, else what an authentication layer left in the
+  request; the incoming W3C baggage ``enduser.id`` only when the client is
+  one of ``trust_baggage_from``;
+
+then run the application inside :func:`otaudit.instrument.actor`. A request
+from a client that is not trusted runs with every ``enduser.*`` baggage entry
+removed, so a forged actor is neither recorded nor passed downstream. With
+``propagate=True`` (the default) the resolved user goes into baggage, so an
+instrumented HTTP client passes it to downstream services that trust this one.
+
+By default nothing the caller wrote is believed: no proxy, no baggage sender.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from opentelemetry import baggage
+from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 
+from otaudit.errors import ConfigError
 from otaudit.instrument.attributes import BAGGAGE_ACTOR
-from otaudit.instrument.context import Actor, actor
+from otaudit.instrument.context import Actor, actor, without_enduser_baggage
+from otaudit.instrument.trust import Networks, client_address, is_trusted, networks
 
 __all__ = ["ASGIApp", "AuditContextMiddleware", "AuditContextWSGIMiddleware", "GetUser"]
 
@@ -51,10 +58,19 @@ def _baggage_user(header: str | None) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _first_hop(forwarded_for: str | None) -> str | None:
-    if not forwarded_for:
-        return None
-    return forwarded_for.split(",", 1)[0].strip() or None
+def _allow_list(
+    switch_name: str, switch: bool | None, list_name: str, values: Iterable[str]
+) -> Networks:
+    """Parse an allow-list and check the older on/off switch that goes with it."""
+    allowed = networks(values, list_name)
+    if switch is True and not allowed:
+        raise ConfigError(
+            f"{switch_name}=True needs {list_name}: the addresses or networks to trust "
+            "(it used to trust every caller; now nobody is trusted unless listed)"
+        )
+    if switch is False and allowed:
+        raise ConfigError(f"{switch_name}=False contradicts {list_name}={list(values)!r}")
+    return allowed
 
 
 App = TypeVar("App")
@@ -65,13 +81,13 @@ class _Resolver:
         self,
         get_user: GetUser | None,
         propagate: bool,
-        trust_baggage: bool,
-        trust_forwarded_for: bool,
+        baggage_from: Networks,
+        proxies: Networks,
     ) -> None:
         self.get_user = get_user
         self.propagate = propagate
-        self.trust_baggage = trust_baggage
-        self.trust_forwarded_for = trust_forwarded_for
+        self.baggage_from = baggage_from
+        self.proxies = proxies
 
     def resolve(
         self,
@@ -80,25 +96,33 @@ class _Resolver:
         baggage_header: str | None,
         forwarded_for: str | None,
         peer: str | None,
-    ) -> Actor:
-        client = (_first_hop(forwarded_for) if self.trust_forwarded_for else None) or peer
+    ) -> tuple[Actor, bool]:
+        """The request's actor, and whether its baggage comes from a trusted service."""
+        client = client_address(peer, forwarded_for, self.proxies)
+        trusted = is_trusted(client, self.baggage_from)
         found = self.get_user(request) if self.get_user is not None else None
         if isinstance(found, Actor):
-            who = replace(found, client_address=found.client_address or client)
-        else:
-            user = found or authenticated
-            if user is None and self.trust_baggage:
-                user = _baggage_user(baggage_header)
-            who = Actor(user, (), client)
-        return who
+            return replace(found, client_address=found.client_address or client), trusted
+        user = found or authenticated
+        if user is None and trusted:
+            user = _baggage_user(baggage_header)
+        return Actor(user, (), client), trusted
 
-    def enter(self, who: Actor) -> AbstractContextManager[Actor]:
-        return actor(
-            who.user_id,
-            roles=who.roles,
-            client_address=who.client_address,
-            propagate=self.propagate,
-        )
+    @contextmanager
+    def enter(self, who: Actor, trusted: bool) -> Iterator[Actor]:
+        """Run with ``who`` as the actor; without the caller's ``enduser.*`` unless ``trusted``."""
+        token = None if trusted else otel_context.attach(without_enduser_baggage())
+        try:
+            with actor(
+                who.user_id,
+                roles=who.roles,
+                client_address=who.client_address,
+                propagate=self.propagate,
+            ) as current:
+                yield current
+        finally:
+            if token is not None:
+                otel_context.detach(token)
 
 
 def _scope_user(scope: Scope) -> str | None:
@@ -122,7 +146,19 @@ def _scope_user(scope: Scope) -> str | None:
 
 
 class _Middleware(Generic[App]):
-    """What both middlewares are built from: the wrapped app and how to resolve the actor."""
+    """What both middlewares are built from: the wrapped app and how to resolve the actor.
+
+    ``trusted_proxies``: addresses or networks of the reverse proxies in front
+    of the service; ``X-Forwarded-For`` is read only when the socket peer is
+    one, right to left past them. ``trust_baggage_from``: addresses or
+    networks of the services whose baggage ``enduser.id`` names the actor when
+    the application's own authentication names nobody. Both default to empty:
+    the socket peer is the client, and baggage never names the actor.
+
+    ``trust_baggage`` and ``trust_forwarded_for`` are the older switches:
+    ``False`` is the default behaviour, ``True`` needs the matching list.
+    Invalid or contradictory options raise :class:`~otaudit.errors.ConfigError`.
+    """
 
     def __init__(
         self,
@@ -130,11 +166,20 @@ class _Middleware(Generic[App]):
         *,
         get_user: GetUser | None = None,
         propagate: bool = True,
-        trust_baggage: bool = True,
-        trust_forwarded_for: bool = True,
+        trusted_proxies: Iterable[str] = (),
+        trust_baggage_from: Iterable[str] = (),
+        trust_baggage: bool | None = None,
+        trust_forwarded_for: bool | None = None,
     ) -> None:
         self.app = app
-        self._resolver = _Resolver(get_user, propagate, trust_baggage, trust_forwarded_for)
+        self._resolver = _Resolver(
+            get_user,
+            propagate,
+            _allow_list("trust_baggage", trust_baggage, "trust_baggage_from", trust_baggage_from),
+            _allow_list(
+                "trust_forwarded_for", trust_forwarded_for, "trusted_proxies", trusted_proxies
+            ),
+        )
 
 
 class AuditContextMiddleware(_Middleware[ASGIApp]):
@@ -142,11 +187,12 @@ class AuditContextMiddleware(_Middleware[ASGIApp]):
 
     The user is ``get_user(scope)`` if given and not None, else the authenticated
     ``scope["user"]`` an authentication middleware placed *outside* this one
-    (``identity``, else ``display_name``), else the request's baggage
-    ``enduser.id``. The client address is the first ``X-Forwarded-For`` hop,
-    else ``scope["client"]``. With ``propagate`` (the default) the user id is
-    also put into OpenTelemetry baggage for the request. Other scope types
-    (``lifespan``) pass through untouched.
+    (``identity``, else ``display_name``), else, from a client in
+    ``trust_baggage_from`` only, the request's baggage ``enduser.id``. The
+    client address is ``scope["client"]``, or the ``X-Forwarded-For`` hop the
+    last of ``trusted_proxies`` saw. With ``propagate`` (the default) the user
+    id is also put into OpenTelemetry baggage for the request. Other scope
+    types (``lifespan``) pass through untouched.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,14 +204,14 @@ class AuditContextMiddleware(_Middleware[ASGIApp]):
         for key, value in scope.get("headers", ()):
             headers.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         client = scope.get("client")
-        who = self._resolver.resolve(
+        who, trusted = self._resolver.resolve(
             scope,
             _scope_user(scope),
             ",".join(headers.get("baggage", ())) or None,
             ",".join(headers.get("x-forwarded-for", ())) or None,
             str(client[0]) if client else None,
         )
-        with self._resolver.enter(who):
+        with self._resolver.enter(who, trusted):
             await self.app(scope, receive, send)
 
 
@@ -173,9 +219,12 @@ class AuditContextWSGIMiddleware(_Middleware[WSGIApplication]):
     """WSGI middleware: each request runs with its actor set.
 
     The user is ``get_user(environ)`` if given and not None, else
-    ``REMOTE_USER`` (set by the server or an authentication middleware), else the
-    request's baggage ``enduser.id``. The client address is the first
-    ``X-Forwarded-For`` hop, else ``REMOTE_ADDR``. With ``propagate`` (the default)
+    ``REMOTE_USER`` (set by the server or an authentication middleware), else,
+    from a client in ``trust_baggage_from`` only, the request's baggage
+    ``enduser.id``. The client address is ``REMOTE_ADDR``, or the
+    ``X-Forwarded-For`` hop the last of ``trusted_proxies`` saw (do not also
+    apply Werkzeug's ``ProxyFix`` inside this middleware's view of the
+    environ: list the proxies here). With ``propagate`` (the default)
     the user id is also put into OpenTelemetry baggage for the request. A lazily
     produced response body is iterated inside the same context. For Flask:
     ``app.wsgi_app = AuditContextWSGIMiddleware(app.wsgi_app, get_user=...)``.
@@ -183,7 +232,7 @@ class AuditContextWSGIMiddleware(_Middleware[WSGIApplication]):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one WSGI request."""
-        who = self._resolver.resolve(
+        who, trusted = self._resolver.resolve(
             environ,
             environ.get("REMOTE_USER") or None,
             environ.get("HTTP_BAGGAGE"),
@@ -192,7 +241,7 @@ class AuditContextWSGIMiddleware(_Middleware[WSGIApplication]):
         )
 
         def enter() -> AbstractContextManager[Actor]:
-            return self._resolver.enter(who)
+            return self._resolver.enter(who, trusted)
 
         with enter():
             body = self.app(environ, start_response)
