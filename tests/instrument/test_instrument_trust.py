@@ -26,6 +26,7 @@ from starlette.routing import Route
 from otaudit.errors import ConfigError
 from otaudit.instrument import AuditContextMiddleware, AuditContextWSGIMiddleware, audit_span
 from otaudit.instrument.middleware import ASGIApp, Receive, Scope, Send
+from otaudit.instrument.trust import client_address, networks
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -214,3 +215,31 @@ def test_an_edge_that_distrusts_baggage_does_not_pass_it_on(
 def test_unsafe_or_contradictory_options_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         AuditContextMiddleware(Starlette(), **options)
+
+
+# -- the right-to-left walk, as vectors ------------------------------------------------------
+
+PROXIES = networks(["10.0.0.0/8", "fd00::/8"], "trusted_proxies")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "expected"),
+    [
+        ("10.0.0.1", None, "10.0.0.1"),  # no header: the peer
+        ("10.0.0.1", "", "10.0.0.1"),
+        ("10.0.0.1", "203.0.113.9", "203.0.113.9"),
+        ("10.0.0.1", "203.0.113.9:4711", "203.0.113.9"),  # a port some proxies append
+        ("10.0.0.1", "[2001:db8::1]:4711, 10.9.9.9", "2001:db8::1"),
+        ("fd00::1", "2001:db8::2", "2001:db8::2"),
+        ("10.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.3"),  # proxies only: the leftmost
+        ("10.0.0.1", "6.6.6.6, , 10.0.0.2", "10.0.0.2"),  # an empty hop ends the walk
+        ("10.0.0.1", "6.6.6.6, unknown", "unknown"),  # what the last proxy wrote
+        ("192.0.2.1", "10.0.0.2", "192.0.2.1"),  # an untrusted peer's header is not read
+        (None, "203.0.113.9", None),  # no peer (a Unix socket): nothing is vouched for
+    ],
+)
+def test_client_address_vectors(
+    peer: str | None, forwarded_for: str | None, expected: str | None
+) -> None:
+    assert client_address(peer, forwarded_for, PROXIES) == expected
+    assert client_address(peer, forwarded_for, ()) == peer
