@@ -5,11 +5,16 @@ the ledger, and never fail another client's export (issue: hostile but well-form
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from otaudit import ingest
@@ -21,7 +26,7 @@ from otaudit.otlp.body import PROTOBUF
 from otaudit.otlp.convert import MAX_TIME_NS, Limits
 from otaudit.record import Entry
 from otaudit.store.base import Store
-from support import audit_request
+from support import Server, audit_request, otaudit
 
 _SETTINGS = ingest.IngestSettings(workers=0)
 
@@ -169,3 +174,23 @@ def test_a_large_resource_over_many_tiny_spans_is_bounded_by_the_sealed_budget()
     assert (
         sum(len(e.sealed) for e in ordinary.entries) < len(honest) * Limits().max_sealed_ratio / 2
     )
+
+
+def test_poison_times_beside_honest_exports_answer_no_one_503(server: Server) -> None:
+    """The attack as sent: one client's spans past int64, interleaved with honest exports.
+    The poison is rejected in partial_success; every honest export is acknowledged."""
+    poison = _spans(50, start_time_unix_nano=2**64 - 1)
+
+    def send(body: bytes) -> httpx.Response:
+        return httpx.post(f"{server.http_url}/v1/traces", content=body, timeout=30,
+                          headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, [poison if n % 2 else audit_request(20) for n in range(24)]))
+    assert [a.status_code for a in answers] == [200] * 24
+    for n, answer in enumerate(answers):
+        rejected = ExportTraceServiceResponse.FromString(answer.content).partial_success
+        assert rejected.rejected_spans == (50 if n % 2 else 0)
+    count = otaudit("sql", "--data", str(server.data), "--format", "csv",
+                    "SELECT count(*) AS n FROM audit_spans")  # fmt: skip
+    assert count.stdout.splitlines() == ["n", str(12 * 20)]
