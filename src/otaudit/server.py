@@ -24,6 +24,7 @@ from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
 from otaudit.readapi import ReadService, build_read_app
+from otaudit.readapi.cursor import load_cursor_key
 from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guarded_protocol
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
@@ -111,6 +112,7 @@ def serve(settings: ServeSettings) -> None:
             sequencer,
             authn,
             query_url=settings.query_url,
+            cursor_key=load_cursor_key(data),
         )
         read_app = _uvicorn(
             build_read_app(service), settings, settings.read_api, limits, "read API"

@@ -8,8 +8,6 @@ answered: 503 with Retry-After.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import time
 from collections.abc import Callable
@@ -38,7 +36,9 @@ from otaudit.errors import (
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.ledger import Sequencer
 from otaudit.query import json_cell, query_target, run_sql
+from otaudit.readapi.cursor import CursorSigner
 from otaudit.readapi.openapi import MAX_PAGE, MAX_SQL_PAGE, MAX_SQL_ROWS, MAX_TIMEOUT_MS, SPEC
+from otaudit.readapi.params import BadRequest, integer, time_text
 from otaudit.sqllimits import QueryLimits
 from otaudit.sqlworker import SqlRunner
 from otaudit.store.base import Store
@@ -48,14 +48,10 @@ from otaudit.timespec import parse_time
 MAX_BODY: Final = 1 << 20
 _RECORD_PARAMS: Final = frozenset({*EXACT_FILTERS, "since", "until", "limit", "cursor"})
 _SQL_FIELDS: Final = frozenset({"sql", "page_size", "timeout_ms", "cursor"})
-
-
-class BadRequest(Exception):
-    """A request the API refuses: status, machine code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+_NO_HEAD: Final = (
+    "HEAD is not served: a GET of records runs the search and records the read in the"
+    " ledger, which HEAD must not do and cannot answer honestly without; use GET"
+)
 
 
 def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -79,34 +75,6 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def encode_cursor(kind: str, position: int, digest: str) -> str:
-    """An opaque cursor: where the next page starts, bound to the question asked."""
-    raw = orjson.dumps({"k": kind, "p": position, "d": digest})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str, kind: str, digest: str) -> int:
-    """The position in a cursor from ``encode_cursor``; BadRequest if it is not for this query."""
-    try:
-        fields = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        position = fields["p"]
-        if fields["k"] != kind or not isinstance(position, int) or position < -1:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise BadRequest(400, "bad_cursor", "cursor is not one this API returned") from None
-    if fields["d"] != digest:
-        raise BadRequest(400, "bad_cursor", "cursor belongs to a different query")
-    return position
-
-
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, str):
-        value = int(value) if value.isdigit() else None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BadRequest(400, "bad_parameter", f"{name} must be an integer from {low} to {high}")
-    return value
-
-
 class ReadService:
     """The reads behind the routes: open a store, read, record the read."""
 
@@ -119,8 +87,10 @@ class ReadService:
         query_url: str | None = None,
         limits: QueryLimits | None = None,
         sql_workers: int = 2,
+        cursor_key: bytes | None = None,
     ) -> None:
         self.open_store = open_store
+        self.cursors = CursorSigner(cursor_key)
         self.sequencer = sequencer
         self.authn = authn
         self.query_url = query_url
@@ -154,13 +124,14 @@ class ReadService:
         bounds = []
         for name in ("since", "until"):
             try:
-                bounds.append(parse_time(single[name], now) if name in single else None)
+                text = time_text(single[name], name) if name in single else None
+                bounds.append(None if text is None else parse_time(text, now))
             except ValueError as exc:
                 raise BadRequest(400, "bad_parameter", f"{name}: {exc}") from None
         values = {name: tuple(params.get(name, ())) for name in EXACT_FILTERS}
         values["trace_id"] = tuple(v.lower() for v in values["trace_id"])
         where = SearchFilter(values, bounds[0], bounds[1])
-        limit = _int(single.get("limit", "100"), "limit", 1, MAX_PAGE)
+        limit = integer(single.get("limit", "100"), "limit", 1, MAX_PAGE)
         question = where.describe() or "(all records)"
         # A cursor belongs to the filters as sent: "since=90d" stays the same question
         # from page to page although the instant it names moves on.
@@ -168,7 +139,7 @@ class ReadService:
                          for v in params[k])  # fmt: skip
         after = -1
         if "cursor" in single:
-            after = decode_cursor(single["cursor"], "records", _digest(asked))
+            after = self.cursors.decode(single["cursor"], "records", _digest(asked))
         store = self.open_store()
         try:
             rows = list(store.search(where, after_seq=after, limit=limit + 1))
@@ -180,7 +151,9 @@ class ReadService:
         self.record(reader, "search", text, ok=True, rows=len(page))
         return {
             "records": [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in page],
-            "next_cursor": encode_cursor("records", page[-1][0], _digest(asked)) if more else None,
+            "next_cursor": self.cursors.encode("records", page[-1][0], _digest(asked))
+            if more
+            else None,
         }
 
     def sql(self, reader: access.Reader, body: dict[str, Any]) -> dict[str, Any]:
@@ -191,13 +164,13 @@ class ReadService:
         statement = body.get("sql")
         if not isinstance(statement, str) or not statement.strip():
             raise BadRequest(400, "bad_parameter", "sql must be a non-empty string")
-        page_size = _int(body.get("page_size", 1000), "page_size", 1, MAX_SQL_PAGE)
-        timeout_ms = _int(body.get("timeout_ms", 30_000), "timeout_ms", 1, MAX_TIMEOUT_MS)
+        page_size = integer(body.get("page_size", 1000), "page_size", 1, MAX_SQL_PAGE)
+        timeout_ms = integer(body.get("timeout_ms", 30_000), "timeout_ms", 1, MAX_TIMEOUT_MS)
         offset = 0
         if "cursor" in body:
             if not isinstance(body["cursor"], str):
                 raise BadRequest(400, "bad_cursor", "cursor must be a string")
-            offset = decode_cursor(body["cursor"], "sql", _digest(statement))
+            offset = self.cursors.decode(body["cursor"], "sql", _digest(statement), MAX_SQL_ROWS)
         cap = min(offset + page_size, MAX_SQL_ROWS)
         text = statement + (f"\n-- page from row {offset}" if offset else "")
         limits = replace(self.limits, max_rows=cap, timeout_ms=timeout_ms)
@@ -223,7 +196,7 @@ class ReadService:
         return {
             "columns": result.columns,
             "rows": [[json_cell(v) for v in row] for row in page],
-            "next_cursor": encode_cursor("sql", after, _digest(statement)) if more else None,
+            "next_cursor": self.cursors.encode("sql", after, _digest(statement)) if more else None,
             "truncated": result.truncated is not None and after >= MAX_SQL_ROWS,
         }
 
@@ -250,6 +223,8 @@ def build_read_app(service: ReadService) -> Starlette:
     """The Starlette application of the read API."""
 
     async def records(request: Request) -> Response:
+        if request.method == "HEAD":  # Starlette routes HEAD with GET; a GET here records a read
+            return _error(405, "method_not_allowed", _NO_HEAD, headers={"Allow": "GET"})
         params: dict[str, list[str]] = {}
         for key, value in request.query_params.multi_items():
             params.setdefault(key, []).append(value)
@@ -282,7 +257,8 @@ def build_read_app(service: ReadService) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return _error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return _error(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
     return Starlette(
         routes=[

@@ -88,7 +88,7 @@ SPEC: Final[dict[str, Any]] = {
                         "name": "limit",
                         "in": "query",
                         "required": False,
-                        "description": "Records per page.",
+                        "description": "Records per page, in ASCII digits.",
                         "schema": {
                             "type": "integer",
                             "minimum": 1,
@@ -100,7 +100,10 @@ SPEC: Final[dict[str, Any]] = {
                         "name": "cursor",
                         "in": "query",
                         "required": False,
-                        "description": "next_cursor of the previous page (same filters).",
+                        "description": (
+                            "next_cursor of the previous page (same filters). Cursors are"
+                            " signed by the server; a forged or edited one is refused (400)."
+                        ),
                         "schema": {"type": "string"},
                     },
                 ],
@@ -113,7 +116,7 @@ SPEC: Final[dict[str, Any]] = {
                             }
                         },
                     },
-                    "400": _error("A bad parameter or cursor."),
+                    "400": _error("A bad parameter or cursor (the message names it)."),
                     "503": _error("The ledger cannot record the read now; retry later."),
                 },
             }
