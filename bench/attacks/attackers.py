@@ -99,7 +99,7 @@ class HttpExporter:
 
 def _label(status: int, body: bytes) -> tuple[bool, str]:
     if status != 200:
-        text = body[:160].decode(errors="replace").replace("\n", " ").strip()
+        text = "".join(c for c in body[:200].decode(errors="replace") if c.isprintable())
         return False, f"HTTP {status} {text}".strip()
     partial = ExportTraceServiceResponse.FromString(body).partial_success
     if partial.rejected_spans:
@@ -151,10 +151,11 @@ def poison(target: Target, report: Report, stop: Event) -> None:
 
 
 def many_records(target: Target, report: Report, stop: Event) -> None:
-    """Finding 4: one request of 500,000 minimal spans, again (new ids) once answered."""
-    spans, http_ = traffic.Spans(), HttpExporter(target, report)
+    """Finding 4: one request of 500,000 minimal spans, sent again once answered (as an
+    exporter retries it)."""
+    http_ = HttpExporter(target, report)
+    payload = traffic.many_records(traffic.Spans())
     while not stop.is_set():
-        payload = traffic.many_records(spans)
         http_.export(payload)
 
 
@@ -184,7 +185,7 @@ def alert_storm(target: Target, report: Report, stop: Event) -> None:
 
 def grpc_starvation(target: Target, report: Report, stop: Event) -> None:
     """Finding 3: 16 Export calls without a token that send their headers and no message,
-    held open; a call the server ends is noted and opened again."""
+    held open; a call the server ends is noted and opened again a second later."""
     opts = [("grpc.use_local_subchannel_pool", 1)]
     channels = [
         grpc.insecure_channel(f"127.0.0.1:{target.grpc_port}", options=opts) for _ in range(4)
@@ -207,6 +208,7 @@ def grpc_starvation(target: Target, report: Report, stop: Event) -> None:
             exc = future.exception()
             code = "OK" if exc is None else exc.code().name
             report.answer(f"idle stream ended by the server: gRPC {code}")
+            stop.wait(1.0)
 
     threads = [
         threading.Thread(target=hold, args=(channels[i % len(channels)],), daemon=True)
