@@ -1,8 +1,10 @@
 """An accounts service instrumented with ``otaudit.instrument``: what a team would write.
 
-Routes (a bearer token is the caller's user name, to keep the example short):
+Routes (a caller authenticates with the bearer token ``POST /login`` issued, or one
+passed to :func:`create_app`):
 
 - ``POST /login`` ``{"user", "password"}``: a ``login`` audit span, failure on a bad password;
+  on success the answer holds a new random token;
 - ``PUT /users/{user}/role`` ``{"role"}``: a ``role_update`` with old and new values;
 - ``GET /customers/{id}``: a ``read`` of a sensitive ``customer_record``;
 - ``PUT /config/{key}`` ``{"value"}``: a ``config_change`` audit *log record*;
@@ -13,6 +15,8 @@ Run it against a local otaudit with ``python -m otaudit.examples.accounts``.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -21,31 +25,62 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from otaudit.instrument import AuditContextMiddleware, actor, audit_log, audit_span
+from otaudit.instrument import AuditContextMiddleware, actor, audit_log, audit_span, current_actor
 
 PASSWORDS = {"alice": "correct horse", "bob": "hunter2", "carol": "s3cret", "dave": "letmein"}
 ROLES = {"alice": "admin", "bob": "viewer", "carol": "editor", "dave": "viewer"}
 CONFIG: dict[str, Any] = {"session_timeout": 3600, "mfa_required": False}
 
 
-def _user_from_token(scope: dict[str, Any]) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization" and value.startswith(b"Bearer "):
-            return str(value[7:].decode())
+class Sessions:
+    """The tokens the service has issued (token -> user id): the service's authentication.
+
+    The actor of every audit record comes from here, never from what a caller
+    claims in a header or in baggage.
+    """
+
+    def __init__(self, tokens: Mapping[str, str] | None = None) -> None:
+        self._users = dict(tokens or {})
+
+    def issue(self, user: str) -> str:
+        """A new random token for ``user``."""
+        token = secrets.token_urlsafe(24)
+        self._users[token] = user
+        return token
+
+    def user(self, scope: Mapping[str, Any]) -> str | None:
+        """The user a request's ``Authorization: Bearer`` token was issued to, else None."""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value.startswith(b"Bearer "):
+                return self._users.get(value[7:].decode("latin-1"))
+        return None
+
+
+def _login(sessions: Sessions) -> Any:
+    async def login(request: Request) -> JSONResponse:
+        body = await request.json()
+        user = str(body.get("user", ""))
+        # The name is only claimed until the password matches; the record says so with its result.
+        with actor(user), audit_span("login", target=user, resource_type="session") as span:
+            if PASSWORDS.get(user) != body.get("password"):
+                span.set_attribute("audit.result", "failure")
+                return JSONResponse({"error": "invalid credentials"}, 401)
+        return JSONResponse({"token": sessions.issue(user)})
+
+    return login
+
+
+def _anonymous() -> JSONResponse | None:
+    """A 401 answer when the request carries no token the service issued."""
+    who = current_actor()
+    if who is None or who.user_id is None:
+        return JSONResponse({"error": "sign in first"}, 401)
     return None
 
 
-async def login(request: Request) -> JSONResponse:
-    body = await request.json()
-    user = str(body.get("user", ""))
-    with actor(user), audit_span("login", target=user, resource_type="session") as span:
-        if PASSWORDS.get(user) != body.get("password"):
-            span.set_attribute("audit.result", "failure")
-            return JSONResponse({"error": "invalid credentials"}, 401)
-    return JSONResponse({"token": user})
-
-
 async def update_role(request: Request) -> JSONResponse:
+    if (refused := _anonymous()) is not None:
+        return refused
     user = request.path_params["user"]
     new_role = str((await request.json())["role"])
     with audit_span(
@@ -68,6 +103,8 @@ async def read_customer(request: Request) -> JSONResponse:
 
 
 async def change_config(request: Request) -> JSONResponse:
+    if (refused := _anonymous()) is not None:
+        return refused
     key = request.path_params["key"]
     value = (await request.json())["value"]
     old = CONFIG.get(key)
@@ -89,18 +126,24 @@ async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
 
-def create_app() -> Starlette:
-    """The accounts service with the audit context middleware in front."""
+def create_app(tokens: Mapping[str, str] | None = None) -> Starlette:
+    """The accounts service with the audit context middleware in front.
+
+    ``tokens`` (token -> user id) are accepted besides those ``POST /login`` issues.
+    """
+    sessions = Sessions(tokens)
     app = Starlette(
         routes=[
-            Route("/login", login, methods=["POST"]),
+            Route("/login", _login(sessions), methods=["POST"]),
             Route("/users/{user}/role", update_role, methods=["PUT"]),
             Route("/customers/{customer}", read_customer, methods=["GET"]),
             Route("/config/{key}", change_config, methods=["PUT"]),
             Route("/health", health, methods=["GET"]),
         ]
     )
-    app.add_middleware(AuditContextMiddleware, get_user=_user_from_token, trust_baggage=False)
+    # The defaults believe no caller: baggage never names the actor and the socket peer is
+    # the client. Behind a reverse proxy, add trusted_proxies=["<its address>"].
+    app.add_middleware(AuditContextMiddleware, get_user=sessions.user)
     return app
 
 

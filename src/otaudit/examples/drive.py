@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 import urllib.error
@@ -37,11 +38,11 @@ class Drive:
     other_spans: int
 
 
-def _call(base: str, method: str, path: str, user: str | None, body: object) -> int:
+def _call(base: str, method: str, path: str, token: str | None, body: object) -> int:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method)
-    if user is not None:
-        request.add_header("Authorization", f"Bearer {user}")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
@@ -52,9 +53,10 @@ def _call(base: str, method: str, path: str, user: str | None, body: object) -> 
 def drive(otaudit_http: str, port: int) -> Drive:
     """Serve the example on ``port``, exporting to ``otaudit_http``; send REQUESTS; flush."""
     tracer_provider, logger_provider = setup(otaudit_http)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
+    # Each user's token, as the service's authentication would have issued it.
+    tokens = {user: secrets.token_urlsafe(24) for *_, user, _, _ in REQUESTS if user is not None}
+    app = create_app({token: user for user, token in tokens.items()})
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -62,7 +64,7 @@ def drive(otaudit_http: str, port: int) -> Drive:
     base = f"http://127.0.0.1:{port}"
     try:
         for method, path, user, body, _ in REQUESTS:
-            _call(base, method, path, user, body)
+            _call(base, method, path, None if user is None else tokens[user], body)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
