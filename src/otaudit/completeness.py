@@ -28,6 +28,7 @@ from typing import Any, Final
 import orjson
 
 from otaudit.store.base import ProducerStats, SeqBreak, ServiceConformance, Store
+from otaudit.textsafety import spreadsheet_row, terminal_text
 
 FORMATS: Final = ("table", "csv", "json")
 GAP_COLUMNS: Final = (
@@ -161,18 +162,20 @@ def to_json(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
 
 
 def to_csv(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
-    """CSV with a header row; None is an empty field."""
+    """CSV with a header row, safe to open in a spreadsheet (``'`` before a cell that starts
+    like a formula: :func:`otaudit.textsafety.spreadsheet_cell`); None is an empty field."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    writer.writerows([spreadsheet_row("" if v is None else v for v in row) for row in rows])
     return out.getvalue()
 
 
 def to_table(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
-    """Plain aligned text: numbers right-aligned, text left-aligned, empty text as ``-``."""
+    """Plain aligned text: numbers right-aligned, text left-aligned, empty text as ``-``,
+    control characters escaped (:func:`otaudit.textsafety.terminal_text`)."""
     cells = [[str(c) for c in columns]]
-    cells += [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
+    cells += [["-" if v is None or v == "" else terminal_text(str(v)) for v in row] for row in rows]
     numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows)
                for i in range(len(columns))]  # fmt: skip
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

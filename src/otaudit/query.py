@@ -25,6 +25,7 @@ from otaudit.sqllimits import QueryLimits, QueryRows
 from otaudit.sqlworker import QueryTarget, SqlRunner
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
+from otaudit.textsafety import spreadsheet_row, terminal_text
 
 FORMATS = ("table", "csv", "json")
 
@@ -91,18 +92,20 @@ def to_json(result: QueryResult) -> str:
 
 
 def to_csv(result: QueryResult) -> str:
-    """CSV with a header row (RFC 4180 quoting)."""
+    """CSV with a header row (RFC 4180 quoting), safe to open in a spreadsheet
+    (:func:`otaudit.textsafety.spreadsheet_cell`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(result.columns)
-    writer.writerows([[json_cell(v) for v in row] for row in result.rows])
+    writer.writerows([spreadsheet_row(map(json_cell, row)) for row in result.rows])
     return out.getvalue()
 
 
 def cell(value: Any) -> Text:
     """A table cell showing ``value`` as plain text: audit data (a user name like
-    ``[/admin]``) is never read as console markup."""
-    return Text("" if value is None else str(value))
+    ``[/admin]``) is never read as console markup, nor its control characters obeyed
+    (:func:`otaudit.textsafety.terminal_text`)."""
+    return Text("" if value is None else terminal_text(str(value)))
 
 
 def print_table(result: QueryResult, console: Console, *, title: str | None = None) -> None:

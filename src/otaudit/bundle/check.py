@@ -31,12 +31,12 @@ from otaudit.bundle.layout import (
     CSV,
     CSV_HEADER,
     FILES,
-    FORMAT,
     JSONL,
     MANIFEST,
     MANIFEST_SIG,
     MAX_BYTES,
     PROOFS,
+    READ_FORMATS,
     VERIFIER_KEY,
     Report,
     Selection,
@@ -128,8 +128,8 @@ def _manifest(files: _Files) -> tuple[dict[str, Any], bytes]:
         m = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise VerificationError(f"{MANIFEST} is not valid JSON: {exc}") from exc
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise VerificationError(f"{MANIFEST}: format is not {FORMAT!r}")
+    if not isinstance(m, dict) or m.get("format") not in READ_FORMATS:
+        raise VerificationError(f"{MANIFEST}: format is not one of {', '.join(READ_FORMATS)}")
     shape = {"origin": str, "tree_size": int, "root_hash": str, "records": int,
              "selection": dict, "files": dict}  # fmt: skip
     for key, kind in shape.items():
@@ -208,7 +208,7 @@ def verify_bundle(
     # (5) The readable copies say what the sealed records say. Columns are re-derived from
     # each record; each line of records.jsonl and row of records.csv must equal them, and
     # each record must match the selection the manifest states.
-    _check_copies(files, selection)
+    _check_copies(files, selection, m["format"])
     return Report(count, total, cp.tree_size, time.perf_counter() - started, 0, key or bundle_key,
                   manifest_signed=signed, complete=selection.everything,
                   selection=selection)  # fmt: skip
@@ -292,7 +292,7 @@ def _check_proofs(files: _Files, cp: Checkpoint, every: bool) -> tuple[int, int]
     return n, total
 
 
-def _check_copies(files: _Files, selection: Selection) -> None:
+def _check_copies(files: _Files, selection: Selection, fmt: str) -> None:
     # A record's attributes column can be megabytes (256 attributes of up to 64 KiB each by
     # default); the csv module's default limit of 128 KiB per field would fail such a bundle.
     # The file's own size, checked against the manifest, is the bound.
@@ -309,12 +309,14 @@ def _check_copies(files: _Files, selection: Selection) -> None:
                 if line is None or row is None or data is None or proof is None:
                     raise VerificationError(f"{JSONL} or {CSV} has a different number of records")
                 seq = orjson.loads(proof)["index"]
-                _check_copy(seq, data, line, row, selection)
+                _check_copy(seq, data, line, row, selection, fmt)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise VerificationError(f"{CSV} is not UTF-8 CSV: {exc}") from exc
 
 
-def _check_copy(seq: int, data: bytes, line: bytes, row: list[str], selection: Selection) -> None:
+def _check_copy(
+    seq: int, data: bytes, line: bytes, row: list[str], selection: Selection, fmt: str
+) -> None:
     columns, envelope = derive(seq, data)
     if not selection.matches(columns):
         raise VerificationError(f"seq {seq}: not in the selection the manifest states", seq)
@@ -327,7 +329,7 @@ def _check_copy(seq: int, data: bytes, line: bytes, row: list[str], selection: S
     if not isinstance(got, dict) or set(got) != set(want):
         raise VerificationError(f"{where}: not the fields seq, {', '.join(COLUMN_NAMES)}, record")
     _compare(where, seq, list(want), list(want.values()), [got[k] for k in want])
-    _compare(f"{CSV} row for seq {seq}", seq, CSV_HEADER, csv_row(seq, columns), row)
+    _compare(f"{CSV} row for seq {seq}", seq, CSV_HEADER, csv_row(seq, columns, fmt), row)
 
 
 def _compare(where: str, seq: int, names: Any, want: list[Any], got: list[Any]) -> None:

@@ -20,8 +20,12 @@ import orjson
 from otaudit.checkpoint import VerifierKey
 from otaudit.errors import VerificationError
 from otaudit.record import COLUMN_NAMES, Columns, derive_columns, parse_sealed, rfc3339_ns
+from otaudit.textsafety import spreadsheet_row
 
-FORMAT: Final = "otaudit-bundle/1"
+#: The format export writes. ``otaudit-bundle/2`` writes ``records.csv`` for spreadsheets
+#: (:func:`csv_row`); ``otaudit-bundle/1`` wrote its values verbatim, and is still read.
+FORMAT: Final = "otaudit-bundle/2"
+READ_FORMATS: Final = ("otaudit-bundle/1", FORMAT)
 CANONICAL, JSONL, CSV = "records.canonical", "records.jsonl", "records.csv"
 PROOFS, CHECKPOINT, VERIFIER_KEY = "proofs.jsonl", "checkpoint", "verifier.key"
 MANIFEST, MANIFEST_SIG = "manifest.json", "manifest.sig"
@@ -132,6 +136,9 @@ def jsonl_line(seq: int, columns: Columns, envelope: dict[str, Any]) -> bytes:
     return orjson.dumps({"seq": seq, **columns._asdict(), "record": envelope}) + b"\n"
 
 
-def csv_row(seq: int, columns: Columns) -> list[str]:
-    """One row of ``records.csv`` (NULL as the empty string)."""
-    return [str(seq), *("" if v is None else str(v) for v in columns)]
+def csv_row(seq: int, columns: Columns, fmt: str = FORMAT) -> list[str]:
+    """One row of ``records.csv`` in bundle format ``fmt`` (NULL as the empty string): since
+    ``otaudit-bundle/2`` a value that starts like a spreadsheet formula, or with ``'``, has a
+    ``'`` put before it (:func:`otaudit.textsafety.spreadsheet_cell`)."""
+    row = [str(seq), *("" if v is None else str(v) for v in columns)]
+    return row if fmt == "otaudit-bundle/1" else spreadsheet_row(row)

@@ -24,6 +24,7 @@ from otaudit.cli.reading import audited_read, sign_if_possible
 from otaudit.cli.search import terminal
 from otaudit.errors import ConfigError
 from otaudit.query import cell
+from otaudit.textsafety import terminal_text
 
 if TYPE_CHECKING:
     from otaudit.detect.notify import NotifySettings
@@ -333,12 +334,13 @@ def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> 
         click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return
     console = terminal()
-    console.print(f"alert {alert.alert_id} [{alert.severity}] {alert.rule}: {alert.summary}",
+    console.print(terminal_text(f"alert {alert.alert_id} [{alert.severity}] {alert.rule}: "
+                                f"{alert.summary}"),
                   highlight=False, markup=False)  # fmt: skip
     console.print(f"sealed at seq {alert.seq}, about {alert.time}; state: {alert.state}",
                   highlight=False, markup=False)  # fmt: skip
     for t in alert.triage:
-        console.print(f"  {t.time} {t.actor}: {t.decision}: {t.note}",
+        console.print(terminal_text(f"  {t.time} {t.actor}: {t.decision}: {t.note}"),
                       highlight=False, markup=False)  # fmt: skip
     print_table(rows, console)
 

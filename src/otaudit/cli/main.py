@@ -20,6 +20,7 @@ import click
 from otaudit import __version__
 from otaudit.datadir import DEFAULT_DATA
 from otaudit.errors import OtauditError, VerificationError
+from otaudit.textsafety import terminal_text
 from otaudit.timespec import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,8 +60,9 @@ def time_bound(text: str | None, option: str, now_ns: int) -> int | None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
-    """Print ``otaudit: error: message`` and exit."""
-    click.echo(f"otaudit: error: {message}", err=True)
+    """Print ``otaudit: error: message`` (which may quote record data: control characters
+    escaped) and exit."""
+    click.echo(terminal_text(f"otaudit: error: {message}"), err=True)
     sys.exit(code)
 
 
@@ -71,7 +73,7 @@ def verification_exits(failed: str = "FAILED: ") -> Iterator[None]:
     try:
         yield
     except VerificationError as exc:
-        click.echo(f"{failed}{exc}", err=True)
+        click.echo(terminal_text(f"{failed}{exc}"), err=True)
         sys.exit(1)
     except OtauditError as exc:
         fail(str(exc))

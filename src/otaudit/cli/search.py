@@ -4,6 +4,11 @@ Results stream in sequence order with a stable column order
 (``SEARCH_COLUMNS``): ``csv``, ``json`` and ``jsonl`` write each row as it
 arrives, so any number of rows goes out in constant memory; ``table`` is for
 reading on a terminal and shows at most ``--limit`` rows (default 1,000).
+
+Record data cannot act on what shows it: ``table`` shows control characters escaped
+(:func:`otaudit.textsafety.terminal_text`), ``csv`` is safe to open in a spreadsheet
+(:func:`otaudit.textsafety.spreadsheet_cell`: a ``'`` before a cell that starts like a
+formula or with ``'``), and ``json``/``jsonl`` hold the exact values.
 """
 
 from __future__ import annotations
@@ -26,19 +31,21 @@ from otaudit.cli.reading import reading, record_read
 from otaudit.errors import OtauditError
 from otaudit.query import cell
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
+from otaudit.textsafety import spreadsheet_row
 
 FORMATS: Final = ("table", "csv", "json", "jsonl")
 TABLE_ROWS: Final = 1000
 
 
 def write_rows(rows: Iterable[tuple[Any, ...]], fmt: str, out: TextIO) -> int:
-    """Write rows of ``SEARCH_COLUMNS`` as ``csv``, ``json`` or ``jsonl`` as they come."""
+    """Write rows of ``SEARCH_COLUMNS`` as ``csv`` (for spreadsheets), ``json`` or ``jsonl``
+    (exact values) as they come."""
     count = 0
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(SEARCH_COLUMNS)
         for row in rows:
-            writer.writerow(row)
+            writer.writerow(spreadsheet_row(row))
             count += 1
         return count
     if fmt == "json":
