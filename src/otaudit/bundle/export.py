@@ -42,16 +42,17 @@ from otaudit.bundle.layout import (
 from otaudit.checkpoint import SigningKey, VerifierKey, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.note import sign_note
+from otaudit.outdir import OutputDir, open_output_dir
 from otaudit.store.base import Store, StoredRecord
 
 _FETCH: Final = 512
 
 
 class _Sink:
-    """A new file written once, hashed as it is written."""
+    """A new file (mode 0600) in the output directory, written once, hashed as it is written."""
 
-    def __init__(self, path: Path) -> None:
-        self.file = path.open("xb")
+    def __init__(self, out: OutputDir, name: str) -> None:
+        self.file = out.create(name)
         self.sha, self.size = hashlib.sha256(), 0
 
     def write(self, data: str | bytes) -> int:
@@ -124,16 +125,32 @@ def export_bundle(
     store: Store, key: VerifierKey, out: Path, selection: Selection,
     signer: SigningKey | None = None,
 ) -> Report:  # fmt: skip
-    """Write the bundle of ``selection`` to ``out`` (absent or empty), against the latest
-    signed checkpoint. Every record is rechecked and proven before it is written. With
-    ``signer`` (the log's signing key, whose verifier ``key`` is) the manifest is signed."""
+    """Write the bundle of ``selection`` to ``out``, against the latest signed checkpoint.
+    Every record is rechecked and proven before it is written. With ``signer`` (the log's
+    signing key, whose verifier ``key`` is) the manifest is signed.
+
+    ``out`` is created with mode 0700 and its files 0600; an existing ``out`` must be an empty
+    directory of this user that no one else may write to, reached through no symbolic link
+    (:func:`otaudit.outdir.open_output_dir`: UnsafeOutputError otherwise, nothing written)."""
     started = time.perf_counter()
     if signer is not None and signer.verifier() != key:
         raise ConfigError(
             f"signing key {signer.name}+{signer.key_id.hex()} is not the log's key {key}"
         )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} must not exist or be an empty directory")
+    directory = open_output_dir(out)
+    try:
+        return _write(store, key, directory, selection, signer, started)
+    except BaseException:
+        directory.discard()
+        raise
+    finally:
+        directory.close()
+
+
+def _write(
+    store: Store, key: VerifierKey, out: OutputDir, selection: Selection,
+    signer: SigningKey | None, started: float,
+) -> Report:  # fmt: skip
     stored = proofs.checkpoint_at(store, None)
     cp = open_checkpoint(stored.note, key, store.meta("origin"))
     size, root = cp.tree_size, cp.root_hash
@@ -151,11 +168,9 @@ def export_bundle(
             else:
                 left_out += 1
 
-    created = not out.exists()
     sinks: dict[str, _Sink] = {}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        sinks.update((name, _Sink(out / name)) for name in FILES)
+        sinks.update((name, _Sink(out, name)) for name in FILES)
         table = csv.writer(sinks[CSV])
         table.writerow(CSV_HEADER)
         count = total = 0
@@ -188,21 +203,17 @@ def export_bundle(
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "files": files}  # fmt: skip
         manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
-        sinks[MANIFEST] = _Sink(out / MANIFEST)
+        sinks[MANIFEST] = _Sink(out, MANIFEST)
         sinks[MANIFEST].write(manifest_bytes)
         sinks[MANIFEST].close()
         if signer is not None:
-            sinks[MANIFEST_SIG] = _Sink(out / MANIFEST_SIG)
+            sinks[MANIFEST_SIG] = _Sink(out, MANIFEST_SIG)
             sinks[MANIFEST_SIG].write(sign_note(manifest_note_text(manifest_bytes), signer))
             sinks[MANIFEST_SIG].close()
-    except BaseException:
+        out.sync()
+    finally:
         for sink in sinks.values():
             sink.file.close()
-        for name in (*FILES, MANIFEST, MANIFEST_SIG):
-            (out / name).unlink(missing_ok=True)
-        if created and out.is_dir():
-            out.rmdir()
-        raise
     return Report(count, total, size, time.perf_counter() - started, left_out, key,
                   manifest_signed=signer is not None, complete=selection.everything,
                   selection=selection)  # fmt: skip

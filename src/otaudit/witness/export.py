@@ -12,6 +12,9 @@ will not cosign, a malformed ``proof.<size>`` included.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +62,31 @@ class ConsistencyProof:
 
 
 def export_checkpoint(directory: Path, note: str, proof: ConsistencyProof) -> None:
-    """Write ``proof.<size>`` then ``checkpoint.<size>`` into a witness directory (OSError)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``proof.<size>`` then ``checkpoint.<size>`` into a witness directory (OSError,
+    also for a directory :func:`check_witness_dir` refuses)."""
+    check_witness_dir(directory)
     write_atomic(directory / f"proof.{proof.size2}", proof.to_json())
     write_atomic(directory / f"checkpoint.{proof.size2}", note.encode("utf-8"))
+
+
+def check_witness_dir(directory: Path) -> None:
+    """Create the witness directory if absent, else check that it is one files may be written
+    to. Its files are public (signed checkpoints and proofs, mode 0644, for a witness that may
+    run under another account), but no one else may plant or redirect them: a symbolic link,
+    anything but a directory, and a directory any user may write to (mode o+w) are refused
+    with an OSError that says why."""
+    try:
+        st = directory.lstat()
+    except FileNotFoundError:
+        directory.mkdir(parents=True)
+        st = directory.lstat()
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        reason = "is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        reason = "is not a directory"
+    elif mode & stat.S_IWOTH:
+        reason = f"has mode {mode:04o}: any user may write to it"
+    else:
+        return
+    raise OSError(errno.EPERM, f"witness directory {directory} {reason}", os.fspath(directory))
