@@ -186,7 +186,9 @@ def run_one(name: str | None, transport: str, duration_s: float) -> Outcome:
             size0 = dir_bytes(srv.data)
             attacker = None
             if name is not None:
-                target = attackers.Target(srv.http_port, srv.grpc_port, srv.attacker_token)
+                target = attackers.Target(
+                    srv.http_port, srv.grpc_port, srv.attacker_token, duration_s
+                )
                 attacker = Attacker.start(name, target)
             result: dict[str, Any] = {}
             spec = _honest_spec(srv, transport, duration_s)
