@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -76,8 +77,12 @@ class AttackServer(ServerProcess):
     def __init__(self, label: str, extra_args: tuple[str, ...] = ()) -> None:
         """Make the data directory and the tokens; ``__enter__`` starts the server."""
         super().__init__(label, extra_args)
-        self.honest_token = self._token("bench-honest")
-        self.attacker_token = self._token("bench-attacker")
+        try:
+            self.honest_token = self._token("bench-honest")
+            self.attacker_token = self._token("bench-attacker")
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     def __enter__(self) -> AttackServer:
         super().__enter__()
@@ -86,7 +91,9 @@ class AttackServer(ServerProcess):
     def _token(self, name: str) -> str:
         argv = [sys.executable, "-m", "otaudit", "token", "create", "--data", str(self.data)]
         argv += ["--scope", "ingest", "--name", name]
-        out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=self.root)
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=self.root)
+        if out.returncode != 0:
+            raise RuntimeError(f"otaudit token create exited {out.returncode}: {out.stderr}")
         return out.stdout.strip().splitlines()[-1]
 
 
