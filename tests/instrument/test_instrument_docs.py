@@ -1,9 +1,12 @@
-"""The complete example in docs/instrumenting.md runs and produces the output it shows."""
+"""The complete example in docs/instrumenting.md runs, produces the output it shows, and
+believes nothing a caller claims: a forged baggage actor and X-Forwarded-For are not recorded."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -15,6 +18,7 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "instrumenting.md"
 
 DRIVER = textwrap.dedent(
     """
+    import os
     import sys
     import warnings
 
@@ -24,7 +28,12 @@ DRIVER = textwrap.dedent(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Starlette's TestClient asks for httpx2
         from starlette.testclient import TestClient
-    alice = {"authorization": "Bearer alice", "baggage": "enduser.id=forged"}
+    alice = {"authorization": "Bearer " + os.environ["ALICE_TOKEN"], "baggage": "enduser.id=forged"}
+    forged = {
+        "authorization": "Bearer alice",  # a user name, not a token the service issued
+        "baggage": "enduser.id=admin",
+        "x-forwarded-for": "6.6.6.6",
+    }
     with TestClient(namespace["app"]) as client:
         codes = [
             client.put("/users/bob/role", json={"role": "editor"}, headers=alice).status_code,
@@ -32,6 +41,7 @@ DRIVER = textwrap.dedent(
             client.delete("/users/zed", headers=alice).status_code,
             client.delete("/users/carol", headers=alice).status_code,
             client.post("/config/mfa", headers=alice).status_code,
+            client.put("/users/bob/role", json={"role": "owner"}, headers=forged).status_code,
         ]
     namespace["tracer_provider"].shutdown()
     namespace["logger_provider"].shutdown()
@@ -49,11 +59,17 @@ def test_the_guides_example_runs_against_a_real_server(server: Server) -> None:
     source = example()
     assert 'OTAUDIT = "http://127.0.0.1:4318"' in source
     source = source.replace("http://127.0.0.1:4318", server.http_url)
+    env = {**os.environ, "ALICE_TOKEN": secrets.token_hex(16)}
     run = subprocess.run(
-        [sys.executable, "-c", DRIVER], input=source, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", DRIVER],
+        input=source,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n")[-2] == "[200, 403, 404, 204, 200]"
+    assert run.stdout.split("\n")[-2] == "[200, 403, 404, 204, 200, 401]"
 
     result = otaudit(
         "sql", "--data", str(server.data), "--format", "json",
@@ -67,8 +83,9 @@ def test_the_guides_example_runs_against_a_real_server(server: Server) -> None:
         ("span", "alice", "role_update", "bob", "denied", "testclient"),
         ("span", "alice", "user_delete", "zed", "failure", "testclient"),
         ("span", "alice", "user_delete", "carol", "success", "testclient"),
+        ("span", None, "role_update", "bob", "denied", "testclient"),  # not admin, not 6.6.6.6
         ("log", "alice", "config_change", "mfa_required", "success", "testclient"),
     ]
     gaps = otaudit("gaps", "--data", str(server.data))
     assert gaps.returncode == 0, gaps.stdout + gaps.stderr
-    assert "OK: 1 producer(s), 5 numbered records" in gaps.stdout
+    assert "OK: 1 producer(s), 6 numbered records" in gaps.stdout

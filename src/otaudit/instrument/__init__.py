@@ -3,13 +3,15 @@
 Importable with only the OpenTelemetry API (``AuditSampler`` in
 ``otaudit.instrument.sampling`` needs the SDK); no otaudit server dependency.
 
-- :func:`actor` / :func:`current_actor`: the ambient actor (falls back to
-  the baggage entry ``enduser.id`` an upstream service propagated).
+- :func:`actor` / :func:`current_actor`: the ambient actor (never read from
+  baggage, which any caller can send).
 - :func:`audit_span` / :func:`audited`: an audit span around a block or a
   function, with the result (``success``/``failure``) filled in.
 - :func:`audit_log`: an audit log record straight through the logs API.
 - :class:`AuditContextMiddleware` (ASGI) / :class:`AuditContextWSGIMiddleware`:
-  set the actor per request and propagate it in baggage.
+  set the actor per request from the application's authentication (baggage
+  only from ``trust_baggage_from``, ``X-Forwarded-For`` only past
+  ``trusted_proxies``) and propagate it in baggage.
 - :func:`configure` / :func:`producer_id`: completeness numbering
   (``audit.producer.id``, ``audit.producer.seq``).
 
