@@ -334,13 +334,17 @@ def run(quick: bool, only: tuple[str, ...] = ()) -> str:
         rows.append(row)
         notes += row_notes
     lines = [baselines(quick)]
+    honest_bytes = len(PayloadFactory(seed=19).request_bytes(HONEST_SPANS)) * round(
+        duration_s / HONEST_PERIOD_S
+    )
     for transport, out in alone.items():
         lines.append(
             f"honest {transport} alone: p50 {num(percentile(out.honest.sched_latency_ms, 50), 1)}"
             f" ms, p99 {num(out.p99_ms, 1)} ms, errors {_errors(out.honest)}, acked "
             f"{num(out.honest.acked_spans)} spans, peak memory {num(out.memory.peak_total / MIB)}"
-            f" MiB, data dir grew {num(out.growth_bytes / MIB, 1)} MiB, alert records "
-            f"{out.ledger.alerts:,}"
+            f" MiB, data dir grew {num(out.growth_bytes / MIB, 1)} MiB for about "
+            f"{num(honest_bytes / MIB, 1)} MiB sent ({out.growth_bytes / honest_bytes:.1f}x), "
+            f"alert records {out.ledger.alerts:,}"
         )
     headers = [
         "attack",
