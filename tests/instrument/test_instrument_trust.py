@@ -243,3 +243,17 @@ def test_client_address_vectors(
 ) -> None:
     assert client_address(peer, forwarded_for, PROXIES) == expected
     assert client_address(peer, forwarded_for, ()) == peer
+
+
+def test_allow_lists_take_a_comma_separated_string_or_any_iterable() -> None:
+    AuditContextMiddleware(
+        Starlette(),
+        trusted_proxies="10.0.0.1, 10.0.0.0/8",
+        trust_baggage_from=(network for network in ["10.1.0.0/16"]),
+        trust_baggage=True,
+        trust_forwarded_for=True,
+    )
+    with pytest.raises(ConfigError, match=r"trusted_proxies=\['10.0.0.1'\]"):
+        AuditContextMiddleware(
+            Starlette(), trusted_proxies=iter(["10.0.0.1"]), trust_forwarded_for=False
+        )

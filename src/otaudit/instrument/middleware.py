@@ -62,14 +62,15 @@ def _allow_list(
     switch_name: str, switch: bool | None, list_name: str, values: Iterable[str]
 ) -> Networks:
     """Parse an allow-list and check the older on/off switch that goes with it."""
-    allowed = networks(values, list_name)
+    given = values if isinstance(values, str) else list(values)
+    allowed = networks(given, list_name)
     if switch is True and not allowed:
         raise ConfigError(
             f"{switch_name}=True needs {list_name}: the addresses or networks to trust "
             "(it used to trust every caller; now nobody is trusted unless listed)"
         )
     if switch is False and allowed:
-        raise ConfigError(f"{switch_name}=False contradicts {list_name}={list(values)!r}")
+        raise ConfigError(f"{switch_name}=False contradicts {list_name}={given!r}")
     return allowed
 
 
