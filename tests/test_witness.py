@@ -423,4 +423,4 @@ def test_failed_export_is_logged_and_the_next_proof_bridges_it(
     shutil.move(tmp_path / "moved", ledger.dir)
     assert ledger.grow(entries(3)) == 9
     assert json.loads(ledger.files(9)[1].read_text())["size1"] == 3
-    assert [size for size, _ in Witness(witness_state).run(ledger.dir)] == [3, 9]
+    assert [size for size, _, _ in Witness(witness_state).run(ledger.dir)] == [3, 9]

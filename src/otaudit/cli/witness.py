@@ -1,26 +1,52 @@
 """``otaudit witness``: cosign a log's checkpoints, refusing rollbacks and forks.
 
 Exit status: 0 cosigned (or nothing to do); 1 refused (unknown log, bad signature, rollback,
-fork, bad proof; stderr starts with ``REFUSED:`` and the state is unchanged); 2 usage or I/O
-error. See c2sp.org/tlog-witness and c2sp.org/tlog-cosignature.
+fork, bad proof, a note over the size limits; stderr starts with ``REFUSED:`` and the state
+is unchanged); 2 usage or I/O error (also: an input that is not a regular file, or larger than
+its limit). See c2sp.org/tlog-witness and c2sp.org/tlog-cosignature.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import NoReturn
 
 import click
 
 from otaudit.cli.main import handle_errors
+from otaudit.errors import ConfigError
 from otaudit.keys import VerifierKey
-from otaudit.witness import ConsistencyProof, Refused, Witness
+from otaudit.smallfile import read_small_file
+from otaudit.witness import MAX_NOTE_BYTES, MAX_PROOF_BYTES, ConsistencyProof, Refused, Witness
 
 
-def _refused(exc: Refused) -> None:
+def _refused(exc: Refused) -> NoReturn:
     click.echo(f"REFUSED: {exc}", err=True)
     sys.exit(1)
+
+
+def _read(path: Path, what: str, limit: int) -> bytes:
+    """A regular file of at most ``limit`` bytes, or that much of stdin for ``-``."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise ConfigError(f"{what} on standard input is larger than {limit} bytes")
+        return data
+    data = read_small_file(path, what, limit)
+    if data is None:
+        raise ConfigError(f"{what} {path} does not exist")
+    return data
+
+
+def _dropped_notice(dropped: tuple[str, ...]) -> str:
+    if not dropped:
+        return ""
+    names = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+    return (
+        f"dropped {len(dropped)} signature line(s) this witness cannot verify (keys it does "
+        f"not know): {names}"
+    )
 
 
 _state_option = click.option(
@@ -74,25 +100,39 @@ def add_log_command(state: Path, log_key: str) -> None:
 
 @witness_group.command("cosign")
 @_state_option
-@click.argument("checkpoint_file", type=click.File("rb"), metavar="CHECKPOINT_FILE")
+@click.argument(
+    "checkpoint_file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    metavar="CHECKPOINT_FILE",
+)
 @click.option(
     "--proof",
     "proof_file",
-    type=click.File("rb"),
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
     metavar="PROOF_JSON",
     help="Consistency proof from the last size this witness accepted "
     "(JSON with size1, size2, hashes, as `otaudit prove consistency` prints).",
 )
 @handle_errors
-def cosign_command(state: Path, checkpoint_file: BinaryIO, proof_file: BinaryIO | None) -> None:
-    """Check a signed checkpoint and print it with this witness's cosignature appended."""
+def cosign_command(state: Path, checkpoint_file: Path, proof_file: Path | None) -> None:
+    """Check a signed checkpoint and print it with this witness's cosignature appended.
+
+    The output keeps the log's signature lines; lines of keys this witness does not know
+    (other witnesses' cosignatures) are dropped, and stderr says which.
+    """
     witness = Witness(state)
-    note = checkpoint_file.read()
+    note = _read(checkpoint_file, "checkpoint", MAX_NOTE_BYTES)
+    proof_text = None
+    if proof_file is not None:
+        proof_text = _read(proof_file, "consistency proof", MAX_PROOF_BYTES)
     try:
-        proof = ConsistencyProof.parse(proof_file.read()) if proof_file is not None else None
-        click.echo(witness.cosign(note, proof), nl=False)
+        proof = ConsistencyProof.parse(proof_text) if proof_text is not None else None
+        done = witness.witness(note, proof)
     except Refused as exc:
         _refused(exc)
+    click.echo(done.note, nl=False)
+    if done.dropped:
+        click.echo(_dropped_notice(done.dropped), err=True)
 
 
 @witness_group.command("run")
@@ -112,8 +152,10 @@ def run_command(state: Path, from_dir: Path) -> None:
     """
     count = 0
     try:
-        for size, path in Witness(state).run(from_dir):
+        for size, path, dropped in Witness(state).run(from_dir):
             click.echo(f"cosigned tree size {size}: {path}")
+            if dropped:
+                click.echo(f"tree size {size}: {_dropped_notice(dropped)}", err=True)
             count += 1
     except Refused as exc:
         _refused(exc)

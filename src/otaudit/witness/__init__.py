@@ -35,7 +35,8 @@ The package is split by concept:
 * :mod:`otaudit.witness.export`: the witness directory's files (:class:`ConsistencyProof`,
   :func:`export_checkpoint`, :func:`write_atomic`) and :class:`Refused`;
 * :mod:`otaudit.witness.state`: :class:`Witness`, its state directory and the decision to
-  cosign or refuse.
+  cosign or refuse (:class:`Witnessed`: the cosigned note and the lines it left out);
+* :mod:`otaudit.witness.limits`: the sizes a witness reads and accepts.
 """
 
 from otaudit.smallfile import write_atomic
@@ -48,16 +49,20 @@ from otaudit.witness.cosignature import (
     open_cosigned,
 )
 from otaudit.witness.export import ConsistencyProof, Refused, export_checkpoint
-from otaudit.witness.state import Witness
+from otaudit.witness.limits import MAX_NOTE_BYTES, MAX_PROOF_BYTES
+from otaudit.witness.state import Witness, Witnessed
 
 __all__ = [
     "COSIGNATURE_V1_TYPE",
+    "MAX_NOTE_BYTES",
+    "MAX_PROOF_BYTES",
     "ConsistencyProof",
     "Cosigned",
     "Refused",
     "Witness",
     "WitnessKey",
     "WitnessVerifier",
+    "Witnessed",
     "cosignature_message",
     "export_checkpoint",
     "open_cosigned",

@@ -14,6 +14,12 @@ State directory (``otaudit witness --state DIR``)::
     DIR/logs/<sha256(origin)>.json
                                a trusted log: origin, verifier key, last accepted checkpoint
     DIR/.lock                  serialises check-and-update across processes
+
+The cosigned note carries the log's own signature lines (verified) and the
+witness's cosignature; any other line (another witness's cosignature, a key
+this witness does not know) is dropped, because the witness cannot vouch for
+it, and :class:`Witnessed` names what was dropped. Notes and proofs are bounded
+(:mod:`otaudit.witness.limits`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -35,14 +41,35 @@ from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import parse_note, signature_line
-from otaudit.smallfile import write_atomic
+from otaudit.smallfile import read_small_file, write_atomic
 from otaudit.witness.cosignature import WitnessKey
 from otaudit.witness.export import ConsistencyProof, Refused
+from otaudit.witness.limits import (
+    MAX_LINE_BYTES,
+    MAX_NOTE_BYTES,
+    MAX_PROOF_BYTES,
+    check_checkpoint_text,
+    check_note_size,
+    shown,
+)
 
 KEY_FILE = "witness.key"
 """The witness signing key's file name inside the state directory."""
 
 _SIZE = r"(0|[1-9][0-9]*)"
+_MAX_STATE_BYTES = MAX_NOTE_BYTES + 4 * MAX_LINE_BYTES  # a note, the log key, JSON around them
+
+
+@dataclass(frozen=True)
+class Witnessed:
+    """A cosigned checkpoint note, and the signature lines left out of it.
+
+    ``dropped`` names (``name+key ID``, cut) each signature line of the input
+    that the witness could not verify and so did not copy.
+    """
+
+    note: str
+    dropped: tuple[str, ...] = field(default=())
 
 
 @dataclass
@@ -96,16 +123,17 @@ class Witness:
 
     def _load(self, origin: str) -> _Log | None:
         path = self._log_path(origin)
+        raw = read_small_file(path, "witness state", _MAX_STATE_BYTES)
+        if raw is None:
+            return None
         try:
-            doc = orjson.loads(path.read_bytes())
+            doc = orjson.loads(raw)
             key = VerifierKey.parse(doc["log_key"])
             if doc["origin"] != origin or key.name != origin:
-                raise ValueError(f"it is for log {doc['origin']!r}, not {origin!r}")
+                raise ValueError(f"it is for log {shown(doc['origin'])}, not {shown(origin)}")
             note = doc["checkpoint"]
             accepted = open_checkpoint(note, key, origin) if note is not None else None
-        except FileNotFoundError:
-            return None
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"witness state {path} is unreadable: {exc}") from None
         except (ConfigError, VerificationError) as exc:
             raise ConfigError(f"witness state {path} is corrupt: {exc}") from None
@@ -141,49 +169,66 @@ class Witness:
     def cosign(
         self, note: str | bytes, proof: ConsistencyProof | None = None, *, now: int | None = None
     ) -> str:
-        """Check a checkpoint against the state and cosign it; return the note with our line.
+        """The note of :meth:`witness`: the checkpoint with the log's lines and ours."""
+        return self.witness(note, proof, now=now).note
 
-        The log must be trusted and have signed the note; then the rules of the module
-        docstring apply (a proof is needed from the last accepted size unless the size is
-        unchanged). On success the checkpoint becomes the last accepted one (stored before
-        returning). Raises :class:`Refused`, leaving the state unchanged.
+    def witness(
+        self, note: str | bytes, proof: ConsistencyProof | None = None, *, now: int | None = None
+    ) -> Witnessed:
+        """Check a checkpoint against the state and cosign it (Refused, state unchanged).
+
+        The note must fit the limits of :mod:`otaudit.witness.limits`, the log
+        must be trusted and have signed it; then the rules of the module
+        docstring apply (a proof is needed from the last accepted size unless
+        the size is unchanged). On success the checkpoint becomes the last
+        accepted one (stored before returning). The cosigned note holds the
+        log's verified signature lines and this witness's new one; other
+        lines are dropped and named in the result.
         """
-        if isinstance(note, bytes):
-            try:
-                note = note.decode("utf-8")
-            except UnicodeDecodeError:
-                raise Refused("checkpoint is not UTF-8 text") from None
+        if isinstance(note, str):
+            if len(note) > MAX_NOTE_BYTES:  # a character is at least one byte
+                raise Refused(f"checkpoint note is over {MAX_NOTE_BYTES} bytes")
+            note = note.encode("utf-8", "surrogatepass")
+        check_note_size(note)
         try:
-            text, signatures = parse_note(note)
-            claimed = Checkpoint.parse_body(text)
-        except VerificationError as exc:
+            decoded = note.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused("checkpoint is not UTF-8 text") from None
+        try:
+            text, signatures = parse_note(decoded)
+            check_checkpoint_text(text)
+            origin = Checkpoint.parse_body(text).origin
+        except VerificationError as exc:  # Refused included
             raise Refused(f"not a signed checkpoint: {exc}") from None
-        origin = claimed.origin
         with self._locked():
             log = self._load(origin)
             if log is None:
                 raise Refused(
-                    f"unknown log {origin!r}: this witness does not trust it "
+                    f"unknown log {shown(origin)}: this witness does not trust it "
                     "(add its verifier key with `otaudit witness add-log`)"
                 )
             try:
-                cp = open_checkpoint(note, log.key, origin)
+                cp = open_checkpoint(decoded, log.key, origin)  # every line of log.key verifies
             except VerificationError as exc:
-                raise Refused(f"checkpoint of log {origin!r}: {exc}") from None
+                raise Refused(f"checkpoint of log {shown(origin)}: {exc}") from None
             self._check(log, cp, proof)
             timestamp = int(time.time()) if now is None else now
             own = self.key.cosign(text.encode("utf-8"), timestamp)
-            others = [
-                signature_line(s.name, s.key_id, s.signature)
+            logs = (log.key.name, log.key.key_id)
+            mine = (self.key.name, self.key.key_id)
+            kept = [signature_line(s.name, s.key_id, s.signature)
+                    for s in signatures if (s.name, s.key_id) == logs]  # fmt: skip
+            dropped = tuple(
+                f"{shown(s.name)}+{s.key_id.hex()}"
                 for s in signatures
-                if (s.name, s.key_id) != (self.key.name, self.key.key_id)
-            ]
-            self._save(_Log(origin, log.key, note, cp))
-        return text + "\n" + "".join(others) + own
+                if (s.name, s.key_id) not in (logs, mine)
+            )
+            self._save(_Log(origin, log.key, decoded, cp))
+        return Witnessed(text + "\n" + "".join(kept) + own, dropped)
 
     @staticmethod
     def _check(log: _Log, cp: Checkpoint, proof: ConsistencyProof | None) -> None:
-        what = f"refusing checkpoint of log {log.origin!r} at size {cp.tree_size}"
+        what = f"refusing checkpoint of log {shown(log.origin)} at size {cp.tree_size}"
         if cp.tree_size == 0 and cp.root_hash != merkle.EMPTY_ROOT:
             raise Refused(f"{what}: the root of the empty tree must be SHA-256 of nothing")
         last = log.accepted
@@ -222,12 +267,13 @@ class Witness:
                 f"{what}: not consistent with size {last.tree_size} accepted before (fork): {exc}"
             ) from None
 
-    def run(self, directory: Path) -> Iterator[tuple[int, Path]]:
+    def run(self, directory: Path) -> Iterator[tuple[int, Path, tuple[str, ...]]]:
         """Cosign the ``checkpoint.<size>`` files of a witness directory in size order.
 
         Each one without a ``cosigned.<size>`` file is cosigned with ``proof.<size>`` (if
-        present) and ``cosigned.<size>`` is written atomically; yields (size, path) for each.
-        Stops at the first refusal by raising :class:`Refused`.
+        present) and ``cosigned.<size>`` is written atomically; yields (size, path, the
+        signature lines dropped) for each. Both files must be regular files within the
+        limits (ConfigError otherwise). Stops at the first refusal by raising :class:`Refused`.
         """
         if not directory.is_dir():
             raise ConfigError(f"witness directory {directory} does not exist")
@@ -240,22 +286,22 @@ class Witness:
             out = directory / f"cosigned.{size}"
             if out.exists():
                 continue
+            note = read_small_file(path, "checkpoint", MAX_NOTE_BYTES)
+            proof_path = directory / f"proof.{size}"
+            proof = read_small_file(proof_path, "consistency proof", MAX_PROOF_BYTES)
+            if note is None:
+                continue  # removed since the listing
             try:
-                note = path.read_bytes()
-                proof_path = directory / f"proof.{size}"
-                proof = proof_path.read_bytes() if proof_path.exists() else None
-            except OSError as exc:
-                raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-            try:
+                check_note_size(note)
                 named = Checkpoint.parse_body(parse_note(note)[0]).tree_size
                 if named != size:
                     raise Refused(f"the file name says size {size}, the checkpoint {named}")
                 parsed = ConsistencyProof.parse(proof) if proof is not None else None
-                cosigned = self.cosign(note, parsed)
+                done = self.witness(note, parsed)
             except VerificationError as exc:  # Refused included
                 raise Refused(f"{path}: {exc}") from None
             try:
-                write_atomic(out, cosigned.encode("utf-8"))
+                write_atomic(out, done.note.encode("utf-8"))
             except OSError as exc:
                 raise ConfigError(f"cannot write {out}: {exc.strerror}") from exc
-            yield size, out
+            yield size, out, done.dropped
