@@ -27,7 +27,9 @@ from otaudit.timespec import TIME_HELP as _TIME_HELP
 @click.command("export")
 @store_options
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
-              help="New (or empty) directory to write the bundle to.")  # fmt: skip
+              help="Directory to write the bundle to: created with mode 0700 (files 0600), "
+                   "or an empty directory of yours that group and others cannot write to; "
+                   "no symbolic link on the path.")  # fmt: skip
 @click.option("--since", metavar="T", help=f"Records at or after T: {_TIME_HELP}.")
 @click.option("--until", metavar="T", help="Records before T (same forms as --since).")
 @click.option("--action", "actions", multiple=True, metavar="A",
