@@ -29,6 +29,9 @@ from typing import BinaryIO, Final
 from otaudit.errors import ConfigError
 
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Directories on the way are only walked through: O_PATH (Linux) needs no read permission,
+#: so a parent such as a 0711 home directory can be passed.
+_WALK_FLAGS: Final = (_DIR_FLAGS & ~os.O_RDONLY) | getattr(os, "O_PATH", os.O_RDONLY)
 _FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 DIR_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
@@ -84,11 +87,11 @@ class OutputDir:
         os.close(self._parent_fd)
 
 
-def _open_dir(parent_fd: int, name: str, error: UnsafeOutputError) -> int:
+def _open_dir(parent_fd: int, name: str, error: UnsafeOutputError, flags: int) -> int:
     """Open directory ``name`` relative to ``parent_fd`` without following a link. On failure
     ``error`` is raised with the reason (``error.reason`` names what was opened)."""
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        return os.open(name, flags, dir_fd=parent_fd)
     except OSError as exc:
         try:
             kind = stat.S_IFMT(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
@@ -121,19 +124,19 @@ def open_output_dir(path: Path, option: str = "--out") -> OutputDir:
     absolute = Path(os.path.abspath(path))
     if absolute == absolute.parent:
         raise UnsafeOutputError(option, path, "it is the root directory")
-    fd = os.open("/", _DIR_FLAGS)
+    fd = os.open("/", _WALK_FLAGS)
     try:
         shown = Path("/")
         for name in absolute.parent.parts[1:]:
             shown = shown / name
             where = UnsafeOutputError(option, path, f"its parent {shown}")
             _make_dir(fd, name, where)
-            next_fd = _open_dir(fd, name, where)
+            next_fd = _open_dir(fd, name, where, _WALK_FLAGS)
             os.close(fd)
             fd = next_fd
         where = UnsafeOutputError(option, path, "it")
         created = _make_dir(fd, absolute.name, where)
-        out_fd = _open_dir(fd, absolute.name, where)
+        out_fd = _open_dir(fd, absolute.name, where, _DIR_FLAGS)
     except BaseException:
         os.close(fd)
         raise
