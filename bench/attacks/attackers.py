@@ -21,6 +21,8 @@ from multiprocessing.synchronize import Event
 from typing import Any, Final
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from bench.attacks import traffic
@@ -98,10 +100,19 @@ class HttpExporter:
         return ok, label
 
 
+def _status_message(body: bytes) -> str:
+    """The message of a ``google.rpc.Status`` body (OTLP/HTTP errors), else the text."""
+    try:
+        message = str(Status.FromString(body).message)
+    except DecodeError:
+        message = ""
+    text = message or body[:200].decode(errors="replace")
+    return "".join(c for c in text if c.isprintable() and c != "\ufffd")[:200]
+
+
 def _label(status: int, body: bytes) -> tuple[bool, str]:
     if status != 200:
-        text = "".join(c for c in body[:200].decode(errors="replace") if c.isprintable())
-        return False, f"HTTP {status} {text}".strip()
+        return False, f"HTTP {status} {_status_message(body)}".strip()
     partial = ExportTraceServiceResponse.FromString(body).partial_success
     if partial.rejected_spans:
         reason = partial.error_message[:120]
