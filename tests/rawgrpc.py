@@ -135,8 +135,9 @@ def data_frame(payload: bytes, *, end_stream: bool = False) -> bytes:
 
 
 class _Connection:
-    def __init__(self, address: tuple[str, int], timeout_s: float) -> None:
-        self.sock = socket.create_connection(address, timeout=timeout_s)
+    def __init__(self, address: tuple[str, int], timeout_s: float, source_host: str = "") -> None:
+        source = (source_host, 0) if source_host else None
+        self.sock = socket.create_connection(address, timeout=timeout_s, source_address=source)
         self.buffer = b""
         self.send_window = {0: _INITIAL_WINDOW, _STREAM: _INITIAL_WINDOW}
         self.stream_initial = _INITIAL_WINDOW
@@ -170,6 +171,47 @@ class _Connection:
             )
 
 
+def _await_end(conn: _Connection, started: float, body: bytes = b"") -> Answer:
+    """Send what flow control lets of ``body`` (the rest as windows open) and read frames
+    until the server ends stream 1."""
+    sent = 0
+    response = bytearray()
+    fields: dict[str, str] = {}
+
+    def answer(ended_by: str) -> Answer:
+        return Answer(ended_by, time.monotonic() - started, bytes(response), fields)
+
+    while True:
+        while sent < len(body):
+            room = min(conn.send_window[0], conn.send_window[_STREAM], _MAX_FRAME)
+            if room <= 0:
+                break
+            piece = body[sent : sent + room]
+            sent += len(piece)
+            conn.send_window[0] -= len(piece)
+            conn.send_window[_STREAM] -= len(piece)
+            conn.sock.sendall(data_frame(piece, end_stream=sent == len(body)))
+        try:
+            frame = conn.read_frame()
+        except TimeoutError:
+            return answer("timeout")
+        except ConnectionError:
+            return answer("closed")
+        if frame is None:
+            return answer("closed")
+        kind, flags, stream, payload = frame
+        if kind == DATA and stream == _STREAM:
+            response += payload
+        elif kind == HEADERS and stream == _STREAM:
+            fields.update(plain_fields(payload))  # no PADDED or PRIORITY flags from grpc
+            if flags & END_STREAM:
+                return answer("trailers")
+        elif kind == RST_STREAM and stream == _STREAM:
+            return answer("rst_stream")
+        elif kind == GOAWAY:
+            return answer("goaway")
+
+
 def unary_call(
     address: tuple[str, int],
     path: str,
@@ -178,45 +220,47 @@ def unary_call(
     compressed: bool,
     headers: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    source_host: str = "",
 ) -> Answer:
     """Send one length-prefixed gRPC message (RFC 9113 + the gRPC HTTP/2 protocol) and wait
     for the server to end the stream. ``message`` is sent as is, flagged as compressed
-    (with ``grpc-encoding: gzip``) when ``compressed``."""
-    conn = _Connection(address, timeout_s)
+    (with ``grpc-encoding: gzip``) when ``compressed``; ``source_host`` binds the client end."""
+    conn = _Connection(address, timeout_s, source_host)
     try:
         conn.sock.sendall(call_start(address, path, compressed=compressed, headers=headers))
         body = bytes([1 if compressed else 0]) + struct.pack(">I", len(message)) + message
-        started = time.monotonic()
-        sent = 0
-        response = bytearray()
-        fields: dict[str, str] = {}
-
-        def answer(ended_by: str) -> Answer:
-            return Answer(ended_by, time.monotonic() - started, bytes(response), fields)
-
-        while True:
-            while sent < len(body):
-                room = min(conn.send_window[0], conn.send_window[_STREAM], _MAX_FRAME)
-                if room <= 0:
-                    break
-                piece = body[sent : sent + room]
-                sent += len(piece)
-                conn.send_window[0] -= len(piece)
-                conn.send_window[_STREAM] -= len(piece)
-                conn.sock.sendall(data_frame(piece, end_stream=sent == len(body)))
-            frame = conn.read_frame()
-            if frame is None:
-                return answer("closed")
-            kind, flags, stream, payload = frame
-            if kind == DATA and stream == _STREAM:
-                response += payload
-            elif kind == HEADERS and stream == _STREAM:
-                fields.update(plain_fields(payload))  # no PADDED or PRIORITY flags from grpc
-                if flags & END_STREAM:
-                    return answer("trailers")
-            elif kind == RST_STREAM and stream == _STREAM:
-                return answer("rst_stream")
-            elif kind == GOAWAY:
-                return answer("goaway")
+        return _await_end(conn, time.monotonic(), body)
     finally:
         conn.sock.close()
+
+
+class HeldCall:
+    """A call whose client sends its headers, then ``first_data`` (a DATA frame's payload,
+    none by default) and nothing more: what an idle or stalled client holds on a server.
+
+    ``source_host`` binds the client end (say ``127.0.0.2``, to be another peer on
+    loopback)."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        first_data: bytes = b"",
+        source_host: str = "",
+    ) -> None:
+        self.conn = _Connection(address, 10.0, source_host)
+        self.started = time.monotonic()
+        start = call_start(address, path, compressed=False, headers=headers)
+        self.conn.sock.sendall(start + (data_frame(first_data) if first_data else b""))
+
+    def answer(self, timeout_s: float) -> Answer:
+        """How the server ends the call (``ended_by="timeout"`` if not within ``timeout_s``);
+        ``seconds`` count from the call's start."""
+        self.conn.sock.settimeout(timeout_s)
+        return _await_end(self.conn, self.started)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.sock.close()

@@ -83,6 +83,13 @@ from otaudit.cli.query import query_store_option
     help="Open connections per listener; more are refused.",
 )
 @click.option(
+    "--max-calls-per-peer",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="gRPC calls one client address may have open at once; more get RESOURCE_EXHAUSTED.",
+)
+@click.option(
     "--shutdown-timeout",
     type=click.FloatRange(1),
     default=10.0,
@@ -180,6 +187,7 @@ def serve_command(
     header_timeout: float,
     body_timeout: float,
     max_connections: int,
+    max_calls_per_peer: int,
     shutdown_timeout: float,
     max_queue_records: int,
     checkpoint_interval: float,
@@ -251,7 +259,9 @@ def serve_command(
             unsafe_no_auth=unsafe_no_auth,
             tls=tls,
             detection=detection,
-            connections=ConnectionLimits(header_timeout, body_timeout, max_connections),
+            connections=ConnectionLimits(
+                header_timeout, body_timeout, max_connections, max_calls_per_peer
+            ),
             shutdown_timeout_s=shutdown_timeout,
         )
     )

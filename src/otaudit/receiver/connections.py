@@ -1,20 +1,26 @@
 """What one client may hold before it is authenticated: connections and the time to send.
 
-Tokens are checked once a request is complete, so everything before that is
-open to anyone who can reach a listener. Three limits bound it, on every
-listener (OTLP/HTTP, OTLP/gRPC, the read API):
+Before a token is checked, a listener is open to anyone who can reach it.
+These limits bound what a client holds there (the first three on every
+listener: OTLP/HTTP, OTLP/gRPC, the read API):
 
 - **header timeout**: a request's headers must be complete within
   ``header_timeout_s`` of the connection opening or of the previous response
   on it (gRPC: the HTTP/2 preface and settings, and any TLS handshake);
 - **body timeout**: its body within ``body_timeout_s`` of its headers. HTTP
-  answers 408 and closes the connection. gRPC has no per-message timer: a
-  connection is asked to go away after ``2 * body_timeout_s`` (clients
-  reconnect, as for any load balancer) and closed ``body_timeout_s`` later,
-  whatever it still sends; one without calls is closed after ``body_timeout_s``;
+  answers 408 and closes the connection; gRPC ends the call with
+  DEADLINE_EXCEEDED (``receiver.grpc``). A gRPC connection is also asked to go
+  away after ``2 * body_timeout_s`` (clients reconnect, as for any load
+  balancer) and closed ``body_timeout_s`` later, whatever it still sends; one
+  without calls is closed after ``body_timeout_s``;
 - **connection limit**: at most ``max_connections`` open connections per
   listener; HTTP answers the next ones 503 (``Retry-After: 1``) and closes
-  them at once, gRPC closes them.
+  them at once, gRPC closes them;
+- **calls per client address** (gRPC): at most ``max_calls_per_peer`` calls
+  open at once from one address, over all its connections; the next ones are
+  answered RESOURCE_EXHAUSTED with RetryInfo at once. gRPC checks the token on
+  a call's headers, before its message, so that this bound, the body timeout
+  and the connection limit are all an unauthenticated client can hold.
 
 uvicorn itself bounds only idle keep-alive connections; the HTTP limits live
 in :class:`GuardedH11Protocol`, a small subclass of its h11 protocol that
@@ -57,6 +63,9 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     max_connections: int = 1000
+    #: gRPC calls open at once from one client address (all its connections together).
+    #: Above the 10 concurrent exports an OpenTelemetry Collector sends by default.
+    max_calls_per_peer: int = 16
 
 
 def fit_open_files(limits: ConnectionLimits, listeners: int) -> ConnectionLimits:
