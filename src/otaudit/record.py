@@ -32,6 +32,8 @@ from otaudit.merkle import leaf_hash
 FORMAT_VERSION: Final = 1
 _INT64_MAX: Final = 2**63 - 1
 _RECORD_MARKER: Final = b',"record":'
+_RESOURCE_KEY: Final = b',"resource":'
+_SCOPE_KEY: Final = b',"scope":'
 
 
 class Columns(NamedTuple):
@@ -64,13 +66,30 @@ COLUMN_NAMES: Final = Columns._fields
 
 
 @dataclass(frozen=True, slots=True)
+class ResourcePart:
+    """A record's resource as a store keeps it once (``docs/record-format.md``, "How a
+    record is stored"): its canonical bytes, exactly as they appear inside the sealed
+    bytes, and the SHA-256 of those bytes (the key it is kept under)."""
+
+    hash: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """A record ready to append: sealed bytes, leaf hash, dedup key, columns."""
+    """A record ready to append: sealed bytes, leaf hash, dedup key, columns.
+
+    ``resource`` and ``resource_at`` say where the record's resource lies in ``sealed``
+    (``sealed[resource_at:resource_at + len(resource.body)]``), so that a store can keep
+    it once for many records; None and -1: the store keeps the sealed bytes whole.
+    """
 
     sealed: bytes
     leaf: bytes
     dedup_key: bytes
     columns: Columns
+    resource: ResourcePart | None = None
+    resource_at: int = -1
 
 
 @functools.lru_cache(maxsize=4096)
@@ -241,6 +260,39 @@ def _envelope_prefix(pipeline: str) -> bytes:
     return canonical_bytes({"otaudit": FORMAT_VERSION, "pipeline": pipeline})[:-1]
 
 
+# The records of one OTLP ResourceSpans/ResourceLogs share one resource object: its
+# canonical bytes, their hash and the bytes to look for are computed once.
+_last_part: tuple[object, ResourcePart, bytes] = (None, ResourcePart(b"", b""), b"")
+
+
+def _resource_part(resource: object) -> tuple[ResourcePart, bytes]:
+    global _last_part
+    cached = _last_part
+    if cached[0] is not resource:
+        body = canonical_bytes(resource)
+        part = ResourcePart(hashlib.sha256(body).digest(), body)
+        cached = (resource, part, _RESOURCE_KEY + body + _SCOPE_KEY)
+        _last_part = cached
+    return cached[1], cached[2]
+
+
+def resource_offset(sealed: bytes, body: bytes) -> int:
+    """Where the record's resource ``body`` starts in ``sealed`` (-1: it is not there).
+
+    The record-level member is ``,"resource":`` + body + ``,"scope":`` (canonical
+    member order: ``resource`` sorts right before ``scope``, and no record member sorts
+    between them), and it is the last such occurrence; nothing else in the sealed bytes
+    can look like it. Inside a string every ``"`` is escaped as ``\\"``, so the quoted
+    key cannot come from string content; an object key ``"resource"`` elsewhere (an
+    attribute, a kvlist entry) has an encoded value as its value: a string, boolean,
+    null, array or ``{"int"|"double"|"bytes"|"kvlist": ...}``, never an object that
+    begins ``{"attributes":`` as a resource does; and the envelope's members before
+    ``record`` are strings and a number.
+    """
+    at = sealed.rfind(_RESOURCE_KEY + body + _SCOPE_KEY)
+    return at + len(_RESOURCE_KEY) if at >= 0 else -1
+
+
 def seal(content_obj: dict[str, Any], content: bytes, pipeline: str, received_ns: int) -> Entry:
     """Stamp a record's canonical content and build the entry to append.
 
@@ -268,7 +320,16 @@ def seal(content_obj: dict[str, Any], content: bytes, pipeline: str, received_ns
         "record": content_obj,
     }
     key = dedup_key(pipeline, content)
-    return Entry(sealed, leaf_hash(sealed), key, derive_columns(envelope))
+    columns = derive_columns(envelope)
+    resource = content_obj.get("resource")
+    if resource is None:
+        return Entry(sealed, leaf_hash(sealed), key, columns)
+    part, needle = _resource_part(resource)
+    at = content.rfind(needle)  # the reasoning of resource_offset, within the content
+    if at < 0:
+        return Entry(sealed, leaf_hash(sealed), key, columns)
+    at += len(sealed) - len(content) - 1 + len(_RESOURCE_KEY)
+    return Entry(sealed, leaf_hash(sealed), key, columns, part, at)
 
 
 def parse_sealed(sealed: bytes) -> tuple[dict[str, Any], bytes]:

@@ -5,9 +5,11 @@ the sequence number (or tree node, or checkpoint) and what is wrong;
 otherwise it returns a report. It reads only stored data and recomputes
 everything from the sealed bytes, in five steps:
 
-1. records: sequence numbers dense from 0; each stored column equals the one
-   re-derived from the sealed bytes; the dedup key too; the leaf hash of the
-   sealed bytes equals the stored leaf (tree level 0);
+1. records: sequence numbers dense from 0; a row that keeps its resource once
+   names a stored resource whose bytes have that SHA-256 and were cut where
+   the record's resource member is; each stored column equals the one
+   re-derived from the (spliced) sealed bytes; the dedup key too; the leaf
+   hash of the sealed bytes equals the stored leaf (tree level 0);
 2. tree: every stored node equals the hash of its two (already checked)
    children, level by level, and no node is missing or extra;
 3. checkpoints: each signed note verifies with the log's key, matches its
@@ -21,6 +23,7 @@ everything from the sealed bytes, in five steps:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +34,13 @@ from otaudit.checkpoint import VerifierKey, open_checkpoint
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.errors import VerificationError
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, LateSigning
-from otaudit.record import COLUMN_NAMES, dedup_keys, derive_columns, parse_sealed
+from otaudit.record import (
+    COLUMN_NAMES,
+    dedup_keys,
+    derive_columns,
+    parse_sealed,
+    resource_offset,
+)
 from otaudit.store.base import Store, StoredRecord
 
 Progress = Callable[[int], None]
@@ -59,8 +68,42 @@ class VerifyReport:
         return self.records / self.seconds if self.seconds > 0 else float("inf")
 
 
+def _check_kept_resource(rec: StoredRecord) -> None:
+    """The resource a row keeps once exists and is the one its hash names."""
+    kept = rec.resource
+    if kept is None:
+        return
+    if kept.body is None:
+        raise VerificationError(
+            f"seq {rec.seq}: its resource {kept.hash.hex()} is not in the resources table",
+            rec.seq,
+        )
+    computed = hashlib.sha256(kept.body).digest()
+    if computed != kept.hash:
+        raise VerificationError(
+            f"seq {rec.seq}: the resources row it names ({kept.hash.hex()}) holds bytes whose"
+            f" SHA-256 is {computed.hex()}: the resource was altered",
+            rec.seq,
+        )
+
+
+def _check_cut(rec: StoredRecord) -> None:
+    """The resource was cut out where the (leaf-checked) sealed bytes have it."""
+    kept = rec.resource
+    if kept is None or kept.body is None:
+        return
+    want = resource_offset(rec.sealed, kept.body)
+    if want != kept.at:
+        raise VerificationError(
+            f"seq {rec.seq}: resource_at is {kept.at} but the record's resource begins at"
+            f" byte {want} of its sealed bytes",
+            rec.seq,
+        )
+
+
 def _check_record(rec: StoredRecord, leaf: bytes) -> dict[str, Any]:
     """Check one record against its leaf; return its (checked) envelope."""
+    _check_kept_resource(rec)
     try:
         envelope, content = parse_sealed(rec.sealed)
         derived = derive_columns(envelope)
@@ -74,6 +117,7 @@ def _check_record(rec: StoredRecord, leaf: bytes) -> dict[str, Any]:
             f"(stored {leaf.hex()}, computed {merkle.leaf_hash(rec.sealed).hex()})",
             rec.seq,
         )
+    _check_cut(rec)
     if derived != rec.columns:
         for name, want, got in zip(COLUMN_NAMES, derived, rec.columns, strict=True):
             if want != got:

@@ -17,13 +17,13 @@ def test_migrate_reports_and_is_repeatable(store_url: str, tmp_path: Path) -> No
     data = tmp_path / "data"
     dry = otaudit("migrate", "--dry-run", "--store", store_url, "--data", str(data))
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines()[-1] == "schema version 0; 4 migration(s) pending"
+    assert dry.stdout.splitlines()[-1] == "schema version 0; 5 migration(s) pending"
     first = otaudit("migrate", "--store", store_url, "--data", str(data))
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[0].startswith("applied: 1 ")
-    assert first.stdout.splitlines()[-1] == "schema version 4 (current)"
+    assert first.stdout.splitlines()[-1] == "schema version 5 (current)"
     again = otaudit("migrate", "--store", store_url, "--data", str(data))
-    assert again.stdout == "schema version 4 (current)\n"
+    assert again.stdout == "schema version 5 (current)\n"
 
 
 def _version_1_ledger(path: Path) -> None:
@@ -42,7 +42,7 @@ def test_an_old_sqlite_ledger_is_migrated_and_keeps_verifying(tmp_path: Path) ->
     # Readers never migrate: they say what to do.
     old = otaudit("sql", "--data", str(data), "SELECT count(*) FROM audit_records")
     assert old.returncode == 2
-    assert "schema version 1, this otaudit needs 4: run `otaudit migrate`" in old.stderr
+    assert "schema version 1, this otaudit needs 5: run `otaudit migrate`" in old.stderr
     # serve applies migrations that are safe online, then ingests as usual.
     server = Server(data).start()
     assert post(server, audit_request(5)).status_code == 200
@@ -52,7 +52,7 @@ def test_an_old_sqlite_ledger_is_migrated_and_keeps_verifying(tmp_path: Path) ->
         history = conn.execute("SELECT version, description FROM schema_migrations").fetchall()
     finally:
         conn.close()
-    assert [v for v, _ in history] == [1, 2, 3, 4]
+    assert [v for v, _ in history] == [1, 2, 3, 4, 5]
     result = otaudit("verify", "--data", str(data))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: 5 records verified")
@@ -63,12 +63,12 @@ def test_a_ledger_from_a_newer_otaudit_is_refused(tmp_path: Path) -> None:
     assert server.stop() == 0
     conn = sqlite3.connect(server.data / "ledger.db", isolation_level=None)
     try:
-        conn.execute("INSERT INTO schema_migrations VALUES (5, 'from the future', 'x')")
+        conn.execute("INSERT INTO schema_migrations VALUES (6, 'from the future', 'x')")
     finally:
         conn.close()
     result = otaudit("serve", "--data", str(server.data))
     assert result.returncode == 2
-    assert "ledger schema version 5 is newer than this otaudit understands (4)" in result.stderr
+    assert "ledger schema version 6 is newer than this otaudit understands (5)" in result.stderr
 
 
 def test_serve_leaves_a_blocking_migration_to_otaudit_migrate(pg: PgServer, tmp_path: Path) -> None:
@@ -94,7 +94,8 @@ def test_serve_leaves_a_blocking_migration_to_otaudit_migrate(pg: PgServer, tmp_
     assert done.stdout.splitlines() == [
         "applied: 3 index for attributes['audit.action']",
         "applied: 4 API tokens",
-        "schema version 4 (current)",
+        "applied: 5 resources kept once",
+        "schema version 5 (current)",
     ]
     server = Server(tmp_path / "data", extra_args=["--store", url]).start()
     assert post(server, audit_request(2)).status_code == 200

@@ -1,14 +1,17 @@
 """The storage interface every ledger backend implements.
 
-A store keeps four things, all append-only: the sealed records with their
-derived query columns, the Merkle tree's perfect aligned subtree hashes
-(``tree_nodes``: level 0 holds the leaf hashes; node (level, idx) is the hash
-of leaves ``[idx * 2**level, (idx + 1) * 2**level)``), the signed
-checkpoints, and a little metadata (schema version, log origin).
+A store keeps five things, all append-only: the sealed records with their
+derived query columns; each distinct resource once (``resources``: a record row
+keeps its sealed bytes with the resource's bytes cut out and where they were
+cut, and every read splices them back: :mod:`otaudit.store.resources`); the
+Merkle tree's perfect aligned subtree hashes (``tree_nodes``: level 0 holds
+the leaf hashes; node (level, idx) is the hash of leaves ``[idx * 2**level,
+(idx + 1) * 2**level)``); the signed checkpoints; and a little metadata
+(schema version, log origin).
 
 ``append`` is the sequencer's one transaction: it reads the log head inside
 the write lock, skips records it already holds (idempotent retries), assigns
-dense sequence numbers, writes the records and the new tree nodes, and
+dense sequence numbers, writes the records, their resources and the new tree nodes, and
 commits durably before it returns.
 """
 
@@ -17,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from otaudit.merkle import node_hash
-from otaudit.record import Columns, Entry
+from otaudit.record import COLUMN_NAMES, Columns, Entry
 from otaudit.store.migrations import Migration
 from otaudit.store.search import SearchFilter
 
@@ -48,13 +51,32 @@ class StoredToken:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredResource:
+    """How a record row keeps its resource: cut out of its sealed bytes at byte ``at``,
+    kept once in ``resources`` under ``hash``; ``body`` is what that table holds under
+    ``hash`` (None: nothing)."""
+
+    at: int
+    hash: bytes
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRecord:
-    """One ledger row: sequence number, sealed bytes, dedup key and stored columns."""
+    """One ledger row: sequence number, sealed bytes (whole: the resource spliced back
+    in), dedup key and stored columns; ``resource``: how the row keeps its resource
+    (None: its sealed bytes are stored whole, as rows written before resources were
+    kept once are)."""
 
     seq: int
     sealed: bytes
     dedup_key: bytes
     columns: Columns
+    resource: StoredResource | None = None
+
+
+#: Where ``resource`` is among the columns (a row that keeps its resource once has none).
+RESOURCE_COLUMN: Final = COLUMN_NAMES.index("resource")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +124,12 @@ class ServiceConformance:
 
 @dataclass(frozen=True, slots=True)
 class AppendPlan:
-    """The rows one append writes: records (seq, sealed, dedup key, *columns) and tree nodes."""
+    """The rows one append writes: records (seq, stored bytes, dedup key, *columns,
+    resource_hash, resource_at), the distinct resources they keep once (hash, body,
+    flat) and tree nodes."""
 
     records: list[tuple[Any, ...]]
+    resources: list[tuple[bytes, bytes, str]]
     nodes: list[tuple[int, int, bytes]]
     result: AppendResult
 
@@ -122,16 +147,24 @@ def edge_keys(size: int) -> list[tuple[int, int]]:
 
 
 def plan_append(
-    entries: Sequence[Entry], size: int, held: set[bytes], edge: list[bytes]
+    entries: Sequence[Entry],
+    size: int,
+    held: set[bytes],
+    edge: list[bytes],
+    *,
+    no_resource: str | None = "",
 ) -> AppendPlan:
     """Number the entries not ``held`` from ``size`` on and compute the new tree nodes.
 
     ``held`` are the dedup keys the store already has; ``edge`` the hashes of
-    ``edge_keys(size)``, in that order. Called inside the store's write lock.
+    ``edge_keys(size)``, in that order. An entry that says where its resource lies is
+    stored with the resource cut out and ``no_resource`` as its own ``resource`` column
+    (the resource goes to ``resources`` once). Called inside the store's write lock.
     """
     held = set(held)
     edge = list(edge)
     records: list[tuple[Any, ...]] = []
+    resources: dict[bytes, tuple[bytes, bytes, str]] = {}
     nodes: list[tuple[int, int, bytes]] = []
     seqs: list[int | None] = []
     for entry in entries:
@@ -142,7 +175,17 @@ def plan_append(
         seq = size
         size += 1
         seqs.append(seq)
-        records.append((seq, entry.sealed, entry.dedup_key, *entry.columns))
+        part, at = entry.resource, entry.resource_at
+        if part is None or at < 0:
+            records.append((seq, entry.sealed, entry.dedup_key, *entry.columns, None, None))
+        else:
+            sealed = entry.sealed
+            stored = b"".join((sealed[:at], sealed[at + len(part.body) :]))
+            columns: list[Any] = list(entry.columns)
+            columns[RESOURCE_COLUMN] = no_resource
+            records.append((seq, stored, entry.dedup_key, *columns, part.hash, at))
+            if part.hash not in resources:
+                resources[part.hash] = (part.hash, part.body, entry.columns.resource)
         level, idx, digest = 0, seq, entry.leaf
         nodes.append((0, seq, digest))
         while idx & 1:
@@ -151,7 +194,7 @@ def plan_append(
             idx >>= 1
             nodes.append((level, idx, digest))
         edge.append(digest)
-    return AppendPlan(records, nodes, AppendResult(seqs, size))
+    return AppendPlan(records, list(resources.values()), nodes, AppendResult(seqs, size))
 
 
 class Store(Protocol):

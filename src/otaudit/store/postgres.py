@@ -27,7 +27,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
 from otaudit.errors import StoreError, UnstorableRecords
-from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.record import COLUMN_NAMES, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
     AppendResult,
@@ -42,6 +42,7 @@ from otaudit.store.migrations import Migration
 from otaudit.store.postgres_connect import check_dsn, connect, message, redact_dsn
 from otaudit.store.postgres_schema import MIGRATIONS
 from otaudit.store.reports import ReportReads
+from otaudit.store.resources import ResourceCache, stored_record
 from otaudit.store.search import SearchReads
 
 # Advisory lock keys (per database): the log head, the signer, migrations.
@@ -54,14 +55,19 @@ _COPY_TYPES: Final = ["bigint", "bytea", "bytea"] + [
     else "hstore" if name in _HSTORE_COLUMNS
     else "text"
     for name in COLUMN_NAMES
-]  # fmt: skip
+] + ["bytea", "integer"]  # fmt: skip
 _HSTORE_AT: Final = tuple(3 + COLUMN_NAMES.index(name) for name in sorted(_HSTORE_COLUMNS))
-_COPY_RECORDS: Final = (
-    "COPY otaudit.records (seq, sealed, dedup_key, "
+_RECORD_COLUMNS: Final = (
+    "seq, sealed, dedup_key, "
     + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
-    + ") FROM STDIN (FORMAT BINARY)"
+    + ", resource_hash, resource_at"
 )
-_RECORD_COLUMNS: Final = "seq, sealed, dedup_key, " + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
+_COPY_RECORDS: Final = f"COPY otaudit.records ({_RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+# A held resource is skipped: the table is append-only and a hash names one body.
+_INSERT_RESOURCE: Final = (
+    "INSERT INTO otaudit.resources (hash, body, flat) VALUES (%s, %s, %s)"
+    " ON CONFLICT (hash) DO NOTHING"
+)
 _CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
 
 
@@ -185,7 +191,7 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
                     "SELECT dedup_key FROM otaudit.records WHERE dedup_key = ANY(%s)", (keys,)
                 )
             }
-            plan = plan_append(entries, size, held, self._edge(conn, size))
+            plan = plan_append(entries, size, held, self._edge(conn, size), no_resource=None)
             self._hstore(conn)
             with conn.cursor() as cur:
                 with cur.copy(_COPY_RECORDS) as copy:
@@ -193,8 +199,13 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
                     for row in plan.records:
                         values = list(row)
                         for at in _HSTORE_AT:
-                            values[at] = orjson.loads(values[at])
+                            if values[at] is not None:
+                                values[at] = orjson.loads(values[at])
                         copy.write_row(values)
+                cur.executemany(
+                    _INSERT_RESOURCE,
+                    [(h, body, orjson.loads(flat)) for h, body, flat in plan.resources],
+                )
                 with cur.copy(
                     "COPY otaudit.tree_nodes (level, idx, hash) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
@@ -333,11 +344,21 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
         if end is not None:
             query += " AND seq < %s"
             params.append(end)
+        resources = ResourceCache(self._resource)
         for r in self._stream("reading records", query + " ORDER BY seq", params):
-            values = list(r)
+            values = list(r[:-2])
             for at in _HSTORE_AT:
-                values[at] = orjson.dumps(values[at], option=orjson.OPT_SORT_KEYS).decode()
-            yield StoredRecord(values[0], bytes(values[1]), bytes(values[2]), Columns(*values[3:]))
+                if values[at] is not None:
+                    values[at] = _flat_text(values[at])
+            yield stored_record(values, r[-2], r[-1], resources.get(r[-2]))
+
+    def _resource(self, resource_hash: bytes) -> tuple[bytes, str] | None:
+        with self._using("reading a resource") as conn:
+            self._hstore(conn)
+            row = conn.execute(
+                "SELECT body, flat FROM otaudit.resources WHERE hash = %s", (resource_hash,)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), _flat_text(row[1]))
 
     def iter_level(self, level: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
         """The (idx, hash) rows of one tree level from ``begin``, in order."""
@@ -371,6 +392,11 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _flat_text(value: dict[str, str]) -> str:
+    """An ``hstore`` read as a dict, as the JSON text the columns hold."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _first(cur: psycopg.Cursor[Any]) -> Any:

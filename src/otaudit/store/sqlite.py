@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from otaudit.errors import ConfigError, StoreError, UnstorableRecords
-from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.record import COLUMN_NAMES, Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
     AppendResult,
@@ -29,13 +29,20 @@ from otaudit.store.base import (
 from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
 from otaudit.store.reports import ReportReads
+from otaudit.store.resources import ResourceCache, stored_record
 from otaudit.store.search import SearchReads
 from otaudit.store.sqlite_query import read_uri
 from otaudit.store.sqlite_schema import MIGRATIONS
 
 _INSERT_RECORD: Final = (
-    f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}) "
-    f"VALUES ({', '.join('?' * (3 + len(COLUMN_NAMES)))})"
+    f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)},"
+    f" resource_hash, resource_at) VALUES ({', '.join('?' * (5 + len(COLUMN_NAMES)))})"
+)
+# A held resource is not inserted again (trigger resources_once makes it a no-op).
+_INSERT_RESOURCE: Final = "INSERT INTO resources (hash, body, flat) VALUES (?, ?, ?)"
+_SELECT_RECORDS: Final = (
+    f"SELECT seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}, resource_hash, resource_at"
+    " FROM records WHERE seq >= ?"
 )
 _DUP_CHUNK: Final = 500
 
@@ -161,8 +168,9 @@ class SQLiteStore(ReportReads, SearchReads, EventReads):
                     f"SELECT dedup_key FROM records WHERE dedup_key IN ({marks})", chunk
                 )
             )
-        plan = plan_append(entries, size, held, self._edge_locked(conn, size))
+        plan = plan_append(entries, size, held, self._edge_locked(conn, size), no_resource="")
         conn.executemany(_INSERT_RECORD, plan.records)
+        conn.executemany(_INSERT_RESOURCE, plan.resources)
         conn.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", plan.nodes)
         return plan.result
 
@@ -261,21 +269,26 @@ class SQLiteStore(ReportReads, SearchReads, EventReads):
         return out
 
     def iter_records(self, begin: int = 0, end: int | None = None) -> Iterator[StoredRecord]:
-        """Records with ``begin <= seq < end`` in sequence order."""
-        sql = (
-            f"SELECT seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)} FROM records WHERE seq >= ?"
-        )
+        """Records with ``begin <= seq < end`` in sequence order, resources spliced back."""
+        sql = _SELECT_RECORDS
         params: list[int] = [begin]
         if end is not None:
             sql += " AND seq < ?"
             params.append(end)
+        resources = ResourceCache(self._resource)
         try:
             cur = self._conn.execute(sql + " ORDER BY seq", params)
             while rows := cur.fetchmany(2000):
                 for r in rows:
-                    yield StoredRecord(r[0], r[1], r[2], Columns(*r[3:]))
+                    yield stored_record(r[:-2], r[-2], r[-1], resources.get(r[-2]))
         except sqlite3.Error as exc:
             raise _store_error("reading records", self.path, exc) from exc
+
+    def _resource(self, resource_hash: bytes) -> tuple[bytes, str] | None:
+        row = self._conn.execute(
+            "SELECT body, flat FROM resources WHERE hash = ?", (resource_hash,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), str(row[1]))
 
     def iter_level(self, level: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
         """The (idx, hash) rows of one tree level from ``begin``, in order."""

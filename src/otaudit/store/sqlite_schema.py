@@ -2,8 +2,9 @@
 
 The tables mirror the PostgreSQL store's (:mod:`otaudit.store.postgres_schema`):
 ``records`` with the sealed bytes and the columns derived from them,
-``tree_nodes``, ``checkpoints``, ``meta`` and ``schema_migrations``, each
-append-only through triggers, and the three audit views queries read.
+``resources`` (each distinct resource once, from migration 5), ``tree_nodes``,
+``checkpoints``, ``meta`` and ``schema_migrations``, each append-only through
+triggers, and the three audit views queries read.
 """
 
 from __future__ import annotations
@@ -71,6 +72,32 @@ BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on {t} refused'
     )
 
 
+# A record row written from migration 5 on keeps its resource once (resource_hash,
+# resource_at; its own resource column ''); the views show the same columns as before.
+_VIEW_V5: Final = ", ".join(
+    "COALESCE(NULLIF(r.resource, ''), s.flat) AS resource" if c == "resource" else f"r.{c} AS {c}"
+    for c in VIEW_COLUMNS.split(", ")
+)
+_RESOURCES: Final = f"""
+CREATE TABLE resources (hash BLOB PRIMARY KEY, body BLOB NOT NULL, flat TEXT NOT NULL);
+CREATE TRIGGER resources_once BEFORE INSERT ON resources
+WHEN EXISTS (SELECT 1 FROM resources WHERE hash = NEW.hash)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER resources_no_update BEFORE UPDATE ON resources
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: UPDATE on resources refused'); END;
+CREATE TRIGGER resources_no_delete BEFORE DELETE ON resources
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on resources refused'); END;
+ALTER TABLE records ADD COLUMN resource_hash BLOB;
+ALTER TABLE records ADD COLUMN resource_at INTEGER;
+DROP VIEW audit_spans;
+DROP VIEW audit_logs;
+DROP VIEW audit_records;
+CREATE VIEW audit_records AS SELECT {_VIEW_V5}
+    FROM records r LEFT JOIN resources s ON s.hash = r.resource_hash;
+CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
+CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
+"""
+
 _V1: Final = "ledger tables, audit views, append-only triggers"
 # Version 1 predates the history table; version 2 records it as applied before it.
 MIGRATIONS: Final = (
@@ -104,4 +131,7 @@ MIGRATIONS: Final = (
         " OR NEW.hash IS NOT OLD.hash OR NEW.created_at IS NOT OLD.created_at"
         " BEGIN SELECT RAISE(ABORT, 'otaudit tokens can only be revoked, once'); END;",
     ),
+    # Each distinct resource once (a re-insert of a held hash is a no-op) instead of a
+    # copy in every record row; new columns and views only, so it runs online.
+    Migration(5, "resources kept once", _RESOURCES),
 )
