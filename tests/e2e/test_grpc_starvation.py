@@ -19,12 +19,15 @@ from dataclasses import dataclass
 import grpc
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 import rawgrpc
 from otaudit.receiver.grpc import peer_host
-from support import Server, audit_request, otaudit
+from support import KeepSpans, Server, audit_request, otaudit
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 #: Another client address on loopback (Linux routes all of 127.0.0.0/8 to lo).
@@ -50,9 +53,20 @@ def _answers(calls: list[rawgrpc.HeldCall], timeout_s: float) -> list[Future[raw
     return answers
 
 
-def _hold(server: Server, count: int, **kwargs: object) -> list[rawgrpc.HeldCall]:
+def _hold(
+    server: Server,
+    count: int,
+    headers: dict[str, str] | None = None,
+    first_data: bytes = b"",
+    source_host: str = "",
+) -> list[rawgrpc.HeldCall]:
+    """``count`` calls to TraceService/Export, each on a connection of its own."""
     address = ("127.0.0.1", server.grpc_port)
-    return [rawgrpc.HeldCall(address, TRACE_EXPORT, **kwargs) for _ in range(count)]  # type: ignore[arg-type]
+    return [
+        rawgrpc.HeldCall(address, TRACE_EXPORT, headers=headers, first_data=first_data,
+                         source_host=source_host)
+        for _ in range(count)
+    ]  # fmt: skip
 
 
 @dataclass
@@ -147,6 +161,29 @@ def test_idle_calls_with_a_token_are_bounded_per_peer_and_in_time(
     assert listener.metrics()["otaudit_tree_size"] == size + 2 + 3
     assert listener.failed("too_many_calls") - refused_before == 2 * HANDLER_THREADS - 4
     assert listener.failed("incomplete_body") - timed_out_before == 4
+
+
+def test_an_sdk_exporter_over_the_limit_backs_off_and_delivers(
+    listener: Listener, held: list[rawgrpc.HeldCall]
+) -> None:
+    """RESOURCE_EXHAUSTED with RetryInfo is retryable (OTLP): the OpenTelemetry exporter,
+    sharing its address with four idle calls, waits and delivers once they time out."""
+    server, token = listener.server, listener.token
+    size = listener.metrics()["otaudit_tree_size"]
+    held += _hold(server, 4, headers={"authorization": token})  # the limit, from 127.0.0.1
+    time.sleep(0.1)
+    keep = KeepSpans()
+    provider = TracerProvider()
+    provider.add_span_processor(keep)
+    with provider.get_tracer("t").start_as_current_span("login") as span:
+        span.set_attribute("audit.action", "login")
+    exporter = OTLPSpanExporter(endpoint=server.grpc_endpoint, insecure=True,
+                                headers=(("authorization", token),), timeout=10)  # fmt: skip
+    started = time.monotonic()
+    assert exporter.export(keep.spans) is SpanExportResult.SUCCESS
+    assert 0.5 < time.monotonic() - started < 4  # refused, retried after RetryInfo's 1 s
+    exporter.shutdown()
+    assert listener.metrics()["otaudit_tree_size"] == size + 1
 
 
 @pytest.mark.parametrize(
