@@ -180,3 +180,12 @@ def test_witness_directory_refuses_links_and_world_writable(tmp_path: Path) -> N
         export_checkpoint(tmp_path / "open", "note\n", proof)
     assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["checkpoint.1", "proof.1"]
     assert list((tmp_path / "open").iterdir()) == []
+
+
+def test_error_messages_show_control_characters_escaped(data: Path, tmp_path: Path) -> None:
+    """Messages may quote what they were given (here a path); it cannot drive the terminal."""
+    out = tmp_path / "x\x1b]0;owned\x07"
+    out.symlink_to(tmp_path)
+    code, err = export(data, out)
+    assert code == 2
+    assert "x\\x1b]0;owned\\x07: it is a symbolic link" in err and "\x1b" not in err
