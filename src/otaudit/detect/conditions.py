@@ -5,7 +5,7 @@ A condition is a mapping; every entry must hold::
     action: login                      # equal (numbers and booleans compare as text)
     result: {in: [failure, denied]}    # one of
     actor: {same_as: target}           # equal to another field of the same record
-    attributes.audit.new_value: {matches: "(?i)admin"}   # a regular expression (search)
+    attributes.audit.new_value: {matches: "(?i)admin"}   # RE2 syntax, searched in linear time
     client_address: {exists: true}
     time: {outside_hours: {from: "08:00", to: "18:00", days: [mon, tue, wed, thu, fri],
                            timezone: Europe/Berlin}}
@@ -17,6 +17,11 @@ A field is a record column (``actor``, ``action``, ``target``, ``result``,
 ``client_address``, ``resource_type``, ``service``, ``producer``,
 ``pipeline``, ``signal``, ``name``, ``actor_role``) or ``attributes.<key>``,
 the text of any record attribute. Errors name the path of the bad entry.
+
+Patterns run on RE2 (the ``google-re2`` package), whose matching time grows linearly
+with the text whatever the pattern: a rule author cannot write a pattern that one record
+turns into minutes of backtracking. RE2 has no backreferences or lookaround; a pattern
+using them is refused when the rule is loaded, with RE2's reason.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Any, Final
 
+import re2
+
 from otaudit.detect.event import FIELDS, Event
 from otaudit.errors import ConfigError
 
@@ -35,7 +42,13 @@ Predicate = Callable[[Event], bool]
 
 _DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+#: What a ``matches`` test remembers of the values it judged: how many, how long each may
+#: be (longer ones are searched every time, never kept), how many characters in all.
 _MEMO_SIZE: Final = 4096
+_MEMO_VALUE_CHARS: Final = 256
+_MEMO_CHARS: Final = 256 * 1024
+_RE2_OPTIONS: Final = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the reason goes into the RuleError instead
 _MAX_DEPTH: Final = 40
 _OPERATORS: Final = ("equals", "not_equals", "in", "not_in", "matches", "exists", "same_as",
                      "differs_from")  # fmt: skip
@@ -135,11 +148,7 @@ def _operator(field: str, op: Any, arg: Any, where: str) -> Predicate:
     if op == "matches":
         if not isinstance(arg, str):
             raise RuleError(f"{where}: expected a regular expression string")
-        try:
-            pattern = re.compile(arg)
-        except re.error as exc:
-            raise RuleError(f"{where}: invalid regular expression {arg!r}: {exc}") from None
-        return _memo_search(get, pattern)
+        return _memo_search(get, compile_pattern(arg, where))
     if op == "exists":
         if not isinstance(arg, bool):
             raise RuleError(f"{where}: expected true or false")
@@ -160,20 +169,52 @@ def _operator(field: str, op: Any, arg: Any, where: str) -> Predicate:
     raise RuleError(f"{where}: unknown test {op!r} (known: {', '.join(_OPERATORS)})")
 
 
-def _memo_search(get: Callable[[Event], Any], pattern: re.Pattern[str]) -> Predicate:
-    """Whether ``pattern`` matches the field, remembered per value (actions and results
-    repeat endlessly); the memory is bounded and starts afresh when full."""
+def compile_pattern(pattern: str, where: str) -> Callable[[str], bool]:
+    """A rule's regular expression, compiled by RE2: the function telling whether it
+    matches somewhere in a text. RuleError naming ``where`` and RE2's reason when RE2
+    cannot compile it (backreferences, lookaround, repetition counts over 1000 ...)."""
+    try:
+        compiled: Any = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise RuleError(
+            f"{where}: invalid regular expression {pattern!r}: {reason} (rule patterns use "
+            "RE2 syntax, matched in linear time: no backreferences, lookahead or lookbehind)"
+        ) from None
+    search = compiled.search
+
+    def matches(value: str) -> bool:
+        try:
+            return search(value) is not None
+        except UnicodeEncodeError:  # a lone surrogate: RE2 reads UTF-8 only
+            return search(value.encode("utf-8", "replace").decode("utf-8")) is not None
+
+    return matches
+
+
+def _memo_search(get: Callable[[Event], Any], matches: Callable[[str], bool]) -> Predicate:
+    """Whether the pattern matches the field, remembered per value (actions and results
+    repeat endlessly). Only short values are remembered, at most ``_MEMO_SIZE`` of them and
+    ``_MEMO_CHARS`` characters in all; the memory starts afresh when full."""
     seen: dict[str, bool] = {}
+    chars = 0
 
     def search(e: Event) -> bool:
+        nonlocal chars
         value = get(e)
         found = seen.get(value)
         if found is None:
             if value is None:
                 return False
-            if len(seen) >= _MEMO_SIZE:
-                seen.clear()
-            found = seen[value] = pattern.search(value) is not None
+            found = matches(value)
+            if len(value) <= _MEMO_VALUE_CHARS:
+                if len(seen) >= _MEMO_SIZE or chars + len(value) > _MEMO_CHARS:
+                    seen.clear()
+                    chars = 0
+                seen[value] = found
+                chars += len(value)
         return found
 
     return search
