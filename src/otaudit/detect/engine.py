@@ -15,6 +15,7 @@ from typing import Final
 
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.detect.baselines import NewValueRule, SilenceRule
+from otaudit.detect.bounds import DEFAULT_BOUNDS, Bounds
 from otaudit.detect.event import Event
 from otaudit.detect.rules import Rule
 from otaudit.detect.state import Finding, MatchRule, RuleState
@@ -42,12 +43,14 @@ class Engine:
     """Every rule's state, fed events in sequence order.
 
     A rule that fails on a record (a bug, or data no rule foresaw) is logged and skips that
-    record; the others go on, and so does detection.
+    record; the others go on, and so does detection. Each rule's state stays within
+    ``bounds`` (:mod:`~otaudit.detect.bounds`) or the rule's own ``max_groups`` and
+    ``max_bytes``; ``evictions`` counts what it forgot to.
     """
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.rules = rules
-        self._states = [KINDS[rule.kind](rule) for rule in rules]
+        self._states = [KINDS[rule.kind](rule, rule.bounds or bounds) for rule in rules]
         self._silences = [s for s in self._states if isinstance(s, SilenceRule)]
         self.clock = 0  # the latest receive time seen (or ticked to)
         self.failures = 0  # (rule, record) evaluations that raised
@@ -57,6 +60,11 @@ class Engine:
     def lookback_ns(self) -> int:
         """How much history the rules need before the first record they judge."""
         return max((rule.lookback_ns for rule in self.rules), default=0)
+
+    @property
+    def evictions(self) -> dict[str, int]:
+        """Per rule name, the groups forgotten so far to stay within the bounds."""
+        return {state.rule.name: state.evicted for state in self._states}
 
     def feed(self, e: Event) -> list[Finding]:
         """Evaluate one event (the next in sequence order); return what it triggers."""

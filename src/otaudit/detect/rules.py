@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import yaml
 
+from otaudit.detect.bounds import DEFAULT_BOUNDS, Bounds
 from otaudit.detect.conditions import (
     Predicate,
     RuleError,
@@ -45,10 +46,13 @@ SEVERITIES: Final = ("low", "medium", "high", "critical")
 #: How late (out of order, by record time) a record may arrive and still meet the records
 #: of its window.
 LATE_NS: Final = 3600 * 1_000_000_000
+#: The largest ``threshold``: a group's window keeps no more records than this.
+MAX_THRESHOLD: Final = DEFAULT_BOUNDS.max_group_records
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _COMMON: Final = frozenset({"name", "kind", "severity", "description", "summary", "where",
-                            "group_by", "enabled", "working_hours"})  # fmt: skip
+                            "group_by", "enabled", "working_hours", "max_groups",
+                            "max_bytes"})  # fmt: skip
 #: Per kind: the keys it requires and the keys it may have, besides the common ones.
 _KIND_KEYS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "match": (frozenset({"where"}), frozenset()),
@@ -58,6 +62,8 @@ _KIND_KEYS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "silence": (frozenset({"group_by", "after", "min_records"}), frozenset({"compare_with"})),
 }
 #: Placeholders a summary may use besides record fields.
+_SIZE: Final = re.compile(r"([0-9]{1,12})\s*(|B|KiB|MiB|GiB)")
+_SIZE_UNITS: Final = {"": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _SUMMARY_EXTRAS: Final = frozenset({"count", "window", "value", "after", "baseline", "threshold",
                                     "rule"})  # fmt: skip
 
@@ -87,6 +93,8 @@ class Rule:
     spec: dict[str, Any]
     #: Changes whenever the rule's definition does; part of each alert's identity.
     fingerprint: str
+    #: How much the rule may remember (``max_groups``, ``max_bytes``); None: the defaults.
+    bounds: Bounds | None = None
 
     @property
     def lookback_ns(self) -> int:
@@ -149,6 +157,35 @@ def _positive(spec: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
+def _bounds(spec: dict[str, Any], where: str) -> Bounds | None:
+    """The rule's own ``max_groups`` and ``max_bytes`` (a number, or with KiB, MiB, GiB)."""
+    if "max_groups" not in spec and "max_bytes" not in spec:
+        return None
+    groups = _positive(spec, "max_groups", where) or DEFAULT_BOUNDS.max_groups
+    size = spec.get("max_bytes", DEFAULT_BOUNDS.max_bytes)
+    m = _SIZE.fullmatch(str(size)) if not isinstance(size, bool) else None
+    if m is None or int(m[1]) * _SIZE_UNITS[m[2]] < 64 * 1024:
+        raise RuleError(
+            f"{where}.max_bytes: expected a size of at least 64KiB like 64MiB, got {size!r}"
+        )
+    return Bounds(
+        max_groups=groups,
+        max_bytes=int(m[1]) * _SIZE_UNITS[m[2]],
+        max_group_records=DEFAULT_BOUNDS.max_group_records,
+        max_group_bytes=DEFAULT_BOUNDS.max_group_bytes,
+    )
+
+
+def _threshold(spec: dict[str, Any], where: str) -> int:
+    threshold = _positive(spec, "threshold", where) or 1
+    if threshold > MAX_THRESHOLD:
+        raise RuleError(
+            f"{where}.threshold: at most {MAX_THRESHOLD} (the records a group's window "
+            f"keeps), got {threshold}"
+        )
+    return threshold
+
+
 def build_rule(spec: dict[str, Any], where: str) -> Rule:
     """Validate one rule mapping (already merged over a built-in one) and compile it."""
     name = spec.get("name")
@@ -200,7 +237,7 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
         summary=summary,
         where=_where(spec, where),
         group_by=group_by,
-        threshold=_positive(spec, "threshold", where) or 1,
+        threshold=_threshold(spec, where),
         window_ns=_duration(spec, "window", where),
         distinct=distinct,
         then=compile_condition(spec["then"], f"{where}.then") if "then" in spec else None,
@@ -212,6 +249,7 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
         compare_ns=_compare(spec, where) if kind == "silence" else (),
         spec=spec,
         fingerprint=fingerprint,
+        bounds=_bounds(spec, where),
     )
 
 

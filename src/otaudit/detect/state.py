@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 
+from otaudit.detect.bounds import DEFAULT_BOUNDS, Bounds
 from otaudit.detect.conditions import value_of
 from otaudit.detect.event import Event
 from otaudit.detect.rules import Rule
@@ -62,12 +63,21 @@ def key_of(fields: tuple[str, ...]) -> Callable[[Event], GroupKey]:
 
 
 class RuleState:
-    """One rule's state; ``feed`` appends what the event makes the rule find to ``out``."""
+    """One rule's state; ``feed`` appends what the event makes the rule find to ``out``.
 
-    def __init__(self, rule: Rule) -> None:
+    The state stays within ``bounds`` (:mod:`~otaudit.detect.bounds`); ``evicted`` counts
+    the groups forgotten to do so."""
+
+    def __init__(self, rule: Rule, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.rule = rule
+        self.bounds = bounds
         self.where: Callable[[Event], bool] = rule.where or (lambda e: True)
         self.key = key_of(rule.group_by)
+
+    @property
+    def evicted(self) -> int:
+        """The groups forgotten so far to stay within the bounds."""
+        return 0
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         """Take in the next event; append what it makes the rule find to ``out``."""

@@ -5,6 +5,14 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
+from otaudit.detect.bounds import (
+    ITEM_BYTES,
+    OBJECT_BYTES,
+    Bounds,
+    GroupTable,
+    kept_value,
+    text_bytes,
+)
 from otaudit.detect.event import Event
 from otaudit.detect.rules import LATE_NS, Rule
 from otaudit.detect.state import Finding, GroupKey, RuleState
@@ -12,21 +20,29 @@ from otaudit.detect.state import Finding, GroupKey, RuleState
 
 class Window:
     """A group's matching records ordered by time: (time, seq, value), for counting any
-    time range whatever order the records arrived in."""
+    time range whatever order the records arrived in; ``nbytes`` estimates its size."""
 
-    __slots__ = ("closed_seq", "items", "last_received", "times")
+    __slots__ = ("closed_seq", "items", "last_received", "nbytes", "times")
 
     def __init__(self) -> None:
         self.times: list[int] = []
         self.items: list[tuple[int, Any]] = []  # (seq, value), in the order of ``times``
         self.closed_seq = -1  # sequence rules: the last record that ended a run
         self.last_received = 0
+        self.nbytes = 3 * OBJECT_BYTES
 
-    def add(self, time: int, seq: int, value: Any) -> None:
-        """Keep a record, in time order."""
+    def add(self, time: int, seq: int, value: Any, bounds: Bounds) -> None:
+        """Keep a record, in time order; past the group's bounds, forget the oldest."""
         at = bisect.bisect_right(self.times, time)
         self.times.insert(at, time)
         self.items.insert(at, (seq, value))
+        self.nbytes += ITEM_BYTES + text_bytes(value)
+        while len(self.times) > 1 and (
+            len(self.times) > bounds.max_group_records or self.nbytes > bounds.max_group_bytes
+        ):
+            del self.times[0]
+            _, oldest = self.items.pop(0)
+            self.nbytes -= ITEM_BYTES + text_bytes(oldest)
 
     def between(self, start: int, end: int) -> list[tuple[int, Any]]:
         """The (seq, value) of the records with ``start <= time <= end``."""
@@ -37,8 +53,14 @@ class Window:
         """Drop the records older than ``time``."""
         at = bisect.bisect_left(self.times, time)
         if at:
+            self.nbytes -= sum(ITEM_BYTES + text_bytes(v) for _, v in self.items[:at])
             del self.times[:at]
             del self.items[:at]
+
+
+def _worth(window: Window) -> tuple[int, int]:
+    """Groups with fewer records, then those heard from least lately, are forgotten first."""
+    return len(window.times), window.last_received
 
 
 class WindowedRule(RuleState):
@@ -46,25 +68,42 @@ class WindowedRule(RuleState):
 
     Records are kept ``LATE`` beyond the window (counted back from the group's newest
     record), so one that arrives out of order by up to that much still meets the records
-    of its window."""
+    of its window. The groups are bounded (:mod:`~otaudit.detect.bounds`): past a bound,
+    those with the fewest records are forgotten first."""
 
-    def __init__(self, rule: Rule) -> None:
-        super().__init__(rule)
-        self.groups: dict[GroupKey, Window] = {}
+    def __init__(self, rule: Rule, bounds: Bounds) -> None:
+        super().__init__(rule, bounds)
+        self.groups: GroupTable[GroupKey, Window] = GroupTable(rule.name, bounds, _worth)
+
+    @property
+    def evicted(self) -> int:
+        return self.groups.evicted
 
     def window(self, key: GroupKey, e: Event) -> Window:
         """The group's window, with what is too old for any window forgotten."""
         window = self.groups.get(key)
         if window is None:
-            window = self.groups[key] = Window()
+            window = self.groups.add(key, Window())
         elif window.times:
+            before = window.nbytes
             window.forget_before(max(window.times[-1], e.time) - self.rule.window_ns - LATE_NS)
+            self.groups.nbytes += window.nbytes - before
         return window
+
+    def keep(self, key: GroupKey, window: Window, e: Event, value: Any) -> None:
+        """Add the record to the group's window, and keep the rule within its bounds."""
+        before = window.nbytes
+        window.add(e.time, e.seq, value, self.bounds)
+        self.groups.nbytes += window.nbytes - before
+        self.forgotten(self.groups.fit(protect=key))
+
+    def forgotten(self, keys: list[GroupKey]) -> None:
+        """Called with the groups forgotten to stay within the bounds."""
 
     def prune(self, clock: int) -> None:
         # By receive time: a group none of whose records arrived lately is done with.
         horizon = clock - self.rule.window_ns - LATE_NS
-        self.groups = {k: w for k, w in self.groups.items() if w.last_received >= horizon}
+        self.groups.keep_only(lambda k, w: w.last_received >= horizon)
 
 
 class ThresholdRule(WindowedRule):
@@ -73,10 +112,14 @@ class ThresholdRule(WindowedRule):
     period of ``window`` (counted from the epoch), so that a steady attack raises one alert
     per period and which records raise them does not depend on where reading began."""
 
-    def __init__(self, rule: Rule) -> None:
-        super().__init__(rule)
+    def __init__(self, rule: Rule, bounds: Bounds) -> None:
+        super().__init__(rule, bounds)
         self.distinct = rule.distinct
         self.fired: dict[GroupKey, set[int]] = {}
+
+    def forgotten(self, keys: list[GroupKey]) -> None:
+        for key in keys:
+            self.fired.pop(key, None)
 
     def feed(self, e: Event, out: list[Finding]) -> None:
         key = self.group_of(e)
@@ -86,8 +129,8 @@ class ThresholdRule(WindowedRule):
         if self.distinct and value is None:
             return
         window = self.window(key, e)
-        window.add(e.time, e.seq, value)
         window.last_received = e.received
+        self.keep(key, window, e, kept_value(value))
         period = e.time // self.rule.window_ns
         fired = self.fired.get(key)
         if fired is not None and period in fired:
@@ -125,8 +168,8 @@ class SequenceRule(WindowedRule):
     """At least ``threshold`` records matching ``where`` in a group within ``window`` before
     a record matching ``then``; a ``then`` record ends the run either way."""
 
-    def __init__(self, rule: Rule) -> None:
-        super().__init__(rule)
+    def __init__(self, rule: Rule, bounds: Bounds) -> None:
+        super().__init__(rule, bounds)
         assert rule.then is not None
         self.then = rule.then
 
@@ -135,12 +178,12 @@ class SequenceRule(WindowedRule):
         if not closing and not self.where(e):
             return
         key = self.key(e)
-        if None in key:
-            return
+        if None in key or (closing and key not in self.groups):
+            return  # a ``then`` record with no run before it has nothing to end
         window = self.window(key, e)
         window.last_received = e.received
         if not closing:
-            window.add(e.time, e.seq, None)
+            self.keep(key, window, e, None)
             return
         run = [seq for seq, _ in window.between(e.time - self.rule.window_ns, e.time)
                if seq > window.closed_seq]  # fmt: skip
