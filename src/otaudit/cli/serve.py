@@ -156,6 +156,21 @@ from otaudit.cli.query import query_store_option
     help="Encoded size one attribute value may have; records over it are rejected.",
 )
 @click.option(
+    "--max-resource-bytes",
+    type=click.IntRange(256),
+    default=64 * 1024,
+    show_default=True,
+    help="Encoded size a record's resource, or its scope, may have (every record carries "
+    "a copy); records over it are rejected.",
+)
+@click.option(
+    "--max-records-per-request",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="Spans or log records one export may hold; a larger one is refused whole (413).",
+)
+@click.option(
     "--redact",
     "redact",
     multiple=True,
@@ -169,8 +184,9 @@ from otaudit.cli.query import query_store_option
     metavar="FILE",
     help="The secret key of hmac: rules (at least 16 bytes; mode 0600 or stricter).",
 )
-@click.option("--no-detect", is_flag=True,
-              help="Do not run the detection rules (no alerts are raised).")
+@click.option(
+    "--no-detect", is_flag=True, help="Do not run the detection rules (no alerts are raised)."
+)
 @rule_options
 @notify_options
 @handle_errors
@@ -201,6 +217,8 @@ def serve_command(
     tls_client_ca: Path | None,
     max_attributes: int,
     max_attribute_bytes: int,
+    max_resource_bytes: int,
+    max_records_per_request: int,
     redact: tuple[str, ...],
     redaction_key_file: Path | None,
     no_detect: bool,
@@ -219,6 +237,11 @@ def serve_command(
     from otaudit.server import ServeSettings, parse_address, serve
     from otaudit.tls import TlsSettings
 
+    if max_records_per_request > max_queue_records:
+        raise click.UsageError(
+            f"--max-records-per-request {max_records_per_request} is more than"
+            f" --max-queue-records {max_queue_records}: such a request could never be queued"
+        )
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if tls_client_ca is not None and tls_cert is None:
@@ -250,7 +273,12 @@ def serve_command(
                 default_pipeline=pipeline,
                 max_body_bytes=max_body_bytes,
                 workers=workers,
-                limits=Limits(max_attributes, max_attribute_bytes),
+                limits=Limits(
+                    max_attributes,
+                    max_attribute_bytes,
+                    max_resource_bytes=max_resource_bytes,
+                    max_records=max_records_per_request,
+                ),
                 redactor=Redactor.parse(redact, redaction_key_file),
             ),
             witness_dir=witness_dir,
