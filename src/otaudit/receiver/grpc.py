@@ -168,11 +168,16 @@ class GrpcReceiver:
         async def create() -> int:
             handlers = [self._handler(kind) for kind in SERVICES]
             self._server = grpc.aio.server(handlers=handlers, options=options)
-            if credentials is None:
-                return self._server.add_insecure_port(address)
-            return self._server.add_secure_port(address, credentials)
+            try:
+                if credentials is None:
+                    return self._server.add_insecure_port(address)
+                return self._server.add_secure_port(address, credentials)
+            except RuntimeError:  # grpc's "Failed to bind to address" (in use, not local)
+                return 0
 
         port: int = self._call(create())
+        if port == 0:
+            self.stop(None)
         return port
 
     def start(self) -> None:
@@ -185,10 +190,12 @@ class GrpcReceiver:
         event is set once the calls and the loop have ended (a second call: the same)."""
 
         async def stop() -> None:
-            if self._server is not None:
-                await self._server.stop(grace)
-            await asyncio.to_thread(self._pool.shutdown)  # commits already started finish
-            self._loop.stop()
+            try:
+                if self._server is not None:
+                    await self._server.stop(grace)
+                await asyncio.to_thread(self._pool.shutdown)  # commits already started finish
+            finally:
+                self._loop.stop()
 
         with self._stop_lock:
             if self._stopping:
