@@ -178,3 +178,6 @@ def test_a_rule_may_set_its_own_bounds() -> None:
     for bad in ("lots", "1TB", 1024, True):
         with pytest.raises(RuleError, match=r"rule\.max_bytes: expected a size of at least"):
             build_rule(spec | {"max_bytes": bad}, "rule")
+    # How much a rule may remember is not part of what it finds: alert ids stay the same.
+    plain = {k: v for k, v in spec.items() if not k.startswith("max_")}
+    assert build_rule(spec, "rule").fingerprint == build_rule(plain, "rule").fingerprint

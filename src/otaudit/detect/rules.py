@@ -62,6 +62,8 @@ _KIND_KEYS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "silence": (frozenset({"group_by", "after", "min_records"}), frozenset({"compare_with"})),
 }
 #: Placeholders a summary may use besides record fields.
+#: Keys that leave the rule's fingerprint (and so its alerts' identities) unchanged.
+_NOT_IDENTITY: Final = frozenset({"enabled", "description", "max_groups", "max_bytes"})
 _SIZE: Final = re.compile(r"([0-9]{1,12})\s*(|B|KiB|MiB|GiB)")
 _SIZE_UNITS: Final = {"": 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _SUMMARY_EXTRAS: Final = frozenset({"count", "window", "value", "after", "baseline", "threshold",
@@ -226,7 +228,8 @@ def build_rule(spec: dict[str, Any], where: str) -> Rule:
         known = placeholder in FIELDS or placeholder in _SUMMARY_EXTRAS
         if not (known or placeholder in ("seq", "time") or placeholder.startswith("attributes.")):
             raise RuleError(f"{where}.summary: unknown placeholder {{{placeholder}}}")
-    body = {k: v for k, v in spec.items() if k not in ("enabled", "description")}
+    # What the rule finds, not how much it may remember, makes its identity.
+    body = {k: v for k, v in spec.items() if k not in _NOT_IDENTITY}
     canonical = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
     fingerprint = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return Rule(
