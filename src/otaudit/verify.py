@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,10 +145,25 @@ def _check_records(
     With ``end`` None the check runs to the last record and also refuses
     leaves that have no record. ``late`` sees each record's receive time.
     """
-    leaves = store.iter_level(0, begin)
+    with ExitStack() as streams:  # closed (their cursors too) also when a check fails
+        leaves = store.iter_level(0, begin)
+        records = store.iter_records(begin, end)
+        for it in (leaves, records):
+            streams.callback(getattr(it, "close", lambda: None))
+        return _check_stream(leaves, records, progress, begin, end, late)
+
+
+def _check_stream(
+    leaves: Iterator[tuple[int, bytes]],
+    records: Iterator[StoredRecord],
+    progress: Progress | None,
+    begin: int,
+    end: int | None,
+    late: LateSigning | None,
+) -> tuple[int, int]:
     expected = begin
     total_bytes = 0
-    for rec in store.iter_records(begin, end):
+    for rec in records:
         if rec.seq != expected:
             raise VerificationError(
                 f"seq {expected} is missing (the next stored record is seq {rec.seq})", expected

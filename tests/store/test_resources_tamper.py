@@ -154,9 +154,10 @@ def test_tampering_with_a_kept_resource_is_found(ledger: Ledger, case: str) -> N
     tamper(ledger)
     with pytest.raises(VerificationError) as found:
         verify_ledger(ledger.store, ledger.key)
-    assert found.value.seq == seq, str(found.value)
-    assert f"seq {seq}" in str(found.value)
-    assert words in str(found.value)
+    error = found.value
+    assert error.seq == seq, str(error)
+    assert f"seq {seq}" in str(error)
+    assert words in str(error)
 
 
 def test_a_resource_is_inserted_once_and_never_changed(ledger: Ledger) -> None:
