@@ -7,6 +7,13 @@ already sealed in the ledger when it is queued; a destination that stays
 unreachable is logged as an error with the alert id, and ``otaudit alerts``
 still lists it.
 
+Notifications wait in one bounded queue per severity (``max_queue`` each) and go out most
+severe first: a flood of low alerts fills the low queue only, and a notification waiting to
+be retried steps aside whenever a more severe one is waiting, so neither can delay a high or
+critical alert by more than the one post under way. A full queue drops the new notification
+of its severity, counted in ``dropped`` and logged; at shutdown what is left is dropped least
+severe last-served, so the least severe first.
+
 Header values and the signing secret come from files or the environment, never the
 command line (see ``otaudit.cli.detect``); URLs carry no credentials, and every log line
 and message shows a URL with its query string redacted (:func:`redact_url`).
@@ -14,17 +21,16 @@ and message shows a URL with its query string redacted (:func:`redact_url`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import http.client
 import logging
-import queue
 import re
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,7 +46,13 @@ log = logging.getLogger("otaudit.alerts")
 SIGNATURE_HEADER: Final = "X-Otaudit-Signature"
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
-_STOP: Final = object()
+#: Rule severities, most severe first: the order notifications go out in.
+SEVERITIES: Final = ("critical", "high", "medium", "low")
+#: The severity of a notification sent without one.
+_DEFAULT_SEVERITY: Final = "medium"
+#: Drops logged one by one per severity; after that, one line per this many.
+_DROPS_LOGGED: Final = 20
+_DROP_LOG_EVERY: Final = 1000
 
 
 def parse_header(text: str, option: str) -> tuple[str, str]:
@@ -137,7 +149,10 @@ class NotifySettings:
     attempts: int = 6
     backoff_s: float = 1.0
     timeout_s: float = 10.0
-    max_queue: int = 10_000
+    #: Notifications waiting per severity (per destination each alert has).
+    max_queue: int = 1000
+    #: Findings of one rule and group within this long make one alert (``--alert-group-window``).
+    group_window_s: int = 600
 
     @property
     def enabled(self) -> bool:
@@ -160,27 +175,45 @@ class _Delivery:
         return redact_url(self.url)
 
 
+@dataclass
+class _Pending:
+    """A delivery waiting: its attempts so far and, for a retry, how long to wait first."""
+
+    delivery: _Delivery
+    delay_s: float
+    attempt: int = 1
+    pause_s: float = 0.0  # to wait before the next attempt
+    not_before: float = 0.0  # monotonic time the wait ends
+
+
 class Notifier:
-    """Delivers alert notifications in the background, with retries."""
+    """Delivers alert notifications in the background, most severe first, with retries."""
 
     def __init__(self, settings: NotifySettings,
                  sleep: Callable[[float], object] | None = None) -> None:  # fmt: skip
+        """``sleep``: replaces the wait before a retry (tests); by default the wait ends early
+        when a more severe notification arrives or the notifier stops."""
         self.settings = settings
-        self._queue: queue.Queue[_Delivery | object] = queue.Queue(settings.max_queue)
+        self._waiting: dict[str, deque[_Pending]] = {s: deque() for s in SEVERITIES}
+        self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._closing = threading.Event()
         self._deadline = float("inf")  # monotonic time after which close() gives up
-        # Waiting between attempts ends early when the notifier closes.
-        self._sleep = sleep or self._stopping.wait
+        self._sleep = sleep
         self._opener = urllib.request.build_opener(_NoRedirect)
+        self.delivered = 0
+        self.failed = 0  # given up or dropped
+        self.dropped = dict.fromkeys(SEVERITIES, 0)  # refused for a full queue, per severity
         self._thread = threading.Thread(target=self._run, name="otaudit-notify", daemon=True)
         self._thread.start()
-        self.delivered = 0
-        self.failed = 0
 
-    def send(self, alert_id: str, payload: dict[str, object], otlp_body: bytes) -> None:
-        """Queue one alert for every destination (the JSON payload; the OTLP request)."""
+    def send(self, alert_id: str, payload: dict[str, object], otlp_body: bytes,
+             severity: str | None = None) -> None:  # fmt: skip
+        """Queue one alert for every destination (the JSON payload; the OTLP request), by
+        its ``severity`` (the payload's ``severity`` when not given)."""
         s = self.settings
+        chosen = severity or payload.get("severity")
+        rank = chosen if isinstance(chosen, str) and chosen in SEVERITIES else _DEFAULT_SEVERITY
         if s.webhook is not None:
             body = orjson.dumps(payload)
             headers = s.webhook_headers
@@ -188,50 +221,62 @@ class Notifier:
                 digest = hmac.new(s.webhook_secret, body, hashlib.sha256).hexdigest()
                 headers = (*headers, (SIGNATURE_HEADER, f"sha256={digest}"))
             self._put(_Delivery(alert_id, "webhook", s.webhook, body, "application/json",
-                                headers))  # fmt: skip
+                                headers), rank)  # fmt: skip
         if s.otlp_endpoint is not None:
             self._put(_Delivery(alert_id, "OTLP endpoint", s.otlp_endpoint, otlp_body,
-                                "application/x-protobuf", s.otlp_headers))  # fmt: skip
+                                "application/x-protobuf", s.otlp_headers), rank)  # fmt: skip
 
-    def _put(self, delivery: _Delivery) -> None:
-        try:
-            self._queue.put_nowait(delivery)
-        except queue.Full:
+    def _put(self, delivery: _Delivery, severity: str) -> None:
+        with self._cond:
+            waiting = self._waiting[severity]
+            if len(waiting) < self.settings.max_queue:
+                waiting.append(_Pending(delivery, self.settings.backoff_s))
+                self._cond.notify()
+                return
             self.failed += 1
-            log.error("alert %s not sent to the %s %s: %d notifications already waiting",
+            self.dropped[severity] += 1
+            dropped = self.dropped[severity]
+        if dropped <= _DROPS_LOGGED or dropped % _DROP_LOG_EVERY == 0:
+            log.error("alert %s not sent to the %s %s: %d %s notifications already waiting "
+                      "(%d %s dropped so far; it is in the ledger: otaudit alerts)",
                       delivery.alert_id, delivery.destination, delivery.shown,
-                      self.settings.max_queue)  # fmt: skip
+                      self.settings.max_queue, severity, dropped, severity)  # fmt: skip
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Deliver what is queued for at most ``timeout_s``; what is left then is logged as
-        not sent (each alert by id), and the notifier stops."""
+        """Deliver what is queued for at most ``timeout_s``, most severe first; what is left
+        then is logged as not sent (each alert by id), and the notifier stops."""
         self._deadline = time.monotonic() + timeout_s
-        self._closing.set()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_STOP)
+        with self._cond:
+            self._closing.set()
+            self._cond.notify_all()
         self._thread.join(timeout_s)
-        self._stopping.set()
+        with self._cond:
+            self._stopping.set()
+            self._cond.notify_all()
         self._thread.join(self.settings.timeout_s + 5)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=0.2)
-            except queue.Empty:
+    def _next(self) -> tuple[_Pending, str] | None:
+        """The most severe waiting delivery (oldest first); None once closed and empty."""
+        with self._cond:
+            while True:
+                for severity in SEVERITIES:
+                    if self._waiting[severity]:
+                        return self._waiting[severity].popleft(), severity
                 if self._closing.is_set():
-                    return
-                continue
-            if item is _STOP:
-                return
-            assert isinstance(item, _Delivery)
+                    return None
+                self._cond.wait(0.2)
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            pending, severity = item
             if self._stopping.is_set() or time.monotonic() > self._deadline:
-                self._give_up(item, "otaudit stopped before it could be sent")
+                self._give_up(pending.delivery, "otaudit stopped before it could be sent")
                 continue
             try:
-                self._deliver(item)
+                self._attempt(pending, severity)
             except Exception:  # the notifier must outlive any one delivery
-                log.exception("alert %s: delivery to the %s failed", item.alert_id,
-                              item.destination)  # fmt: skip
+                log.exception("alert %s: delivery to the %s failed", pending.delivery.alert_id,
+                              pending.delivery.destination)  # fmt: skip
                 self.failed += 1
 
     def _give_up(self, d: _Delivery, error: str | None) -> None:
@@ -239,25 +284,57 @@ class Notifier:
         log.error("alert %s NOT sent to the %s %s: %s (it is in the ledger: otaudit alerts)",
                   d.alert_id, d.destination, d.shown, error)  # fmt: skip
 
-    def _deliver(self, d: _Delivery) -> None:
-        s = self.settings
-        delay = s.backoff_s
-        for attempt in range(1, s.attempts + 1):
-            retry_after, error = self._post(d)
-            if error is None:
-                self.delivered += 1
-                log.info("alert %s sent to the %s %s", d.alert_id, d.destination, d.shown)
-                return
-            if retry_after is None or attempt == s.attempts or self._stopping.is_set():
-                break
-            if time.monotonic() + max(delay, retry_after) > self._deadline:
-                break
-            log.warning("alert %s: %s %s failed (%s); retry %d of %d in %.0f s", d.alert_id,
-                        d.destination, d.shown, error, attempt, s.attempts - 1,
-                        max(delay, retry_after))  # fmt: skip
-            self._sleep(max(delay, retry_after))
-            delay = min(delay * 2, 60.0)
-        self._give_up(d, error)
+    def _pause(self, p: _Pending, severity: str) -> str:
+        """Wait before a retry: ``go``; ``yield`` when a more severe delivery is waiting (this
+        one goes back to the front of its queue); ``stop`` when the notifier stops first."""
+        if p.pause_s <= 0:
+            return "go"
+        if self._sleep is not None:
+            self._sleep(p.pause_s)
+            p.pause_s = 0.0
+            return "go"
+        more_severe = SEVERITIES[: SEVERITIES.index(severity)]
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self._stopping.is_set() or now > self._deadline:
+                    return "stop"
+                if now >= p.not_before:
+                    p.pause_s = 0.0
+                    return "go"
+                if any(self._waiting[s] for s in more_severe):
+                    self._waiting[severity].appendleft(p)
+                    return "yield"
+                self._cond.wait(min(p.not_before, self._deadline) - now)
+
+    def _attempt(self, p: _Pending, severity: str) -> None:
+        """One attempt at ``p`` (after its wait); a retry goes back to the front of its queue."""
+        s, d = self.settings, p.delivery
+        waited = self._pause(p, severity)
+        if waited == "yield":
+            return
+        if waited == "stop":
+            self._give_up(d, "otaudit stopped before it could be sent")
+            return
+        retry_after, error = self._post(d)
+        if error is None:
+            self.delivered += 1
+            log.info("alert %s sent to the %s %s", d.alert_id, d.destination, d.shown)
+            return
+        if retry_after is None or p.attempt >= s.attempts or self._stopping.is_set():
+            self._give_up(d, error)
+            return
+        pause = max(p.delay_s, retry_after)
+        if time.monotonic() + pause > self._deadline:
+            self._give_up(d, error)
+            return
+        log.warning("alert %s: %s %s failed (%s); retry %d of %d in %.0f s", d.alert_id,
+                    d.destination, d.shown, error, p.attempt, s.attempts - 1, pause)  # fmt: skip
+        p.attempt += 1
+        p.delay_s = min(p.delay_s * 2, 60.0)
+        p.pause_s, p.not_before = pause, time.monotonic() + pause
+        with self._cond:
+            self._waiting[severity].appendleft(p)
 
     def _post(self, d: _Delivery) -> tuple[float | None, str | None]:
         """POST once: (None, None) on success; else (retry after seconds or None, error)."""
