@@ -179,6 +179,7 @@ def _detector(
         publisher,
         sequencer.metrics,
         tree_size=sequencer.store.tree_size(),
+        group_window_ns=detection.notify.group_window_s * 1_000_000_000,
     )
     sequencer.on_commit.append(detector.wake)
     return detector, notifier

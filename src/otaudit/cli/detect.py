@@ -72,6 +72,10 @@ def notify_options(func: F) -> F:
         ("--alert-otlp-header-file", "FILE",
          f"'Name: value' lines, headers for the OTLP export (mode 0600; or the lines in "
          f"${OTLP_HEADERS_ENV})."),
+        ("--alert-group-window", "DURATION",
+         "Findings of one rule and group within one such window (of receive time) make one "
+         "alert, raised at the first, and one summary when the window closes (default 10m; "
+         "from 1s to 1d; see docs/alerts.md)."),
     )):  # fmt: skip
         func = click.option(name, metavar=metavar, help=text)(func)
     # Header values on the command line are refused (see notify_settings); the options stay,
@@ -96,6 +100,7 @@ def notify_settings(
     alert_otlp_endpoint: str | None,
     alert_otlp_header: tuple[str, ...],
     alert_otlp_header_file: str | None,
+    alert_group_window: str | None = None,
 ) -> NotifySettings:
     """The notification options, checked; secrets only from files (mode 0600 or stricter) or
     the environment, never from the command line."""
@@ -138,7 +143,31 @@ def notify_settings(
         otlp_headers=()
         if alert_otlp_endpoint is None
         else _headers(alert_otlp_header_file, "--alert-otlp-header-file", OTLP_HEADERS_ENV),
+        group_window_s=group_window_seconds(alert_group_window),
     )  # fmt: skip
+
+
+#: The bounds of ``--alert-group-window``, in seconds.
+GROUP_WINDOW_BOUNDS_S: Final = (1, 86_400)
+
+
+def group_window_seconds(text: str | None) -> int:
+    """``--alert-group-window`` in seconds (default 10 minutes); a usage error when it is not a
+    duration from 1s to 1d."""
+    from otaudit.detect.grouping import DEFAULT_WINDOW_S
+    from otaudit.timespec import parse_duration
+
+    if text is None:
+        return DEFAULT_WINDOW_S
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--alert-group-window") from None
+    low, high = GROUP_WINDOW_BOUNDS_S
+    if not low <= seconds <= high:
+        raise click.BadParameter(f"from 1s to 1d, got {text} ({seconds} s)",
+                                 param_hint="--alert-group-window")  # fmt: skip
+    return seconds
 
 
 def _headers(path: str | None, option: str, env: str) -> tuple[tuple[str, str], ...]:
@@ -164,9 +193,10 @@ def _headers(path: str | None, option: str, env: str) -> tuple[tuple[str, str], 
     default="90d",
     show_default=True,
     metavar="TIME",
-    help="Judge records from this time on (RFC 3339, a date, or 90d, 12h ...).",
+    help="Report what was raised from this time on, by the receive time of the record that "
+    "triggered it, not the time it claims (RFC 3339, a date, or 90d, 12h ...).",
 )
-@click.option("--until", metavar="TIME", help="Judge records before this time.")
+@click.option("--until", metavar="TIME", help="Report what was raised before this time.")
 @rule_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
@@ -187,7 +217,8 @@ def detect_command(
     record: bool,
     **notify: Any,
 ) -> None:
-    """Run the detection rules over the ledger's history and print the findings."""
+    """Run the detection rules over the ledger's history and print the alerts they make
+    (findings of one rule and group within --alert-group-window grouped into one)."""
     from otaudit import datadir
     from otaudit.detect.alerts import finding_json
     from otaudit.detect.notify import Notifier
@@ -205,22 +236,26 @@ def detect_command(
         + (f" --until {until}" if until else "")
         + "".join(f" --rules {p}" for p in rule_files)
     )
+    window_ns = settings.group_window_s * 1_000_000_000
     with audited_read(data, store_url, "detect", text) as (store, outcome):
-        run = detect_history(store, rules, since_ns=since_ns, until_ns=until_ns, now_ns=now)
-        outcome.rows = len(run.findings)
+        run = detect_history(store, rules, since_ns=since_ns, until_ns=until_ns, now_ns=now,
+                             group_window_ns=window_ns)  # fmt: skip
+        outcome.rows = len(run.alerts)
     new = 0
-    if record and run.findings:
+    if record and run.notes:
         notifier = Notifier(settings) if settings.enabled else None
         writable = datadir.open_store(data, store_url, readonly=False, migrate=False)
         try:
             publisher = AlertPublisher(lambda entries: writable.append(entries).seqs, notifier)
-            new = len(publisher.publish(run.findings))
+            publisher.publish(run.notes)
+            new = publisher.published
             sign_if_possible(data, writable)
         finally:
             writable.close()
             if notifier is not None:
                 notifier.close()
-    findings = [finding_json(f) for f in run.findings]
+    findings = [finding_json(a.finding, a.raised_ns) | {"findings": run.grouped.get(a.alert_id, 1)}
+                for a in run.alerts]  # fmt: skip
     if fmt == "table":
         _findings_table(findings)
     elif fmt == "json":
@@ -229,9 +264,11 @@ def detect_command(
         for f in findings:
             click.echo(orjson.dumps(f).decode())
     judged = f" (seq {run.first_seq} to {run.end - 1})" if run.records else ""
+    grouped = len(run.raised) - len(findings)
     click.echo(
         f"judged {run.records} records{judged} with {len(rules)} "
         f"rules in {run.seconds:.2f} s: {len(findings)} finding(s)"
+        + (f" (and {grouped} more grouped into them)" if grouped else "")
         + (f", {new} new alert(s) sealed" if record else ""),
         err=True,
     )
@@ -241,11 +278,11 @@ def _findings_table(findings: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table()
-    for name in ("id", "time", "rule", "severity", "summary", "trigger_seq"):
+    columns = ("id", "time", "rule", "severity", "summary", "trigger_seq", "findings")
+    for name in columns:
         table.add_column(name, overflow="fold")
     for f in findings:
-        table.add_row(*(cell(f[k]) for k in ("id", "time", "rule", "severity", "summary",
-                                              "trigger_seq")))  # fmt: skip
+        table.add_row(*(cell(f[k]) for k in columns))
     terminal().print(table)
 
 
@@ -258,7 +295,11 @@ def _findings_table(findings: list[dict[str, Any]]) -> None:
     show_default=True,
     help="open: no decision yet, or investigating/escalated.",
 )
-@click.option("--since", metavar="TIME", help="Alerts about records from this time on.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Alerts raised from this time on (whatever time their evidence claims).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
 )
@@ -285,11 +326,12 @@ def alerts_group(
     from rich.table import Table
 
     table = Table()
-    for name in ("id", "time", "rule", "severity", "summary", "state", "by", "decided at"):
+    for name in ("id", "time", "rule", "severity", "summary", "findings", "state", "by",
+                 "decided at"):  # fmt: skip
         table.add_column(name, overflow="fold")
     for a in alerts:
         last = a.triage[-1] if a.triage else None
-        shown = (a.alert_id, a.time, a.rule, a.severity, a.summary, a.state,
+        shown = (a.alert_id, a.time, a.rule, a.severity, a.summary, a.findings, a.state,
                  last and last.actor, last and last.time)  # fmt: skip
         table.add_row(*(cell(v) for v in shown))
     console = terminal()

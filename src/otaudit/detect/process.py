@@ -25,7 +25,13 @@ from typing import Any, Final
 
 from otaudit import datadir, lifeline
 from otaudit.detect.rules import Rule, build_rule
-from otaudit.detect.run import AlertItem, AlertPublisher, Detector, alert_items
+from otaudit.detect.run import (
+    DEFAULT_WINDOW_NS,
+    AlertItem,
+    AlertPublisher,
+    Detector,
+    alert_items,
+)
 from otaudit.errors import OtauditError
 from otaudit.metrics import Metrics
 
@@ -39,7 +45,7 @@ _RETRY_S: Final = 1.0
 
 def _child(conn: Connection, signals: Connection, data: Path, store_url: str | None,
            specs: list[dict[str, Any]], verbose: bool, parent: int,
-           emit_from: int | None) -> None:  # fmt: skip
+           emit_from: int | None, group_window_ns: int) -> None:  # fmt: skip
     """The detection process: follow the ledger, send findings and progress to the parent.
 
     ``signals`` brings ``WAKE`` (records were committed) and ``STOP`` from the server: a
@@ -62,10 +68,11 @@ def _child(conn: Connection, signals: Connection, data: Path, store_url: str | N
     detector = Detector(
         store,
         rules,
-        lambda findings: conn.send(("alerts", alert_items(findings))),
+        lambda notes: conn.send(("alerts", alert_items(notes))),
         emit_from=emit_from,
         on_position=lambda position: conn.send(("position", position)),
         poll_s=_POLL_S,
+        group_window_ns=group_window_ns,
     )
     detector.start()
     try:
@@ -134,10 +141,12 @@ class DetectorProcess:
 
     def __init__(self, data: Path, store_url: str | None, rules: Sequence[Rule],
                  publisher: AlertPublisher, metrics: Metrics | None = None, *,
-                 tree_size: int) -> None:  # fmt: skip
+                 tree_size: int, group_window_ns: int = DEFAULT_WINDOW_NS) -> None:  # fmt: skip
         """``tree_size``: the ledger's size now, before anything is received. Without a
         saved position (a first start), detection judges the records from there on; with an
-        unreadable one, the rules' whole lookback again."""
+        unreadable one, the rules' whole lookback again. ``group_window_ns``: the alert
+        group window (``--alert-group-window``)."""
+        self.group_window_ns = group_window_ns
         self.saved = PositionFile(data / POSITION_FILE)
         self.emit_from: int | None = tree_size
         if self.saved.path.exists():
@@ -199,6 +208,7 @@ class DetectorProcess:
                 verbose,
                 os.getpid(),
                 self.emit_from,
+                self.group_window_ns,
             ),
             name="otaudit-detect",
             daemon=True,

@@ -8,6 +8,10 @@ streaming :class:`Detector` follows the ledger rather than the receivers, so
 it sees what every node appends to a shared store, and after a restart it
 starts ``lookback`` back; alerts it finds again are the same records, which
 the ledger holds once.
+
+Both hand what the rules find to one :class:`~otaudit.detect.grouping.AlertGrouper`, which
+turns findings into alerts raised and summaries of grouped ones, dated by when they were
+raised (receive time), so a storm of findings makes a bounded number of alert records.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from otaudit.access import seal_request
-from otaudit.detect.alerts import alert_request, finding_json, log_alert
+from otaudit.conventions import OWN_PIPELINE
+from otaudit.detect.alerts import ALERT_UPDATE_ACTION, log_alert, note_json, note_request
 from otaudit.detect.engine import Engine
 from otaudit.detect.event import MAX_SKEW_NS, Event, parse_rfc3339_ns
+from otaudit.detect.grouping import DEFAULT_WINDOW_S, AlertGrouper, Grouped, Note, Raised
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import Rule
 from otaudit.detect.state import Finding
@@ -37,6 +43,8 @@ from otaudit.store.base import Store
 #: several nodes.
 GRACE_NS: Final = int((COMMIT_WAIT_S + 30) * 1_000_000_000)
 _APPEND_CHUNK: Final = 1000
+#: The default alert group window (``--alert-group-window``), in ns.
+DEFAULT_WINDOW_NS: Final = DEFAULT_WINDOW_S * 1_000_000_000
 _READ_SLICE: Final = 20_000
 
 log = logging.getLogger("otaudit.detect")
@@ -54,11 +62,43 @@ class DetectSettings:
 class HistoryRun:
     """What a detection over history read and found."""
 
-    findings: list[Finding]
+    #: Every finding raised in ``[since, until)``, with when it was raised.
+    raised: list[Raised]
+    #: What to seal: the alerts raised in ``[since, until)`` once grouped, and the summaries
+    #: of their windows that have closed.
+    notes: list[Note]
     records: int
     first_seq: int
     end: int
     seconds: float
+    #: Per alert id, how many findings it stands for, where more than one.
+    grouped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding raised in ``[since, until)``, grouped or not."""
+        return [r.finding for r in self.raised]
+
+    @property
+    def alerts(self) -> list[Raised]:
+        """The alerts the findings make once grouped (the first of each group and window)."""
+        return [n for n in self.notes if isinstance(n, Raised)]
+
+
+def raised_at(found: list[Finding], received_ns: int) -> list[Raised]:
+    """The findings that feeding a record received at ``received_ns`` (or letting receive time
+    pass to it) gave, with when they were raised: then, or for ``silence``, the receive time
+    judged silent (the finding's own time, which follows receive time)."""
+    return [Raised(f, f.time_ns if f.rule.kind == "silence" else received_ns) for f in found]
+
+
+def judge(engine: Engine, e: Event) -> list[Raised]:
+    """Feed one event to the engine; what it raises. A summary of grouped alerts
+    (``otaudit.alert_update``, otaudit's own) is no evidence: rules never see it, as they
+    never see alerts and triage."""
+    if e.action == ALERT_UPDATE_ACTION and e.pipeline == OWN_PIPELINE:
+        return raised_at(engine.tick(e.received), e.received)
+    return raised_at(engine.feed(e), e.received)
 
 
 def detect_history(
@@ -68,48 +108,67 @@ def detect_history(
     since_ns: int | None,
     until_ns: int | None = None,
     now_ns: int | None = None,
+    group_window_ns: int = DEFAULT_WINDOW_NS,
 ) -> HistoryRun:
-    """Run the rules over the records of ``store`` and return the findings in
-    ``[since_ns, until_ns)`` (by the time of the record that triggered each)."""
+    """Run the rules over the records of ``store`` and return the findings raised in
+    ``[since_ns, until_ns)`` (by when each was raised: the receive time of the record that
+    triggered it, not the time that record claims), grouped as ``serve`` groups them."""
     started = time.monotonic()
     engine = Engine(list(rules))
+    grouper = AlertGrouper(group_window_ns)
     end = store.tree_size()
     begin = 0
     if since_ns is not None:
-        # A record's time counts as at most MAX_SKEW after its receipt: whatever was received
-        # earlier than that before the reach of the rules cannot matter.
-        reach = since_ns - engine.lookback_ns - MAX_SKEW_NS
+        # From the start of the alert window holding since_ns (the findings grouped there),
+        # and before that the reach of the rules; a record's time counts as at most MAX_SKEW
+        # after its receipt: whatever was received earlier than that cannot matter.
+        reach = grouper.window_start(since_ns) - engine.lookback_ns - MAX_SKEW_NS
         begin = first_received_at(store, reach, end)
-    found: list[Finding] = []
+    raised: list[Raised] = []
+    notes: list[Note] = []
     records = 0
     for row in store.detect_rows(begin, end):
-        found += engine.feed(Event(row))
+        e = Event(row)
+        found = judge(engine, e)
+        raised += found
+        notes += grouper.feed(found, e.received)
         records += 1
     # Receive time has passed up to now (silence), not beyond: --until may lie ahead.
     now = (time.time_ns() if now_ns is None else now_ns) - GRACE_NS
-    found += engine.tick(now if until_ns is None else min(until_ns, now))
-    kept = [f for f in found if (since_ns is None or f.time_ns >= since_ns)
-            and (until_ns is None or f.time_ns < until_ns)]  # fmt: skip
-    return HistoryRun(kept, records, begin, end, time.monotonic() - started)
+    clock = now if until_ns is None else min(until_ns, now)
+    found = raised_at(engine.tick(clock), clock)
+    raised += found
+    notes += grouper.feed(found, clock)
+
+    def inside(r: Raised) -> bool:
+        return (since_ns is None or r.raised_ns >= since_ns) and (
+            until_ns is None or r.raised_ns < until_ns
+        )
+
+    kept = [r for r in raised if inside(r)]
+    kept_notes = [n for n in notes if inside(n if isinstance(n, Raised) else n.alert)]
+    grouped = {n.alert_id: n.count for n in notes if isinstance(n, Grouped)}
+    return HistoryRun(kept, kept_notes, records, begin, end, time.monotonic() - started,
+                      grouped | grouper.open_counts())  # fmt: skip
 
 
-#: A finding on its way to the ledger: its JSON (webhook body), its OTLP alert request
-#: (the OTLP export body) and the sealed entry of that record.
+#: A note on its way to the ledger: its JSON (webhook body), its OTLP request (the OTLP
+#: export body) and the sealed entry of that record.
 AlertItem = tuple[dict[str, Any], bytes, Entry]
 
 
-def alert_items(findings: Sequence[Finding]) -> list[AlertItem]:
-    """The findings as they travel (from the detector's process to the one that appends);
-    sealing happens here, in the detector's process."""
+def alert_items(notes: Sequence[Note]) -> list[AlertItem]:
+    """The alerts raised and summaries as they travel (from the detector's process to the one
+    that appends); sealing happens here, in the detector's process."""
     items: list[AlertItem] = []
-    for finding in findings:
-        request = alert_request(finding)
-        items.append((finding_json(finding), request.SerializeToString(), seal_request(request)))
+    for note in notes:
+        request = note_request(note)
+        items.append((note_json(note), request.SerializeToString(), seal_request(request)))
     return items
 
 
 class AlertPublisher:
-    """Appends alert records; logs and notifies the ones that are new to the ledger."""
+    """Appends alert records and summaries; logs and notifies the ones new to the ledger."""
 
     def __init__(self, append: Callable[[list[Entry]], list[int | None]],
                  notifier: Notifier | None = None,
@@ -117,14 +176,17 @@ class AlertPublisher:
         self.append = append
         self.notifier = notifier
         self.metrics = metrics
-        self.published = 0
+        self.published = 0  # alerts new to the ledger
+        self.summaries = 0  # summaries of grouped alerts new to the ledger
 
-    def publish(self, findings: Sequence[Finding]) -> list[tuple[dict[str, Any], int]]:
-        """Seal the findings as alerts; see :meth:`seal`."""
-        return self.seal(alert_items(findings))
+    def publish(self, notes: Sequence[Note]) -> list[tuple[dict[str, Any], int]]:
+        """Seal alerts raised and summaries; see :meth:`seal`."""
+        return self.seal(alert_items(notes))
 
     def seal(self, items: Sequence[AlertItem]) -> list[tuple[dict[str, Any], int]]:
-        """Seal alerts; return the ones new to the ledger (JSON, sequence number)."""
+        """Seal alerts and summaries; return the ones new to the ledger (JSON, sequence
+        number). Each new one is logged and sent, by its severity (see
+        :class:`~otaudit.detect.notify.Notifier`)."""
         new: list[tuple[dict[str, Any], int]] = []
         for at in range(0, len(items), _APPEND_CHUNK):
             chunk = items[at : at + _APPEND_CHUNK]
@@ -134,11 +196,15 @@ class AlertPublisher:
                     continue
                 new.append((alert, seq))
                 log_alert(alert, seq)
-                if self.metrics is not None:
-                    self.metrics.alerts.labels(alert["rule"], alert["severity"]).inc()
+                if alert.get("update"):
+                    self.summaries += 1
+                else:
+                    self.published += 1
+                    if self.metrics is not None:
+                        self.metrics.alerts.labels(alert["rule"], alert["severity"]).inc()
                 if self.notifier is not None:
-                    self.notifier.send(alert["id"], alert | {"seq": seq}, body)
-        self.published += len(new)
+                    self.notifier.send(alert["id"], alert | {"seq": seq}, body,
+                                       severity=alert["severity"])  # fmt: skip
         return new
 
 
@@ -147,26 +213,29 @@ class Detector:
 
     It judges the records from ``emit_from`` on (None: the last ``lookback`` of them),
     having first read the history the rules need before them (``lookback`` of receive
-    time, without reporting anything found there), so what it reports is what ``otaudit
-    detect`` finds in the same records, and a restart that passes the position reached
-    before (``on_position``, once what was found before it is sealed) neither repeats nor
-    misses anything.
+    time before the alert group window holding ``emit_from``, without reporting anything
+    found there), so what it reports is what ``otaudit detect`` finds in the same records,
+    and a restart that passes the position reached before (``on_position``, once what was
+    found before it is sealed) neither repeats nor misses anything. ``publish`` gets the
+    alerts raised and the summaries of grouped ones (:mod:`~otaudit.detect.grouping`).
     """
 
     def __init__(self, store: Store, rules: Sequence[Rule],
-                 publish: Callable[[Sequence[Finding]], object], *,
+                 publish: Callable[[Sequence[Note]], object], *,
                  emit_from: int | None = None,
                  on_position: Callable[[int], object] | None = None,
-                 poll_s: float = 1.0) -> None:  # fmt: skip
+                 poll_s: float = 1.0,
+                 group_window_ns: int = DEFAULT_WINDOW_NS) -> None:  # fmt: skip
         self.store = store
         self.on_position = on_position
         self.engine = Engine(list(rules))
+        self.grouper = AlertGrouper(group_window_ns)
         self.publish = publish
         self.poll_s = poll_s
         self.emit_from = emit_from
         self.position: int | None = None  # the next seq to read
         self.replay_from: int | None = None  # where reading began (history before emit_from)
-        self.pending: list[Finding] = []
+        self.pending: list[Note] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otaudit-detect", daemon=True)
@@ -208,7 +277,8 @@ class Detector:
         if self.emit_from is None:
             self.emit_from = first_received_at(self.store, time.time_ns() - lookback, end)
         emit_from = self.emit_from = min(self.emit_from, end)
-        since = _received_ns(self.store, emit_from) - lookback
+        # The findings grouped in the window holding emit_from are needed too.
+        since = self.grouper.window_start(_received_ns(self.store, emit_from)) - lookback
         self.position = self.replay_from = first_received_at(self.store, since, emit_from)
         log.info("detection: %d rules, judging from ledger seq %d (history read from seq %d)",
                  len(self.engine.rules), emit_from, self.position)  # fmt: skip
@@ -223,13 +293,16 @@ class Detector:
             # could not be checkpointed meanwhile), and what it finds goes out as it goes.
             stop = min(self.position + _READ_SLICE, end)
             for row in self.store.detect_rows(self.position, stop):
-                found = self.engine.feed(Event(row))
-                if found and row[0] >= self.emit_from:
-                    self.pending += found
+                e = Event(row)
+                notes = self.grouper.feed(judge(self.engine, e), e.received)
+                if notes and row[0] >= self.emit_from:
+                    self.pending += notes
                 self.position = row[0] + 1
             self.position = max(self.position, stop)
             if self.position >= end:
-                self.pending += self.engine.tick(time.time_ns() - GRACE_NS)
+                clock = time.time_ns() - GRACE_NS
+                found = raised_at(self.engine.tick(clock), clock)
+                self.pending += self.grouper.feed(found, clock)
             if self.pending:
                 self.publish(self.pending)
                 self.pending = []
