@@ -21,9 +21,10 @@ from detect_traffic import MIN, Act, S, entries, login
 from otaudit import datadir
 from otaudit.demo import free_port
 from otaudit.detect.alerts import read_alerts
+from otaudit.detect.grouping import Grouped, Note
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import build_rule
-from otaudit.detect.run import AlertPublisher, Detector
+from otaudit.detect.run import AlertPublisher, Detector, alert_items, detect_history
 from otaudit.record import rfc3339_ns
 from otaudit.store.base import Store
 from support import otaudit
@@ -246,3 +247,26 @@ def test_the_group_window_is_checked(tmp_path: Path) -> None:
     for value, message in (("0s", "from 1s to 1d, got 0s"), ("soon", "is not a duration")):
         result = otaudit("detect", "--data", str(tmp_path), "--alert-group-window", value)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_restart_in_the_middle_of_a_window_groups_as_history_does(tmp_path: Path) -> None:
+    store = open_data(tmp_path)
+    try:
+        store.append(list(entries(role_changes(STORM_AT, 2000, 1))))  # one account, 10 s
+        rules = [build_rule(spec, "test") for spec in _specs()]
+        history = detect_history(store, rules, since_ns=None)
+        (_, summary) = history.notes
+        assert isinstance(summary, Grouped) and summary.count == 2000
+        # As after a restart that had judged the first half: the second half is counted into
+        # the alert raised before (not a new one), and the summary is the same record.
+        published: list[Note] = []
+        detector = Detector(store, rules, published.extend, emit_from=1000, poll_s=0.02)
+        detector.start()
+        assert wait_until(lambda: published)
+        detector.stop()
+        assert published == [summary] and detector.replay_from == 0
+        store.append([entry for _, _, entry in alert_items(history.notes)])
+        again = store.append([entry for _, _, entry in alert_items(published)])
+        assert again.seqs == [None]  # the same bytes: the ledger holds it once
+    finally:
+        store.close()
