@@ -8,11 +8,12 @@ unreachable is logged as an error with the alert id, and ``otaudit alerts``
 still lists it.
 
 Notifications wait in one bounded queue per severity (``max_queue`` each) and go out most
-severe first: a flood of low alerts fills the low queue only, and a notification waiting to
-be retried steps aside whenever a more severe one is waiting, so neither can delay a high or
-critical alert by more than the one post under way. A full queue drops the new notification
-of its severity, counted in ``dropped`` and logged; at shutdown what is left is dropped least
-severe last-served, so the least severe first.
+severe first, and within a severity one rule after another: a flood of low alerts fills the
+low queue only, a flood from one rule waits its turn with the other rules of its severity,
+and a notification waiting to be retried steps aside whenever a more severe one is waiting,
+so none of these can delay a high or critical alert by more than the one post under way.
+A full queue drops the new notification of its severity, counted in ``dropped`` and logged;
+at shutdown the least severe, served last, are the ones left undelivered.
 
 Header values and the signing secret come from files or the environment, never the
 command line (see ``otaudit.cli.detect``); URLs carry no credentials, and every log line
@@ -175,12 +176,45 @@ class _Delivery:
         return redact_url(self.url)
 
 
+class _Lanes:
+    """The notifications of one severity: a queue per rule, served in turn (oldest first
+    within a rule), so that one rule's flood does not hold up another rule's alert."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, deque[_Pending]] = {}  # in serving order
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, p: _Pending) -> None:
+        self._lanes.setdefault(p.rule, deque()).append(p)
+        self._size += 1
+
+    def appendleft(self, p: _Pending) -> None:
+        """Put ``p`` back to be served next (a retry)."""
+        lane = self._lanes.pop(p.rule, deque())
+        lane.appendleft(p)
+        self._lanes = {p.rule: lane, **self._lanes}
+        self._size += 1
+
+    def popleft(self) -> _Pending:
+        rule = next(iter(self._lanes))
+        lane = self._lanes.pop(rule)
+        p = lane.popleft()
+        if lane:
+            self._lanes[rule] = lane  # its next one after every other rule's
+        self._size -= 1
+        return p
+
+
 @dataclass
 class _Pending:
     """A delivery waiting: its attempts so far and, for a retry, how long to wait first."""
 
     delivery: _Delivery
     delay_s: float
+    rule: str = ""
     attempt: int = 1
     pause_s: float = 0.0  # to wait before the next attempt
     not_before: float = 0.0  # monotonic time the wait ends
@@ -194,7 +228,7 @@ class Notifier:
         """``sleep``: replaces the wait before a retry (tests); by default the wait ends early
         when a more severe notification arrives or the notifier stops."""
         self.settings = settings
-        self._waiting: dict[str, deque[_Pending]] = {s: deque() for s in SEVERITIES}
+        self._waiting = {s: _Lanes() for s in SEVERITIES}
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._closing = threading.Event()
@@ -210,10 +244,12 @@ class Notifier:
     def send(self, alert_id: str, payload: dict[str, object], otlp_body: bytes,
              severity: str | None = None) -> None:  # fmt: skip
         """Queue one alert for every destination (the JSON payload; the OTLP request), by
-        its ``severity`` (the payload's ``severity`` when not given)."""
+        its ``severity`` (the payload's ``severity`` when not given) and in turn with the
+        other rules (the payload's ``rule``) of that severity."""
         s = self.settings
         chosen = severity or payload.get("severity")
         rank = chosen if isinstance(chosen, str) and chosen in SEVERITIES else _DEFAULT_SEVERITY
+        rule = str(payload.get("rule", ""))
         if s.webhook is not None:
             body = orjson.dumps(payload)
             headers = s.webhook_headers
@@ -221,16 +257,16 @@ class Notifier:
                 digest = hmac.new(s.webhook_secret, body, hashlib.sha256).hexdigest()
                 headers = (*headers, (SIGNATURE_HEADER, f"sha256={digest}"))
             self._put(_Delivery(alert_id, "webhook", s.webhook, body, "application/json",
-                                headers), rank)  # fmt: skip
+                                headers), rank, rule)  # fmt: skip
         if s.otlp_endpoint is not None:
             self._put(_Delivery(alert_id, "OTLP endpoint", s.otlp_endpoint, otlp_body,
-                                "application/x-protobuf", s.otlp_headers), rank)  # fmt: skip
+                                "application/x-protobuf", s.otlp_headers), rank, rule)  # fmt: skip
 
-    def _put(self, delivery: _Delivery, severity: str) -> None:
+    def _put(self, delivery: _Delivery, severity: str, rule: str) -> None:
         with self._cond:
             waiting = self._waiting[severity]
             if len(waiting) < self.settings.max_queue:
-                waiting.append(_Pending(delivery, self.settings.backoff_s))
+                waiting.append(_Pending(delivery, self.settings.backoff_s, rule))
                 self._cond.notify()
                 return
             self.failed += 1
