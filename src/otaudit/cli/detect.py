@@ -379,8 +379,14 @@ def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> 
     console.print(terminal_text(f"alert {alert.alert_id} [{alert.severity}] {alert.rule}: "
                                 f"{alert.summary}"),
                   highlight=False, markup=False)  # fmt: skip
-    console.print(f"sealed at seq {alert.seq}, about {alert.time}; state: {alert.state}",
+    console.print(f"sealed at seq {alert.seq}, raised at {alert.time}; state: {alert.state}",
                   highlight=False, markup=False)  # fmt: skip
+    if alert.grouped:
+        grouped = alert.as_json()
+        console.print(f"{alert.findings} findings grouped into it, raised from "
+                      f"{grouped['first_time']} to {grouped['last_time']}; records that "
+                      f"triggered some of them: seqs {grouped['grouped_seqs']}",
+                      highlight=False, markup=False)  # fmt: skip
     for t in alert.triage:
         console.print(terminal_text(f"  {t.time} {t.actor}: {t.decision}: {t.note}"),
                       highlight=False, markup=False)  # fmt: skip
