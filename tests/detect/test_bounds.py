@@ -82,8 +82,10 @@ def test_one_groups_window_keeps_its_newest_records() -> None:
                        "group_by": ["actor"], "threshold": 50, "window": "1h"}, "rule")  # fmt: skip
     engine = Engine([rule], SMALL)
     found: list[Finding] = []
+    hour = 60 * MIN
+    start = (NOW // hour - 1) * hour  # the 1,000 records fall in one period of the window
     for seq in range(1000):
-        found += engine.feed(event(seq, NOW - 50 * MIN + seq * S, action="a", actor="bob"))
+        found += engine.feed(event(seq, start + seq * S, action="a", actor="bob"))
     (window,) = groups(engine)["many"].values()
     assert len(window.times) == SMALL.max_group_records
     assert window.items[0][0] == 1000 - SMALL.max_group_records  # the newest are kept

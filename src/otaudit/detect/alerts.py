@@ -30,7 +30,7 @@ import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otaudit.access import Reader, log_request, seal_request
-from otaudit.detect.engine import ALERT_ACTION, TRIAGE_ACTION
+from otaudit.detect.engine import ALERT_ACTION, ALERT_UPDATE_ACTION, TRIAGE_ACTION
 from otaudit.detect.grouping import Grouped, Note, Raised
 from otaudit.detect.state import Finding
 from otaudit.errors import ConfigError
@@ -42,8 +42,6 @@ DETECTOR: Final = Reader("otaudit-detect")
 #: Triage decisions; the first two leave an alert open, the others close it.
 DECISIONS: Final = ("investigating", "escalated", "resolved", "false_positive", "accepted_risk")
 OPEN_DECISIONS: Final = frozenset(DECISIONS[:2])
-#: The ``audit.action`` of the summary of a grouped alert's window.
-ALERT_UPDATE_ACTION: Final = "otaudit.alert_update"
 #: OTLP severity (number, text) of each rule severity.
 _SEVERITY: Final = {"low": (9, "INFO"), "medium": (13, "WARN"), "high": (17, "ERROR"),
                     "critical": (21, "FATAL")}  # fmt: skip

@@ -26,7 +26,9 @@ log = logging.getLogger("otaudit.detect")
 #: The ``audit.action`` of an alert record and of a triage record.
 ALERT_ACTION: Final = "otaudit.alert"
 TRIAGE_ACTION: Final = "otaudit.alert_triage"
-_NOT_FED: Final = frozenset({ALERT_ACTION, TRIAGE_ACTION})
+#: The summary of a grouped alert's window (see ``detect.grouping``).
+ALERT_UPDATE_ACTION: Final = "otaudit.alert_update"
+_NOT_FED: Final = frozenset({ALERT_ACTION, ALERT_UPDATE_ACTION, TRIAGE_ACTION})
 
 #: Rule state too old to matter is forgotten each time receive time crosses a multiple.
 PRUNE_PERIOD_NS: Final = 3600 * 1_000_000_000
