@@ -152,7 +152,11 @@ def test_whole_bundle(ledger: Path, whole: Path, key: str) -> None:
     names = [*FILES, "manifest.json", "manifest.sig"]
     assert sorted(p.name for p in whole.iterdir()) == sorted(names)
     with sqlite3.connect(f"file:{ledger / 'ledger.db'}?mode=ro", uri=True) as conn:
-        sealed = [bytes(r[0]) for r in conn.execute("SELECT sealed FROM records ORDER BY seq")]
+        stored = conn.execute(  # each resource is kept once: splice it back
+            "SELECT r.sealed, r.resource_at, s.body FROM records r"
+            " LEFT JOIN resources s ON s.hash = r.resource_hash ORDER BY r.seq"
+        ).fetchall()
+        sealed = [bytes(b if at is None else b[:at] + body + b[at:]) for b, at, body in stored]
         note = conn.execute("SELECT note FROM checkpoints ORDER BY tree_size DESC").fetchone()[0]
     assert (whole / "records.canonical").read_bytes() == b"".join(s + b"\n" for s in sealed)
     assert (whole / "checkpoint").read_text() == note

@@ -136,6 +136,16 @@ def _one(conn: sqlite3.Connection, sql: str, *params: object) -> Any:
     return rows[0][0]
 
 
+def _whole_sealed(conn: sqlite3.Connection, seq: int) -> bytes:
+    """Record ``seq``'s canonical bytes, its resource (kept once) spliced back."""
+    stored, at, body = conn.execute(
+        "SELECT r.sealed, r.resource_at, s.body FROM records r"
+        " LEFT JOIN resources s ON s.hash = r.resource_hash WHERE r.seq = ?",
+        (seq,),
+    ).fetchone()
+    return bytes(stored) if at is None else bytes(stored[:at] + body + stored[at:])
+
+
 # -- the tampering -------------------------------------------------------------
 
 
@@ -145,7 +155,7 @@ def record_byte_flipped(conn: sqlite3.Connection) -> None:
     assert sealed.count(name) == 1
     forged = sealed.replace(name, b"m" + name[1:])  # "employee17" -> "mmployee17": still JSON
     assert len(forged) == len(sealed)
-    json.loads(forged)
+    json.loads(_whole_sealed(conn, 17).replace(name, b"m" + name[1:]))
     conn.execute("UPDATE records SET sealed = ? WHERE seq = 17", (forged,))
 
 
@@ -437,7 +447,8 @@ def _rebuild_tree(conn: sqlite3.Connection) -> None:
     """Recompute every tree node from the stored records, as a forger would."""
     conn.execute("DELETE FROM tree_nodes")
     level = [
-        merkle.leaf_hash(r[0]) for r in conn.execute("SELECT sealed FROM records ORDER BY seq")
+        merkle.leaf_hash(_whole_sealed(conn, r[0]))
+        for r in conn.execute("SELECT seq FROM records ORDER BY seq").fetchall()
     ]
     height = 0
     while level:
@@ -457,13 +468,14 @@ def test_tree_recomputed_and_resigned_with_a_new_key(ledger: Path, tmp_path: Pat
     try:
         _drop_triggers(conn)
         # Rewrite seq 5's actor consistently: bytes, columns, tree, checkpoint, key.
-        sealed = conn.execute("SELECT sealed FROM records WHERE seq = 5").fetchone()[0]
+        sealed = _whole_sealed(conn, 5)
         forged = sealed.replace(actor(5).encode(), b"mallory@example.com")
         envelope, content = parse_sealed(forged)
         columns = derive_columns(envelope)
         assignments = ", ".join(f"{name} = ?" for name in COLUMN_NAMES)
-        conn.execute(
-            f"UPDATE records SET sealed = ?, dedup_key = ?, {assignments} WHERE seq = 5",
+        conn.execute(  # stored whole, as rows were before resources were kept once
+            f"UPDATE records SET sealed = ?, dedup_key = ?, {assignments},"
+            " resource_hash = NULL, resource_at = NULL WHERE seq = 5",
             (forged, content_key(content), *columns),
         )
         _rebuild_tree(conn)
