@@ -66,7 +66,12 @@ def _set_dedup_key(data: Path, seq: int, key: Callable[[bytes], bytes]) -> None:
     conn = sqlite3.connect(data / "ledger.db", isolation_level=None)
     try:
         conn.execute("DROP TRIGGER IF EXISTS records_no_update")
-        (sealed,) = conn.execute("SELECT sealed FROM records WHERE seq = ?", (seq,)).fetchone()
+        stored, at, body = conn.execute(  # its resource is kept once: splice it back
+            "SELECT r.sealed, r.resource_at, s.body FROM records r"
+            " LEFT JOIN resources s ON s.hash = r.resource_hash WHERE r.seq = ?",
+            (seq,),
+        ).fetchone()
+        sealed = bytes(stored if at is None else stored[:at] + body + stored[at:])
         conn.execute("UPDATE records SET dedup_key = ? WHERE seq = ?", (key(sealed), seq))
     finally:
         conn.close()
