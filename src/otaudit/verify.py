@@ -76,7 +76,8 @@ def _check_kept_resource(rec: StoredRecord) -> None:
         return
     if kept.body is None:
         raise VerificationError(
-            f"seq {rec.seq}: its resource {kept.hash.hex()} is not in the resources table",
+            f"seq {rec.seq}: its resource {kept.hash.hex() or '(no resource_hash)'} is not in"
+            " the resources table",
             rec.seq,
         )
     computed = hashlib.sha256(kept.body).digest()

@@ -34,17 +34,18 @@ def stored_record(
     flattened attributes. Whatever is wrong (no such resource, an offset out of range)
     leaves the bytes as stored, for ``verify`` to find and name.
     """
-    columns = list(row[3:])
-    stored = bytes(row[1])
     if resource_hash is None and resource_at is None:
-        return StoredRecord(int(row[0]), stored, bytes(row[2]), Columns(*columns))
+        return StoredRecord(int(row[0]), bytes(row[1]), bytes(row[2]), Columns(*row[3:]))
+    stored = bytes(row[1])
     at = -1 if resource_at is None else int(resource_at)
     body = None if kept is None else kept[0]
     sealed = stored
     if body is not None and 0 <= at <= len(stored):
         sealed = b"".join((stored[:at], body, stored[at:]))
+    columns = row[3:]
     if columns[RESOURCE_COLUMN] in (None, ""):
-        columns[RESOURCE_COLUMN] = None if kept is None else kept[1]
+        flat = None if kept is None else kept[1]
+        columns = (*columns[:RESOURCE_COLUMN], flat, *columns[RESOURCE_COLUMN + 1 :])
     part = StoredResource(at, b"" if resource_hash is None else bytes(resource_hash), body)
     return StoredRecord(int(row[0]), sealed, bytes(row[2]), Columns(*columns), part)
 
