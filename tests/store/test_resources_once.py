@@ -305,3 +305,21 @@ def test_a_ledger_written_before_the_migration_keeps_verifying(
     assert shown.returncode == 0, shown.stderr
     blobs = [line.split(",")[1] for line in shown.stdout.splitlines()[1:]]
     assert blobs == [blob("old")] * 20 + [blob("new")] * 20
+
+
+def test_user_sql_reads_resources_only_through_the_views(
+    any_store: Store, store_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The kept-once resources are read through the views; the table itself is not
+    readable (its bodies) nor countable by user SQL."""
+    any_store.append(sealed_entries(big_request("sql", 5)))
+    args = ["--store", store_url, "--data", str(tmp_path / "data"), *query_args(store_url, request)]
+    statement = "SELECT count(*) AS n, count(DISTINCT resource) AS r FROM audit_spans"
+    counted = otaudit("sql", *args, "--format", "csv", statement)
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.splitlines() == ["n,r", "5,1"]
+    for statement in ("SELECT body FROM resources", "SELECT count(*) FROM resources",
+                      "SELECT 1 FROM otaudit.resources"):  # fmt: skip
+        refused = otaudit("sql", *args, statement)
+        assert refused.returncode != 0, (statement, refused.stdout)
+        assert "SQL error" in refused.stderr, refused.stderr
