@@ -27,7 +27,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
 from otaudit.errors import StoreError, UnstorableRecords
-from otaudit.record import COLUMN_NAMES, Entry
+from otaudit.record import Entry
 from otaudit.store import migrations as mig
 from otaudit.store.base import (
     AppendResult,
@@ -40,7 +40,14 @@ from otaudit.store.base import (
 from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
 from otaudit.store.postgres_connect import check_dsn, connect, message, redact_dsn
-from otaudit.store.postgres_schema import MIGRATIONS
+from otaudit.store.postgres_schema import (
+    COPY_RECORDS,
+    COPY_TYPES,
+    HSTORE_AT,
+    INSERT_RESOURCE,
+    MIGRATIONS,
+    RECORD_COLUMNS,
+)
 from otaudit.store.reports import ReportReads
 from otaudit.store.resources import ResourceCache, stored_record
 from otaudit.store.search import SearchReads
@@ -49,25 +56,6 @@ from otaudit.store.search import SearchReads
 _HEAD_LOCK: Final = 0x6F7461756469_01
 _SIGNER_LOCK: Final = 0x6F7461756469_02
 _MIGRATE_LOCK: Final = 0x6F7461756469_03
-_HSTORE_COLUMNS: Final = frozenset({"attributes", "resource"})
-_COPY_TYPES: Final = ["bigint", "bytea", "bytea"] + [
-    "bigint" if name in ("time_unix_nano", "producer_seq")
-    else "hstore" if name in _HSTORE_COLUMNS
-    else "text"
-    for name in COLUMN_NAMES
-] + ["bytea", "integer"]  # fmt: skip
-_HSTORE_AT: Final = tuple(3 + COLUMN_NAMES.index(name) for name in sorted(_HSTORE_COLUMNS))
-_RECORD_COLUMNS: Final = (
-    "seq, sealed, dedup_key, "
-    + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
-    + ", resource_hash, resource_at"
-)
-_COPY_RECORDS: Final = f"COPY otaudit.records ({_RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-# A held resource is skipped: the table is append-only and a hash names one body.
-_INSERT_RESOURCE: Final = (
-    "INSERT INTO otaudit.resources (hash, body, flat) VALUES (%s, %s, %s)"
-    " ON CONFLICT (hash) DO NOTHING"
-)
 _CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
 
 
@@ -194,16 +182,16 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
             plan = plan_append(entries, size, held, self._edge(conn, size), no_resource=None)
             self._hstore(conn)
             with conn.cursor() as cur:
-                with cur.copy(_COPY_RECORDS) as copy:
-                    copy.set_types(_COPY_TYPES)
+                with cur.copy(COPY_RECORDS) as copy:
+                    copy.set_types(COPY_TYPES)
                     for row in plan.records:
                         values = list(row)
-                        for at in _HSTORE_AT:
+                        for at in HSTORE_AT:
                             if values[at] is not None:
                                 values[at] = orjson.loads(values[at])
                         copy.write_row(values)
                 cur.executemany(
-                    _INSERT_RESOURCE,
+                    INSERT_RESOURCE,
                     [(h, body, orjson.loads(flat)) for h, body, flat in plan.resources],
                 )
                 with cur.copy(
@@ -339,7 +327,7 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
 
     def iter_records(self, begin: int = 0, end: int | None = None) -> Iterator[StoredRecord]:
         """Records with ``begin <= seq < end`` in sequence order."""
-        query = f"SELECT {_RECORD_COLUMNS} FROM otaudit.records WHERE seq >= %s"
+        query = f"SELECT {RECORD_COLUMNS} FROM otaudit.records WHERE seq >= %s"
         params: list[int] = [begin]
         if end is not None:
             query += " AND seq < %s"
@@ -347,7 +335,7 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
         resources = ResourceCache(self._resource)
         for r in self._stream("reading records", query + " ORDER BY seq", params):
             values = list(r[:-2])
-            for at in _HSTORE_AT:
+            for at in HSTORE_AT:
                 if values[at] is not None:
                     values[at] = _flat_text(values[at])
             yield stored_record(values, r[-2], r[-1], resources.get(r[-2]))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from otaudit.record import COLUMN_NAMES
 from otaudit.store.migrations import Migration
 
 LEDGER_TABLES: Final = ("meta", "records", "tree_nodes", "checkpoints", "schema_migrations")
@@ -105,6 +106,33 @@ GRANT SELECT ON {", ".join(f"otaudit.{v}" for v in QUERY_VIEWS)} TO {QUERY_ROLE}
 GRANT SELECT ON {", ".join(f"otaudit.{t}" for t in LEDGER_TABLES)} TO {READER_ROLE};
 GRANT SELECT, INSERT ON {", ".join(f"otaudit.{t}" for t in LEDGER_TABLES)} TO {WRITER_ROLE};
 """
+
+# The layout of a records row as the store writes it (binary COPY) and reads it back.
+#: The columns kept as ``hstore`` (the store's JSON text of flattened attributes).
+HSTORE_COLUMNS: Final = frozenset({"attributes", "resource"})
+#: The PostgreSQL types of :data:`RECORD_COLUMNS`, for binary COPY.
+COPY_TYPES: Final = ["bigint", "bytea", "bytea"] + [
+    "bigint" if name in ("time_unix_nano", "producer_seq")
+    else "hstore" if name in HSTORE_COLUMNS
+    else "text"
+    for name in COLUMN_NAMES
+] + ["bytea", "integer"]  # fmt: skip
+#: Where the ``hstore`` columns are in a row of :data:`RECORD_COLUMNS`.
+HSTORE_AT: Final = tuple(3 + COLUMN_NAMES.index(name) for name in sorted(HSTORE_COLUMNS))
+#: A records row as the store writes and reads it: seq, stored bytes, dedup key, the
+#: columns, and how the row keeps its resource (NULL, NULL: its bytes are whole).
+RECORD_COLUMNS: Final = (
+    "seq, sealed, dedup_key, "
+    + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
+    + ", resource_hash, resource_at"
+)
+#: How an append writes its records rows.
+COPY_RECORDS: Final = f"COPY otaudit.records ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+#: How an append keeps a resource once: a held one is skipped (a hash names one body).
+INSERT_RESOURCE: Final = (
+    "INSERT INTO otaudit.resources (hash, body, flat) VALUES (%s, %s, %s)"
+    " ON CONFLICT (hash) DO NOTHING"
+)
 
 _VIEW_COLUMNS: Final = (
     "seq", '"timestamp"', "signal", "trace_id", "span_id", "name", "service", "actor",
