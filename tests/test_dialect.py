@@ -24,6 +24,7 @@ WHERE attributes['audit.action'] = 'role_update'
     AND timestamp >= NOW() - INTERVAL '90 days'
 ORDER BY timestamp DESC;"""
 
+
 def test_the_library_holds_the_article_query_verbatim() -> None:
     assert AUDITOR_QUERY == ARTICLE_QUERY
 

@@ -31,9 +31,9 @@ KEY = SigningKey.from_seed("example.com/log", bytes(range(32)))
 OTHER = SigningKey.from_seed("example.com/log", bytes(range(1, 33)))
 ROOT = bytes(range(32))
 VALID = sign_checkpoint(Checkpoint(KEY.name, 12345, ROOT), KEY).encode()
-COSIGNED = VALID + sign_checkpoint(Checkpoint(KEY.name, 12345, ROOT), OTHER).encode().split(
-    b"\n\n", 1
-)[1]
+COSIGNED = (
+    VALID + sign_checkpoint(Checkpoint(KEY.name, 12345, ROOT), OTHER).encode().split(b"\n\n", 1)[1]
+)
 
 # The characters notes are made of, so that random text reaches past the first checks.
 PIECES = [*"\n\n\n —+/=09azAZ.", "example.com/log", "12345", "\u2014 ", "\x00", "\ud800"]

@@ -161,8 +161,10 @@ def test_results_are_bounded_in_bytes(target: QueryTarget, runner: SqlRunner) ->
     with pytest.raises(QueryError, match="first row is over the 100000-byte result limit"):
         run_sql(target, f"SELECT {text(200_000)}", limits, runner)
     # Bytes as JSON carries them: a control character is 6 bytes (\u0001), not 1.
-    control = f"replace({text(1000)}, 'x', char(1))" if target.kind == "sqlite" else (
-        "repeat(chr(1), 1000)"
+    control = (
+        f"replace({text(1000)}, 'x', char(1))"
+        if target.kind == "sqlite"
+        else ("repeat(chr(1), 1000)")
     )
     escaped = run_sql(target, f"{rows} SELECT {control} FROM n", limits, runner)
     assert escaped.truncated == "bytes"

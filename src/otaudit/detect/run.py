@@ -25,8 +25,8 @@ from typing import Any, Final
 
 from otaudit.access import seal_request
 from otaudit.conventions import OWN_PIPELINE
-from otaudit.detect.alerts import ALERT_UPDATE_ACTION, log_alert, note_json, note_request
-from otaudit.detect.engine import Engine
+from otaudit.detect.alerts import log_alert, note_json, note_request
+from otaudit.detect.engine import ALERT_UPDATE_ACTION, Engine
 from otaudit.detect.event import MAX_SKEW_NS, Event, parse_rfc3339_ns
 from otaudit.detect.grouping import DEFAULT_WINDOW_S, AlertGrouper, Grouped, Note, Raised
 from otaudit.detect.notify import Notifier, NotifySettings
