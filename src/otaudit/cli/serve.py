@@ -166,9 +166,9 @@ from otaudit.cli.query import query_store_option
 @click.option(
     "--max-records-per-request",
     type=click.IntRange(1),
-    default=20_000,
-    show_default=True,
-    help="Spans or log records one export may hold; a larger one is refused whole (413).",
+    default=None,
+    help="Spans or log records one export may hold; a larger one is refused whole (413). "
+    "[default: 20000, or --max-queue-records if smaller]",
 )
 @click.option(
     "--redact",
@@ -218,7 +218,7 @@ def serve_command(
     max_attributes: int,
     max_attribute_bytes: int,
     max_resource_bytes: int,
-    max_records_per_request: int,
+    max_records_per_request: int | None,
     redact: tuple[str, ...],
     redaction_key_file: Path | None,
     no_detect: bool,
@@ -237,7 +237,9 @@ def serve_command(
     from otaudit.server import ServeSettings, parse_address, serve
     from otaudit.tls import TlsSettings
 
-    if max_records_per_request > max_queue_records:
+    if max_records_per_request is None:
+        max_records_per_request = min(20_000, max_queue_records)
+    elif max_records_per_request > max_queue_records:
         raise click.UsageError(
             f"--max-records-per-request {max_records_per_request} is more than"
             f" --max-queue-records {max_queue_records}: such a request could never be queued"

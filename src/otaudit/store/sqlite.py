@@ -38,8 +38,9 @@ _INSERT_RECORD: Final = (
     f"INSERT INTO records (seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)},"
     f" resource_hash, resource_at) VALUES ({', '.join('?' * (5 + len(COLUMN_NAMES)))})"
 )
-# A held resource is not inserted again (trigger resources_once makes it a no-op).
-_INSERT_RESOURCE: Final = "INSERT INTO resources (hash, body, flat) VALUES (?, ?, ?)"
+# A held resource is not inserted again (OR IGNORE; trigger resources_once also makes any
+# other insert of it a no-op, so INSERT OR REPLACE cannot swap it).
+_INSERT_RESOURCE: Final = "INSERT OR IGNORE INTO resources (hash, body, flat) VALUES (?, ?, ?)"
 _SELECT_RECORDS: Final = (
     f"SELECT seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}, resource_hash, resource_at"
     " FROM records WHERE seq >= ?"
