@@ -35,8 +35,8 @@ test: lint typecheck unit  ## Everything CI runs
 bench: $(STAMP) postgresql  ## Throughput and latency figures (printed, not asserted)
 	$(BIN)/python -m bench
 
-fuzz: $(STAMP)  ## The fuzz properties of tests/fuzz with 20,000 examples each (make test runs 150)
-	OTAUDIT_FUZZ_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz
+fuzz: $(STAMP)  ## The fuzz properties of tests/fuzz with 20,000 examples each (make test runs 100), and 50 random kills of a loaded server (make test: 10)
+	OTAUDIT_FUZZ_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz tests/e2e/test_crash.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ multiprocessing, and its detection process all end with it.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -25,7 +26,8 @@ from otaudit import datadir
 from otaudit.verify import verify_ledger
 from support import Server, audit_request, otaudit
 
-KILLS = 20
+# `make test` kills ten times; `make fuzz` (OTAUDIT_FUZZ_PROFILE=fuzz) fifty.
+KILLS = 50 if os.environ.get("OTAUDIT_FUZZ_PROFILE") == "fuzz" else 10
 SENDERS = 3
 
 
