@@ -5,11 +5,14 @@ the ledger, and never fail another client's export (issue: hostile but well-form
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -23,7 +26,8 @@ from otaudit.keys import SigningKey
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp.body import PROTOBUF
-from otaudit.otlp.convert import MAX_TIME_NS, Limits
+from otaudit.otlp.convert import MAX_TIME_NS, Limits, count_records
+from otaudit.otlp.wirecount import records_over
 from otaudit.record import Entry
 from otaudit.store.base import Store
 from support import Server, audit_request, otaudit
@@ -116,9 +120,46 @@ def test_records_the_store_cannot_hold_fail_only_their_own_request(
 
 def test_a_request_of_more_records_than_the_limit_is_refused_whole_not_retried() -> None:
     settings = dataclasses.replace(_SETTINGS, limits=Limits(max_records=1000))
-    with pytest.raises(PayloadTooLarge, match="holds 1001 span records, over the limit of 1000"):
+    with pytest.raises(PayloadTooLarge, match="holds more than 1000 span records, over the limit"):
         _prepare("traces", _spans(1001), settings)
     assert len(_prepare("traces", _spans(1000), settings).entries) == 1000
+
+
+def test_records_are_counted_on_the_wire_before_decoding() -> None:
+    """The count that refuses a request agrees with the decoded request's, for traces and
+    logs spread over resource and scope groups, and stops at the limit."""
+    traces = ExportTraceServiceRequest()
+    for r in range(3):
+        group = traces.resource_spans.add(schema_url="s")
+        group.resource.attributes.add(key="k", value=AnyValue(int_value=r))
+        for _ in range(r + 1):
+            scoped = group.scope_spans.add(schema_url="x")
+            scoped.scope.name = "scope"
+            for n in range(5):
+                scoped.spans.add(name="x", start_time_unix_nano=n, trace_id=bytes(16))
+    logs = ExportLogsServiceRequest()
+    for _ in range(4):
+        logs.resource_logs.add().scope_logs.add().log_records.add(observed_time_unix_nano=1)
+    for request, total in ((traces, 30), (logs, 4)):
+        data = request.SerializeToString()
+        assert count_records(request) == total
+        assert records_over(data, total) is None
+        assert records_over(data, total - 1) == total
+        assert records_over(data, 0) == 1  # stops counting past the limit
+    assert records_over(b"\x0a\xff\xff", 0) is None  # not protobuf: the decoder says why
+    assert records_over(b"", 0) is None
+
+
+def test_a_request_of_half_a_million_spans_is_refused_without_decoding_it() -> None:
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for n in range(500_000):
+        spans.add(span_id=n.to_bytes(8, "big"))
+    body = request.SerializeToString()
+    started = time.perf_counter()
+    with pytest.raises(PayloadTooLarge, match="more than 20000"):
+        _prepare("traces", body)
+    assert time.perf_counter() - started < 0.5  # a full decode takes about 1 s here
 
 
 def test_a_request_that_can_never_fit_the_queue_is_not_answered_retryable(
@@ -194,3 +235,9 @@ def test_poison_times_beside_honest_exports_answer_no_one_503(server: Server) ->
     count = otaudit("sql", "--data", str(server.data), "--format", "csv",
                     "SELECT count(*) AS n FROM audit_spans")  # fmt: skip
     assert count.stdout.splitlines() == ["n", str(12 * 20)]
+
+
+@given(st.binary(max_size=512), st.integers(0, 50))
+def test_the_wire_count_takes_any_bytes(data: bytes, limit: int) -> None:
+    over = records_over(data, limit)
+    assert over is None or over == limit + 1

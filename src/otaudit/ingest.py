@@ -34,6 +34,7 @@ from otaudit.otlp.convert import (
     select_logs,
     select_spans,
 )
+from otaudit.otlp.wirecount import records_over
 from otaudit.record import Entry, seal
 from otaudit.redaction import Redactor
 
@@ -101,22 +102,28 @@ def prepare(
     one over the size or record limit (neither is worth retrying); nothing is queued then.
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
+    limit = settings.limits.max_records
+    if kind != "metrics" and media == otlp_body.PROTOBUF and records_over(data, limit):
+        raise _too_many(f"more than {limit}", _SIGNALS[kind][0], limit)
     request = otlp_body.decode(kind, media, data)
     if kind == "metrics":
         points = count_data_points(request)
         return Prepared(kind, "metric", points, points, points, _METRICS_MESSAGE)
     signal, select = _SIGNALS[kind]
-    records = count_records(request)
-    if records > settings.limits.max_records:
-        raise PayloadTooLarge(
-            f"the request holds {records} {signal} records, over the limit of"
-            f" {settings.limits.max_records} per request; nothing was stored: send smaller"
-            " batches (the SDK's max_export_batch_size, the Collector's send_batch_max_size)"
-        )
+    if (records := count_records(request)) > limit:
+        raise _too_many(str(records), signal, limit)
     sel = select(request, settings.audit_attribute, settings.limits, settings.redactor, len(data))
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
     return Prepared(
         kind, signal, sel.received, sel.dropped, sel.rejected, sel.error_message, entries
+    )
+
+
+def _too_many(count: str, signal: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request holds {count} {signal} records, over the limit of {limit} per request;"
+        " nothing was stored: send smaller batches (the SDK's max_export_batch_size, the"
+        " Collector's send_batch_max_size)"
     )
 
 
