@@ -35,8 +35,9 @@ def _varint(data: bytes, at: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes, at: int, end: int, number: int) -> Iterator[tuple[int, int]]:
-    """The (start, end) of each length-delimited field ``number`` in ``data[at:end]``."""
+def _delimited(data: bytes, at: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field in ``data[at:end]``,
+    skipping the others; ``_Malformed`` for bytes that are not protobuf."""
     while at < end:
         tag, at = _varint(data, at, end)
         kind = tag & 7
@@ -48,8 +49,8 @@ def _fields(data: bytes, at: int, end: int, number: int) -> Iterator[tuple[int, 
             at += 4
         elif kind == _LEN:
             size, at = _varint(data, at, end)
-            if tag >> 3 == number and at + size <= end:
-                yield at, at + size
+            if at + size <= end:
+                yield tag >> 3, at, at + size
             at += size
         else:
             raise _Malformed
@@ -57,28 +58,9 @@ def _fields(data: bytes, at: int, end: int, number: int) -> Iterator[tuple[int, 
             raise _Malformed
 
 
-def _count(data: bytes, at: int, end: int, limit: int) -> int:
-    """The number of length-delimited field 2 entries in ``data[at:end]``, at most
-    ``limit + 1``, without listing them all."""
-    count = 0
-    while at < end and count <= limit:
-        tag, at = _varint(data, at, end)
-        kind = tag & 7
-        if kind == 0:
-            _, at = _varint(data, at, end)
-        elif kind == 1:
-            at += 8
-        elif kind == 5:
-            at += 4
-        elif kind == _LEN:
-            size, at = _varint(data, at, end)
-            count += tag >> 3 == 2
-            at += size
-        else:
-            raise _Malformed
-        if at > end:
-            raise _Malformed
-    return count
+def _fields(data: bytes, at: int, end: int, number: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each length-delimited field ``number`` in ``data[at:end]``."""
+    return ((start, stop) for n, start, stop in _delimited(data, at, end) if n == number)
 
 
 def records_over(data: bytes, limit: int) -> int | None:
@@ -89,9 +71,10 @@ def records_over(data: bytes, limit: int) -> int | None:
     try:
         for start, end in _fields(data, 0, len(data), 1):
             for s_start, s_end in _fields(data, start, end, 2):
-                total += _count(data, s_start, s_end, limit - total)
-                if total > limit:
-                    return total
+                for _ in _fields(data, s_start, s_end, 2):
+                    total += 1
+                    if total > limit:
+                        return total
     except _Malformed:
         return None
     return None
