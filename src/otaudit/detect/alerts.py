@@ -49,21 +49,29 @@ _SEVERITY: Final = {"low": (9, "INFO"), "medium": (13, "WARN"), "high": (17, "ER
 log = logging.getLogger("otaudit.alerts")
 
 
+def _identity(finding: Finding) -> dict[str, str | int]:
+    """The attributes an alert and its window's summary share: which alert, of which rule."""
+    rule = finding.rule
+    return {
+        "audit.target": finding.alert_id,
+        "audit.result": "detected",
+        "audit.alert.id": finding.alert_id,
+        "audit.alert.rule": rule.name,
+        "audit.alert.rule_fingerprint": rule.fingerprint,
+        "audit.alert.severity": rule.severity,
+        "audit.alert.group": orjson.dumps(finding.group, option=orjson.OPT_SORT_KEYS).decode(),
+    }
+
+
 def alert_request(finding: Finding, raised_ns: int | None = None) -> ExportLogsServiceRequest:
     """The OTLP log record of an alert (sealed into the ledger, and exported as is), dated
     ``raised_ns`` (see :class:`~otaudit.detect.grouping.Raised`; without it, the evidence's
     own time, as alerts were dated before they were dated by when they were raised)."""
     rule = finding.rule
     attributes: dict[str, str | int] = {
-        "audit.target": finding.alert_id,
-        "audit.result": "detected",
-        "audit.alert.id": finding.alert_id,
-        "audit.alert.rule": rule.name,
-        "audit.alert.rule_fingerprint": rule.fingerprint,
+        **_identity(finding),
         "audit.alert.kind": rule.kind,
-        "audit.alert.severity": rule.severity,
         "audit.alert.summary": finding.summary,
-        "audit.alert.group": orjson.dumps(finding.group, option=orjson.OPT_SORT_KEYS).decode(),
         "audit.alert.count": finding.count,
         "audit.alert.trigger_seq": finding.trigger_seq,
         "audit.alert.evidence_seqs": ",".join(str(s) for s in finding.evidence),
@@ -82,13 +90,7 @@ def update_request(grouped: Grouped) -> ExportLogsServiceRequest:
     finding = grouped.alert.finding
     rule = finding.rule
     attributes: dict[str, str | int] = {
-        "audit.target": finding.alert_id,
-        "audit.result": "detected",
-        "audit.alert.id": finding.alert_id,
-        "audit.alert.rule": rule.name,
-        "audit.alert.rule_fingerprint": rule.fingerprint,
-        "audit.alert.severity": rule.severity,
-        "audit.alert.group": orjson.dumps(finding.group, option=orjson.OPT_SORT_KEYS).decode(),
+        **_identity(finding),
         "audit.alert.findings": grouped.count,
         "audit.alert.first_time": rfc3339_ns(grouped.alert.raised_ns),
         "audit.alert.last_time": rfc3339_ns(grouped.last_ns),
