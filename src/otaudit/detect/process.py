@@ -38,6 +38,8 @@ from otaudit.metrics import Metrics
 log = logging.getLogger("otaudit.detect")
 
 _POLL_S: Final = 0.5
+#: How much lower than the server's the detection process's CPU priority is.
+DETECT_NICENESS: Final = 5
 #: How long after the detection process died it is started again.
 RESTART_S = 5.0
 _RETRY_S: Final = 1.0
@@ -57,6 +59,9 @@ def _child(conn: Connection, signals: Connection, data: Path, store_url: str | N
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A server that is killed runs no cleanup: this process then ends by itself at once.
     lifeline.exit_with_parent()
+    # Ingest comes first: a client waits for its acknowledgement, while detection follows
+    # the ledger and catches up once the load falls (otaudit_detect_position on /metrics).
+    os.nice(DETECT_NICENESS)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
