@@ -6,9 +6,11 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask import Flask, Response
 from opentelemetry import propagate
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 from starlette.applications import Starlette
@@ -37,6 +39,15 @@ with warnings.catch_warnings():
     # Starlette 1.x asks for the `httpx2` distribution for its TestClient; `httpx` still works.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("test"), exporter
+    provider.shutdown()
 
 
 def audit_fields(span: ReadableSpan) -> dict[str, object]:

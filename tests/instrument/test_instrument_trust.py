@@ -8,12 +8,14 @@ passes the forged entry on to an internal service that trusts the edge.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from opentelemetry import context, propagate
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 from starlette.applications import Starlette
@@ -31,6 +33,15 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 FORGED = {"baggage": "enduser.id=admin,enduser.role=owner,other=kept"}
+
+
+@pytest.fixture
+def tracing() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("test"), exporter
+    provider.shutdown()
 
 
 def recorded(span: ReadableSpan, name: str) -> object:
