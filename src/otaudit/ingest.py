@@ -47,6 +47,11 @@ COMMIT_WAIT_S: Final = 120.0
 _METRICS_MESSAGE: Final = "otaudit keeps audit spans and log records only; metrics are not stored"
 
 
+def source_of(token_id: str | None, address: str | None) -> str:
+    """Whom a request counts against for fair shares: its token, else its address."""
+    return f"token:{token_id}" if token_id is not None else f"address:{address or '?'}"
+
+
 def pipeline_problem(name: str) -> str | None:
     """What is wrong with ``name`` as the pipeline of clients' records, or None."""
     if not _PIPELINE_RE.fullmatch(name):
@@ -218,8 +223,10 @@ class Ingest:
         inner.add_done_callback(relay)
         return outer
 
-    def commit(self, prepared: Prepared) -> Future[list[int | None]]:
+    def commit(self, prepared: Prepared, source: str = "") -> Future[list[int | None]]:
         """Count a prepared request and queue its entries for the next durable commit.
+
+        ``source`` is who sent it (:func:`source_of`), for the writer's fair shares.
 
         Raises ``Overloaded`` when the sequencer queue is full; nothing is queued then.
         """
@@ -238,7 +245,7 @@ class Ingest:
         # Non-conforming records are rare: one cheap pass here; counting waits for the commit
         # so that only records sealed now count, not retried ones the ledger already held.
         lacking = [(i, e.columns) for i, e in enumerate(entries) if e.columns.missing is not None]
-        future = self.sequencer.submit(entries)
+        future = self.sequencer.submit(entries, source)
         if not lacking:
             return future
         # The caller's future resolves after the counting, so /metrics is current on reply.

@@ -15,14 +15,14 @@ is full, and receivers answer 503 with Retry-After.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from otaudit import access, merkle, signerstate, tree
 from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
@@ -35,6 +35,7 @@ from otaudit.errors import (
     UnstorableRecords,
     VerificationError,
 )
+from otaudit.fairqueue import FairQueue, Piece
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.smallfile import read_small_file
@@ -42,8 +43,6 @@ from otaudit.store.base import Store, StoredCheckpoint
 from otaudit.witness import ConsistencyProof, export_checkpoint
 
 log = logging.getLogger("otaudit.ledger")
-
-_STOP = object()
 
 
 class Checkpointer:
@@ -212,11 +211,29 @@ class Checkpointer:
 class _Work:
     entries: list[Entry]
     future: Future[list[int | None]]
-    queued_at: float
+    seqs: list[int | None] = field(default_factory=list)  # of the pieces committed so far
+
+    @property
+    def size(self) -> int:
+        return len(self.entries)
+
+
+#: A source counts as active for this long after its last request.
+ACTIVE_S: Final = 2.0
+#: While several sources are active, one commit holds about this much work, so that a
+#: request arriving during it waits no longer (see :mod:`otaudit.fairqueue`).
+COMMIT_SLICE_S: Final = 0.03
+_MIN_SLICE: Final = 64
 
 
 class Sequencer:
-    """The single writer of one log: group commit, dense sequence numbers, checkpoints."""
+    """The single writer of one log: group commit, dense sequence numbers, checkpoints.
+
+    Requests wait per source (:mod:`otaudit.fairqueue`): while one source is active a
+    commit takes everything queued, up to ``max_batch_records``; while several are, each
+    commit is a slice of about ``commit_slice_s`` of work shared among them, so that one
+    client flooding the writer adds at most a slice to another client's wait.
+    """
 
     def __init__(
         self,
@@ -227,6 +244,7 @@ class Sequencer:
         max_queue_records: int = 200_000,
         max_batch_records: int = 20_000,
         checkpoint_interval_s: float = 1.0,
+        commit_slice_s: float = COMMIT_SLICE_S,
     ) -> None:
         self.store = store
         self.checkpointer = checkpointer
@@ -234,10 +252,13 @@ class Sequencer:
         self.max_queue_records = max_queue_records
         self.max_batch_records = max_batch_records
         self.checkpoint_interval_s = checkpoint_interval_s
-        self._queue: queue.Queue[_Work | object] = queue.Queue()
-        self._lock = threading.Lock()
-        self._queued_records = 0
-        self._oldest: list[float] = []
+        self.commit_slice_s = commit_slice_s
+        self._waiting: FairQueue[_Work] = FairQueue()
+        self._wake = threading.Condition(threading.Lock())
+        self._queued_records = 0  # records submitted and not yet answered
+        self._active: dict[str, float] = {}  # source -> time of its last request
+        self._rate = 5_000.0  # records per second of commit time, measured as commits go
+        self._stop_requested = False
         self._thread = threading.Thread(target=self._run, name="otaudit-sequencer", daemon=True)
         self._stopping = False
         self._refused = False  # a refusal to sign is on the ledger (none signed since)
@@ -249,8 +270,9 @@ class Sequencer:
         self.metrics.checkpoint_size.set(latest.tree_size if latest else 0)
 
     def _lag(self) -> float:
-        with self._lock:
-            return time.monotonic() - self._oldest[0] if self._oldest else 0.0
+        with self._wake:
+            oldest = self._waiting.oldest()
+        return time.monotonic() - oldest if oldest is not None else 0.0
 
     def start(self) -> None:
         """Sign a checkpoint for anything left uncovered, then start the writer thread."""
@@ -260,12 +282,15 @@ class Sequencer:
     def stop(self) -> None:
         """Finish queued work, sign a final checkpoint and stop the thread."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            with self._wake:
+                self._stop_requested = True
+                self._wake.notify()
             self._thread.join()
 
-    def submit(self, entries: list[Entry]) -> Future[list[int | None]]:
+    def submit(self, entries: list[Entry], source: str = "") -> Future[list[int | None]]:
         """Queue entries for the next commit; the future gets their sequence numbers.
 
+        ``source`` names who sent them (a token id, a client address) for fair shares.
         A sequence number of None means the ledger already held that record.
         Raises ``Overloaded`` when the queue is full or the sequencer is stopping.
         """
@@ -276,8 +301,8 @@ class Sequencer:
             future.set_result([])
             return future
         now = time.monotonic()
-        with self._lock:
-            if self._stopping:
+        with self._wake:
+            if self._stopping or self._stop_requested:
                 raise Overloaded("otaudit is shutting down", retry_after_s=5)
             if len(entries) > self.max_queue_records:
                 raise PayloadTooLarge(
@@ -290,10 +315,10 @@ class Sequencer:
                     f"limit {self.max_queue_records})"
                 )
             self._queued_records += len(entries)
-            self._oldest.append(now)
             self.metrics.queue_records.set(self._queued_records)
-            # Under the lock, so the queue and the arrival times keep one order.
-            self._queue.put(_Work(entries, future, now))
+            self._active[source] = now
+            self._waiting.put(source, _Work(entries, future), now)
+            self._wake.notify()
         return future
 
     def _dirty(self) -> bool:
@@ -304,20 +329,23 @@ class Sequencer:
         except StoreError:
             return True
 
-    def _take(self, first: _Work) -> tuple[list[_Work], bool]:
-        batch, count, stop = [first], len(first.entries), False
-        while count < self.max_batch_records:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                stop = True
-                break
-            assert isinstance(item, _Work)
-            batch.append(item)
-            count += len(item.entries)
-        return batch, stop
+    def _limit(self, now: float) -> int:
+        """Records the next commit may take: a slice while several sources are active."""
+        for source, seen in list(self._active.items()):
+            if now - seen > ACTIVE_S:
+                del self._active[source]
+        if len(self._active) < 2:
+            return self.max_batch_records
+        return min(self.max_batch_records, max(_MIN_SLICE, int(self._rate * self.commit_slice_s)))
+
+    def _next(self, timeout: float | None) -> tuple[list[Piece[_Work]], bool]:
+        """The pieces of the next commit (none after ``timeout``) and whether to stop."""
+        with self._wake:
+            if not len(self._waiting) and not self._stop_requested:
+                self._wake.wait(timeout)
+            if self._stop_requested:
+                self._stopping = True
+            return self._waiting.take(self._limit(time.monotonic())), self._stopping
 
     def _run(self) -> None:
         last_checkpoint = time.monotonic()
@@ -325,39 +353,28 @@ class Sequencer:
         while not stop:
             dirty = self._dirty()
             wait = max(0.0, last_checkpoint + self.checkpoint_interval_s - time.monotonic())
-            try:
-                item = self._queue.get(timeout=wait if dirty else None)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                with self._lock:
-                    self._stopping = True
-                stop = True
-            elif isinstance(item, _Work):
-                batch, stop = self._take(item)
-                self._commit(batch)
-                if stop:
-                    with self._lock:
-                        self._stopping = True
+            pieces, stop = self._next(wait if dirty else None)
+            if pieces:
+                self._commit(pieces)
             if stop or time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
                 self._checkpoint()
                 last_checkpoint = time.monotonic()
-        # Anything submitted while stopping is refused by submit; drain leftovers.
+        # Submissions are refused from now on; commit what is left.
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+            with self._wake:
+                pieces = self._waiting.take(self.max_batch_records)
+            if not pieces:
                 break
-            if isinstance(item, _Work):
-                self._commit([item])
+            self._commit(pieces)
         self._checkpoint()
 
-    def _commit(self, batch: list[_Work]) -> None:
-        """Append a group of requests in one transaction and answer each.
+    def _commit(self, batch: list[Piece[_Work]]) -> None:
+        """Append a group of pieces of requests in one transaction and answer each request
+        whose last piece it holds.
 
         A store failure (I/O, locks, an outage) fails the group, retryably. Records the
         store refuses as data fail only the request that sent them: the group is then
-        committed again one request at a time, so nothing one client sends can fail
+        committed again one piece at a time, so nothing one client sends can fail
         another client's export."""
         try:
             error = self._append(batch)
@@ -370,23 +387,27 @@ class Sequencer:
                     len(batch),
                     error,
                 )
-                for w in batch:
-                    alone = self._append([w])
+                for piece in batch:
+                    alone = self._append([piece])
                     if alone is not None:
-                        self._fail([w], alone)
+                        self._fail([piece], alone)
                 return
             self._fail(batch, error)
         finally:
-            count = sum(len(w.entries) for w in batch)
-            with self._lock:
+            count = sum(p.end - p.start for p in batch)
+            with self._wake:
                 self._queued_records -= count
-                del self._oldest[: len(batch)]
                 self.metrics.queue_records.set(self._queued_records)
 
-    def _append(self, batch: list[_Work]) -> OtauditError | None:
-        """Append the batch's records and answer its futures; the error if it failed
-        (the futures are then not answered yet)."""
-        entries = [e for w in batch for e in w.entries]
+    def _append(self, batch: list[Piece[_Work]]) -> OtauditError | None:
+        """Append the pieces' records and answer the requests they finish; the error if it
+        failed (nothing is answered then)."""
+        entries = [e for p in batch for e in p.work.entries[p.start : p.end]]
+        if any(p.work.future.done() for p in batch):  # an earlier piece failed
+            batch = [p for p in batch if not p.work.future.done()]
+            entries = [e for p in batch for e in p.work.entries[p.start : p.end]]
+            if not batch:
+                return None
         started = time.monotonic()
         try:
             result = self.store.append(entries)
@@ -394,7 +415,10 @@ class Sequencer:
             return exc
         except Exception as exc:  # the writer must outlive any failure: answer, then go on
             return UnstorableRecords(f"the records could not be stored: {exc!r}")
-        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        took = time.monotonic() - started
+        self.metrics.commit_seconds.observe(took)
+        if len(entries) >= _MIN_SLICE and took > 0:
+            self._rate = 0.8 * self._rate + 0.2 * (len(entries) / took)
         self.metrics.tree_size.set(result.tree_size)
         counts: Counter[tuple[bool, str]] = Counter(
             (seq is not None, e.columns.signal) for e, seq in zip(entries, result.seqs, strict=True)
@@ -402,22 +426,35 @@ class Sequencer:
         for (sealed, signal), n in counts.items():
             (self.metrics.sealed if sealed else self.metrics.duplicates).labels(signal).inc(n)
         at = 0
-        for w in batch:
-            w.future.set_result(result.seqs[at : at + len(w.entries)])
-            at += len(w.entries)
+        for p in batch:
+            n = p.end - p.start
+            p.work.seqs += result.seqs[at : at + n]
+            at += n
+            if p.last:
+                p.work.future.set_result(p.work.seqs)
         for listener in self.on_commit:
             listener()
         return None
 
     @staticmethod
-    def _fail(batch: list[_Work], error: OtauditError) -> None:
-        count = sum(len(w.entries) for w in batch)
+    def _fail(batch: list[Piece[_Work]], error: OtauditError) -> None:
+        count = sum(p.end - p.start for p in batch)
         if isinstance(error, UnstorableRecords):
             log.warning("%d records refused by the store, not acknowledged: %s", count, error)
         else:
             log.error("append failed, %d records not acknowledged: %s", count, error)
-        for w in batch:
-            w.future.set_exception(error)
+        for p in batch:
+            if p.work.future.done():
+                continue
+            stored = len(p.work.seqs)
+            failure = error
+            if stored and isinstance(error, UnstorableRecords):
+                # Its earlier pieces are durable: say so (a resend finds them duplicates).
+                failure = UnstorableRecords(
+                    f"{error} ({stored} of the request's {p.work.size} records were stored "
+                    "before this)"
+                )
+            p.work.future.set_exception(failure)
 
     def _report_refusal(self, message: str) -> None:
         """Put a refusal to sign on the ledger itself, once until a checkpoint is signed

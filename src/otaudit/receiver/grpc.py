@@ -42,7 +42,7 @@ from google.rpc import error_details_pb2
 
 from otaudit.auth import Authenticator, bearer
 from otaudit.errors import DecodeError, OtauditError, Overloaded
-from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
+from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest, source_of
 from otaudit.otlp.body import PROTOBUF
 from otaudit.otlp.status import Failure, failure_for
 from otaudit.receiver.connections import ConnectionLimits, grpc_options
@@ -116,12 +116,12 @@ class _PeerCalls:
 
 
 def _ingest(
-    ingest: Ingest, kind: str, body: bytes, pipeline: str, received_ns: int
+    ingest: Ingest, kind: str, body: bytes, pipeline: str, received_ns: int, source: str
 ) -> tuple[int, str]:
     """Decode, seal and commit one request (blocking); its rejected count and message."""
     prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns).result()
     try:
-        ingest.commit(prepared).result(timeout=COMMIT_WAIT_S)
+        ingest.commit(prepared, source).result(timeout=COMMIT_WAIT_S)
     except TimeoutError:
         raise Overloaded(f"commit did not finish within {COMMIT_WAIT_S:.0f} s", 5) from None
     return prepared.rejected, prepared.message
@@ -221,12 +221,13 @@ class GrpcReceiver:
         ingest = self._ingest
         try:
             metadata: Mapping[str, Any] = dict(context.invocation_metadata() or ())
-            self._authn.check(bearer(metadata.get("authorization")), "ingest")
+            caller = self._authn.check(bearer(metadata.get("authorization")), "ingest")
+            source = source_of(caller.token_id, peer_host(context.peer()))
             pipeline = ingest.pipeline(metadata.get(PIPELINE_HEADER))
             with self._peers.hold(context.peer()):
                 body = await self._read_one(context, started + self._body_timeout_s)
                 received_ns = time.time_ns()
-                work = functools.partial(_ingest, ingest, kind, body, pipeline, received_ns)
+                work = functools.partial(_ingest, ingest, kind, body, pipeline, received_ns, source)
                 loop = asyncio.get_running_loop()
                 rejected, message = await loop.run_in_executor(self._pool, work)
         except OtauditError as exc:

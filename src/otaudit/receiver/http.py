@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from otaudit.auth import Authenticator, bearer
 from otaudit.errors import Forbidden, OtauditError, Overloaded, PayloadTooLarge, Unauthenticated
-from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest
+from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest, source_of
 from otaudit.otlp import body as otlp_body
 from otaudit.otlp.status import failure_for
 from otaudit.receiver.responses import (
@@ -67,14 +67,17 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
         media = otlp_body.JSON
         try:
             media = otlp_body.media_type(request.headers.get("content-type"))
-            authn.check(bearer(request.headers.get("authorization")), "ingest")
+            caller = authn.check(bearer(request.headers.get("authorization")), "ingest")
+            source = source_of(caller.token_id, request.client.host if request.client else None)
             gzipped = otlp_body.check_encoding(request.headers.get("content-encoding"))
             pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
             raw = await _read_body(request, limit)
             prepared = await asyncio.wrap_future(
                 ingest.prepare(kind, media, raw, gzipped, pipeline, received_ns)
             )
-            await asyncio.wait_for(asyncio.wrap_future(ingest.commit(prepared)), COMMIT_WAIT_S)
+            await asyncio.wait_for(
+                asyncio.wrap_future(ingest.commit(prepared, source)), COMMIT_WAIT_S
+            )
             rejected, text = prepared.rejected, prepared.message
         except ClientDisconnect:
             # The body never arrived: the client left, or the body timeout answered 408.
