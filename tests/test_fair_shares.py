@@ -4,16 +4,18 @@ a slice of commit work to another client's wait, and a lone client keeps whole b
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from otaudit import ingest
 from otaudit.errors import UnstorableRecords
-from otaudit.fairqueue import FairQueue
+from otaudit.fairqueue import MAX_SOURCES, FairQueue, SourceRates
 from otaudit.keys import SigningKey
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
@@ -175,3 +177,55 @@ def test_a_refused_piece_fails_its_request_and_says_what_was_stored(
     finally:
         sequencer.stop()
     assert recording.store.tree_size() >= 30 + 64
+
+
+def test_a_lone_source_is_never_heavy_and_a_flood_beside_another_is() -> None:
+    rates = SourceRates(active_s=2.0)
+    assert not any(rates.note("flood", 1_000_000, t / 10) for t in range(10))
+    assert not rates.note("honest", 10_000, 1.0)
+    assert rates.note("flood", 1_000_000, 1.1)
+    assert not rates.note("honest", 10_000, 1.2)
+    # Once the other source is quiet for longer than active_s, the flood is alone again.
+    assert not rates.note("flood", 1_000_000, 3.5)
+
+
+def test_sources_sending_alike_are_not_heavy() -> None:
+    rates = SourceRates(active_s=2.0)
+    heavy = [rates.note(name, 50_000, t / 20) for t in range(40) for name in ("a", "b", "c")]
+    assert not any(heavy)
+
+
+def test_the_sources_tracked_are_bounded() -> None:
+    rates = SourceRates(active_s=1e9)
+    for n in range(MAX_SOURCES * 3):
+        rates.note(f"address:{n}", 100, float(n))
+    assert len(rates._rates) == MAX_SOURCES
+
+
+def test_a_heavy_source_is_decoded_by_low_priority_workers() -> None:
+    metrics = Metrics()
+    settings = ingest.IngestSettings(workers=1)
+    # Only prepare is used: no commit, so no sequencer.
+    ing = ingest.Ingest(cast(Sequencer, None), metrics, settings)
+    big, small = audit_request(400, payload_bytes=200), audit_request(5, payload_bytes=20)
+
+    def run(body: bytes, source: str) -> int:
+        prepared = ing.prepare("traces", PROTOBUF, body, False, "otlp", 1, source).result(30)
+        return len(prepared.entries)
+
+    try:
+        assert run(big, "token:flood") == 400  # alone: the normal workers
+        assert metrics.bulk_decodes._value.get() == 0
+        assert run(small, "token:honest") == 5
+        assert run(big, "token:flood") == 400  # beside another source, sending far more
+        assert metrics.bulk_decodes._value.get() == 1
+        assert run(small, "token:honest") == 5
+        assert metrics.bulk_decodes._value.get() == 1
+        assert ing._bulk is not None and ing._workers is not None
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        for workers, niceness in ((ing._workers, own), (ing._bulk, own + ingest.BULK_NICENESS)):
+            pids = list(workers._pool._processes)
+            assert pids
+            assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {min(niceness, 19)}
+    finally:
+        ing.close()

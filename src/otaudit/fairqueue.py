@@ -14,8 +14,12 @@ when tokens are off), the requests waiting, and hands out slices:
   once its last record is durable (nothing is acknowledged early).
 
 How large a slice is, the sequencer decides (:mod:`otaudit.ledger`): the whole batch
-limit while one source is active, a few tens of milliseconds of commit work while
+limit while one source is active, about ten milliseconds of commit work while
 several are, so that a lone busy Collector loses nothing to fairness.
+
+The processor is shared the same way one step earlier: :class:`SourceRates` tells which
+source sends more than its share, and ingest decodes that source's requests in worker
+processes of lower CPU priority while others are active.
 """
 
 from __future__ import annotations
@@ -117,3 +121,54 @@ class FairQueue(Generic[W]):
                 if waiting:
                     self._served[source] = waiting  # served: to the back of the line
         return pieces
+
+
+#: How fast a source's recent rate forgets: the rate halves after this many seconds idle.
+RATE_HALF_LIFE_S = 1.0
+#: A source is heavy when its recent bytes exceed the mean of the active sources' by this factor
+#: (for two sources: when one sends more than 1.5x the other).
+HEAVY_FACTOR = 1.2
+#: Sources tracked at most (the least recently seen beyond it are forgotten): a bound on
+#: the work per request when many client addresses send at once.
+MAX_SOURCES = 1024
+
+
+@dataclass
+class SourceRates:
+    """Recent bytes per source (a sum decaying with a half-life of
+    :data:`RATE_HALF_LIFE_S`), to tell who takes more than a fair share.
+
+    Decoding runs before a request's records are known, so its share is measured in
+    request bytes (decode time grows with them). While two or more sources are active
+    (within ``active_s``), a source that sent more than :data:`HEAVY_FACTOR` times the
+    mean is *heavy*: its requests are decoded at a lower CPU priority (see
+    :mod:`otaudit.ingest`), so that a flood on two cores cannot make every other client
+    wait for the processor. A lone source is never heavy. Not thread-safe: the caller locks.
+    """
+
+    active_s: float
+    _rates: dict[str, tuple[float, float]] = field(default_factory=dict)  # rate, at
+
+    def note(self, source: str, amount: int, now: float) -> bool:
+        """Count ``amount`` bytes from ``source`` at ``now``; whether it is heavy now.
+
+        A source is judged on what it sent before this request, so that sources sending
+        alike are never heavy for the request that happens to arrive last.
+        """
+        rates, horizon = self._rates, now - self.active_s
+        before = self._decayed(source, now)
+        rates.pop(source, None)
+        # Least recently seen first: forget the expired ones and any beyond the bound.
+        while rates and (len(rates) >= MAX_SOURCES or next(iter(rates.values()))[1] < horizon):
+            del rates[next(iter(rates))]
+        heavy = False
+        if rates:
+            total = before + sum(self._decayed(other, now) for other in rates)
+            heavy = before > HEAVY_FACTOR * total / (len(rates) + 1)
+        rates[source] = (before + amount, now)
+        return heavy
+
+    def _decayed(self, source: str, now: float) -> float:
+        rate, at = self._rates.get(source, (0.0, now))
+        decay: float = 0.5 ** ((now - at) / RATE_HALF_LIFE_S)
+        return rate * decay

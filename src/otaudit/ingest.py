@@ -5,6 +5,11 @@ record) runs in a pool of worker processes, so it uses every core and never
 blocks the HTTP event loop or competes with the sequencer for the GIL. The
 parent keeps the cheap half: counting, queueing and the single writer.
 
+A second pool of as many workers runs at a lower CPU priority (niceness
+:data:`BULK_NICENESS`): while several sources send, the requests of one sending
+more than its share (:class:`otaudit.fairqueue.SourceRates`) are decoded there,
+so that on a small machine a flood waits for the processor, not everyone else.
+
 Both receivers call :meth:`Ingest.prepare` with the raw body and the time the
 request arrived, then :meth:`Ingest.commit` with the result, and wait on the
 returned future: it resolves only after every selected record is committed.
@@ -13,8 +18,10 @@ returned future: it resolves only after every selected record is committed.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import signal
+import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,7 +31,8 @@ from typing import Final
 
 from otaudit import access, lifeline
 from otaudit.errors import ConfigError, DecodeError, Overloaded, PayloadTooLarge
-from otaudit.ledger import Sequencer
+from otaudit.fairqueue import SourceRates
+from otaudit.ledger import ACTIVE_S, Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
 from otaudit.otlp.convert import (
@@ -44,6 +52,8 @@ _SIGNALS: Final = {"traces": ("span", select_spans), "logs": ("log", select_logs
 #: How long a receiver waits for the commit of an export before answering 503 (retryable;
 #: if the commit lands later, the retry is recognised as a duplicate).
 COMMIT_WAIT_S: Final = 120.0
+#: Niceness of the workers that decode for a source sending more than its share.
+BULK_NICENESS: Final = 10
 _METRICS_MESSAGE: Final = "otaudit keeps audit spans and log records only; metrics are not stored"
 
 
@@ -132,73 +142,44 @@ def _too_many(count: str, signal: str, limit: int) -> PayloadTooLarge:
     )
 
 
-def _worker_init() -> None:
+def _worker_init(niceness: int) -> None:
     """Workers leave SIGINT to the server, which shuts them down in order, and end at once
     when the server is gone (killed or crashed) instead of waiting for work forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lifeline.exit_with_parent()
+    if niceness:
+        os.nice(niceness)
 
 
 def _warm_up() -> None:
     """Start a worker (and import the decoding path) before the first request needs it."""
 
 
-class Ingest:
-    """Turns OTLP export request bodies into committed ledger entries."""
+_PrepareArgs = tuple[str, str, bytes, bool, str, int, IngestSettings]
 
-    def __init__(self, sequencer: Sequencer, metrics: Metrics, settings: IngestSettings) -> None:
-        self.sequencer = sequencer
-        self.metrics = metrics
-        self.settings = settings
-        self._pool = self._new_pool() if settings.workers > 0 else None
+
+class _Workers:
+    """One pool of decode processes, made again after one of them died."""
+
+    def __init__(self, size: int, niceness: int) -> None:
+        self._size, self._niceness = size, niceness
+        self._pool = self._new_pool()
         self._broken = False
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # forkserver: the server has threads (gRPC, sequencer) that must not be forked.
         pool = ProcessPoolExecutor(
-            self.settings.workers,
+            self._size,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_worker_init,
+            initargs=(self._niceness,),
         )
-        for _ in range(self.settings.workers):
+        for _ in range(self._size):
             pool.submit(_warm_up)
         return pool
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker processes: those still busy after ``timeout_s`` are killed (their
-        requests were answered or abandoned by then)."""
-        if self._pool is None:
-            return
-        processes = list(self._pool._processes.values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + timeout_s
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
-
-    def pipeline(self, header: str | None) -> str:
-        """The pipeline name for a request: its ``X-Audit-Pipeline`` header or the default."""
-        if header is None:
-            return self.settings.default_pipeline
-        problem = pipeline_problem(header)
-        if problem is not None:
-            raise DecodeError(f"{PIPELINE_HEADER} {problem}")
-        return header
-
-    def prepare(
-        self, kind: str, media: str, body: bytes, gzipped: bool, pipeline: str, received_ns: int
-    ) -> Future[Prepared]:
-        """Start :func:`prepare` for one request in a worker; the future raises its errors."""
-        args = (kind, media, body, gzipped, pipeline, received_ns, self.settings)
-        outer: Future[Prepared] = Future()
-        if self._pool is None:
-            try:
-                outer.set_result(prepare(*args))
-            except Exception as exc:
-                outer.set_exception(exc)
-            return outer
+    def submit(self, args: _PrepareArgs) -> Future[Prepared]:
+        """Run :func:`prepare` on ``args``; a dead worker's requests fail with Overloaded."""
         if self._broken:
             self._broken = False
             self._pool = self._new_pool()
@@ -207,6 +188,7 @@ class Ingest:
         except BrokenProcessPool:
             self._broken = True
             raise Overloaded("an ingest worker process died; it is being restarted") from None
+        outer: Future[Prepared] = Future()
 
         def relay(done: Future[Prepared]) -> None:
             if outer.cancelled():  # the client went away; nothing was queued
@@ -222,6 +204,78 @@ class Ingest:
 
         inner.add_done_callback(relay)
         return outer
+
+    def close(self, deadline: float) -> None:
+        """Stop the processes; those still busy at ``deadline`` (monotonic) are killed."""
+        processes = list(self._pool._processes.values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+class Ingest:
+    """Turns OTLP export request bodies into committed ledger entries."""
+
+    def __init__(self, sequencer: Sequencer, metrics: Metrics, settings: IngestSettings) -> None:
+        self.sequencer = sequencer
+        self.metrics = metrics
+        self.settings = settings
+        self._workers: _Workers | None = None
+        self._bulk: _Workers | None = None
+        if settings.workers > 0:
+            self._workers = _Workers(settings.workers, 0)
+            self._bulk = _Workers(settings.workers, BULK_NICENESS)
+        self._rates = SourceRates(ACTIVE_S)
+        self._rates_lock = threading.Lock()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker processes: those still busy after ``timeout_s`` are killed (their
+        requests were answered or abandoned by then)."""
+        deadline = time.monotonic() + timeout_s
+        for workers in (self._workers, self._bulk):
+            if workers is not None:
+                workers.close(deadline)
+
+    def pipeline(self, header: str | None) -> str:
+        """The pipeline name for a request: its ``X-Audit-Pipeline`` header or the default."""
+        if header is None:
+            return self.settings.default_pipeline
+        problem = pipeline_problem(header)
+        if problem is not None:
+            raise DecodeError(f"{PIPELINE_HEADER} {problem}")
+        return header
+
+    def prepare(
+        self,
+        kind: str,
+        media: str,
+        body: bytes,
+        gzipped: bool,
+        pipeline: str,
+        received_ns: int,
+        source: str = "",
+    ) -> Future[Prepared]:
+        """Start :func:`prepare` for one request in a worker; the future raises its errors.
+
+        ``source`` (:func:`source_of`) picks the pool: the low-priority one while it sends
+        more than its share beside other sources.
+        """
+        args: _PrepareArgs = (kind, media, body, gzipped, pipeline, received_ns, self.settings)
+        if self._workers is None or self._bulk is None:
+            outer: Future[Prepared] = Future()
+            try:
+                outer.set_result(prepare(*args))
+            except Exception as exc:
+                outer.set_exception(exc)
+            return outer
+        with self._rates_lock:
+            heavy = self._rates.note(source, len(body), time.monotonic())
+        if heavy:
+            self.metrics.bulk_decodes.inc()
+        return (self._bulk if heavy else self._workers).submit(args)
 
     def commit(self, prepared: Prepared, source: str = "") -> Future[list[int | None]]:
         """Count a prepared request and queue its entries for the next durable commit.

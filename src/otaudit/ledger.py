@@ -222,7 +222,7 @@ class _Work:
 ACTIVE_S: Final = 2.0
 #: While several sources are active, one commit holds about this much work, so that a
 #: request arriving during it waits no longer (see :mod:`otaudit.fairqueue`).
-COMMIT_SLICE_S: Final = 0.03
+COMMIT_SLICE_S: Final = 0.01
 _MIN_SLICE: Final = 64
 
 

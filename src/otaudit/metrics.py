@@ -128,6 +128,12 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.bulk_decodes = Counter(
+            "otaudit_requests_decoded_low_priority",
+            "Export requests decoded at a lower CPU priority because their source sent more"
+            " than its share while others were sending.",
+            registry=r,
+        )
         self.queue_records = Gauge(
             "otaudit_sequencer_queue_records", "Records waiting for the sequencer.", registry=r
         )

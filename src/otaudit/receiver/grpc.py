@@ -119,7 +119,7 @@ def _ingest(
     ingest: Ingest, kind: str, body: bytes, pipeline: str, received_ns: int, source: str
 ) -> tuple[int, str]:
     """Decode, seal and commit one request (blocking); its rejected count and message."""
-    prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns).result()
+    prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns, source).result()
     try:
         ingest.commit(prepared, source).result(timeout=COMMIT_WAIT_S)
     except TimeoutError:

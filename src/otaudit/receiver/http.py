@@ -73,7 +73,7 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
             pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
             raw = await _read_body(request, limit)
             prepared = await asyncio.wrap_future(
-                ingest.prepare(kind, media, raw, gzipped, pipeline, received_ns)
+                ingest.prepare(kind, media, raw, gzipped, pipeline, received_ns, source)
             )
             await asyncio.wait_for(
                 asyncio.wrap_future(ingest.commit(prepared, source)), COMMIT_WAIT_S
