@@ -27,8 +27,9 @@ typecheck: $(STAMP)
 postgresql:  ## PostgreSQL server binaries for the throwaway test server (installed if missing)
 	sh scripts/ensure-postgresql
 
+# Test files run in parallel (one PostgreSQL per worker); a file's tests stay together.
 unit: $(STAMP) postgresql
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 test: lint typecheck unit  ## Everything CI runs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import time
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from otaudit.errors import DecodeError, PayloadTooLarge
 from otaudit.otlp.body import MAX_GZIP_MEMBERS, gunzip
 
-PAYLOAD = os.urandom(3000) + bytes(200_000)  # one part that does not compress, one that does
+PAYLOAD = random.Random(14).randbytes(3000) + bytes(200_000)  # one part that does not compress, one that does
 MEMBER = gzip.compress(PAYLOAD, mtime=0)
 EMPTY = gzip.compress(b"", mtime=0)
 
