@@ -29,7 +29,7 @@ from bench.server import describe_fs, scratch_dir
 from otaudit.dialect import AUDITOR_QUERY
 from otaudit.otlp.convert import select_spans
 from otaudit.query import run_sql
-from otaudit.record import seal
+from otaudit.record import Entry, seal
 from otaudit.sqllimits import QueryLimits
 from otaudit.sqlworker import QueryTarget, SqlRunner
 from otaudit.store.base import Store
@@ -68,7 +68,7 @@ def build(stores: list[Store], n: int) -> float:
     started = time.perf_counter()
     done = 0
     while done < n:
-        entries = []
+        entries: list[Entry] = []
         while len(entries) < min(_CHUNK, n - done):
             spans = min(SPANS_PER_BATCH, n - done - len(entries))
             request = ExportTraceServiceRequest.FromString(factory.request_bytes(spans))
