@@ -12,7 +12,9 @@ import pytest
 from otaudit.errors import DecodeError, PayloadTooLarge
 from otaudit.otlp.body import MAX_GZIP_MEMBERS, gunzip
 
-PAYLOAD = random.Random(14).randbytes(3000) + bytes(200_000)  # one part that does not compress, one that does
+# One part that does not compress, one that does (seeded: every test worker collects the
+# same cuts).
+PAYLOAD = random.Random(14).randbytes(3000) + bytes(200_000)
 MEMBER = gzip.compress(PAYLOAD, mtime=0)
 EMPTY = gzip.compress(b"", mtime=0)
 
