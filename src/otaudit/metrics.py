@@ -12,9 +12,12 @@ so no client can grow ``/metrics`` without bound.
 from __future__ import annotations
 
 import threading
-from typing import Final
+from collections.abc import Iterator
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MAX_LABEL_VALUES: Final = 100
 """Distinct values one client-chosen label keeps before the rest count as ``other``."""
@@ -159,12 +162,57 @@ class Metrics:
             ["rule", "severity"],
             registry=r,
         )
+        self.detect_evicted = Counter(
+            "otaudit_detect_evicted",
+            "Groups a detection rule forgot (least recently seen first) to stay within its"
+            " bounds on state.",
+            ["rule"],
+            registry=r,
+        )
         self.detect_position = Gauge(
             "otaudit_detect_position",
             "The sequence number the detection rules judge next (tree size when caught up).",
             registry=r,
         )
 
+    def watch_notifications(self, counts: NotificationCounts) -> None:
+        """Export the counts of the alert notifier (read when ``/metrics`` is scraped)."""
+        self.registry.register(_NotificationCollector(counts))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class NotificationCounts(Protocol):
+    """What the alert notifier counts (:class:`otaudit.detect.notify.Notifier`)."""
+
+    delivered: int
+    failed: int  # given up after retries, or dropped
+    dropped: dict[str, int]  # per severity: refused because its queue was full
+
+
+class _NotificationCollector(Collector):
+    def __init__(self, counts: NotificationCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts
+        dropped = dict(counts.dropped)
+        yield CounterMetricFamily(
+            "otaudit_notifications_delivered", "Alert notifications delivered.", counts.delivered
+        )
+        family = CounterMetricFamily(
+            "otaudit_notifications_dropped",
+            "Alert notifications not sent because the queue of their severity was full (the"
+            " alerts are in the ledger).",
+            labels=["severity"],
+        )
+        for severity, n in dropped.items():
+            family.add_metric([severity], n)
+        yield family
+        yield CounterMetricFamily(
+            "otaudit_notifications_failed",
+            "Alert notifications given up after their retries (the alerts are in the ledger).",
+            max(0, counts.failed - sum(dropped.values())),
+        )

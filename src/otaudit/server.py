@@ -169,6 +169,8 @@ def _detector(
         log.warning("detection is off (--no-detect): no alerts are raised")
         return None, None
     notifier = Notifier(detection.notify) if detection.notify.enabled else None
+    if notifier is not None:
+        sequencer.metrics.watch_notifications(notifier)
     publisher = AlertPublisher(
         lambda entries: sequencer.submit(entries).result(), notifier, sequencer.metrics
     )

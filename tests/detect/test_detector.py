@@ -15,10 +15,11 @@ import pytest
 from detect_traffic import DAY, HOUR, MIN, anchor, background, entries, login, scenarios
 from otaudit.detect import process as process_module
 from otaudit.detect.process import DetectorProcess, PositionFile
-from otaudit.detect.rules import load_rules
+from otaudit.detect.rules import build_rule, load_rules
 from otaudit.detect.run import AlertPublisher, Detector, detect_history
 from otaudit.detect.state import Finding
 from otaudit.errors import Overloaded
+from otaudit.metrics import Metrics
 from otaudit.store.sqlite import SQLiteStore
 
 NOW = (time.time_ns() // MIN) * MIN
@@ -124,3 +125,29 @@ def store_size(data: Path) -> int:
         return store.tree_size()
     finally:
         store.close()
+
+
+def test_what_the_rules_forget_is_counted_on_metrics(tmp_path: Path) -> None:
+    spec = {"name": "per_actor", "kind": "threshold", "where": {"action": "login"},
+            "group_by": ["actor"], "threshold": 5, "window": "1h", "max_groups": 10}  # fmt: skip
+    store = SQLiteStore(tmp_path / "ledger.db")
+    publisher = AlertPublisher(lambda entries: store.append(entries).seqs)
+    metrics = Metrics()
+    detector = DetectorProcess(tmp_path, None, [build_rule(spec, "rule")], publisher, metrics,
+                               tree_size=0)  # fmt: skip
+    detector.start()
+
+    def evicted() -> float | None:
+        return metrics.registry.get_sample_value(
+            "otaudit_detect_evicted_total", {"rule": "per_actor"}
+        )
+
+    try:
+        store.append(list(entries(login(NOW - 30 * MIN + i, f"u{i}", "10.0.0.1", ok=False)
+                                  for i in range(50))))  # fmt: skip
+        detector.wake()
+        wait_until(lambda: (evicted() or 0) >= 40)
+    finally:
+        detector.stop()
+        store.close()
+    assert evicted() == 40  # 50 actors, 10 kept: counted once each, not per report

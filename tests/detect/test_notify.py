@@ -22,6 +22,7 @@ from otaudit.cli.detect import notify_settings
 from otaudit.demo import free_port
 from otaudit.detect.notify import Notifier, NotifySettings, check_url, parse_header, redact_url
 from otaudit.errors import ConfigError
+from otaudit.metrics import Metrics
 from support import otaudit
 
 
@@ -113,6 +114,16 @@ def test_a_full_queue_is_reported_not_blocking(caplog: pytest.LogCaptureFixture)
     silent.close()
     assert n.failed == 4 and n.delivered == 0
     assert "notifications already waiting" in caplog.text
+    # /metrics tells the drops (a full queue) from the give-ups (after the attempts).
+    dropped = sum(n.dropped.values())
+    assert dropped >= 2  # one waits in the queue, one at most is being sent
+    (severity,) = [s for s, count in n.dropped.items() if count]
+    metrics = Metrics()
+    metrics.watch_notifications(n)
+    text = metrics.render().decode()
+    assert f'otaudit_notifications_dropped_total{{severity="{severity}"}} {dropped}.0' in text
+    assert f"otaudit_notifications_failed_total {4 - dropped}.0" in text
+    assert "otaudit_notifications_delivered_total 0.0" in text
 
 
 def test_options_are_checked() -> None:

@@ -75,10 +75,14 @@ def _child(conn: Connection, signals: Connection, data: Path, store_url: str | N
         rules,
         lambda notes: conn.send(("alerts", alert_items(notes))),
         emit_from=emit_from,
-        on_position=lambda position: conn.send(("position", position)),
+        on_position=lambda position: conn.send(("position", (position, evictions()))),
         poll_s=_POLL_S,
         group_window_ns=group_window_ns,
     )
+
+    def evictions() -> dict[str, int]:
+        return detector.engine.evictions
+
     detector.start()
     try:
         stopping = False
@@ -166,6 +170,7 @@ class DetectorProcess:
         self._ctx = multiprocessing.get_context("spawn")
         self._signals: Connection | None = None  # the current child's signal pipe
         self.process: Any = None  # the current child
+        self._evicted: dict[str, int] = {}  # per rule, what the current child reported
         self._lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otaudit-detect", daemon=True)
@@ -220,6 +225,7 @@ class DetectorProcess:
         )
         process.start()
         self.process = process
+        self._evicted = {}  # the new child's counts start from 0
         sender.close()
         signals_in.close()
         with self._lock:
@@ -259,12 +265,23 @@ class DetectorProcess:
                     return True
                 if kind == "position":
                     # Everything found before it is sealed (alerts come first, in order).
-                    self.saved.write(value)
-                    self.emit_from = value  # where a restarted child goes on from
+                    position, evicted = value
+                    self.saved.write(position)
+                    self.emit_from = position  # where a restarted child goes on from
                     if self.metrics is not None:
-                        self.metrics.detect_position.set(value)
+                        self.metrics.detect_position.set(position)
+                        self._count_evictions(evicted)
                 else:
                     self._seal(value)
+
+    def _count_evictions(self, evicted: dict[str, int]) -> None:
+        """Add what the child forgot since its last report (a new child counts from 0)."""
+        assert self.metrics is not None
+        for rule, total in evicted.items():
+            since = total - self._evicted.get(rule, 0)
+            if since > 0:
+                self.metrics.detect_evicted.labels(rule).inc(since)
+        self._evicted = dict(evicted)
 
     def _seal(self, items: list[AlertItem]) -> None:
         """Seal alerts, retrying while the ledger cannot take them (nothing found is lost)."""
