@@ -20,6 +20,7 @@ demo: $(STAMP)  ## The whole story in one command
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
