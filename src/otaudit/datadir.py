@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Final
 
 from otaudit import signerstate
-from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from otaudit import access, merkle, signerstate, tree
-from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import (
     ConfigError,
     OtauditError,
@@ -36,6 +36,7 @@ from otaudit.errors import (
     VerificationError,
 )
 from otaudit.fairqueue import FairQueue, Piece
+from otaudit.keys import SigningKey
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.smallfile import read_small_file
