@@ -205,6 +205,7 @@ FOUNDATION: dict[str, set[str]] = {
     "otaudit.errors": set(),
     "otaudit.canonical": set(),
     "otaudit.conventions": set(),
+    "otaudit.defaults": {"otaudit.conventions"},
     "otaudit.merkle": {"otaudit.errors"},
     "otaudit.record": {
         "otaudit.canonical",
