@@ -24,7 +24,7 @@ from bench.payloads import AUDIT_KEY, SPANS_PER_BATCH, PayloadFactory
 from bench.report import num, percentile, progress, ratio, table, timed
 from bench.server import describe_fs, scratch_dir
 from otaudit import datadir, merkle, tree
-from otaudit.checkpoint import VerifierKey
+from otaudit.keys import VerifierKey
 from otaudit.ledger import Checkpointer
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal

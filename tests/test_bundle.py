@@ -37,7 +37,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from otaudit.bundle import CSV_HEADER, FILES, FORMAT
 from otaudit.bundle.layout import manifest_note_text
 from otaudit.canonical import canonical_bytes
-from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, sign_checkpoint
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import open_note, sign_note
 from otaudit.record import parse_sealed, seal
 from otaudit.store.sqlite import SQLiteStore

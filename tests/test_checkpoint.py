@@ -15,18 +15,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from otaudit.checkpoint import (
-    MAX_SIGNATURES,
-    Checkpoint,
-    SigningKey,
-    VerifierKey,
-    open_checkpoint,
-    open_note,
-    sign_checkpoint,
-    sign_note,
-)
+from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.merkle import EMPTY_ROOT
+from otaudit.note import MAX_SIGNATURES, open_note, sign_note
 
 EM = "\u2014"
 

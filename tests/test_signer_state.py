@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from otaudit import datadir, signerstate, tree
-from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import ConfigError, StoreError, VerificationError
 from otaudit.ingest import IngestSettings, prepare
+from otaudit.keys import SigningKey
 from otaudit.latesigning import LateRecord, LateSigning, duration_text
 from otaudit.ledger import Checkpointer
 from otaudit.otlp.body import PROTOBUF

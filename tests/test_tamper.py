@@ -30,7 +30,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from forgery import DELETE_FROM_SEQ, forged_tail
 from otaudit import merkle, tree
-from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, sign_checkpoint
+from otaudit.keys import SigningKey
 from otaudit.record import COLUMN_NAMES, content_key, derive_columns, parse_sealed
 from otaudit.store.sqlite import SQLiteStore
 from support import Server, audit_request, otaudit, post

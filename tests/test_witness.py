@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otaudit import merkle, tree
-from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, open_checkpoint, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.cli import witness as witness_cli
 from otaudit.cli.main import cli
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.ledger import Checkpointer
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, sign_checkpoint
 from otaudit.cli import witness as witness_cli
 from otaudit.cli.main import cli
 from otaudit.errors import ConfigError
+from otaudit.keys import SigningKey
 from otaudit.note import signature_line
 from otaudit.witness import (
     MAX_NOTE_BYTES,

@@ -4,11 +4,6 @@ A checkpoint is a signed note (c2sp.org/signed-note, :mod:`otaudit.note`) whose 
 log's origin, its tree size in decimal, the base64 root hash of the RFC 6962/9162 Merkle tree,
 and optional extension lines, signed with an Ed25519 key (:mod:`otaudit.keys`).
 
-For the modules that import them from here, this module also re-exports the key and note
-names that used to live in it: :class:`SigningKey`, :class:`VerifierKey`,
-:data:`ED25519_SIGNATURE_TYPE`, :data:`MAX_SIGNATURES`, :func:`sign_note` and
-:func:`open_note`.
-
 Parsing is strict: malformed or badly signed checkpoints raise
 :class:`~otaudit.errors.VerificationError`, saying what was expected and what was found.
 """
@@ -19,28 +14,21 @@ import re
 from dataclasses import dataclass
 
 from otaudit.errors import VerificationError
-from otaudit.keys import ED25519_SIGNATURE_TYPE, SigningKey, VerifierKey
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import (
-    MAX_SIGNATURES,
-    _b64decode,
-    _b64encode,
-    _show,
-    _text_problem,
+    b64decode_strict,
+    b64encode,
+    excerpt,
     open_note,
     sign_note,
+    text_problem,
 )
 
 __all__ = [
-    "ED25519_SIGNATURE_TYPE",
-    "MAX_SIGNATURES",
     "MAX_TREE_SIZE",
     "Checkpoint",
-    "SigningKey",
-    "VerifierKey",
     "open_checkpoint",
-    "open_note",
     "sign_checkpoint",
-    "sign_note",
 ]
 
 MAX_TREE_SIZE = 2**64 - 1
@@ -60,8 +48,8 @@ def _origin_problem(origin: object) -> str | None:
     if not origin:
         return "checkpoint origin must not be empty"
     if "\n" in origin:
-        return f"checkpoint origin must be a single line, found {_show(origin)}"
-    return _text_problem(origin, "checkpoint origin")
+        return f"checkpoint origin must be a single line, found {excerpt(origin)}"
+    return text_problem(origin, "checkpoint origin")
 
 
 def _extension_problem(index: int, line: object) -> str | None:
@@ -70,8 +58,8 @@ def _extension_problem(index: int, line: object) -> str | None:
     if not line:
         return f"checkpoint extension line {index} must not be empty"
     if "\n" in line:
-        return f"checkpoint extension line {index} must be a single line, found {_show(line)}"
-    return _text_problem(line, f"checkpoint extension line {index}")
+        return f"checkpoint extension line {index} must be a single line, found {excerpt(line)}"
+    return text_problem(line, f"checkpoint extension line {index}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +107,7 @@ class Checkpoint:
         ``origin``, the decimal tree size, the base64 root hash and each extension line, every
         one followed by a newline.
         """
-        lines = [self.origin, str(self.tree_size), _b64encode(self.root_hash), *self.extensions]
+        lines = [self.origin, str(self.tree_size), b64encode(self.root_hash), *self.extensions]
         return "".join(line + "\n" for line in lines).encode("utf-8")
 
     @classmethod
@@ -144,12 +132,12 @@ class Checkpoint:
             raise VerificationError(
                 f"checkpoint body must be str or bytes, found {type(body).__name__}"
             )
-        problem = _text_problem(body, "checkpoint body")
+        problem = text_problem(body, "checkpoint body")
         if problem:
             raise VerificationError(problem)
         if not body.endswith("\n"):
             raise VerificationError(
-                f"checkpoint body must end with a newline, found {_show(body[-20:])} at the end"
+                f"checkpoint body must end with a newline, found {excerpt(body[-20:])} at the end"
             )
         lines = body[:-1].split("\n")
         if len(lines) < 3:
@@ -163,18 +151,18 @@ class Checkpoint:
         if not _TREE_SIZE_RE.fullmatch(size_text):
             raise VerificationError(
                 "checkpoint tree size (line 2) must be ASCII decimal without leading zeros, "
-                f"found {_show(size_text)}"
+                f"found {excerpt(size_text)}"
             )
         tree_size = int(size_text)
         if tree_size > MAX_TREE_SIZE:
             raise VerificationError(
                 f"checkpoint tree size (line 2) must be at most 2**64 - 1, found {size_text}"
             )
-        root = _b64decode(root_text)
+        root = b64decode_strict(root_text)
         if root is None:
             raise VerificationError(
                 "checkpoint root hash (line 3) must be canonical standard base64, "
-                f"found {_show(root_text)}"
+                f"found {excerpt(root_text)}"
             )
         if len(root) != _HASH_SIZE:
             raise VerificationError(
@@ -211,6 +199,6 @@ def open_checkpoint(note: str | bytes, key: VerifierKey, origin: str | None = No
     cp = Checkpoint.parse_body(text)
     if origin is not None and cp.origin != origin:
         raise VerificationError(
-            f"checkpoint origin must be {_show(origin)}, found {_show(cp.origin)}"
+            f"checkpoint origin must be {excerpt(origin)}, found {excerpt(cp.origin)}"
         )
     return cp

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from otaudit import signerstate
-from otaudit.checkpoint import SigningKey, VerifierKey
+from otaudit import defaults, signerstate
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
 
-DEFAULT_DATA: Final = Path("otaudit-data")
+DEFAULT_DATA: Final = defaults.DATA_DIR
 LEDGER_FILE: Final = "ledger.db"
 KEY_FILE: Final = "signing.key"
 PIN_FILE: Final = "verifier.key"

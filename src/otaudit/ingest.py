@@ -29,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Final
 
-from otaudit import access, lifeline
+from otaudit import access, defaults, lifeline
 from otaudit.errors import ConfigError, DecodeError, Overloaded, PayloadTooLarge
 from otaudit.fairqueue import SourceRates
 from otaudit.ledger import ACTIVE_S, Sequencer
@@ -76,10 +76,10 @@ class IngestSettings:
     """Ingest policy and limits (see ``otaudit serve --help``); ConfigError for a default
     pipeline no client may use, such as otaudit's own."""
 
-    audit_attribute: str = "audit.action"
-    default_pipeline: str = "otlp"
-    max_body_bytes: int = 16 * 1024 * 1024
-    workers: int = 2
+    audit_attribute: str = defaults.AUDIT_ATTRIBUTE
+    default_pipeline: str = defaults.PIPELINE
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
+    workers: int = defaults.WORKERS
     limits: Limits = field(default_factory=Limits)
     redactor: Redactor | None = None
 

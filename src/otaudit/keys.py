@@ -14,7 +14,6 @@ what was expected and what was found; messages never include private key materia
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -29,8 +28,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from otaudit.errors import ConfigError, VerificationError
-from otaudit.note import _b64decode, _b64encode, _key_name_problem, _show
-from otaudit.smallfile import read_small_file, write_synced
+from otaudit.note import b64decode_strict, b64encode, excerpt, key_name_problem
+from otaudit.smallfile import (
+    open_temporary,
+    publish,
+    read_small_file,
+    remove_temporary,
+    sync_directory,
+    write_synced,
+)
 
 __all__ = [
     "ED25519_SIGNATURE_TYPE",
@@ -80,16 +86,16 @@ def _key_payload(
 
     ``secret`` keeps the key data itself out of every message.
     """
-    problem = _key_name_problem(name)
+    problem = key_name_problem(name)
     if problem:
         raise ConfigError(f"{what}: {problem}")
     if not _KEY_ID_RE.fullmatch(key_id_hex):
         raise ConfigError(
-            f"{what}: key id must be 8 lowercase hex digits, found {_show(key_id_hex)}"
+            f"{what}: key id must be 8 lowercase hex digits, found {excerpt(key_id_hex)}"
         )
-    raw = _b64decode(key_b64)
+    raw = b64decode_strict(key_b64)
     if raw is None:
-        found = f" ({len(key_b64)} characters found)" if secret else f", found {_show(key_b64)}"
+        found = f" ({len(key_b64)} characters found)" if secret else f", found {excerpt(key_b64)}"
         raise ConfigError(f"{what}: key data must be canonical standard base64{found}")
     if len(raw) != 33:
         raise ConfigError(
@@ -126,7 +132,7 @@ def parse_verifier_text(text: str, key_type: int, label: str) -> tuple[str, byte
     parts = text.split("+", 2)  # the base64 key data may itself contain '+'
     if len(parts) != 3:
         raise ConfigError(
-            f"verifier key must be '<name>+<key id>+<base64 key>', found {_show(text)}"
+            f"verifier key must be '<name>+<key id>+<base64 key>', found {excerpt(text)}"
         )
     name, key_id_hex, key_b64 = parts
     payload = _key_payload("verifier key", name, key_id_hex, key_b64, key_type, label,
@@ -156,7 +162,7 @@ class NoteKey:
 
         Raises :class:`~otaudit.errors.ConfigError` for an invalid name or key.
         """
-        problem = _key_name_problem(name)
+        problem = key_name_problem(name)
         if problem:
             raise ConfigError(problem)
         if not isinstance(public_key_bytes, bytes) or len(public_key_bytes) != 32:
@@ -197,7 +203,7 @@ class NoteKey:
 
     def __str__(self) -> str:
         raw = bytes([self.KEY_TYPE]) + self._public_bytes
-        return f"{self._name}+{self._key_id.hex()}+{_b64encode(raw)}"
+        return f"{self._name}+{self._key_id.hex()}+{b64encode(raw)}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}.parse({str(self)!r})"
@@ -254,7 +260,7 @@ class SigningKey:
 
         Raises :class:`~otaudit.errors.ConfigError` for an invalid name or seed.
         """
-        problem = _key_name_problem(name)
+        problem = key_name_problem(name)
         if problem:
             raise ConfigError(problem)
         if not isinstance(seed, bytes) or len(seed) != 32:
@@ -321,7 +327,7 @@ class SigningKey:
         This is secret: whoever has it can sign as this key.
         """
         raw = bytes([ED25519_SIGNATURE_TYPE]) + self._seed
-        return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id.hex()}+{_b64encode(raw)}"
+        return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id.hex()}+{b64encode(raw)}"
 
     @classmethod
     def from_private_text(cls, text: str) -> SigningKey:
@@ -363,33 +369,31 @@ class SigningKey:
         if os.path.lexists(target):
             raise ConfigError(f"refusing to overwrite existing key file {target}")
         data = (self.to_private_text() + "\n").encode("utf-8")
-        tmp = directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(tmp, flags, 0o600)
+            fd, tmp = open_temporary(target, 0o600)
         except OSError as exc:
             raise ConfigError(f"cannot create key file {target}: {exc.strerror or exc}") from exc
         try:
             write_synced(fd, data, 0o600)
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise ConfigError(f"refusing to overwrite existing key file {target}") from None
-            except OSError:
-                # No hard links on this file system: fall back to a checked rename.
-                if os.path.lexists(target):
-                    raise ConfigError(f"refusing to overwrite existing key file {target}") from None
-                os.rename(tmp, target)
+            publish(tmp, target, overwrite=False)
+        except FileExistsError:
+            raise ConfigError(f"refusing to overwrite existing key file {target}") from None
         except OSError as exc:
             raise ConfigError(f"cannot write key file {target}: {exc.strerror or exc}") from exc
         finally:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            except OSError:  # pragma: no cover - best effort cleanup
-                pass
-        _fsync_directory(directory, target)
+            remove_temporary(tmp)
+        try:
+            sync_directory(directory)
+        except OSError as exc:
+            if exc.filename is not None:  # it could not be opened
+                raise ConfigError(
+                    f"cannot open directory {directory} to sync key file {target}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            raise ConfigError(
+                f"cannot sync directory {directory} after writing key file {target}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         self._at(target)
 
     @classmethod
@@ -419,22 +423,3 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey(name={self.name!r}, key_id={self.key_id.hex()!r})"
-
-
-def _fsync_directory(directory: Path, target: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot open directory {directory} to sync key file {target}: {exc.strerror or exc}"
-        ) from exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # not syncable here; nothing to do
-            raise ConfigError(
-                f"cannot sync directory {directory} after writing key file {target}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-    finally:
-        os.close(fd)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from otaudit import access, merkle, signerstate, tree
-from otaudit.checkpoint import Checkpoint, SigningKey, open_checkpoint, sign_checkpoint
+from otaudit import access, defaults, merkle, signerstate, tree
+from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import (
     ConfigError,
     OtauditError,
@@ -36,6 +36,7 @@ from otaudit.errors import (
     VerificationError,
 )
 from otaudit.fairqueue import FairQueue, Piece
+from otaudit.keys import SigningKey
 from otaudit.metrics import Metrics
 from otaudit.record import Entry
 from otaudit.smallfile import read_small_file
@@ -241,9 +242,9 @@ class Sequencer:
         checkpointer: Checkpointer,
         metrics: Metrics,
         *,
-        max_queue_records: int = 200_000,
+        max_queue_records: int = defaults.MAX_QUEUE_RECORDS,
         max_batch_records: int = 20_000,
-        checkpoint_interval_s: float = 1.0,
+        checkpoint_interval_s: float = defaults.CHECKPOINT_INTERVAL_S,
         commit_slice_s: float = COMMIT_SLICE_S,
     ) -> None:
         self.store = store

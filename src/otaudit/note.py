@@ -5,7 +5,10 @@ lines ``— <key name> <base64(key ID || signature)>``, where ``—`` is U+2014 
 identified by their name and a 4-byte key ID (see :mod:`otaudit.keys`).
 
 The encoding rules shared by every note format (strict base64, key names, note text) live
-here too, for :mod:`otaudit.keys`, :mod:`otaudit.checkpoint` and :mod:`otaudit.witness`.
+here too, for :mod:`otaudit.keys`, :mod:`otaudit.checkpoint` and :mod:`otaudit.witness`. This
+module is the bottom of the signing layers: it imports nothing of theirs, and signs and
+verifies through the small :class:`NoteSigner` and :class:`NoteVerifier` interfaces that
+:class:`~otaudit.keys.SigningKey` and :class:`~otaudit.keys.VerifierKey` implement.
 
 Parsing is strict: malformed or badly signed notes raise
 :class:`~otaudit.errors.VerificationError`, saying what was expected and what was found.
@@ -16,20 +19,24 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from otaudit.errors import VerificationError
-
-if TYPE_CHECKING:
-    from otaudit.keys import SigningKey, VerifierKey
 
 __all__ = [
     "MAX_SIGNATURES",
     "NoteSignature",
+    "NoteSigner",
+    "NoteVerifier",
+    "b64decode_strict",
+    "b64encode",
+    "excerpt",
+    "key_name_problem",
     "open_note",
     "parse_note",
     "sign_note",
     "signature_line",
+    "text_problem",
 ]
 
 MAX_SIGNATURES = 100
@@ -40,17 +47,17 @@ _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers (package-internal: also used by otaudit.keys, otaudit.checkpoint, otaudit.witness)
+# Encoding rules shared by every note format (otaudit.keys, otaudit.checkpoint, otaudit.witness)
 
 
-def _show(value: str, limit: int = 48) -> str:
+def excerpt(value: str, limit: int = 48) -> str:
     """A short, quoted rendering of untrusted text for error messages."""
     if len(value) > limit:
         return repr(value[:limit]) + f"... ({len(value)} characters)"
     return repr(value)
 
 
-def _b64decode(text: str) -> bytes | None:
+def b64decode_strict(text: str) -> bytes | None:
     """Strict standard base64 (RFC 4648 §4): padded, canonical, no whitespace; else None."""
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
@@ -61,12 +68,12 @@ def _b64decode(text: str) -> bytes | None:
     return raw
 
 
-def _b64encode(raw: bytes) -> str:
+def b64encode(raw: bytes) -> str:
     """Standard padded base64 (RFC 4648 §4) as ASCII text."""
     return base64.b64encode(raw).decode("ascii")
 
 
-def _key_name_problem(name: object) -> str | None:
+def key_name_problem(name: object) -> str | None:
     """Why ``name`` is not a valid signed-note key name, or None if it is."""
     if not isinstance(name, str):
         return f"key name must be a string, found {type(name).__name__}"
@@ -74,19 +81,19 @@ def _key_name_problem(name: object) -> str | None:
         return "key name must not be empty"
     for c in name:
         if c.isspace():
-            return f"key name must not contain whitespace, found {c!r} in {_show(name)}"
+            return f"key name must not contain whitespace, found {c!r} in {excerpt(name)}"
         if c == "+":
-            return f"key name must not contain '+', found {_show(name)}"
+            return f"key name must not contain '+', found {excerpt(name)}"
         if ord(c) < 0x20 or c == "\x7f":
-            return f"key name must not contain control characters, found {c!r} in {_show(name)}"
+            return f"key name must not contain control characters, found {c!r} in {excerpt(name)}"
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return f"key name must be valid UTF-8, found {_show(name)}"
+        return f"key name must be valid UTF-8, found {excerpt(name)}"
     return None
 
 
-def _text_problem(text: str, what: str) -> str | None:
+def text_problem(text: str, what: str) -> str | None:
     """Why ``text`` cannot be (part of) a signed note, or None (c2sp.org/signed-note)."""
     try:
         text.encode("utf-8")
@@ -103,6 +110,49 @@ def _text_problem(text: str, what: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------
 # Signed notes
+
+
+class NoteSigner(Protocol):
+    """What signs a note: a key name, its 4-byte key ID and a signature function.
+
+    :class:`otaudit.keys.SigningKey` is one (c2sp.org/signed-note).
+    """
+
+    @property
+    def name(self) -> str:
+        """The key name."""
+        ...
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key ID."""
+        ...
+
+    def sign(self, text: bytes) -> bytes:
+        """The signature of ``text``."""
+        ...
+
+
+class NoteVerifier(Protocol):
+    """What checks a note's signature: a key name, its 4-byte key ID and a check.
+
+    :class:`otaudit.keys.VerifierKey` is one (c2sp.org/signed-note).
+    """
+
+    @property
+    def name(self) -> str:
+        """The key name."""
+        ...
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key ID."""
+        ...
+
+    def verify(self, text: bytes, sig: bytes) -> None:
+        """Return None if ``sig`` is a valid signature of ``text``; else raise
+        :class:`~otaudit.errors.VerificationError`."""
+        ...
 
 
 class NoteSignature(NamedTuple):
@@ -123,15 +173,15 @@ def signature_line(name: str, key_id: bytes, signature: bytes) -> str:
 
     ``name`` must be a valid key name and ``key_id`` 4 bytes; otherwise :class:`ValueError`.
     """
-    problem = _key_name_problem(name)
+    problem = key_name_problem(name)
     if problem:
         raise ValueError(problem)
     if len(key_id) != 4:
         raise ValueError(f"key id must be 4 bytes, found {len(key_id)} bytes")
-    return f"{_SIG_PREFIX}{name} {_b64encode(key_id + signature)}\n"
+    return f"{_SIG_PREFIX}{name} {b64encode(key_id + signature)}\n"
 
 
-def sign_note(text: str | bytes, key: SigningKey) -> str:
+def sign_note(text: str | bytes, key: NoteSigner) -> str:
     """Sign a note text with ``key``; return the signed note (c2sp.org/signed-note).
 
     The result is ``text``, a blank line, and ``— <name> <base64(key ID || signature)>`` and a
@@ -143,11 +193,11 @@ def sign_note(text: str | bytes, key: SigningKey) -> str:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("note text must be valid UTF-8") from None
-    problem = _text_problem(text, "note text")
+    problem = text_problem(text, "note text")
     if problem:
         raise ValueError(problem)
     if not text.endswith("\n"):
-        raise ValueError(f"note text must end with a newline, found {_show(text[-20:])} at end")
+        raise ValueError(f"note text must end with a newline, found {excerpt(text[-20:])} at end")
     sig = key.sign(text.encode("utf-8"))
     return f"{text}\n{signature_line(key.name, key.key_id, sig)}"
 
@@ -169,12 +219,12 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
             ) from None
     elif not isinstance(note, str):
         raise VerificationError(f"signed note must be str or bytes, found {type(note).__name__}")
-    problem = _text_problem(note, "signed note")
+    problem = text_problem(note, "signed note")
     if problem:
         raise VerificationError(problem)
     if not note.endswith("\n"):
         raise VerificationError(
-            f"signed note must end with a newline, found {_show(note[-20:])} at the end"
+            f"signed note must end with a newline, found {excerpt(note[-20:])} at the end"
         )
     split = note.rfind("\n\n")
     if split < 0:
@@ -199,23 +249,23 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         if not line.startswith(_SIG_PREFIX):
             raise VerificationError(
                 f"signed note line {lineno} must be a signature line starting with "
-                f"U+2014 EM DASH and a space, found {_show(line)}"
+                f"U+2014 EM DASH and a space, found {excerpt(line)}"
             )
         fields = line[len(_SIG_PREFIX) :].split(" ")
         if len(fields) != 2:
             raise VerificationError(
                 f"signed note line {lineno} must be '— <key name> <base64 signature>', "
-                f"found {len(fields)} space-separated field(s) in {_show(line)}"
+                f"found {len(fields)} space-separated field(s) in {excerpt(line)}"
             )
         name, sig_b64 = fields
-        problem = _key_name_problem(name)
+        problem = key_name_problem(name)
         if problem:
             raise VerificationError(f"signed note line {lineno}: {problem}")
-        raw = _b64decode(sig_b64)
+        raw = b64decode_strict(sig_b64)
         if raw is None:
             raise VerificationError(
                 f"signed note line {lineno}: signature must be canonical standard base64, "
-                f"found {_show(sig_b64)}"
+                f"found {excerpt(sig_b64)}"
             )
         if len(raw) < 5:
             raise VerificationError(
@@ -226,7 +276,7 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
     return text, signatures
 
 
-def open_note(note: str | bytes, key: VerifierKey) -> str:
+def open_note(note: str | bytes, key: NoteVerifier) -> str:
     """Verify a signed note with ``key`` and return its text (c2sp.org/signed-note).
 
     Signature lines from other keys (another name, or another key ID) are ignored, as the spec

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from otaudit import datadir, logthrottle
+from otaudit import datadir, defaults, logthrottle
 from otaudit.auth import Authenticator, is_loopback
 from otaudit.detect.notify import Notifier
 from otaudit.detect.process import DetectorProcess
@@ -37,14 +37,18 @@ log = logging.getLogger("otaudit.server")
 class ServeSettings:
     """Everything ``otaudit serve`` is configured with."""
 
-    data: Path = datadir.DEFAULT_DATA
+    data: Path = defaults.DATA_DIR
     store_url: str | None = None
-    http: tuple[str, int] = ("127.0.0.1", 4318)
-    grpc: tuple[str, int] = ("127.0.0.1", 4317)
+    http: tuple[str, int] = field(
+        default_factory=lambda: parse_address(defaults.HTTP_ADDRESS, "--http")
+    )
+    grpc: tuple[str, int] = field(
+        default_factory=lambda: parse_address(defaults.GRPC_ADDRESS, "--grpc")
+    )
     origin: str | None = None
     key_file: Path | None = None
-    checkpoint_interval_s: float = 1.0
-    max_queue_records: int = 200_000
+    checkpoint_interval_s: float = defaults.CHECKPOINT_INTERVAL_S
+    max_queue_records: int = defaults.MAX_QUEUE_RECORDS
     ingest: IngestSettings = field(default_factory=IngestSettings)
     witness_dir: Path | None = None
     read_api: tuple[str, int] | None = None
@@ -54,7 +58,7 @@ class ServeSettings:
     detection: DetectSettings | None = None
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     #: After SIGTERM, how long requests in flight may take before their connections close.
-    shutdown_timeout_s: float = 10.0
+    shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:

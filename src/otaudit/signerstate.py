@@ -27,9 +27,9 @@ import os
 from pathlib import Path
 from typing import Final
 
-from otaudit.checkpoint import Checkpoint, VerifierKey, open_checkpoint
+from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
-from otaudit.keys import SAVED_CHECKPOINT_SUFFIX
+from otaudit.keys import SAVED_CHECKPOINT_SUFFIX, VerifierKey
 from otaudit.smallfile import read_small_file, write_atomic
 
 MAX_FILE_BYTES: Final = 64 * 1024

@@ -6,11 +6,13 @@ trap: anything but a regular file (a FIFO, a device, a directory) is
 refused at once instead of waited on, a file larger than its limit is
 refused instead of read whole, and a private file (a key, a secret) that
 group or others may access is refused, because it is no longer private.
-A file is written whole or not at all (:func:`write_atomic`).
+A file is written whole or not at all (:func:`write_atomic`, built from steps that a
+caller with messages of its own can also take one by one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -72,23 +74,64 @@ def write_synced(fd: int, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``: temporary file (``mode``, whatever the umask), fsync,
-    rename, directory fsync. Readers see the old content or the new, never a mix (OSError)."""
+def open_temporary(path: Path, mode: int) -> tuple[int, Path]:
+    """Create a new temporary file beside ``path`` (``.<name>.<random>.tmp``, ``mode``, not
+    following links); return its open descriptor and its path (OSError)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(tmp, flags, mode)
-    try:
-        write_synced(fd, data, mode)
+    return os.open(tmp, flags, mode), tmp
+
+
+def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Give the written temporary file ``tmp`` its name ``path`` in one step (OSError).
+
+    ``overwrite``: replace whatever is at ``path`` (a rename). Otherwise never: ``tmp`` is
+    hard-linked to ``path``, which fails with FileExistsError if anything is there (even a
+    dangling symbolic link); where hard links are unsupported it is renamed after a check.
+    The caller removes ``tmp`` afterwards (it is gone after a rename).
+    """
+    if overwrite:
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return
     try:
-        os.fsync(dir_fd)
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links on this file system: fall back to a checked rename.
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.rename(tmp, path)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make ``directory``'s entries durable (fsync); nothing to do where a directory cannot
+    be synced. OSError if it cannot be opened (its ``filename`` is set) or synced."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # not syncable here; nothing to do
             raise
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file (``mode``, whatever
+    the umask; :func:`open_temporary`), fsync, :func:`publish` under ``path``, directory
+    fsync. Readers see the old content or the new, never a mix. ``overwrite=False`` never
+    replaces an existing file (FileExistsError). OSError; no temporary file is left."""
+    fd, tmp = open_temporary(path, mode)
+    try:
+        write_synced(fd, data, mode)
+        publish(tmp, path, overwrite=overwrite)
+    finally:
+        remove_temporary(tmp)
+    sync_directory(path.parent)
+
+
+def remove_temporary(tmp: Path) -> None:
+    """Remove the temporary file ``tmp`` if it is still there (best effort: never raises)."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from otaudit import merkle, tree
-from otaudit.checkpoint import VerifierKey, open_checkpoint
+from otaudit.checkpoint import open_checkpoint
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.errors import VerificationError
+from otaudit.keys import VerifierKey
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, LateSigning
 from otaudit.record import (
     COLUMN_NAMES,

@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from otaudit.bundle import FILES, MANIFEST, MANIFEST_SIG, Report, verify_bundle
-from otaudit.checkpoint import VerifierKey
 from otaudit.errors import ConfigError, OtauditError, VerificationError
+from otaudit.keys import VerifierKey
 from support import Server, audit_request, otaudit, post
 
 NAMES = [*FILES, MANIFEST, MANIFEST_SIG]

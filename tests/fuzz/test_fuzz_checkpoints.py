@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from mutation import EDITS, mutate
 from otaudit import datadir, signerstate
-from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, open_checkpoint, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import ConfigError, OtauditError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import open_note, parse_note
 
 KEY = SigningKey.from_seed("example.com/log", bytes(range(32)))

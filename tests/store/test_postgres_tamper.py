@@ -15,7 +15,8 @@ import pytest
 
 from forgery import DELETE_FROM_SEQ, forged_tail
 from otaudit import tree
-from otaudit.checkpoint import Checkpoint, SigningKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, sign_checkpoint
+from otaudit.keys import SigningKey
 from otaudit.store.postgres import open_postgres
 from pgcluster import PgServer
 from support import Server, audit_request, otaudit, post

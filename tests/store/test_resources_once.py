@@ -31,8 +31,9 @@ from psycopg.types.hstore import register_hstore
 from conftest import query_args
 from otaudit import datadir, tree
 from otaudit.canonical import canonical_bytes
-from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, sign_checkpoint
 from otaudit.ingest import IngestSettings, prepare
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.otlp.convert import Limits
 from otaudit.record import COLUMN_NAMES, Entry, resource_offset, seal
 from otaudit.store.base import Store, StoredCheckpoint, plan_append

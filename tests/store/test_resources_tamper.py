@@ -20,8 +20,9 @@ import pytest
 from test_resources_once import ORIGIN, big_request, sealed_entries
 
 from otaudit import tree
-from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, sign_checkpoint
+from otaudit.checkpoint import Checkpoint, sign_checkpoint
 from otaudit.errors import VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.store.base import Store, StoredCheckpoint
 from otaudit.store.postgres import PostgresStore
 from otaudit.store.sqlite import SQLiteStore

@@ -46,8 +46,9 @@ from otaudit.bundle.layout import (
     manifest_note_text,
 )
 from otaudit.canonical import canonical_bytes
-from otaudit.checkpoint import Checkpoint, VerifierKey, open_checkpoint
+from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import ConfigError, OtauditError, VerificationError
+from otaudit.keys import VerifierKey
 from otaudit.note import open_note
 from otaudit.record import COLUMN_NAMES
 

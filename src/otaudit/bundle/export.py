@@ -39,8 +39,9 @@ from otaudit.bundle.layout import (
     jsonl_line,
     manifest_note_text,
 )
-from otaudit.checkpoint import SigningKey, VerifierKey, open_checkpoint
+from otaudit.checkpoint import open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import sign_note
 from otaudit.outdir import OutputDir, open_output_dir
 from otaudit.store.base import Store, StoredRecord

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import orjson
 
-from otaudit.checkpoint import VerifierKey
 from otaudit.errors import VerificationError
+from otaudit.keys import VerifierKey
 from otaudit.record import COLUMN_NAMES, Columns, derive_columns, parse_sealed, rfc3339_ns
 from otaudit.textsafety import spreadsheet_row
 

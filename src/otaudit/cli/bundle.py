@@ -17,10 +17,10 @@ from pathlib import Path
 import click
 
 from otaudit import bundle, datadir
-from otaudit.checkpoint import SigningKey, VerifierKey
 from otaudit.cli.main import store_options, time_bound, verification_exits
 from otaudit.cli.reading import audited_read
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keys import SigningKey, VerifierKey
 from otaudit.timespec import TIME_HELP as _TIME_HELP
 
 

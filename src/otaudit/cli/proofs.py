@@ -8,10 +8,10 @@ import click
 import orjson
 
 from otaudit import datadir, proofs
-from otaudit.checkpoint import VerifierKey
 from otaudit.cli.main import handle_errors, store_options, verification_exits
 from otaudit.cli.reading import audited_read, reading
 from otaudit.errors import VerificationError
+from otaudit.keys import VerifierKey
 
 
 def _print_json(document: object) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import click
 
 from otaudit import access, datadir
-from otaudit.checkpoint import SigningKey
 from otaudit.errors import OtauditError
+from otaudit.keys import SigningKey
 from otaudit.ledger import Checkpointer
 from otaudit.store.base import Store
 

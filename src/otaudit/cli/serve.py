@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from otaudit import defaults
 from otaudit.cli.detect import load_rule_set, notify_options, notify_settings, rule_options
 from otaudit.cli.main import handle_errors, store_options
 from otaudit.cli.query import query_store_option
@@ -18,7 +18,7 @@ from otaudit.cli.query import query_store_option
 @click.option(
     "--http",
     "http_addr",
-    default="127.0.0.1:4318",
+    default=defaults.HTTP_ADDRESS,
     show_default=True,
     metavar="HOST:PORT",
     help="OTLP/HTTP listen address (also /metrics and /healthz).",
@@ -26,7 +26,7 @@ from otaudit.cli.query import query_store_option
 @click.option(
     "--grpc",
     "grpc_addr",
-    default="127.0.0.1:4317",
+    default=defaults.GRPC_ADDRESS,
     show_default=True,
     metavar="HOST:PORT",
     help="OTLP/gRPC listen address.",
@@ -44,76 +44,76 @@ from otaudit.cli.query import query_store_option
 )
 @click.option(
     "--audit-attribute",
-    default="audit.action",
+    default=defaults.AUDIT_ATTRIBUTE,
     show_default=True,
     help="Records carrying this attribute are sealed; the rest are counted and dropped.",
 )
 @click.option(
     "--pipeline",
-    default="otlp",
+    default=defaults.PIPELINE,
     show_default=True,
     help="Pipeline name stamped on records that carry no X-Audit-Pipeline header.",
 )
 @click.option(
     "--max-body-bytes",
     type=click.IntRange(1024),
-    default=16 * 1024 * 1024,
+    default=defaults.MAX_BODY_BYTES,
     show_default=True,
     help="Request size limit, measured after decompression.",
 )
 @click.option(
     "--header-timeout",
     type=click.FloatRange(0.1),
-    default=10.0,
+    default=defaults.HEADER_TIMEOUT_S,
     show_default=True,
     help="Seconds a client has to send a request's headers (gRPC: to connect).",
 )
 @click.option(
     "--body-timeout",
     type=click.FloatRange(0.1),
-    default=30.0,
+    default=defaults.BODY_TIMEOUT_S,
     show_default=True,
     help="Seconds a client has to send a request's body once its headers are in.",
 )
 @click.option(
     "--max-connections",
     type=click.IntRange(1),
-    default=1000,
+    default=defaults.MAX_CONNECTIONS,
     show_default=True,
     help="Open connections per listener; more are refused.",
 )
 @click.option(
     "--max-calls-per-peer",
     type=click.IntRange(1),
-    default=16,
+    default=defaults.MAX_CALLS_PER_PEER,
     show_default=True,
     help="gRPC calls one client address may have open at once; more get RESOURCE_EXHAUSTED.",
 )
 @click.option(
     "--shutdown-timeout",
     type=click.FloatRange(1),
-    default=10.0,
+    default=defaults.SHUTDOWN_TIMEOUT_S,
     show_default=True,
     help="Seconds requests in flight get after SIGTERM before their connections close.",
 )
 @click.option(
     "--max-queue-records",
     type=click.IntRange(1),
-    default=200_000,
+    default=defaults.MAX_QUEUE_RECORDS,
     show_default=True,
     help="Records waiting for the sequencer before ingest answers 503.",
 )
 @click.option(
     "--checkpoint-interval",
     type=click.FloatRange(0.05, 60),
-    default=1.0,
+    default=defaults.CHECKPOINT_INTERVAL_S,
     show_default=True,
     help="Seconds between signed checkpoints while records arrive.",
 )
 @click.option(
     "--workers",
     type=click.IntRange(0, 64),
-    default=min(os.cpu_count() or 1, 4),
+    default=defaults.WORKERS,
     show_default=True,
     help="Processes that decode and seal requests (0: in the server process).",
 )
@@ -144,21 +144,21 @@ from otaudit.cli.query import query_store_option
 @click.option(
     "--max-attributes",
     type=click.IntRange(1),
-    default=256,
+    default=defaults.MAX_ATTRIBUTES,
     show_default=True,
     help="Attributes one record may carry; records over it are rejected (partial_success).",
 )
 @click.option(
     "--max-attribute-bytes",
     type=click.IntRange(16),
-    default=64 * 1024,
+    default=defaults.MAX_ATTRIBUTE_BYTES,
     show_default=True,
     help="Encoded size one attribute value may have; records over it are rejected.",
 )
 @click.option(
     "--max-resource-bytes",
     type=click.IntRange(256),
-    default=64 * 1024,
+    default=defaults.MAX_RESOURCE_BYTES,
     show_default=True,
     help="Encoded size a record's resource, or its scope, may have (every record carries "
     "a copy); records over it are rejected.",

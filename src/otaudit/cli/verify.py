@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from otaudit import datadir, signerstate
-from otaudit.checkpoint import VerifierKey
 from otaudit.cli.main import store_options, verification_exits
 from otaudit.cli.reading import record_read
 from otaudit.errors import VerificationError
+from otaudit.keys import VerifierKey
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, duration_text
 from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store

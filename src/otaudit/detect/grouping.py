@@ -23,10 +23,11 @@ from typing import Final
 
 import orjson
 
+from otaudit import defaults
 from otaudit.detect.state import Finding
 
 #: The default window (``--alert-group-window``): 10 minutes.
-DEFAULT_WINDOW_S: Final = 600
+DEFAULT_WINDOW_S: Final = defaults.ALERT_GROUP_WINDOW_S
 #: Groups one rule may have open in one window before the rest go to its overflow alert.
 MAX_GROUPS_PER_RULE: Final = 100
 #: The trigger sequence numbers a summary keeps: the first half and the last half of them.

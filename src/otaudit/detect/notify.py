@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from otaudit import defaults
 from otaudit.errors import ConfigError
 
 log = logging.getLogger("otaudit.alerts")
@@ -153,7 +154,7 @@ class NotifySettings:
     #: Notifications waiting per severity (per destination each alert has).
     max_queue: int = 1000
     #: Findings of one rule and group within this long make one alert (``--alert-group-window``).
-    group_window_s: int = 600
+    group_window_s: int = defaults.ALERT_GROUP_WINDOW_S
 
     @property
     def enabled(self) -> bool:

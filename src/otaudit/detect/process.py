@@ -34,6 +34,7 @@ from otaudit.detect.run import (
 )
 from otaudit.errors import OtauditError
 from otaudit.metrics import Metrics
+from otaudit.smallfile import write_atomic
 
 log = logging.getLogger("otaudit.detect")
 
@@ -135,10 +136,8 @@ class PositionFile:
         """Save the position (atomically: a crash leaves the old or the new one)."""
         if position == self._written:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            temporary.write_text(f"{position}\n")
-            os.replace(temporary, self.path)
+            write_atomic(self.path, f"{position}\n".encode())
         except OSError as exc:
             log.error("detection position not saved to %s: %s", self.path, exc)
             return

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from otaudit import defaults
 from otaudit.canonical import canonical_bytes
 from otaudit.errors import DecodeError
 from otaudit.record import encode_double
@@ -222,10 +223,10 @@ class Limits:
     request; a request over it is refused whole (HTTP 413), before any is converted.
     """
 
-    max_attributes: int = 256
-    max_value_bytes: int = 64 * 1024
-    max_resource_bytes: int = 64 * 1024
-    max_records: int = 20_000
+    max_attributes: int = defaults.MAX_ATTRIBUTES
+    max_value_bytes: int = defaults.MAX_ATTRIBUTE_BYTES
+    max_resource_bytes: int = defaults.MAX_RESOURCE_BYTES
+    max_records: int = defaults.MAX_RECORDS_PER_REQUEST
     max_sealed_ratio: int = 16
     min_sealed_budget: int = 4 * 1024 * 1024
 

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Final, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from otaudit import defaults
 from otaudit.errors import ConfigError
 
 log = logging.getLogger("otaudit.receiver")
@@ -60,12 +61,12 @@ _TIMEOUT: Final = (
 class ConnectionLimits:
     """Per-listener limits on what clients hold before their request is complete."""
 
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    max_connections: int = 1000
+    header_timeout_s: float = defaults.HEADER_TIMEOUT_S
+    body_timeout_s: float = defaults.BODY_TIMEOUT_S
+    max_connections: int = defaults.MAX_CONNECTIONS
     #: gRPC calls open at once from one client address (all its connections together).
     #: Above the 10 concurrent exports an OpenTelemetry Collector sends by default.
-    max_calls_per_peer: int = 16
+    max_calls_per_peer: int = defaults.MAX_CALLS_PER_PEER
 
 
 def fit_open_files(limits: ConnectionLimits, listeners: int) -> ConnectionLimits:
