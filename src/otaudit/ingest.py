@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from otaudit import access, defaults, lifeline
+from otaudit.droplog import DropLog
 from otaudit.errors import ConfigError, DecodeError, Overloaded, PayloadTooLarge
 from otaudit.fairqueue import SourceRates
 from otaudit.ledger import ACTIVE_S, Sequencer
@@ -100,6 +101,8 @@ class Prepared:
     rejected: int = 0
     message: str = ""
     entries: list[Entry] = field(default_factory=list)
+    near_misses: int = 0  # of dropped: audit.* attributes but no audit.action
+    near_miss_keys: list[str] = field(default_factory=list)
 
 
 def prepare(
@@ -130,7 +133,15 @@ def prepare(
     sel = select(request, settings.audit_attribute, settings.limits, settings.redactor, len(data))
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
     return Prepared(
-        kind, signal, sel.received, sel.dropped, sel.rejected, sel.error_message, entries
+        kind,
+        signal,
+        sel.received,
+        sel.dropped,
+        sel.rejected,
+        sel.error_message,
+        entries,
+        sel.near_misses,
+        sel.near_miss_keys,
     )
 
 
@@ -230,10 +241,28 @@ class Ingest:
             self._bulk = _Workers(settings.workers, BULK_NICENESS)
         self._rates = SourceRates(ACTIVE_S)
         self._rates_lock = threading.Lock()
+        self.drops = DropLog()
+
+    def note_dropped(self, prepared: Prepared, address: str | None) -> None:
+        """Say in the log (at a bounded rate) what ``address`` sent that was not kept."""
+        drops = self.drops
+        if prepared.kind == "metrics":
+            drops.note("metrics_not_kept", address, prepared.dropped)
+            return
+        if prepared.near_misses:
+            names = ", ".join(prepared.near_miss_keys)
+            drops.note(
+                "audit_action_missing",
+                address,
+                prepared.near_misses,
+                f"{self.settings.audit_attribute} is missing; attributes seen: {names}",
+            )
+        drops.note("not_audit", address, prepared.dropped - prepared.near_misses)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the worker processes: those still busy after ``timeout_s`` are killed (their
-        requests were answered or abandoned by then)."""
+        requests were answered or abandoned by then); log the drops held back."""
+        self.drops.close()
         deadline = time.monotonic() + timeout_s
         for workers in (self._workers, self._bulk):
             if workers is not None:
@@ -291,8 +320,11 @@ class Ingest:
             done: Future[list[int | None]] = Future()
             done.set_result([])
             return done
-        if prepared.dropped:
-            self.metrics.dropped.labels(signal, "not_audit").inc(prepared.dropped)
+        if prepared.dropped > prepared.near_misses:
+            not_audit = prepared.dropped - prepared.near_misses
+            self.metrics.dropped.labels(signal, "not_audit").inc(not_audit)
+        if prepared.near_misses:
+            self.metrics.dropped.labels(signal, "audit_action_missing").inc(prepared.near_misses)
         if prepared.rejected:
             self.metrics.rejected.labels(signal).inc(prepared.rejected)
         entries = prepared.entries

@@ -43,6 +43,10 @@ class Selection:
     dropped: int = 0
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    #: Of ``dropped``, the records with attributes in the audit attribute's namespace (such
+    #: as ``audit.acton``) but not the attribute itself, and those names on the first one.
+    near_misses: int = 0
+    near_miss_keys: list[str] = field(default_factory=list)
 
     def reject(self, where: str, reason: str) -> None:
         """Count one rejected record and keep the first few reasons."""
@@ -149,6 +153,20 @@ def _check_id(value: bytes, size: int, where: str, name: str) -> str:
 
 def _is_audit(attributes: Iterable[Any], key: str) -> bool:
     return any(kv.key == key for kv in attributes)
+
+
+def _namespace(audit_attribute: str) -> str | None:
+    """``audit.`` for ``audit.action``: the prefix of the attributes that come with it."""
+    head, dot, _ = audit_attribute.rpartition(".")
+    return head + dot if head else None
+
+
+def _note_near_miss(sel: Selection, attributes: Iterable[Any], namespace: str) -> None:
+    keys = [kv.key for kv in attributes if kv.key.startswith(namespace)]
+    if keys:
+        sel.near_misses += 1
+        if not sel.near_miss_keys:
+            sel.near_miss_keys = [k[:64] for k in keys[:5]]
 
 
 def _span(span: Any, where: str) -> dict[str, Any]:
@@ -287,6 +305,7 @@ def _select(
     request_bytes: int,
 ) -> Selection:
     sel = Selection(shape.signal)
+    namespace = _namespace(audit_attribute)
     budget = limits.sealed_budget(request_bytes)
     sealed_bytes = 0
     for r, group in enumerate(getattr(request, shape.resources)):
@@ -302,6 +321,8 @@ def _select(
                     _check_id(getattr(item, name), size, where, name)
                 if not _is_audit(item.attributes, audit_attribute):
                     sel.dropped += 1
+                    if namespace is not None:
+                        _note_near_miss(sel, item.attributes, namespace)
                     continue
                 problem = shared or _over_limits(item, limits)
                 if problem is not None:

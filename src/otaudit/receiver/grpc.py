@@ -42,7 +42,7 @@ from google.rpc import error_details_pb2
 
 from otaudit.auth import Authenticator, bearer
 from otaudit.errors import DecodeError, OtauditError, Overloaded
-from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest, source_of
+from otaudit.ingest import COMMIT_WAIT_S, PIPELINE_HEADER, Ingest, Prepared, source_of
 from otaudit.otlp.body import PROTOBUF
 from otaudit.otlp.status import Failure, failure_for
 from otaudit.receiver.connections import ConnectionLimits, grpc_options
@@ -117,14 +117,14 @@ class _PeerCalls:
 
 def _ingest(
     ingest: Ingest, kind: str, body: bytes, pipeline: str, received_ns: int, source: str
-) -> tuple[int, str]:
-    """Decode, seal and commit one request (blocking); its rejected count and message."""
+) -> Prepared:
+    """Decode, seal and commit one request (blocking); what it held."""
     prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns, source).result()
     try:
         ingest.commit(prepared, source).result(timeout=COMMIT_WAIT_S)
     except TimeoutError:
         raise Overloaded(f"commit did not finish within {COMMIT_WAIT_S:.0f} s", 5) from None
-    return prepared.rejected, prepared.message
+    return prepared
 
 
 class GrpcReceiver:
@@ -229,10 +229,11 @@ class GrpcReceiver:
                 received_ns = time.time_ns()
                 work = functools.partial(_ingest, ingest, kind, body, pipeline, received_ns, source)
                 loop = asyncio.get_running_loop()
-                rejected, message = await loop.run_in_executor(self._pool, work)
+                prepared = await loop.run_in_executor(self._pool, work)
         except OtauditError as exc:
             await _abort(context, ingest, exc)
-        return export_response(kind, rejected, message)
+        ingest.note_dropped(prepared, peer_host(context.peer()))
+        return export_response(kind, prepared.rejected, prepared.message)
 
     async def _read_one(
         self, context: grpc.aio.ServicerContext[Any, Any], deadline: float
@@ -270,6 +271,7 @@ async def _abort(
 ) -> NoReturn:
     failure = _failure(exc)
     ingest.metrics.failed_requests.labels("grpc", failure.reason).inc()
+    ingest.drops.note(failure.reason, peer_host(context.peer()), 1, str(exc))
     status = status_message(failure, str(exc)).SerializeToString()
     trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status)]
     if failure.retry_after_s is not None:

@@ -15,8 +15,9 @@ import time
 from typing import Final
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from otaudit.auth import Authenticator, bearer
@@ -68,7 +69,7 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
         try:
             media = otlp_body.media_type(request.headers.get("content-type"))
             caller = authn.check(bearer(request.headers.get("authorization")), "ingest")
-            source = source_of(caller.token_id, request.client.host if request.client else None)
+            source = source_of(caller.token_id, _address(request))
             gzipped = otlp_body.check_encoding(request.headers.get("content-encoding"))
             pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
             raw = await _read_body(request, limit)
@@ -82,11 +83,13 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
         except ClientDisconnect:
             # The body never arrived: the client left, or the body timeout answered 408.
             ingest.metrics.failed_requests.labels("http", "incomplete_body").inc()
+            ingest.drops.note("incomplete_body", _address(request))
             return Response(status_code=400)  # sent to nobody
         except (OtauditError, TimeoutError) as caught:
             exc = caught if isinstance(caught, OtauditError) else _commit_timeout()
             failure = failure_for(exc)
             ingest.metrics.failed_requests.labels("http", failure.reason).inc()
+            ingest.drops.note(failure.reason, _address(request), 1, str(exc))
             headers = {}
             if failure.http_status == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="otaudit"'
@@ -97,6 +100,7 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
             else:
                 content = status_json(failure, str(exc))
             return Response(content, failure.http_status, headers, media_type=media)
+        ingest.note_dropped(prepared, _address(request))
         if media == otlp_body.PROTOBUF:
             content = export_response(kind, rejected, text).SerializeToString()
         else:
@@ -122,4 +126,17 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+
+    async def not_served(request: Request, exc: Exception) -> Response:
+        # Exports sent to a wrong path or with a wrong method store nothing: say so.
+        assert isinstance(exc, HTTPException)
+        reason = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        ingest.metrics.failed_requests.labels("http", reason).inc()
+        ingest.drops.note(reason, _address(request), 1, f"{request.method} {request.url.path}")
+        return PlainTextResponse(exc.detail, exc.status_code, exc.headers)
+
+    return Starlette(routes=routes, exception_handlers={404: not_served, 405: not_served})
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
