@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from otaudit.dialect import AUDITOR_QUERY
 from support import Server, otaudit
 
 README = Path(__file__).parents[2] / "README.md"
@@ -74,4 +75,16 @@ def test_readme_example_runs_against_a_server(server: Server) -> None:
     assert rows.stdout.splitlines() == [
         "actor,action,target,result,service",
         "alice,role_update,bob,success,accounts-api",
+    ]
+    # The article's query, verbatim, fills every column for the README's record.
+    article = otaudit("sql", "--data", str(server.data), "--format", "json", AUDITOR_QUERY)
+    assert article.returncode == 0, article.stderr
+    (row,) = json.loads(article.stdout)
+    assert all(row.values()), row
+    assert [row[k] for k in ("actor", "target", "previous_role", "new_role", "outcome")] == [
+        "alice",
+        "bob",
+        "viewer",
+        "editor",
+        "success",
     ]

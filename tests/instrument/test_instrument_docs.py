@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from otaudit.dialect import AUDITOR_QUERY
 from support import Server, otaudit
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "instrumenting.md"
@@ -89,3 +90,10 @@ def test_the_guides_example_runs_against_a_real_server(server: Server) -> None:
     gaps = otaudit("gaps", "--data", str(server.data))
     assert gaps.returncode == 0, gaps.stdout + gaps.stderr
     assert "OK: 1 producer(s), 6 numbered records" in gaps.stdout
+    # The article's query, verbatim, fills every column of the role change alice made.
+    article = otaudit("sql", "--data", str(server.data), "--format", "json", AUDITOR_QUERY)
+    assert article.returncode == 0, article.stderr
+    changes = json.loads(article.stdout)
+    made = [c for c in changes if c["outcome"] == "success"]
+    assert len(changes) == 3 and len(made) == 1 and all(made[0].values()), changes
+    assert (made[0]["actor"], made[0]["target"], made[0]["new_role"]) == ("alice", "bob", "editor")

@@ -179,3 +179,25 @@ def test_audit_attributes_number_records_sent_through_the_handler(
     assert first["audit.producer.id"] == producer_id()
     assert isinstance(first["audit.producer.seq"], int)
     assert second["audit.producer.seq"] == first["audit.producer.seq"] + 1
+
+
+def test_the_handler_needs_the_loggers_level_and_audit_log_does_not(
+    logs: Logs, audit_system_logger: logging.Logger
+) -> None:
+    audit_system_logger.addHandler(LoggingHandler(logger_provider=logs.provider))
+    audit_system_logger.setLevel(logging.NOTSET)  # as a new logger is: the root's WARNING
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        audit_system_logger.info("dropped below the level", extra=ARTICLE_EXTRA)
+        assert logs.records() == []  # why the docs set the logger to INFO
+        audit_log("config_change", "sent whatever the levels", logger_provider=logs.provider)
+        root.setLevel(logging.CRITICAL)
+        audit_log("config_change", "still sent", logger_provider=logs.provider)
+    finally:
+        root.setLevel(saved)
+    assert [r.log_record.body for r in logs.records()] == [
+        "sent whatever the levels",
+        "still sent",
+    ]

@@ -16,6 +16,7 @@ from opentelemetry.trace import (
 
 from otaudit.instrument import (
     actor,
+    audit_attributes,
     audit_span,
     audited,
     producer_id,
@@ -242,3 +243,19 @@ def test_attributes_may_not_override_numbering(traces: Traces) -> None:
     ):
         pass
     assert traces.spans() == ()
+
+
+def test_a_target_user_is_written_under_both_names(traces: Traces) -> None:
+    @audited("user_delete", target_user=lambda user_id, **_: user_id, tracer=traces.tracer)
+    def delete_user(user_id: str) -> None:
+        """Deletes."""
+
+    delete_user("bob")
+    with audit_span("role_update", target_user=42, tracer=traces.tracer):
+        pass
+    first, second = traces.spans()
+    for span, user in ((first, "bob"), (second, "42")):
+        attributes = without_numbering(span)
+        assert attributes["audit.target"] == attributes["audit.target_user"] == user
+    with pytest.raises(ValueError, match="target or target_user, not both"):
+        audit_attributes("role_update", target="bob", target_user="bob")

@@ -27,6 +27,9 @@ USER_ROLES: Final = "user.roles"
 CLIENT_ADDRESS: Final = "client.address"
 #: Whom or what the action was applied to.
 AUDIT_TARGET: Final = "audit.target"
+#: The user an action was applied to, when the target is a user (the name the widely
+#: copied auditor query reads; the helpers also write it as ``audit.target``).
+AUDIT_TARGET_USER: Final = "audit.target_user"
 #: The kind of resource the target is, e.g. ``user_permission``.
 AUDIT_RESOURCE_TYPE: Final = "audit.resource_type"
 #: The value before the change.

@@ -46,6 +46,7 @@ def audit_log(
     *,
     severity: str | SeverityNumber = "INFO",
     target: object = None,
+    target_user: object = None,
     resource_type: str | None = None,
     old: object = None,
     new: object = None,
@@ -68,6 +69,7 @@ def audit_log(
     record = audit_attributes(
         action,
         target=target,
+        target_user=target_user,
         resource_type=resource_type,
         old=old,
         new=new,

@@ -16,6 +16,7 @@ from otaudit.instrument.attributes import (
     AUDIT_RESOURCE_TYPE,
     AUDIT_RESULT,
     AUDIT_TARGET,
+    AUDIT_TARGET_USER,
     RESERVED,
 )
 from otaudit.instrument.context import current_actor
@@ -47,6 +48,7 @@ def audit_attributes(
     action: str,
     *,
     target: object = None,
+    target_user: object = None,
     resource_type: str | None = None,
     old: object = None,
     new: object = None,
@@ -58,13 +60,17 @@ def audit_attributes(
     Layered, later wins: the ambient actor (:func:`current_actor`), then
     ``attributes``, then the named arguments, then ``audit.producer.id`` and
     ``audit.producer.seq`` (which ``attributes`` may not contain). ``target`` is
-    written as text; ``old``/``new`` and ``attributes`` values through
-    :func:`to_attribute_value`; None leaves an attribute out.
+    written as text; ``target_user``, for an action on a user, is written as text to
+    both ``audit.target`` and ``audit.target_user`` (give one of the two); ``old``/``new``
+    and ``attributes`` values through :func:`to_attribute_value`; None leaves an
+    attribute out.
 
-    Each call claims the next producer number, so call it once per record you
-    emit: :func:`audit_span` and :func:`audit_log` do; use it directly for
-    records sent another way, e.g. ``logger.info(msg, extra=audit_attributes(...))``
-    through an OpenTelemetry ``LoggingHandler``.
+    Each call claims the next producer number, so call it once per record you emit
+    (:func:`audit_span` and :func:`audit_log` do), and only for a record that will be
+    emitted: use it directly for records sent another way, e.g.
+    ``logger.info(msg, extra=audit_attributes(...))`` through an OpenTelemetry
+    ``LoggingHandler``, with the logger's level at INFO or below (a call below the
+    level emits nothing and leaves a hole in the numbering).
     """
     if not isinstance(action, str) or not action:
         raise ValueError("action must be a non-empty string")
@@ -86,8 +92,13 @@ def audit_attributes(
             }
         )
     out[AUDIT_ACTION] = action
+    if target is not None and target_user is not None:
+        raise ValueError("give target or target_user, not both")
     if target is not None:
         out[AUDIT_TARGET] = target if isinstance(target, str) else str(target)
+    if target_user is not None:
+        user = target_user if isinstance(target_user, str) else str(target_user)
+        out[AUDIT_TARGET] = out[AUDIT_TARGET_USER] = user
     if resource_type is not None:
         out[AUDIT_RESOURCE_TYPE] = resource_type
     if old is not None:

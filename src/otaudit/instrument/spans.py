@@ -45,6 +45,7 @@ def audit_span(
     action: str,
     *,
     target: object = None,
+    target_user: object = None,
     resource_type: str | None = None,
     old: object = None,
     new: object = None,
@@ -70,6 +71,7 @@ def audit_span(
     record = audit_attributes(
         action,
         target=target,
+        target_user=target_user,
         resource_type=resource_type,
         old=old,
         new=new,
@@ -107,6 +109,7 @@ def audited(
     action: str,
     *,
     target: object = None,
+    target_user: object = None,
     resource_type: str | None = None,
     old: object = None,
     new: object = None,
@@ -117,7 +120,7 @@ def audited(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a function (sync or ``async``) so each call runs in :func:`audit_span`.
 
-    ``target``, ``old``, ``new`` and ``attributes`` may be callables: each is
+    ``target``, ``target_user``, ``old``, ``new`` and ``attributes`` may be callables: each is
     called with the decorated function's arguments as keywords (bound to its
     signature, defaults applied, ``**kwargs`` merged), e.g.
     ``target=lambda user_id, **_: user_id``. ``name`` defaults to ``action``.
@@ -138,6 +141,7 @@ def audited(
                     arguments.update(arguments.pop(parameter.name, {}))
             return {
                 "target": _resolve(target, arguments),
+                "target_user": _resolve(target_user, arguments),
                 "resource_type": resource_type,
                 "old": _resolve(old, arguments),
                 "new": _resolve(new, arguments),
