@@ -206,3 +206,25 @@ def test_a_weekday_service_that_stops_on_friday_is_found_on_monday(tmp_path: Pat
     (f,) = found.findings  # not on the weekend: a week earlier it was quiet then too
     next_monday = last_friday + 3 * DAY
     assert next_monday + 8 * HOUR + 30 * MIN <= f.time_ns <= next_monday + 8 * HOUR + 36 * MIN
+
+
+def test_a_refused_or_failed_role_change_is_no_escalation(tmp_path: Path) -> None:
+    def change(t: int, result: str | None) -> Act:
+        attributes = {
+            "audit.action": "role_update",
+            "enduser.id": "u01",
+            "audit.target_user": "u20",
+            "audit.new_value": "owner",
+            **({} if result is None else {"audit.result": result}),
+        }
+        return Act(t, "accounts-api", "user.role.update", attributes)
+
+    results = ("denied", "failure", "Forbidden", None, "success")
+    store = _ledger(tmp_path / "ledger.db", [change(A + i * MIN, r) for i, r in enumerate(results)])
+    try:
+        escalations = [f for f in _findings(store) if f.rule.name == "privilege_escalation"]
+    finally:
+        store.close()
+    # Without a result the change may have happened: it counts, as a success does.
+    assert [f.time_ns for f in escalations] == [A + 3 * MIN, A + 4 * MIN]
+    assert escalations[1].summary == "u01 changed the role of u20 to owner"
