@@ -352,12 +352,16 @@ class Sequencer:
         last_checkpoint = time.monotonic()
         stop = False
         while not stop:
+            # Idle, the store is still looked at once an interval: records that another
+            # process appended (a command's read record, another node) are signed without
+            # waiting for new data to arrive here.
             dirty = self._dirty()
             wait = max(0.0, last_checkpoint + self.checkpoint_interval_s - time.monotonic())
-            pieces, stop = self._next(wait if dirty else None)
+            pieces, stop = self._next(wait if dirty else self.checkpoint_interval_s)
             if pieces:
                 self._commit(pieces)
-            if stop or time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
+            due = time.monotonic() - last_checkpoint >= self.checkpoint_interval_s
+            if stop or (due and (dirty or bool(pieces))):
                 self._checkpoint()
                 last_checkpoint = time.monotonic()
         # Submissions are refused from now on; commit what is left.
