@@ -19,7 +19,7 @@ import click
 import orjson
 from click.core import ParameterSource
 
-from otaudit.cli.main import handle_errors, store_options, time_bound
+from otaudit.cli.main import store_options, time_bound
 from otaudit.cli.reading import audited_read, sign_if_possible
 from otaudit.cli.search import terminal
 from otaudit.errors import ConfigError
@@ -205,7 +205,6 @@ def _headers(path: str | None, option: str, env: str) -> tuple[tuple[str, str], 
     help="Seal the findings not yet in the ledger as alerts (and send them).",
 )
 @notify_options
-@handle_errors
 def detect_command(
     data: Path,
     store_url: str | None,
@@ -304,7 +303,6 @@ def _findings_table(findings: list[dict[str, Any]]) -> None:
     "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
 )
 @click.pass_context
-@handle_errors
 def alerts_group(
     ctx: click.Context, data: Path, store_url: str | None, state: str, since: str | None, fmt: str
 ) -> None:
@@ -358,7 +356,6 @@ def _location(data: Path, store_url: str | None) -> tuple[Path, str | None]:
 @click.argument("alert_id", metavar="ID")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
               show_default=True)  # fmt: skip
-@handle_errors
 def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> None:
     """Show one alert, its triage, and the records that make it (the evidence)."""
     from otaudit.cli.search import print_table
@@ -409,7 +406,6 @@ MAX_NOTE: Final = 4096
     help="investigating and escalated keep the alert open; the others close it.",
 )
 @click.option("--note", required=True, help="What was looked at and why this decision.")
-@handle_errors
 def ack_command(data: Path, store_url: str | None, alert_id: str, decision: str, note: str) -> None:
     """Record a triage decision on an alert (who: this OS user; when: now) in the ledger."""
     from otaudit import access, datadir
@@ -444,7 +440,6 @@ def rules_group() -> None:
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(path_type=Path, dir_okay=False))  # fmt: skip
 @click.option("--no-builtin-rules", is_flag=True, help="Check the files without the built-ins.")
-@handle_errors
 def rules_check_command(files: tuple[Path, ...], no_builtin_rules: bool) -> None:
     """Validate rule files (exit 2 with the first error); print the rules they enable."""
     rules = load_rule_set(files, no_builtin_rules)
@@ -455,7 +450,6 @@ def rules_check_command(files: tuple[Path, ...], no_builtin_rules: bool) -> None
 @rule_options
 @click.option("--format", "fmt", type=click.Choice(("table", "yaml")), default="table",
               show_default=True, help="yaml: every key of every rule, as a rule file.")  # fmt: skip
-@handle_errors
 def rules_list_command(rule_files: tuple[Path, ...], no_builtin_rules: bool, fmt: str) -> None:
     """Show the rules in effect (built-in ones changed by --rules files)."""
     rules = load_rule_set(rule_files, no_builtin_rules)

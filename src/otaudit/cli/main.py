@@ -1,31 +1,27 @@
 """The ``otaudit`` command group and the options every command shares.
 
-Only this layer exits: library code raises ``OtauditError``; here it becomes
-a one-line message on stderr and exit status 2 (``verify`` uses 1 for a
-ledger that fails verification).
+Only this layer exits: library code raises ``OtauditError``; the group turns it
+into a one-line message on stderr and exit status 2 (1 for a failed check:
+``verify``, ``verify-bundle``, ``export``, ``key``), once for every command.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from otaudit import __version__
+from otaudit.cli.render import FAILED_PREFIX, error_message, fail, failed
 from otaudit.datadir import DEFAULT_DATA
 from otaudit.errors import OtauditError, VerificationError
-from otaudit.textsafety import terminal_text
 from otaudit.timespec import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_USAGE = 2
 
 
 def store_options(func: F) -> F:
@@ -59,40 +55,32 @@ def time_bound(text: str | None, option: str, now_ns: int) -> int | None:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> None:
-    """Print ``otaudit: error: message`` (which may quote record data: control characters
-    escaped) and exit."""
-    click.echo(terminal_text(f"otaudit: error: {message}"), err=True)
-    sys.exit(code)
+class OtauditGroup(click.Group):
+    """The ``otaudit`` group: the one place where errors become messages and exit statuses.
 
+    Library code raises :class:`~otaudit.errors.OtauditError`; here it becomes
+    ``otaudit: error: <message>`` on stderr and exit status 2, or, for a
+    VerificationError of a :class:`~otaudit.cli.render.CheckCommand`, its ``failed``
+    prefix and exit status 1 (see :mod:`otaudit.cli.render`).
+    """
 
-@contextlib.contextmanager
-def verification_exits(failed: str = "FAILED: ") -> Iterator[None]:
-    """Inside: a VerificationError prints ``failed`` and the error and exits 1; any other
-    OtauditError is a usage or I/O error (exit 2)."""
-    try:
-        yield
-    except VerificationError as exc:
-        click.echo(terminal_text(f"{failed}{exc}"), err=True)
-        sys.exit(1)
-    except OtauditError as exc:
-        fail(str(exc))
-
-
-def handle_errors(func: F) -> F:
-    """Turn ``OtauditError`` raised by a command into a message and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; map an OtauditError to its message and exit status."""
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
+        except VerificationError as exc:
+            prefix = ctx.meta.get(FAILED_PREFIX)
+            if prefix is None:
+                fail(error_message(exc))
+            failed(prefix, exc)
         except OtauditError as exc:
-            fail(str(exc))
-
-    return wrapper  # type: ignore[return-value]
+            fail(error_message(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=OtauditGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="otaudit")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def cli(verbose: bool) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.main import store_options
 from otaudit.cli.reading import audited_read
 from otaudit.query import FORMATS, query_target, render, run_sql, truncation_notice
 from otaudit.sqllimits import QueryLimits
@@ -53,7 +53,6 @@ def query_store_option(func: click.decorators.FC) -> click.decorators.FC:
     show_default=True,
     help="Statement time limit.",
 )
-@handle_errors
 def sql_command(
     data: Path,
     store_url: str | None,

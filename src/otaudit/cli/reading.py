@@ -22,6 +22,7 @@ import click
 
 from otaudit import access, datadir
 from otaudit.checkpoint import SigningKey
+from otaudit.cli.render import error_message
 from otaudit.errors import OtauditError
 from otaudit.ledger import Checkpointer
 from otaudit.store.base import Store
@@ -103,6 +104,7 @@ def audited_read(
         try:
             yield store, outcome
         except OtauditError as exc:
-            record_read(data, store_url, kind, outcome.text or text, ok=False, error=str(exc))
+            record_read(data, store_url, kind, outcome.text or text, ok=False,
+                        error=error_message(exc))  # fmt: skip
             raise
     record_read(data, store_url, kind, outcome.text or text, ok=True, rows=outcome.rows)

@@ -26,8 +26,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from otaudit.cli.main import handle_errors, store_options, time_bound
+from otaudit.cli.main import store_options, time_bound
 from otaudit.cli.reading import reading, record_read
+from otaudit.cli.render import error_message
 from otaudit.errors import OtauditError
 from otaudit.query import cell
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
@@ -98,7 +99,6 @@ def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
 @click.option("--until", metavar="T", help="Before T (same forms as --since).")
 @click.option("--limit", type=click.IntRange(1), help="At most N records (table: default 1000).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@handle_errors
 def search_command(
     data: Path,
     store_url: str | None,
@@ -138,7 +138,8 @@ def search_command(
         try:
             first = list(itertools.islice(rows, 1))  # runs the query
         except OtauditError as exc:
-            record_read(data, store_url, "search", text.strip(), ok=False, error=str(exc))
+            record_read(data, store_url, "search", text.strip(), ok=False,
+                        error=error_message(exc))  # fmt: skip
             raise
         record_read(data, store_url, "search", text.strip(), ok=True)
         everything = itertools.chain(first, rows)
