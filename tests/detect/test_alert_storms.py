@@ -20,7 +20,7 @@ import pytest
 
 from detect_traffic import MIN, Act, S, entries, login
 from otaudit import datadir
-from otaudit.cli.detect import group_window_seconds
+from otaudit.cli.options import group_window_seconds
 from otaudit.demo import free_port
 from otaudit.detect.alerts import read_alerts
 from otaudit.detect.grouping import Grouped, Note

@@ -18,7 +18,7 @@ import click
 
 from otaudit import bundle, datadir
 from otaudit.checkpoint import SigningKey, VerifierKey
-from otaudit.cli.main import store_options, time_bound
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import CheckCommand
 from otaudit.errors import ConfigError, VerificationError

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from otaudit import completeness
-from otaudit.cli.main import store_options, time_bound
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import fail
 

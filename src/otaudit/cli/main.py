@@ -1,4 +1,7 @@
-"""The ``otaudit`` command group and the options every command shares.
+"""The ``otaudit`` command group: every command module registered on it.
+
+The command modules import :mod:`otaudit.cli.options` and :mod:`otaudit.cli.render`,
+never this module.
 
 Only this layer exits: library code raises ``OtauditError``; the group turns it
 into a one-line message on stderr and exit status 2 (1 for a failed check:
@@ -9,50 +12,30 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from otaudit import __version__
+from otaudit.cli import (
+    alerts,
+    bundle,
+    completeness,
+    demo,
+    detect,
+    migrate,
+    proofs,
+    query,
+    rules,
+    sample,
+    search,
+    serve,
+    token,
+    verify,
+    witness,
+)
 from otaudit.cli.render import FAILED_PREFIX, error_message, fail, failed
-from otaudit.datadir import DEFAULT_DATA
 from otaudit.errors import OtauditError, VerificationError
-from otaudit.timespec import parse_time
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def store_options(func: F) -> F:
-    """Add ``--data`` and ``--store`` to a command."""
-    func = click.option(
-        "--store",
-        "store_url",
-        metavar="URL",
-        envvar="OTAUDIT_STORE",
-        help="Ledger store URL (default: the SQLite ledger inside --data).",
-    )(func)
-    func = click.option(
-        "--data",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=DEFAULT_DATA,
-        show_default=True,
-        envvar="OTAUDIT_DATA",
-        help="Data directory (SQLite ledger and signing key).",
-    )(func)
-    return func
-
-
-def time_bound(text: str | None, option: str, now_ns: int) -> int | None:
-    """A ``--since``/``--until`` value as UTC nanoseconds (None if not given); a usage
-    error naming the option if it is neither RFC 3339, a date, nor a duration ago."""
-    if text is None:
-        return None
-    try:
-        return parse_time(text, now_ns)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 class OtauditGroup(click.Group):
@@ -92,38 +75,26 @@ def cli(verbose: bool) -> None:
     )
 
 
+for _module in (
+    serve,
+    token,
+    migrate,
+    verify,
+    query,
+    sample,
+    search,
+    proofs,
+    demo,
+    bundle,
+    witness,
+    completeness,
+    detect,
+    alerts,
+    rules,
+):
+    _module.register(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``otaudit`` script."""
-    from otaudit.cli import (
-        bundle,
-        completeness,
-        demo,
-        detect,
-        migrate,
-        proofs,
-        query,
-        sample,
-        search,
-        serve,
-        token,
-        verify,
-        witness,
-    )
-
-    for module in (
-        serve,
-        token,
-        migrate,
-        verify,
-        query,
-        sample,
-        search,
-        proofs,
-        demo,
-        bundle,
-        witness,
-        completeness,
-        detect,
-    ):
-        module.register(cli)
     cli.main(args=argv, prog_name="otaudit")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from otaudit import datadir
-from otaudit.cli.main import store_options
+from otaudit.cli.options import store_options
 
 
 @click.command("migrate")

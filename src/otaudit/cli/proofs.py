@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import orjson
 
 from otaudit import datadir, proofs
 from otaudit.checkpoint import VerifierKey
-from otaudit.cli.main import store_options
+from otaudit.cli.options import store_options
 from otaudit.cli.reading import audited_read, reading
-from otaudit.cli.render import CheckCommand
+from otaudit.cli.render import CheckCommand, print_json
 from otaudit.errors import VerificationError
-
-
-def _print_json(document: object) -> None:
-    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 
 
 @click.group("key")
@@ -116,7 +111,7 @@ def prove_inclusion(data: Path, store_url: str | None, seq: int, size: int | Non
     with audited_read(data, store_url, "prove", text) as (store, outcome):
         document = proofs.inclusion(store, seq, size)
         outcome.rows = 1
-    _print_json(document)
+    print_json(document)
 
 
 @prove_group.command("consistency")
@@ -128,7 +123,7 @@ def prove_consistency(data: Path, store_url: str | None, size1: int, size2: int 
     text = f"prove consistency --from {size1}" + (f" --to {size2}" if size2 is not None else "")
     with audited_read(data, store_url, "prove", text) as (store, _):
         document = proofs.consistency(store, size1, size2)
-    _print_json(document)
+    print_json(document)
 
 
 def register(group: click.Group) -> None:

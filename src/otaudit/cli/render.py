@@ -1,5 +1,9 @@
 """What the commands show: errors as one line on stderr, tables on a terminal, rows in files.
 
+Record data cannot act on what shows it: tables show control characters escaped
+(:func:`otaudit.textsafety.terminal_text`), ``csv`` is safe to open in a spreadsheet
+(:func:`otaudit.textsafety.spreadsheet_cell`), and ``json``/``jsonl`` hold the exact values.
+
 Errors are rendered here and mapped to exit statuses once, by the ``otaudit`` group
 (:mod:`otaudit.cli.main`): an :class:`~otaudit.errors.OtauditError` is
 ``otaudit: error: <message>`` and exit status 2; a
@@ -11,13 +15,20 @@ command-line option; :func:`error_message` adds the option a value came from.
 
 from __future__ import annotations
 
+import csv
 import sys
-from typing import Any, Final, NoReturn
+from collections.abc import Iterable
+from typing import Any, Final, NoReturn, TextIO
 
 import click
+import orjson
+from rich.console import Console
+from rich.table import Table
 
 from otaudit.errors import IndexNotInTree, OtauditError, SizesOutOfOrder
-from otaudit.textsafety import terminal_text
+from otaudit.query import cell
+from otaudit.store.search import SEARCH_COLUMNS
+from otaudit.textsafety import spreadsheet_row, terminal_text
 
 #: Exit status of a usage or I/O error, and of every error but a failed check.
 EXIT_USAGE: Final = 2
@@ -62,3 +73,53 @@ class CheckCommand(click.Command):
         """Leave the ``failed`` prefix where the ``otaudit`` group finds it, then run."""
         ctx.meta[FAILED_PREFIX] = self.failed
         return super().invoke(ctx)
+
+
+def print_json(document: object) -> None:
+    """Print a JSON document, indented by two spaces."""
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+def write_rows(rows: Iterable[tuple[Any, ...]], fmt: str, out: TextIO) -> int:
+    """Write rows of ``SEARCH_COLUMNS`` as ``csv`` (for spreadsheets), ``json`` or ``jsonl``
+    (exact values) as they come."""
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(SEARCH_COLUMNS)
+        for row in rows:
+            writer.writerow(spreadsheet_row(row))
+            count += 1
+        return count
+    if fmt == "json":
+        out.write("[")
+    for row in rows:
+        line = orjson.dumps(dict(zip(SEARCH_COLUMNS, row, strict=True))).decode()
+        if fmt == "json":
+            out.write(("\n" if count == 0 else ",\n") + line)
+        else:
+            out.write(line + "\n")
+        count += 1
+    if fmt == "json":
+        out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def terminal() -> Console:
+    """A console for tables: the terminal's width, or wide enough for every column in a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=250)
+
+
+def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
+    """Render rows of ``SEARCH_COLUMNS`` as a table on a terminal; the number of rows."""
+    table = Table(show_lines=False)
+    for name in SEARCH_COLUMNS:
+        table.add_column(name, overflow="fold")
+    count = 0
+    for row in rows:
+        table.add_row(*(cell(v) for v in row))
+        count += 1
+    console.print(table)
+    console.print(f"{count} record(s)")
+    return count

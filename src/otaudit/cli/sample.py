@@ -11,9 +11,9 @@ import click
 import orjson
 
 from otaudit import proofs, sampling
-from otaudit.cli.main import store_options, time_bound
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
-from otaudit.cli.search import print_table, terminal
+from otaudit.cli.render import print_table, terminal
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
 FORMATS: Final = ("table", "json")

@@ -8,9 +8,14 @@ from typing import Any
 
 import click
 
-from otaudit.cli.detect import load_rule_set, notify_options, notify_settings, rule_options
-from otaudit.cli.main import store_options
-from otaudit.cli.query import query_store_option
+from otaudit.cli.options import (
+    load_rule_set,
+    notify_options,
+    notify_settings,
+    query_store_option,
+    rule_options,
+    store_options,
+)
 
 
 @click.command("serve")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from otaudit import access, auth, datadir
-from otaudit.cli.main import store_options
+from otaudit.cli.options import store_options
 from otaudit.cli.reading import sign_if_possible
 from otaudit.errors import Conflict, NotFound
 from otaudit.store.base import Store

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from otaudit import datadir, signerstate
 from otaudit.checkpoint import VerifierKey
-from otaudit.cli.main import store_options
+from otaudit.cli.options import store_options
 from otaudit.cli.reading import record_read
 from otaudit.cli.render import CheckCommand
 from otaudit.errors import VerificationError
