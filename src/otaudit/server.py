@@ -23,6 +23,7 @@ from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
+from otaudit.ownrecords import SequencerAppender
 from otaudit.readapi import ReadService, build_read_app
 from otaudit.readapi.cursor import load_cursor_key
 from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guarded_protocol
@@ -169,9 +170,7 @@ def _detector(
         log.warning("detection is off (--no-detect): no alerts are raised")
         return None, None
     notifier = Notifier(detection.notify) if detection.notify.enabled else None
-    publisher = AlertPublisher(
-        lambda entries: sequencer.submit(entries).result(), notifier, sequencer.metrics
-    )
+    publisher = AlertPublisher(SequencerAppender(sequencer), notifier, sequencer.metrics)
     detector = DetectorProcess(
         data,
         settings.store_url,

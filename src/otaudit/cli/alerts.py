@@ -14,8 +14,9 @@ import click
 import orjson
 
 from otaudit.cli.options import group_location, store_options, time_bound
-from otaudit.cli.reading import audited_read, sign_if_possible
+from otaudit.cli.reading import audited_read
 from otaudit.cli.render import print_table, terminal
+from otaudit.ownrecords import DirectAppender
 from otaudit.query import cell
 from otaudit.textsafety import terminal_text
 
@@ -129,7 +130,7 @@ MAX_NOTE: Final = 4096
 def ack_command(data: Path, store_url: str | None, alert_id: str, decision: str, note: str) -> None:
     """Record a triage decision on an alert (who: this OS user; when: now) in the ledger."""
     from otaudit import access, datadir
-    from otaudit.detect.alerts import find_alert, triage_entry
+    from otaudit.detect.alerts import find_alert, record_triage
 
     if not note.strip():
         raise click.BadParameter("say what was looked at and why", param_hint="--note")
@@ -143,8 +144,7 @@ def ack_command(data: Path, store_url: str | None, alert_id: str, decision: str,
     try:
         alert = find_alert(store, alert_id)
         reader = access.os_reader()
-        seq = access.append_read(store, triage_entry(reader, alert.alert_id, decision, note))
-        sign_if_possible(data, store)
+        seq = record_triage(DirectAppender(store), reader, alert.alert_id, decision, note)
     finally:
         store.close()
     click.echo(f"alert {alert.alert_id} ({alert.rule}): {decision} by {reader.actor}, "

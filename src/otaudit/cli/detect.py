@@ -22,8 +22,9 @@ from otaudit.cli.options import (
     store_options,
     time_bound,
 )
-from otaudit.cli.reading import audited_read, sign_if_possible
+from otaudit.cli.reading import audited_read
 from otaudit.cli.render import terminal
+from otaudit.ownrecords import DirectAppender
 from otaudit.query import cell
 
 FORMATS: Final = ("table", "json", "jsonl")
@@ -88,10 +89,9 @@ def detect_command(
         notifier = Notifier(settings) if settings.enabled else None
         writable = datadir.open_store(data, store_url, readonly=False, migrate=False)
         try:
-            publisher = AlertPublisher(lambda entries: writable.append(entries).seqs, notifier)
+            publisher = AlertPublisher(DirectAppender(writable), notifier)
             publisher.publish(run.notes)
             new = publisher.published
-            sign_if_possible(data, writable)
         finally:
             writable.close()
             if notifier is not None:

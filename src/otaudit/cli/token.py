@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from otaudit import access, auth, datadir
+from otaudit import access, auth, datadir, ownrecords
 from otaudit.cli.options import store_options
-from otaudit.cli.reading import sign_if_possible
 from otaudit.errors import Conflict, NotFound
+from otaudit.ownrecords import DirectAppender
 from otaudit.store.base import Store
 
 
@@ -47,11 +47,7 @@ def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], nam
     store = _open(data, store_url)
     try:
         store.add_token(row)
-        reader = access.os_reader()
-        entry = access.token_entry(reader, "otaudit.token_create", row.token_id, row.name,
-                                   row.scopes)  # fmt: skip
-        access.append_read(store, entry)
-        sign_if_possible(data, store)
+        ownrecords.record_token_created(DirectAppender(store), access.os_reader(), row)
     finally:
         store.close()
     click.echo(f"token {row.token_id} ({row.name}), scopes {row.scopes}; keep it secret:", err=True)
@@ -89,10 +85,7 @@ def token_revoke(data: Path, store_url: str | None, token_id: str) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if not store.revoke_token(token_id, now):
             raise Conflict(f"token {token_id} was already revoked at {found.revoked_at}")
-        entry = access.token_entry(access.os_reader(), "otaudit.token_revoke", token_id,
-                                   found.name, found.scopes)  # fmt: skip
-        access.append_read(store, entry)
-        sign_if_possible(data, store)
+        ownrecords.record_token_revoked(DirectAppender(store), access.os_reader(), found)
     finally:
         store.close()
     click.echo(f"revoked token {token_id} ({found.name})")
