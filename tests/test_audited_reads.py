@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -50,8 +51,10 @@ def test_each_read_command_appends_one_record(data: Path, tmp_path: Path) -> Non
     commands = [
         (["sql", "--format", "csv", statement], "sql", statement, "2"),
         (["prove", "inclusion", "--seq", "1"], "prove", "prove inclusion --seq 1", "1"),
+        # The reads above are not signed yet (only the server signs): the export, proven
+        # against the latest checkpoint, holds the RECORDS records it covers.
         (["export", "--out", str(tmp_path / "b"), "--since", "2000-01-01"], "export",
-         f"export --out {tmp_path / 'b'} --since 2000-01-01", str(RECORDS + 2)),
+         f"export --out {tmp_path / 'b'} --since 2000-01-01", str(RECORDS)),
         (["gaps"], "report", "gaps", "0"),
         (["conformance", "--since", "30d"], "report", "conformance --since 30d", "0"),
     ]  # fmt: skip
@@ -73,12 +76,40 @@ def test_each_read_command_appends_one_record(data: Path, tmp_path: Path) -> Non
             "text": text,
             "rows": rows,
         }, args
-    # The records are sealed and signed like any other (the reader holds the key here).
+    # The records are sealed like any other, and left for the server to sign: the command
+    # line never signs, though this reader holds the key.
     verified = otaudit("verify", "--data", str(data))
     assert verified.returncode == 0, verified.stderr
     total = RECORDS + len(commands)
     assert verified.stdout.startswith(f"OK: {total} records verified")
-    assert f"latest at size {total}\n" in verified.stdout
+    assert f"latest at size {RECORDS}\n" in verified.stdout
+    assert f"note: {len(commands)} records after the latest checkpoint" in verified.stdout
+
+
+def checkpoint_sizes(data: Path) -> list[int]:
+    """The tree sizes of the signed checkpoints in ``data``'s ledger."""
+    conn = sqlite3.connect(f"file:{data / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        return [size for (size,) in conn.execute("SELECT tree_size FROM checkpoints")]
+    finally:
+        conn.close()
+
+
+def test_a_read_of_a_copied_data_directory_is_recorded_and_signs_nothing(
+    data: Path, tmp_path: Path
+) -> None:
+    """Only ``serve`` signs: a read of a copy (signing key included) must not sign a fork."""
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    signed = checkpoint_sizes(copy)
+    assert signed and signed[-1] == RECORDS
+    result = otaudit("sql", "--data", str(copy), "SELECT count(*) AS n FROM audit_records")
+    assert result.returncode == 0, result.stderr
+    assert "not recorded" not in result.stderr
+    (record,) = reads(copy)
+    assert (record["seq"], record["kind"], record["result"]) == (RECORDS, "sql", "success")
+    assert checkpoint_sizes(copy) == signed  # appended, and nothing signed
+    assert reads(data) == [] and checkpoint_sizes(data) == signed  # the original untouched
 
 
 def test_a_refused_query_is_recorded_as_a_failure(data: Path) -> None:

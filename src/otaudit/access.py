@@ -14,7 +14,8 @@ OTLP log record from the service ``otaudit`` with
   or ``audit.query.error``.
 
 It is sealed like any other record (pipeline ``otaudit``), so the record of
-who looked at the trail is as tamper-evident as the trail.
+who looked at the trail is as tamper-evident as the trail. It reaches the ledger
+through :func:`otaudit.ownrecords.record_read`, with otaudit's other records of its own.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from otaudit.conventions import AUDIT_ATTRIBUTE, OWN_PIPELINE
 from otaudit.errors import OtauditError
 from otaudit.otlp.convert import select_logs
 from otaudit.record import Entry, seal
-from otaudit.store.base import Store
 
 READ_ACTION: Final = "audit_log.query"
 PIPELINE: Final = OWN_PIPELINE
@@ -144,40 +144,6 @@ def read_entry(
     if error is not None:
         attributes["audit.query.error"] = error[:MAX_TEXT]
     return _log_entry(reader, READ_ACTION, "audit_log", f"{reader.actor} ran {kind}", attributes)
-
-
-def token_entry(reader: Reader, action: str, token_id: str, name: str, scopes: str) -> Entry:
-    """The sealed record of creating (``otaudit.token_create``) or revoking
-    (``otaudit.token_revoke``) an API token: who, which token, which scopes."""
-    attributes: dict[str, str | int] = {
-        "audit.target": token_id,
-        "audit.token.name": name,
-        "audit.new_value" if action.endswith("create") else "audit.old_value": scopes,
-        "audit.result": "success",
-    }
-    return _log_entry(reader, action, "api_token", f"{reader.actor}: {action} {token_id}",
-                      attributes)  # fmt: skip
-
-
-#: The action of a record saying the server found its own ledger inconsistent.
-VERIFY_ACTION: Final = "otaudit.verify"
-
-
-def refusal_entry(message: str) -> Entry:
-    """The sealed record of the server refusing to sign a checkpoint because the ledger is
-    not consistent with the previous one (the ``verification_failed`` rule alerts on it;
-    the server puts it on the ledger once until it signs again)."""
-    attributes: dict[str, str | int] = {"audit.result": "failure",
-                                        "audit.query.error": message[:MAX_TEXT]}  # fmt: skip
-    return _log_entry(Reader("otaudit-server"), VERIFY_ACTION, "ledger",
-                      f"checkpoint refused: {message}", attributes)  # fmt: skip
-
-
-def append_read(store: Store, entry: Entry) -> int:
-    """Append one record of otaudit's own (a read, a token change) durably; its seq."""
-    (seq,) = store.append([entry]).seqs
-    assert seq is not None  # a fresh receive time makes every read record new
-    return seq
 
 
 def not_recorded_warning(reason: OtauditError) -> str:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from otaudit.errors import Forbidden, OtauditError, Unauthenticated
+from otaudit.errors import ConfigError, Forbidden, OtauditError, Unauthenticated
 from otaudit.store.base import Store, StoredToken
 
 SCOPES: Final = ("ingest", "read", "admin")
@@ -42,7 +42,7 @@ def new_token(name: str, scopes: tuple[str, ...]) -> tuple[str, StoredToken]:
     """A fresh token's text (shown once) and the row to store."""
     unknown = [s for s in scopes if s not in SCOPES]
     if not scopes or unknown:
-        raise OtauditError(f"scopes must be among {', '.join(SCOPES)}, got {', '.join(scopes)!r}")
+        raise ConfigError(f"scopes must be among {', '.join(SCOPES)}, got {', '.join(scopes)!r}")
     token_id = secrets.token_hex(6)
     text = f"otaudit_{token_id}_{secrets.token_urlsafe(32)}"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -26,7 +26,7 @@ from otaudit import datadir
 from otaudit.demo_traffic import send_traffic
 from otaudit.detect.alerts import read_alerts
 from otaudit.dialect import AUDITOR_QUERY
-from otaudit.errors import OtauditError
+from otaudit.errors import DemoFailed
 from otaudit.examples.drive import drive
 from otaudit.query import print_table, query_target, run_sql
 from otaudit.sqllimits import QueryLimits
@@ -43,18 +43,18 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """Poll ``url`` until it answers 200; OtauditError if the process exits or time runs out."""
+    """Poll ``url`` until it answers 200; DemoFailed if the process exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise OtauditError(f"otaudit serve exited with status {proc.returncode}")
+            raise DemoFailed(f"otaudit serve exited with status {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise OtauditError(f"otaudit serve did not answer {url} within {timeout_s:.0f} s")
+    raise DemoFailed(f"otaudit serve did not answer {url} within {timeout_s:.0f} s")
 
 
 def _metric_lines(text: str) -> list[str]:
@@ -67,7 +67,7 @@ def _metric_lines(text: str) -> list[str]:
 
 
 def run_demo(console: Console, keep: Path | None = None) -> None:
-    """Run the demo, printing each step; raise OtauditError if a step fails."""
+    """Run the demo, printing each step; raise DemoFailed if a step fails."""
     with tempfile.TemporaryDirectory(prefix="otaudit-demo-") as tmp:
         data = keep or Path(tmp) / "data"
         http_port, grpc_port = free_port(), free_port()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from otaudit import access, defaults, merkle, signerstate, tree
+from otaudit import defaults, merkle, signerstate, tree
 from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import (
     ConfigError,
@@ -38,6 +38,7 @@ from otaudit.errors import (
 from otaudit.fairqueue import FairQueue, Piece
 from otaudit.keys import SigningKey
 from otaudit.metrics import Metrics
+from otaudit.ownrecords import DirectAppender, record_refusal
 from otaudit.record import Entry
 from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store, StoredCheckpoint
@@ -467,7 +468,7 @@ class Sequencer:
         if self._refused:
             return
         try:
-            self.store.append([access.refusal_entry(message)])
+            record_refusal(DirectAppender(self.store), message)
         except StoreError as exc:
             log.error("the refusal to sign is not recorded in the ledger: %s", exc)
             return

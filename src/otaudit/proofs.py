@@ -12,15 +12,15 @@ import base64
 from typing import Any
 
 from otaudit import merkle, tree
-from otaudit.errors import OtauditError
+from otaudit.errors import IndexNotInTree, NoCheckpoint, SizesOutOfOrder, VerificationError
 from otaudit.store.base import Store, StoredCheckpoint
 
 
 def checkpoint_at(store: Store, size: int | None) -> StoredCheckpoint:
-    """The signed checkpoint of ``size`` (default: the latest); OtauditError if none was signed."""
+    """The signed checkpoint of ``size`` (default: the latest); NoCheckpoint if none was signed."""
     stored = store.checkpoints()
     if not stored:
-        raise OtauditError("the ledger has no signed checkpoint yet")
+        raise NoCheckpoint("the ledger has no signed checkpoint yet", size)
     if size is None:
         return stored[-1]
     for cp in stored:
@@ -29,20 +29,28 @@ def checkpoint_at(store: Store, size: int | None) -> StoredCheckpoint:
     sizes = [cp.tree_size for cp in stored]
     below = max((s for s in sizes if s < size), default=None)
     above = min((s for s in sizes if s > size), default=None)
-    raise OtauditError(
+    raise NoCheckpoint(
         f"no signed checkpoint at tree size {size} (nearest signed sizes: {below}, {above}); "
-        "proofs are anchored to signed checkpoints"
+        "proofs are anchored to signed checkpoints",
+        size,
+        (below, above),
     )
 
 
 def inclusion(store: Store, seq: int, size: int | None = None) -> dict[str, Any]:
-    """The inclusion proof of record ``seq`` in the signed tree of ``size`` leaves."""
+    """The inclusion proof of record ``seq`` in the signed tree of ``size`` leaves.
+
+    Requires ``0 <= seq < size`` (IndexNotInTree); a record missing from the ledger is a
+    VerificationError naming its seq.
+    """
     cp = checkpoint_at(store, size)
     if not 0 <= seq < cp.tree_size:
-        raise OtauditError(f"--seq {seq} is not in the tree of size {cp.tree_size}")
+        raise IndexNotInTree(seq, cp.tree_size)
     record = next(store.iter_records(seq, seq + 1), None)
     if record is None or record.seq != seq:
-        raise OtauditError(f"record seq {seq} is missing from the ledger; run `otaudit verify`")
+        raise VerificationError(
+            f"record seq {seq} is missing from the ledger; run `otaudit verify`", seq
+        )
     hashes = tree.inclusion_proof(store, seq, cp.tree_size)
     leaf = merkle.leaf_hash(record.sealed)
     merkle.verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root_hash)
@@ -58,10 +66,13 @@ def inclusion(store: Store, seq: int, size: int | None = None) -> dict[str, Any]
 
 
 def consistency(store: Store, size1: int, size2: int | None = None) -> dict[str, Any]:
-    """The consistency proof between two signed checkpoints (``size2`` default: the latest)."""
+    """The consistency proof between two signed checkpoints (``size2`` default: the latest).
+
+    Requires ``size1 <= size2`` (SizesOutOfOrder).
+    """
     first, second = checkpoint_at(store, size1), checkpoint_at(store, size2)
     if first.tree_size > second.tree_size:
-        raise OtauditError(f"--from {first.tree_size} is larger than --to {second.tree_size}")
+        raise SizesOutOfOrder(first.tree_size, second.tree_size)
     if first.tree_size == 0:
         hashes: list[bytes] = []
     else:

@@ -23,6 +23,7 @@ from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
 from otaudit.ledger import Checkpointer, Sequencer
 from otaudit.metrics import Metrics
+from otaudit.ownrecords import SequencerAppender
 from otaudit.readapi import ReadService, build_read_app
 from otaudit.readapi.cursor import load_cursor_key
 from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guarded_protocol
@@ -175,9 +176,7 @@ def _detector(
     notifier = Notifier(detection.notify) if detection.notify.enabled else None
     if notifier is not None:
         sequencer.metrics.watch_notifications(notifier)
-    publisher = AlertPublisher(
-        lambda entries: sequencer.submit(entries).result(), notifier, sequencer.metrics
-    )
+    publisher = AlertPublisher(SequencerAppender(sequencer), notifier, sequencer.metrics)
     detector = DetectorProcess(
         data,
         settings.store_url,

@@ -87,6 +87,8 @@ def _check_kept_resource(rec: StoredRecord) -> None:
             f"seq {rec.seq}: the resources row it names ({kept.hash.hex()}) holds bytes whose"
             f" SHA-256 is {computed.hex()}: the resource was altered",
             rec.seq,
+            expected=kept.hash,
+            computed=computed,
         )
 
 
@@ -101,6 +103,8 @@ def _check_cut(rec: StoredRecord) -> None:
             f"seq {rec.seq}: resource_at is {kept.at} but the record's resource begins at"
             f" byte {want} of its sealed bytes",
             rec.seq,
+            expected=want,
+            computed=kept.at,
         )
 
 
@@ -114,11 +118,14 @@ def _check_record(rec: StoredRecord, leaf: bytes) -> dict[str, Any]:
         raise VerificationError(
             f"seq {rec.seq}: sealed bytes are not a valid record: {exc}", rec.seq
         ) from exc
-    if merkle.leaf_hash(rec.sealed) != leaf:
+    computed = merkle.leaf_hash(rec.sealed)
+    if computed != leaf:
         raise VerificationError(
             f"seq {rec.seq}: record bytes do not match the leaf hash in the tree "
-            f"(stored {leaf.hex()}, computed {merkle.leaf_hash(rec.sealed).hex()})",
+            f"(stored {leaf.hex()}, computed {computed.hex()})",
             rec.seq,
+            expected=leaf,
+            computed=computed,
         )
     _check_cut(rec)
     if derived != rec.columns:
@@ -260,11 +267,15 @@ def _check_checkpoints(store: Store, key: VerifierKey, size: int) -> tuple[int, 
             raise VerificationError(
                 f"{where}: the ledger holds only {size} records; seq {size} onwards is missing",
                 size,
+                expected=cp.tree_size,
+                computed=size,
             )
         root = tree.root_at(store, cp.tree_size)
         if root != cp.root_hash:
             raise VerificationError(
-                f"{where}: signed root {cp.root_hash.hex()} != recomputed root {root.hex()}"
+                f"{where}: signed root {cp.root_hash.hex()} != recomputed root {root.hex()}",
+                expected=cp.root_hash,
+                computed=root,
             )
     return len(stored), stored[-1].tree_size
 
@@ -287,6 +298,8 @@ def verify_ledger(
             f"checkpoint at tree size {latest}: the ledger holds only {records} records; "
             f"seq {records} onwards is missing",
             records,
+            expected=latest,
+            computed=records,
         )
     _check_tree(store, records)
     count, cp_size = _check_checkpoints(store, key, records)
@@ -320,12 +333,16 @@ def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
             f"{where}: the ledger holds only {size} records; seq {size} onwards is missing "
             "(truncated, or rolled back to an older copy)",
             size,
+            expected=saved.tree_size,
+            computed=size,
         )
     root = tree.root_at(store, saved.tree_size)
     if root != saved.root_hash:
         raise VerificationError(
             f"{where}: signed root {saved.root_hash.hex()} != the ledger's root {root.hex()} "
-            "at that size: the ledger was rewritten"
+            "at that size: the ledger was rewritten",
+            expected=saved.root_hash,
+            computed=root,
         )
     return saved.tree_size
 

@@ -20,13 +20,14 @@ import pytest
 
 from detect_traffic import MIN, Act, S, entries, login
 from otaudit import datadir
-from otaudit.cli.detect import group_window_seconds
+from otaudit.cli.options import group_window_seconds
 from otaudit.demo import free_port
 from otaudit.detect.alerts import read_alerts
 from otaudit.detect.grouping import Grouped, Note
 from otaudit.detect.notify import Notifier, NotifySettings
 from otaudit.detect.rules import build_rule
 from otaudit.detect.run import AlertPublisher, Detector, alert_items, detect_history
+from otaudit.ownrecords import DirectAppender
 from otaudit.record import rfc3339_ns
 from otaudit.store.base import Store
 from support import otaudit
@@ -174,7 +175,7 @@ def test_a_high_alert_is_posted_promptly_during_a_storm_of_other_alerts(
     reader = datadir.open_store(tmp_path, None, readonly=True)
     rules = [build_rule(spec, "test") for spec in _specs(storm)]
     notifier = Notifier(NotifySettings(webhook=webhook, backoff_s=0.5))
-    publisher = AlertPublisher(lambda batch: store.append(batch).seqs, notifier)
+    publisher = AlertPublisher(DirectAppender(store), notifier)
     # 5,000 low findings over 5,000 accounts: more than the webhook takes in a quarter hour.
     store.append(list(entries(role_changes(STORM_AT, 5000, 5000))))
     detector = Detector(reader, rules, publisher.publish, emit_from=0, poll_s=0.02)

@@ -20,6 +20,7 @@ from otaudit.detect.run import AlertPublisher, Detector, detect_history
 from otaudit.detect.state import Finding
 from otaudit.errors import Overloaded
 from otaudit.metrics import Metrics
+from otaudit.ownrecords import DirectAppender
 from otaudit.store.sqlite import SQLiteStore
 
 NOW = (time.time_ns() // MIN) * MIN
@@ -92,7 +93,7 @@ def test_a_killed_detection_process_is_started_again(
 ) -> None:
     monkeypatch.setattr(process_module, "RESTART_S", 0.1)
     store = SQLiteStore(tmp_path / "ledger.db")
-    publisher = AlertPublisher(lambda entries: store.append(entries).seqs)
+    publisher = AlertPublisher(DirectAppender(store))
     detector = DetectorProcess(tmp_path, None, load_rules(), publisher, tree_size=0)
     detector.start()
     try:

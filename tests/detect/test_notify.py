@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from otaudit.cli.detect import notify_settings
+from otaudit.cli.options import notify_settings
 from otaudit.demo import free_port
 from otaudit.detect.notify import Notifier, NotifySettings, check_url, parse_header, redact_url
 from otaudit.errors import ConfigError

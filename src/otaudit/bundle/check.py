@@ -270,9 +270,12 @@ def _check_proofs(files: _Files, cp: Checkpoint, every: bool) -> tuple[int, int]
             raise VerificationError(f"{PROOFS} line {n} is not a proof: {exc!r}") from exc
         where = f"seq {seq} ({CANONICAL} line {n})"
         if size != cp.tree_size:
-            raise VerificationError(f"{where}: proof is for tree size {size}", seq)
-        if merkle.leaf_hash(data) != leaf:
-            raise VerificationError(f"{where}: record bytes do not match the leaf hash", seq)
+            raise VerificationError(f"{where}: proof is for tree size {size}", seq,
+                                    expected=cp.tree_size, computed=size)  # fmt: skip
+        computed = merkle.leaf_hash(data)
+        if computed != leaf:
+            raise VerificationError(f"{where}: record bytes do not match the leaf hash", seq,
+                                    expected=leaf, computed=computed)  # fmt: skip
         try:
             merkle.verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root_hash)
         except VerificationError as exc:

@@ -17,14 +17,15 @@ from pathlib import Path
 import click
 
 from otaudit import bundle, datadir
-from otaudit.cli.main import store_options, time_bound, verification_exits
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
+from otaudit.cli.render import CheckCommand
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.timespec import TIME_HELP as _TIME_HELP
 
 
-@click.command("export")
+@click.command("export", cls=CheckCommand, failed="FAILED: the ledger does not verify: ")
 @store_options
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
               help="Directory to write the bundle to: created with mode 0700 (files 0600), "
@@ -65,10 +66,7 @@ def export_command(
         + [f"--until {until}"] * (until is not None)
         + [f"--action {a}" for a in selection.actions]
     )
-    with (
-        verification_exits("FAILED: the ledger does not verify: "),
-        audited_read(data, store_url, "export", text) as (store, outcome),
-    ):
+    with audited_read(data, store_url, "export", text) as (store, outcome):
         log_key = datadir.log_key(data, store, None)
         key = log_key.key
         if log_key.confirmed_by is None and not trust_stored_key:
@@ -107,7 +105,7 @@ def _manifest_signer(path: Path, given: bool) -> SigningKey | None:
     return SigningKey.load(path)
 
 
-@click.command("verify-bundle")
+@click.command("verify-bundle", cls=CheckCommand)
 @click.argument("directory", type=click.Path(path_type=Path), metavar="DIR")
 @click.option("--key", "key_text", metavar="VKEY",
               help="The log's verifier key (name+id+base64), obtained from the log operator "
@@ -120,17 +118,16 @@ def verify_bundle_command(
 ) -> None:
     """Check an evidence bundle offline: files, signatures, inclusion proofs, readable copies;
     then say what it proved and what it did not."""
-    with verification_exits():
-        key = VerifierKey.parse(key_text) if key_text is not None else None
-        if key is None:
-            click.echo(
-                "warning: no --key given: the checkpoint is checked with the bundle's own "
-                "verifier.key, which whoever made the bundle chose; compare the key printed "
-                "below with the one obtained from the log operator out of band",
-                err=True,
-            )
-        report = bundle.verify_bundle(directory, key,
-                                      require_signed_manifest=require_signed_manifest)  # fmt: skip
+    key = VerifierKey.parse(key_text) if key_text is not None else None
+    if key is None:
+        click.echo(
+            "warning: no --key given: the checkpoint is checked with the bundle's own "
+            "verifier.key, which whoever made the bundle chose; compare the key printed "
+            "below with the one obtained from the log operator out of band",
+            err=True,
+        )
+    report = bundle.verify_bundle(directory, key,
+                                  require_signed_manifest=require_signed_manifest)  # fmt: skip
     assert report.key is not None
     click.echo(
         f"OK: {report.records} records ({report.record_bytes / 1e6:.1f} MB) checked in "

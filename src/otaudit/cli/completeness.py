@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from otaudit import completeness
-from otaudit.cli.main import fail, handle_errors, store_options, time_bound
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
+from otaudit.cli.render import fail
 
 _SINCE_HELP = (
     "Only records at or after T (time_unix_nano): RFC 3339 (2026-01-01T00:00:00Z, "
@@ -36,7 +37,6 @@ def _emit(fmt: str, columns: tuple[str, ...], rows: list[tuple[object, ...]], la
 @click.option("--since", metavar="T", help=_SINCE_HELP)
 @click.option("--format", "fmt", type=click.Choice(completeness.FORMATS), default="table",
               show_default=True)  # fmt: skip
-@handle_errors
 def gaps_command(
     data: Path, store_url: str | None, producer: str | None, since: str | None, fmt: str
 ) -> None:
@@ -70,7 +70,6 @@ def gaps_command(
 @click.option("--since", metavar="T", help=_SINCE_HELP)
 @click.option("--format", "fmt", type=click.Choice(completeness.FORMATS), default="table",
               show_default=True)  # fmt: skip
-@handle_errors
 def conformance_command(data: Path, store_url: str | None, since: str | None, fmt: str) -> None:
     """Per service: audit records lacking actor or result, or producer numbering (worst first)."""
     since_ns = time_bound(since, "--since", time.time_ns())

@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from otaudit.cli.main import handle_errors
-
 
 @click.command("demo")
 @click.option(
@@ -17,7 +15,6 @@ from otaudit.cli.main import handle_errors
     metavar="DIR",
     help="Keep the demo's data directory here instead of a temporary one.",
 )
-@handle_errors
 def demo_command(keep: Path | None) -> None:
     """Start a server, send instrumented traffic, verify, and query: the whole story."""
     from otaudit.demo import run_demo  # the SDK and exporters load only for this command

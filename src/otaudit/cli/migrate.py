@@ -7,13 +7,12 @@ from pathlib import Path
 import click
 
 from otaudit import datadir
-from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.options import store_options
 
 
 @click.command("migrate")
 @store_options
 @click.option("--dry-run", is_flag=True, help="List the pending migrations; change nothing.")
-@handle_errors
 def migrate_command(data: Path, store_url: str | None, dry_run: bool) -> None:
     """Apply pending schema migrations (each in its own transaction).
 

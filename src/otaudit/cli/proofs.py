@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import orjson
 
 from otaudit import datadir, proofs
-from otaudit.cli.main import handle_errors, store_options, verification_exits
+from otaudit.cli.options import store_options
 from otaudit.cli.reading import audited_read, reading
+from otaudit.cli.render import CheckCommand, print_json
 from otaudit.errors import VerificationError
 from otaudit.keys import VerifierKey
-
-
-def _print_json(document: object) -> None:
-    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 
 
 @click.group("key")
@@ -38,7 +34,7 @@ def _confirmed(log_key: datadir.LogKey, data: Path, trust_stored_key: bool) -> V
     return log_key.key
 
 
-@key_group.command("show")
+@key_group.command("show", cls=CheckCommand, failed="otaudit: error: ")
 @store_options
 @click.option("--trust-stored-key", is_flag=True, help=_TRUST_HELP)
 def key_show(data: Path, store_url: str | None, trust_stored_key: bool) -> None:
@@ -47,12 +43,12 @@ def key_show(data: Path, store_url: str | None, trust_stored_key: bool) -> None:
     The key is the one pinned by `otaudit key pin`, else the signing key's; the key the
     ledger records must be the same. Exit status 1 if it is not, or if nothing confirms it.
     """
-    with verification_exits("otaudit: error: "), reading(data, store_url) as store:
+    with reading(data, store_url) as store:
         key = _confirmed(datadir.log_key(data, store, None), data, trust_stored_key)
     click.echo(str(key))
 
 
-@key_group.command("pin")
+@key_group.command("pin", cls=CheckCommand, failed="otaudit: error: ")
 @store_options
 @click.option("--key", "key_text", metavar="VKEY",
               help="The verifier key to pin, as obtained from the log's operator (default: "
@@ -73,29 +69,27 @@ def key_pin(
     The key must be the one the ledger records. A file that pins another key is never
     replaced: exit status 1, as for a ledger whose key was swapped.
     """
-    with verification_exits("otaudit: error: "):
-        with reading(data, store_url) as store:
-            log_key = datadir.log_key(data, store, None)
-        if key_text is None:
-            key = _confirmed(log_key, data, trust_stored_key)
-        else:
-            key = VerifierKey.parse(key_text)
-            if key != log_key.key:
-                raise VerificationError(
-                    f"the ledger records the verifier key {log_key.key}, not {key}: the key in "
-                    "the database was replaced, or the ledger belongs to another log"
-                )
-        path = out if out is not None else data / datadir.PIN_FILE
-        if out is None and store_url is not None:
-            datadir.prepare(data, create=True)
-        written = datadir.pin_key(path, key)
+    with reading(data, store_url) as store:
+        log_key = datadir.log_key(data, store, None)
+    if key_text is None:
+        key = _confirmed(log_key, data, trust_stored_key)
+    else:
+        key = VerifierKey.parse(key_text)
+        if key != log_key.key:
+            raise VerificationError(
+                f"the ledger records the verifier key {log_key.key}, not {key}: the key in "
+                "the database was replaced, or the ledger belongs to another log"
+            )
+    path = out if out is not None else data / datadir.PIN_FILE
+    if out is None and store_url is not None:
+        datadir.prepare(data, create=True)
+    written = datadir.pin_key(path, key)
     click.echo(f"pinned {key} in {path}" if written else f"{path} already pins {key}")
 
 
 @click.command("checkpoint")
 @store_options
 @click.option("--size", type=click.IntRange(0), help="A signed tree size (default: the latest).")
-@handle_errors
 def checkpoint_command(data: Path, store_url: str | None, size: int | None) -> None:
     """Print a signed checkpoint (C2SP tlog-checkpoint), exactly as signed."""
     with reading(data, store_url) as store:
@@ -111,27 +105,25 @@ def prove_group() -> None:
 @store_options
 @click.option("--seq", type=click.IntRange(0), required=True, help="The record's sequence number.")
 @click.option("--size", type=click.IntRange(0), help="Signed tree size (default: the latest).")
-@handle_errors
 def prove_inclusion(data: Path, store_url: str | None, seq: int, size: int | None) -> None:
     """Prove that record SEQ is in the signed tree (RFC 9162 §2.1.3)."""
     text = f"prove inclusion --seq {seq}" + (f" --size {size}" if size is not None else "")
     with audited_read(data, store_url, "prove", text) as (store, outcome):
         document = proofs.inclusion(store, seq, size)
         outcome.rows = 1
-    _print_json(document)
+    print_json(document)
 
 
 @prove_group.command("consistency")
 @store_options
 @click.option("--from", "size1", type=click.IntRange(0), required=True, help="Older signed size.")
 @click.option("--to", "size2", type=click.IntRange(0), help="Newer signed size (default: latest).")
-@handle_errors
 def prove_consistency(data: Path, store_url: str | None, size1: int, size2: int | None) -> None:
     """Prove that the newer signed tree extends the older one (RFC 9162 §2.1.4)."""
     text = f"prove consistency --from {size1}" + (f" --to {size2}" if size2 is not None else "")
     with audited_read(data, store_url, "prove", text) as (store, _):
         document = proofs.consistency(store, size1, size2)
-    _print_json(document)
+    print_json(document)
 
 
 def register(group: click.Group) -> None:

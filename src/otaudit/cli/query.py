@@ -7,24 +7,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from otaudit.cli.main import handle_errors, store_options
+from otaudit.cli.options import query_store_option, store_options
 from otaudit.cli.reading import audited_read
 from otaudit.query import FORMATS, query_target, render, run_sql, truncation_notice
 from otaudit.sqllimits import QueryLimits
 
 _DEFAULTS = QueryLimits()
-
-
-def query_store_option(func: click.decorators.FC) -> click.decorators.FC:
-    """``--query-store``: the PostgreSQL login user SQL runs as."""
-    return click.option(
-        "--query-store",
-        "query_url",
-        metavar="URL",
-        envvar="OTAUDIT_QUERY_STORE",
-        help="PostgreSQL URL of a login that can only read the audit views; user SQL runs "
-        "as it (default: --store, refused if that login can do more).",
-    )(func)
 
 
 @click.command("sql")
@@ -53,7 +41,6 @@ def query_store_option(func: click.decorators.FC) -> click.decorators.FC:
     show_default=True,
     help="Statement time limit.",
 )
-@handle_errors
 def sql_command(
     data: Path,
     store_url: str | None,

@@ -3,16 +3,16 @@
 A command that reads audit records (``sql``, ``search``, ``export``,
 ``prove``, ``sample``, ``gaps``, ``conformance``) runs inside
 :func:`audited_read`: when the work is done, or has failed, one read record
-(:mod:`otaudit.access`) is appended, and only then does the command print
-its result. A ledger this user cannot write (a read-only copy handed to an
-auditor, a PostgreSQL login that may only read) is still read; the command
-then says on stderr that the read is not recorded.
+(:func:`otaudit.ownrecords.record_read`) is appended, and only then does the
+command print its result. The command appends but never signs: the server signs
+what it appended (within a second while it runs, and at its start), so a read of a
+copied data directory signs no fork of the log. A ledger this user cannot write (a
+read-only copy handed to an auditor, a PostgreSQL login that may only read) is still
+read; the command then says on stderr that the read is not recorded.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +20,10 @@ from pathlib import Path
 
 import click
 
-from otaudit import access, datadir
+from otaudit import access, datadir, ownrecords
+from otaudit.cli.render import error_message
 from otaudit.errors import OtauditError
-from otaudit.keys import SigningKey
-from otaudit.ledger import Checkpointer
 from otaudit.store.base import Store
-
-log = logging.getLogger("otaudit.cli")
 
 
 @contextmanager
@@ -61,36 +58,18 @@ def record_read(
     error: str | None = None,
 ) -> None:
     """Append the record of one read by this OS user; warn on stderr if the ledger refuses."""
-    entry = access.read_entry(access.os_reader(), kind, text, ok=ok, rows=rows, error=error)
     try:
         store = datadir.open_store(data, store_url, readonly=False, migrate=False)
     except OtauditError as exc:
         click.echo(access.not_recorded_warning(exc), err=True)
         return
     try:
-        access.append_read(store, entry)
+        ownrecords.record_read(ownrecords.DirectAppender(store), access.os_reader(), kind, text,
+                               ok=ok, rows=rows, error=error)  # fmt: skip
     except OtauditError as exc:
         click.echo(access.not_recorded_warning(exc), err=True)
-    else:
-        sign_if_possible(data, store)
     finally:
         store.close()
-
-
-def sign_if_possible(data: Path, store: Store) -> None:
-    """Cover what was just appended with a checkpoint when this user holds the log's signing key.
-
-    Otherwise the server signs it (within a second while it runs, and at start).
-    """
-    path = data / datadir.KEY_FILE
-    if not os.access(path, os.R_OK):
-        return
-    try:
-        key = SigningKey.load(path)
-        if key.verifier_key() == store.meta("verifier_key"):
-            Checkpointer(store, key, key.name).checkpoint()
-    except OtauditError as exc:
-        log.debug("read record not signed now: %s", exc)
 
 
 @contextmanager
@@ -103,6 +82,7 @@ def audited_read(
         try:
             yield store, outcome
         except OtauditError as exc:
-            record_read(data, store_url, kind, outcome.text or text, ok=False, error=str(exc))
+            record_read(data, store_url, kind, outcome.text or text, ok=False,
+                        error=error_message(exc))  # fmt: skip
             raise
     record_read(data, store_url, kind, outcome.text or text, ok=True, rows=outcome.rows)

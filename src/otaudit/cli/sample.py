@@ -11,9 +11,9 @@ import click
 import orjson
 
 from otaudit import proofs, sampling
-from otaudit.cli.main import handle_errors, store_options, time_bound
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
-from otaudit.cli.search import print_table, terminal
+from otaudit.cli.render import print_table, terminal
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
 FORMATS: Final = ("table", "json")
@@ -40,7 +40,6 @@ FORMATS: Final = ("table", "json")
     help="Signed checkpoint whose root hash seeds the draw (default: latest).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@handle_errors
 def sample_command(
     data: Path,
     store_url: str | None,

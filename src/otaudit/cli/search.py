@@ -8,78 +8,29 @@ reading on a terminal and shows at most ``--limit`` rows (default 1,000).
 Record data cannot act on what shows it: ``table`` shows control characters escaped
 (:func:`otaudit.textsafety.terminal_text`), ``csv`` is safe to open in a spreadsheet
 (:func:`otaudit.textsafety.spreadsheet_cell`: a ``'`` before a cell that starts like a
-formula or with ``'``), and ``json``/``jsonl`` hold the exact values.
+formula or with ``'``), and ``json``/``jsonl`` hold the exact values (see
+:mod:`otaudit.cli.render`).
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 import click
-import orjson
-from rich.console import Console
-from rich.table import Table
 
-from otaudit.cli.main import handle_errors, store_options, time_bound
+from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import reading, record_read
+from otaudit.cli.render import error_message, print_table, terminal, write_rows
 from otaudit.errors import OtauditError
-from otaudit.query import cell
-from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
-from otaudit.textsafety import spreadsheet_row
+from otaudit.store.search import SearchFilter
 
 FORMATS: Final = ("table", "csv", "json", "jsonl")
 TABLE_ROWS: Final = 1000
-
-
-def write_rows(rows: Iterable[tuple[Any, ...]], fmt: str, out: TextIO) -> int:
-    """Write rows of ``SEARCH_COLUMNS`` as ``csv`` (for spreadsheets), ``json`` or ``jsonl``
-    (exact values) as they come."""
-    count = 0
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(SEARCH_COLUMNS)
-        for row in rows:
-            writer.writerow(spreadsheet_row(row))
-            count += 1
-        return count
-    if fmt == "json":
-        out.write("[")
-    for row in rows:
-        line = orjson.dumps(dict(zip(SEARCH_COLUMNS, row, strict=True))).decode()
-        if fmt == "json":
-            out.write(("\n" if count == 0 else ",\n") + line)
-        else:
-            out.write(line + "\n")
-        count += 1
-    if fmt == "json":
-        out.write("\n]\n" if count else "]\n")
-    return count
-
-
-def terminal() -> Console:
-    """A console for tables: the terminal's width, or wide enough for every column in a file."""
-    console = Console()
-    return console if console.is_terminal else Console(width=250)
-
-
-def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
-    """Render rows of ``SEARCH_COLUMNS`` as a table on a terminal; the number of rows."""
-    table = Table(show_lines=False)
-    for name in SEARCH_COLUMNS:
-        table.add_column(name, overflow="fold")
-    count = 0
-    for row in rows:
-        table.add_row(*(cell(v) for v in row))
-        count += 1
-    console.print(table)
-    console.print(f"{count} record(s)")
-    return count
 
 
 @click.command("search")
@@ -98,7 +49,6 @@ def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
 @click.option("--until", metavar="T", help="Before T (same forms as --since).")
 @click.option("--limit", type=click.IntRange(1), help="At most N records (table: default 1000).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@handle_errors
 def search_command(
     data: Path,
     store_url: str | None,
@@ -138,7 +88,8 @@ def search_command(
         try:
             first = list(itertools.islice(rows, 1))  # runs the query
         except OtauditError as exc:
-            record_read(data, store_url, "search", text.strip(), ok=False, error=str(exc))
+            record_read(data, store_url, "search", text.strip(), ok=False,
+                        error=error_message(exc))  # fmt: skip
             raise
         record_read(data, store_url, "search", text.strip(), ok=True)
         everything = itertools.chain(first, rows)

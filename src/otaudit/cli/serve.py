@@ -8,9 +8,14 @@ from typing import Any
 import click
 
 from otaudit import defaults
-from otaudit.cli.detect import load_rule_set, notify_options, notify_settings, rule_options
-from otaudit.cli.main import handle_errors, store_options
-from otaudit.cli.query import query_store_option
+from otaudit.cli.options import (
+    load_rule_set,
+    notify_options,
+    notify_settings,
+    query_store_option,
+    rule_options,
+    store_options,
+)
 
 
 @click.command("serve")
@@ -189,7 +194,6 @@ from otaudit.cli.query import query_store_option
 )
 @rule_options
 @notify_options
-@handle_errors
 def serve_command(
     data: Path,
     store_url: str | None,
@@ -312,7 +316,6 @@ def register(group: click.Group) -> None:
     help="The key serve's hmac: redaction rules use (mode 0600 or stricter).",
 )
 @click.argument("value")
-@handle_errors
 def pseudonym_command(redaction_key_file: Path, value: str) -> None:
     """Print the pseudonym an hmac: redaction rule stores for VALUE (to search for it)."""
     from otaudit.redaction import Redactor

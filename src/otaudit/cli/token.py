@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from otaudit import access, auth, datadir
-from otaudit.cli.main import handle_errors, store_options
-from otaudit.cli.reading import sign_if_possible
-from otaudit.errors import OtauditError
+from otaudit import access, auth, datadir, ownrecords
+from otaudit.cli.options import store_options
+from otaudit.errors import Conflict, NotFound
+from otaudit.ownrecords import DirectAppender
 from otaudit.store.base import Store
 
 
@@ -41,18 +41,13 @@ def token_group() -> None:
     help="A scope the token grants (repeatable).",
 )
 @click.option("--name", default="", help="What the token is for (shown in lists and records).")
-@handle_errors
 def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], name: str) -> None:
     """Create a token; it is printed once, as the last line, and stored only as a hash."""
     text, row = auth.new_token(name, scopes)
     store = _open(data, store_url)
     try:
         store.add_token(row)
-        reader = access.os_reader()
-        entry = access.token_entry(reader, "otaudit.token_create", row.token_id, row.name,
-                                   row.scopes)  # fmt: skip
-        access.append_read(store, entry)
-        sign_if_possible(data, store)
+        ownrecords.record_token_created(DirectAppender(store), access.os_reader(), row)
     finally:
         store.close()
     click.echo(f"token {row.token_id} ({row.name}), scopes {row.scopes}; keep it secret:", err=True)
@@ -61,7 +56,6 @@ def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], nam
 
 @token_group.command("list")
 @store_options
-@handle_errors
 def token_list(data: Path, store_url: str | None) -> None:
     """List tokens: id, name, scopes, created, revoked (never the token itself)."""
     store = _open(data, store_url)
@@ -81,21 +75,17 @@ def token_list(data: Path, store_url: str | None) -> None:
 @token_group.command("revoke")
 @store_options
 @click.argument("token_id", metavar="ID")
-@handle_errors
 def token_revoke(data: Path, store_url: str | None, token_id: str) -> None:
     """Revoke a token by its id; every node refuses it within seconds."""
     store = _open(data, store_url)
     try:
         found = {t.token_id: t for t in store.tokens()}.get(token_id)
         if found is None:
-            raise OtauditError(f"no token with id {token_id!r} (see `otaudit token list`)")
+            raise NotFound(f"no token with id {token_id!r} (see `otaudit token list`)")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if not store.revoke_token(token_id, now):
-            raise OtauditError(f"token {token_id} was already revoked at {found.revoked_at}")
-        entry = access.token_entry(access.os_reader(), "otaudit.token_revoke", token_id,
-                                   found.name, found.scopes)  # fmt: skip
-        access.append_read(store, entry)
-        sign_if_possible(data, store)
+            raise Conflict(f"token {token_id} was already revoked at {found.revoked_at}")
+        ownrecords.record_token_revoked(DirectAppender(store), access.os_reader(), found)
     finally:
         store.close()
     click.echo(f"revoked token {token_id} ({found.name})")

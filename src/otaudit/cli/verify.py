@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from otaudit import datadir, signerstate
-from otaudit.cli.main import store_options, verification_exits
+from otaudit.cli.options import store_options
 from otaudit.cli.reading import record_read
+from otaudit.cli.render import CheckCommand
 from otaudit.errors import VerificationError
 from otaudit.keys import VerifierKey
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, duration_text
@@ -74,10 +75,12 @@ def _signer_state(data: Path, store: Store, key: VerifierKey) -> int | None:
             f"{exc}; checked against {path}, the server's own copy of the latest checkpoint "
             "it signed",
             exc.seq,
+            expected=exc.expected,
+            computed=exc.computed,
         ) from exc
 
 
-@click.command("verify")
+@click.command("verify", cls=CheckCommand)
 @store_options
 @click.option("--key", "key_text", metavar="VKEY",
               help="Verifier key (name+id+base64) to check signatures with (default: "
@@ -114,38 +117,37 @@ def verify_command(
                             ("max-signing-delay", delay))
         if value is not None
     ) + (" --trust-stored-key" if trust_stored_key else "")  # fmt: skip
-    with verification_exits():
-        if store_url is None:
-            datadir.prepare(data, create=False)
-        store = datadir.open_store(data, store_url, readonly=True)
-        unconfirmed = False
-        try:
-            log_key = datadir.log_key(data, store, key_text)
-            key, unconfirmed = log_key.key, log_key.confirmed_by is None
-            if unconfirmed and not trust_stored_key:
-                raise VerificationError(datadir.unconfirmed_message(data, key))
-            saved = checkpoint_file.read() if checkpoint_file is not None else None
-            with progress_bar(store.tree_size()) as progress:
-                if partial:
-                    report = verify_range(store, key, from_seq or 0, to_seq, progress=progress)
-                else:
-                    report = verify_ledger(store, key, progress=progress,
-                                           max_signing_delay_s=max_delay_s)  # fmt: skip
-            saved_size = check_saved_checkpoint(store, saved, key) if saved else None
-            signer_size = _signer_state(data, store, key)
-        except VerificationError as exc:
-            failure: VerificationError | None = exc
-        else:
-            failure = None
-        finally:
-            store.close()
-        # Verifying is a read of the trail, and a failure is what the verification_failed
-        # rule alerts on: both are recorded.
-        if failure is not None:
-            click.echo(f"FAILED: {failure}", err=True)
-            record_read(data, store_url, "verify", text, ok=False, error=str(failure))
-            sys.exit(1)
-        record_read(data, store_url, "verify", text, ok=True, rows=report.records)
+    if store_url is None:
+        datadir.prepare(data, create=False)
+    store = datadir.open_store(data, store_url, readonly=True)
+    unconfirmed = False
+    try:
+        log_key = datadir.log_key(data, store, key_text)
+        key, unconfirmed = log_key.key, log_key.confirmed_by is None
+        if unconfirmed and not trust_stored_key:
+            raise VerificationError(datadir.unconfirmed_message(data, key))
+        saved = checkpoint_file.read() if checkpoint_file is not None else None
+        with progress_bar(store.tree_size()) as progress:
+            if partial:
+                report = verify_range(store, key, from_seq or 0, to_seq, progress=progress)
+            else:
+                report = verify_ledger(store, key, progress=progress,
+                                       max_signing_delay_s=max_delay_s)  # fmt: skip
+        saved_size = check_saved_checkpoint(store, saved, key) if saved else None
+        signer_size = _signer_state(data, store, key)
+    except VerificationError as exc:
+        failure: VerificationError | None = exc
+    else:
+        failure = None
+    finally:
+        store.close()
+    # Verifying is a read of the trail, and a failure is what the verification_failed
+    # rule alerts on: both are recorded.
+    if failure is not None:
+        click.echo(f"FAILED: {failure}", err=True)
+        record_read(data, store_url, "verify", text, ok=False, error=str(failure))
+        sys.exit(1)
+    record_read(data, store_url, "verify", text, ok=True, rows=report.records)
     if unconfirmed:
         click.echo(datadir.unconfirmed_warning(key), err=True)
     click.echo(_summary(report, "records in the range" if partial else "records"))

@@ -14,7 +14,6 @@ from typing import NoReturn
 
 import click
 
-from otaudit.cli.main import handle_errors
 from otaudit.errors import ConfigError
 from otaudit.keys import VerifierKey
 from otaudit.smallfile import read_small_file
@@ -66,7 +65,6 @@ def witness_group() -> None:
 @witness_group.command("init")
 @_state_option
 @click.option("--name", required=True, help="The witness name, e.g. witness.example.com/w1.")
-@handle_errors
 def init_command(state: Path, name: str) -> None:
     """Create a witness key and print its verifier key (cosignature/v1, type 0x04)."""
     click.echo(str(Witness.init(state, name).key.verifier()))
@@ -74,7 +72,6 @@ def init_command(state: Path, name: str) -> None:
 
 @witness_group.command("key")
 @_state_option
-@handle_errors
 def key_command(state: Path) -> None:
     """Print the witness's verifier key (name+id+base64), for whoever checks cosignatures."""
     click.echo(str(Witness(state).key.verifier()))
@@ -88,7 +85,6 @@ def key_command(state: Path) -> None:
     metavar="VKEY",
     help="The log's verifier key (`otaudit key show`); its name is the log's origin.",
 )
-@handle_errors
 def add_log_command(state: Path, log_key: str) -> None:
     """Trust a log: cosign its checkpoints from now on."""
     key = VerifierKey.parse(log_key)
@@ -113,7 +109,6 @@ def add_log_command(state: Path, log_key: str) -> None:
     help="Consistency proof from the last size this witness accepted "
     "(JSON with size1, size2, hashes, as `otaudit prove consistency` prints).",
 )
-@handle_errors
 def cosign_command(state: Path, checkpoint_file: Path, proof_file: Path | None) -> None:
     """Check a signed checkpoint and print it with this witness's cosignature appended.
 
@@ -144,7 +139,6 @@ def cosign_command(state: Path, checkpoint_file: Path, proof_file: Path | None) 
     metavar="WITNESS_DIR",
     help="A directory written by `otaudit serve --witness-dir`.",
 )
-@handle_errors
 def run_command(state: Path, from_dir: Path) -> None:
     """Cosign every new checkpoint.<size> of a witness directory, in size order.
 

@@ -34,6 +34,7 @@ from otaudit.detect.engine import ALERT_ACTION, ALERT_UPDATE_ACTION, TRIAGE_ACTI
 from otaudit.detect.grouping import Grouped, Note, Raised
 from otaudit.detect.state import Finding
 from otaudit.errors import ConfigError
+from otaudit.ownrecords import Appender, append_one
 from otaudit.record import Entry, rfc3339_ns
 from otaudit.store.base import Store
 
@@ -135,6 +136,13 @@ def triage_entry(reader: Reader, alert_id: str, decision: str, note: str) -> Ent
     }
     body = f"{reader.actor} marked alert {alert_id} {decision}"
     return seal_request(log_request(reader, TRIAGE_ACTION, "alert", body, attributes))
+
+
+def record_triage(
+    appender: Appender, reader: Reader, alert_id: str, decision: str, note: str
+) -> int:
+    """Record ``reader``'s triage decision on an alert (:func:`triage_entry`); its seq."""
+    return append_one(appender, triage_entry(reader, alert_id, decision, note))
 
 
 def finding_json(finding: Finding, raised_ns: int | None = None) -> dict[str, Any]:

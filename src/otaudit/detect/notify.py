@@ -16,7 +16,7 @@ A full queue drops the new notification of its severity, counted in ``dropped`` 
 at shutdown the least severe, served last, are the ones left undelivered.
 
 Header values and the signing secret come from files or the environment, never the
-command line (see ``otaudit.cli.detect``); URLs carry no credentials, and every log line
+command line (see ``otaudit.cli.options``); URLs carry no credentials, and every log line
 and message shows a URL with its query string redacted (:func:`redact_url`).
 """
 

@@ -35,6 +35,7 @@ from otaudit.detect.state import Finding
 from otaudit.errors import OtauditError
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.metrics import Metrics
+from otaudit.ownrecords import Appender
 from otaudit.record import Entry
 from otaudit.store.base import Store
 
@@ -168,12 +169,13 @@ def alert_items(notes: Sequence[Note]) -> list[AlertItem]:
 
 
 class AlertPublisher:
-    """Appends alert records and summaries; logs and notifies the ones new to the ledger."""
+    """Appends alert records and summaries through ``appender`` (the server's sequencer, or
+    the store itself for ``otaudit detect --record``); logs and notifies the ones new to the
+    ledger."""
 
-    def __init__(self, append: Callable[[list[Entry]], list[int | None]],
-                 notifier: Notifier | None = None,
+    def __init__(self, appender: Appender, notifier: Notifier | None = None,
                  metrics: Metrics | None = None) -> None:  # fmt: skip
-        self.append = append
+        self.appender = appender
         self.notifier = notifier
         self.metrics = metrics
         self.published = 0  # alerts new to the ledger
@@ -190,7 +192,7 @@ class AlertPublisher:
         new: list[tuple[dict[str, Any], int]] = []
         for at in range(0, len(items), _APPEND_CHUNK):
             chunk = items[at : at + _APPEND_CHUNK]
-            seqs = self.append([entry for _, _, entry in chunk])
+            seqs = self.appender.append([entry for _, _, entry in chunk])
             for (alert, body, _), seq in zip(chunk, seqs, strict=True):
                 if seq is None:
                     continue

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from otaudit import defaults
 from otaudit.canonical import canonical_bytes
-from otaudit.errors import DecodeError
+from otaudit.errors import DecodeError, RecordRejected
 from otaudit.record import encode_double
 from otaudit.redaction import MARK, Redactor
 
@@ -27,10 +27,6 @@ _MAX_REASONS = 5
 #: The latest time a record may carry: SQLite and PostgreSQL order times as signed
 #: 64-bit nanoseconds, so later ones (valid in OTLP's fixed64) are rejected on their own.
 MAX_TIME_NS: Final = 2**63 - 1
-
-
-class RecordRejected(Exception):
-    """One record cannot be sealed as sent; the reason goes to ``partial_success``."""
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from typing import Any, Final
 
@@ -35,6 +34,7 @@ from otaudit.errors import (
 )
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.ledger import Sequencer
+from otaudit.ownrecords import SequencerAppender, record_read
 from otaudit.query import json_cell, query_target, run_sql
 from otaudit.readapi.cursor import CursorSigner
 from otaudit.readapi.openapi import MAX_PAGE, MAX_SQL_PAGE, MAX_SQL_ROWS, MAX_TIMEOUT_MS, SPEC
@@ -92,6 +92,7 @@ class ReadService:
         self.open_store = open_store
         self.cursors = CursorSigner(cursor_key)
         self.sequencer = sequencer
+        self.appender = SequencerAppender(sequencer, COMMIT_WAIT_S, "the read")
         self.authn = authn
         self.query_url = query_url
         self.limits = limits or QueryLimits()
@@ -108,11 +109,7 @@ class ReadService:
 
     def record(self, reader: access.Reader, kind: str, text: str, **outcome: Any) -> None:
         """Append the read's record and wait until it is durable (StoreError, Overloaded)."""
-        entry = access.read_entry(reader, kind, text, **outcome)
-        try:
-            self.sequencer.submit([entry]).result(timeout=COMMIT_WAIT_S)
-        except FutureTimeout:
-            raise Overloaded("recording the read took too long", 5) from None
+        record_read(self.appender, reader, kind, text, **outcome)
 
     def records(self, reader: access.Reader, params: dict[str, list[str]]) -> dict[str, Any]:
         """One page of ``GET /api/v1/records``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from otaudit.errors import OtauditError
+from otaudit.errors import BadRequest
 
 MAX_DIGITS: Final = 20
 """Digits a numeric parameter may have (2^64 has 20): more is refused before conversion."""
@@ -25,13 +25,7 @@ QUOTE_CHARS: Final = 80
 
 _ASCII_DIGITS: Final = frozenset("0123456789")
 
-
-class BadRequest(OtauditError):
-    """A request the read API refuses: HTTP status, machine-readable code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+__all__ = ["BadRequest", "integer", "quote", "time_text"]
 
 
 def quote(value: object) -> str:
