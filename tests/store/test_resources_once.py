@@ -35,9 +35,10 @@ from otaudit.checkpoint import Checkpoint, SigningKey, VerifierKey, sign_checkpo
 from otaudit.ingest import IngestSettings, prepare
 from otaudit.otlp.convert import Limits
 from otaudit.record import COLUMN_NAMES, Entry, resource_offset, seal
-from otaudit.store.base import Store, StoredCheckpoint, plan_append
+from otaudit.store.base import Store, StoredCheckpoint
 from otaudit.store.postgres import PostgresStore
 from otaudit.store.sqlite import SQLiteStore
+from otaudit.tree import plan_append
 from otaudit.verify import verify_ledger
 from support import Server, otaudit, post
 
@@ -237,11 +238,16 @@ def old_ledger(store_url: str, tmp_path: Path) -> Iterator[tuple[Store, list[Ent
 def _migrate_to(store: Store, version: int) -> None:
     for m in store.migrations[:version]:
         if isinstance(store, SQLiteStore):
-            store._conn.executescript("BEGIN;" + m.script + "COMMIT;")
-            if m.version >= 2:
-                store._conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, '')", (m.version, m.description)
-                )
+            conn = sqlite3.connect(store.path, isolation_level=None)
+            try:
+                conn.executescript("BEGIN;" + m.script + "COMMIT;")
+                if m.version >= 2:
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, '')",
+                        (m.version, m.description),
+                    )
+            finally:
+                conn.close()
         else:
             assert isinstance(store, PostgresStore)
             with psycopg.connect(store.dsn, autocommit=True) as pg, pg.transaction():
@@ -260,11 +266,14 @@ def _append_as_version_4(store: Store, store_url: str, entries: list[Entry]) -> 
     names = f"seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}"
     if isinstance(store, SQLiteStore):
         marks = ", ".join("?" * len(rows[0]))
-        conn = store._conn
-        conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO records ({names}) VALUES ({marks})", rows)
-        conn.executemany("INSERT INTO tree_nodes VALUES (?, ?, ?)", plan.nodes)
-        conn.execute("COMMIT")
+        conn = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(f"INSERT INTO records ({names}) VALUES ({marks})", rows)
+            conn.executemany("INSERT INTO tree_nodes VALUES (?, ?, ?)", plan.nodes)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
         return
     with psycopg.connect(store_url) as pg:
         info = TypeInfo.fetch(pg, "otaudit.hstore")
