@@ -77,7 +77,7 @@ def sealed_entries(body: bytes) -> list[Entry]:
 def sign(store: Store, key: SigningKey, origin: str) -> StoredCheckpoint:
     """Sign the store's whole tree with ``key`` and store the checkpoint."""
     size = store.tree_size()
-    root = tree.root_at(store, size)
+    root = tree.stored_root(store, size)
     note = sign_checkpoint(Checkpoint(origin, size, root), key)
     checkpoint = StoredCheckpoint(size, root, time.time_ns(), note)
     store.add_checkpoint(checkpoint)

@@ -43,25 +43,25 @@ def range_keys(begin: int, end: int) -> list[tuple[int, int]]:
     return keys
 
 
-def range_hash(store: StoredNodes, begin: int, end: int) -> bytes:
+def stored_range_hash(store: StoredNodes, begin: int, end: int) -> bytes:
     """MTH of leaves ``[begin, end)`` from the store's nodes."""
     return merkle.root_from_subtrees(store.nodes(range_keys(begin, end)))
 
 
-def root_at(store: StoredNodes, size: int) -> bytes:
+def stored_root(store: StoredNodes, size: int) -> bytes:
     """The root hash of the store's first ``size`` leaves (RFC 9162 §2.1.1)."""
-    return range_hash(store, 0, size) if size else merkle.EMPTY_ROOT
+    return stored_range_hash(store, 0, size) if size else merkle.EMPTY_ROOT
 
 
-def inclusion_proof(store: StoredNodes, index: int, size: int) -> list[bytes]:
+def stored_inclusion_proof(store: StoredNodes, index: int, size: int) -> list[bytes]:
     """The inclusion proof of leaf ``index`` in the store's tree of ``size`` leaves
     (§2.1.3.1), from its nodes."""
-    return [range_hash(store, b, e) for b, e in merkle.inclusion_proof_nodes(index, size)]
+    return [stored_range_hash(store, b, e) for b, e in merkle.inclusion_proof_nodes(index, size)]
 
 
-def consistency_proof(store: StoredNodes, size1: int, size2: int) -> list[bytes]:
+def stored_consistency_proof(store: StoredNodes, size1: int, size2: int) -> list[bytes]:
     """The consistency proof from ``size1`` to ``size2`` (§2.1.4.1) from the store's nodes."""
-    return [range_hash(store, b, e) for b, e in merkle.consistency_proof_nodes(size1, size2)]
+    return [stored_range_hash(store, b, e) for b, e in merkle.consistency_proof_nodes(size1, size2)]
 
 
 @dataclass(frozen=True, slots=True)

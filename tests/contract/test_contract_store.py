@@ -49,10 +49,10 @@ def test_tree_nodes_give_the_rfc9162_tree(any_store: Store) -> None:
         at += size
     leaves = [e.leaf for e in batch]
     for size in range(1, 38):
-        assert tree.root_at(any_store, size) == merkle.root_hash(leaves[:size])
-    proof = tree.inclusion_proof(any_store, 11, 37)
+        assert tree.stored_root(any_store, size) == merkle.root_hash(leaves[:size])
+    proof = tree.stored_inclusion_proof(any_store, 11, 37)
     merkle.verify_inclusion(leaves[11], 11, 37, proof, merkle.root_hash(leaves))
-    proof = tree.consistency_proof(any_store, 13, 37)
+    proof = tree.stored_consistency_proof(any_store, 13, 37)
     merkle.verify_consistency(
         13, 37, proof, merkle.root_hash(leaves[:13]), merkle.root_hash(leaves)
     )

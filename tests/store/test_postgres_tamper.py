@@ -131,7 +131,7 @@ def test_a_swapped_verifier_key_is_not_trusted(
     try:
         origin, size = store.meta("origin"), store.tree_size()
         assert origin is not None
-        root = tree.root_at(store, size)
+        root = tree.stored_root(store, size)
     finally:
         store.close()
     forger = SigningKey.generate(origin)
