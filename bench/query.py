@@ -14,13 +14,16 @@ Then ``otaudit search --format csv`` streams the whole SQLite ledger to
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Final
 
+import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.payloads import AUDIT_KEY, SPANS_PER_BATCH, PayloadFactory
@@ -133,8 +136,9 @@ def run(quick: bool, records: int) -> str:
         runner = SqlRunner(1)
         try:
             build_s = build([sqlite, postgres], n)
-            sqlite._conn.execute("ANALYZE")
-            with postgres._using("analyze") as conn:
+            with closing(sqlite3.connect(data / "ledger.db")) as lite:
+                lite.execute("ANALYZE")
+            with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE otaudit.records")
             since = time.time_ns() - 90 * 86_400 * 10**9
             rows: list[list[Any]] = []

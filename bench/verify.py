@@ -116,10 +116,10 @@ def hash_baseline(store: Store) -> dict[str, float]:
 def proofs(store: Store, size: int) -> list[list[Any]]:
     """p50/p99/max ms of proof generation and verification at ``size`` leaves."""
     rng = random.Random(5)
-    root = tree.root_at(store, size)
+    root = tree.stored_root(store, size)
     indexes = [(rng.randrange(size),) for _ in range(PROOFS)]
     node_t, node_c, _ = timed(lambda i: store.nodes([(0, i)]), indexes)
-    inc_t, inc_c, inc = timed(lambda i: tree.inclusion_proof(store, i, size), indexes)
+    inc_t, inc_c, inc = timed(lambda i: tree.stored_inclusion_proof(store, i, size), indexes)
     # The leaf is hashed from the record's sealed bytes, not read from the tree.
     leaves = [merkle.leaf_hash(next(store.iter_records(i, i + 1)).sealed) for (i,) in indexes]
     vinc_t, vinc_c, _ = timed(
@@ -127,8 +127,8 @@ def proofs(store: Store, size: int) -> list[list[Any]]:
         [(i, leaf, p) for (i,), leaf, p in zip(indexes, leaves, inc, strict=True)],
     )
     olds = [(rng.randrange(1, size + 1),) for _ in range(PROOFS)]
-    con_t, con_c, con = timed(lambda m: tree.consistency_proof(store, m, size), olds)
-    roots = [tree.root_at(store, m) for (m,) in olds]
+    con_t, con_c, con = timed(lambda m: tree.stored_consistency_proof(store, m, size), olds)
+    roots = [tree.stored_root(store, m) for (m,) in olds]
     vcon_t, vcon_c, _ = timed(
         lambda m, r, p: merkle.verify_consistency(m, size, p, r, root),
         [(m, r, p) for (m,), r, p in zip(olds, roots, con, strict=True)],
@@ -144,10 +144,10 @@ def proofs(store: Store, size: int) -> list[list[Any]]:
 
     return [
         row("baseline: one stored node read (store.nodes, 1 key)", node_t, node_c, False),
-        row(f"tree.inclusion_proof (avg {lengths_inc:.1f} hashes)", inc_t, inc_c, True),
-        row("merkle.verify_inclusion (vs tree.root_at)", vinc_t, vinc_c, False),
-        row(f"tree.consistency_proof (avg {lengths_con:.1f} hashes)", con_t, con_c, True),
-        row("merkle.verify_consistency (vs tree.root_at)", vcon_t, vcon_c, False),
+        row(f"tree.stored_inclusion_proof (avg {lengths_inc:.1f} hashes)", inc_t, inc_c, True),
+        row("merkle.verify_inclusion (vs tree.stored_root)", vinc_t, vinc_c, False),
+        row(f"tree.stored_consistency_proof (avg {lengths_con:.1f} hashes)", con_t, con_c, True),
+        row("merkle.verify_consistency (vs tree.stored_root)", vcon_t, vcon_c, False),
     ]
 
 

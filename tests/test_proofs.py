@@ -48,7 +48,7 @@ def stored(
 def test_roots_at_every_size(stored: tuple[Store, list[bytes]]) -> None:
     store, leaves = stored
     for size in range(SIZE + 1):
-        assert tree.root_at(store, size) == merkle.root_hash(leaves[:size])
+        assert tree.stored_root(store, size) == merkle.root_hash(leaves[:size])
 
 
 def test_inclusion_proofs_for_every_index_and_size(stored: tuple[Store, list[bytes]]) -> None:
@@ -56,7 +56,7 @@ def test_inclusion_proofs_for_every_index_and_size(stored: tuple[Store, list[byt
     for size in range(1, SIZE + 1):
         root = merkle.root_hash(leaves[:size])
         for index in range(size):
-            proof = tree.inclusion_proof(store, index, size)
+            proof = tree.stored_inclusion_proof(store, index, size)
             assert proof == merkle.inclusion_proof(leaves[:size], index)
             merkle.verify_inclusion(leaves[index], index, size, proof, root)
 
@@ -66,7 +66,7 @@ def test_consistency_proofs_for_every_pair(stored: tuple[Store, list[bytes]]) ->
     for size2 in range(1, SIZE + 1):
         root2 = merkle.root_hash(leaves[:size2])
         for size1 in range(1, size2 + 1):
-            proof = tree.consistency_proof(store, size1, size2)
+            proof = tree.stored_consistency_proof(store, size1, size2)
             assert proof == merkle.consistency_proof(leaves[:size2], size1)
             merkle.verify_consistency(size1, size2, proof, merkle.root_hash(leaves[:size1]), root2)
 

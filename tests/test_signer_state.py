@@ -143,7 +143,7 @@ def test_the_saved_checkpoint_is_checked_at_start_with_nothing_to_sign(
     # Rewritten to the same size, and a checkpoint of the forged tree slipped into the store
     # (signed with the key by someone who had it once): nothing to sign, still refused.
     _rewrite(store, 1)
-    root = tree.root_at(store, 4)
+    root = tree.stored_root(store, 4)
     note = sign_checkpoint(Checkpoint(key.name, 4, root), key)
     store.add_checkpoint(StoredCheckpoint(4, root, 0, note))
     with pytest.raises(VerificationError, match="not consistent with the checkpoint at size 4 "):
@@ -180,7 +180,7 @@ def test_without_a_saved_checkpoint_the_latest_signed_one_is_adopted(
     assert good is not None
     # A later "checkpoint" in the store that the key did not sign is passed over.
     store.append(entries(2))
-    root = tree.root_at(store, 5)
+    root = tree.stored_root(store, 5)
     forged = sign_checkpoint(Checkpoint(key.name, 5, root), SigningKey.generate(key.name))
     store.add_checkpoint(StoredCheckpoint(5, root, 0, forged))
     signer.saved_path.unlink()  # as before the upgrade that brought the file
@@ -200,7 +200,7 @@ def test_a_saved_checkpoint_that_does_not_verify_is_refused(
     store, key = ledger
     signer = Checkpointer(store, key, key.name)
     signer.checkpoint()
-    other = sign_checkpoint(Checkpoint(key.name, 0, tree.root_at(store, 0)),
+    other = sign_checkpoint(Checkpoint(key.name, 0, tree.stored_root(store, 0)),
                             SigningKey.generate(key.name))  # fmt: skip
     signer.saved_path.write_text(other)
     store.append(entries(1))

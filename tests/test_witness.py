@@ -328,12 +328,14 @@ def test_refusals_leave_the_state_unchanged_across_restarts(
     refused(*forked.files(10), "proof is from size 4", "last accepted size 8", process=True)
     # A proof from 8 in the forked tree cannot bridge to the root accepted at 8.
     bridge = tmp_path / "bridge.json"
-    hashes = tuple(tree.consistency_proof(forked.store, 8, 10))
+    hashes = tuple(tree.stored_consistency_proof(forked.store, 8, 10))
     bridge.write_bytes(ConsistencyProof(8, 10, hashes).to_json())
     refused(forked.files(10)[0], bridge, "not consistent with size 8", "(fork)")
     # The same size with another root.
     fork8 = tmp_path / "fork8"
-    fork8.write_text(sign_checkpoint(Checkpoint(ORIGIN, 8, tree.root_at(forked.store, 8)), LOG_KEY))
+    fork8.write_text(
+        sign_checkpoint(Checkpoint(ORIGIN, 8, tree.stored_root(forked.store, 8)), LOG_KEY)
+    )
     refused(fork8, None, "at size 8", "differs from root", "(fork)")
     # An older checkpoint.
     refused(honest.files(4)[0], None, "already accepted size 8 (rollback)")
@@ -353,7 +355,7 @@ def test_refusals_leave_the_state_unchanged_across_restarts(
     code, out, err = cosign_cli(witness_state, checkpoint13, proof13, process=True)
     assert code == 0, err
     assert Witness(witness_state).accepted(ORIGIN) == Checkpoint(
-        ORIGIN, 13, tree.root_at(honest.store, 13)
+        ORIGIN, 13, tree.stored_root(honest.store, 13)
     )
     # The same checkpoint again is fine (same size, same root), and needs no proof.
     assert cosign_cli(witness_state, checkpoint13)[0] == 0

@@ -107,7 +107,7 @@ class Checkpointer:
             grown = latest is None or latest.tree_size < size
             if not grown and self._checked:
                 return None
-            root = tree.root_at(self.store, size)
+            root = tree.stored_root(self.store, size)
             # 1. The tree must extend the checkpoint saved outside the store.
             saved = self._saved()
             if saved is not None:
@@ -150,7 +150,7 @@ class Checkpointer:
         self, size1: int, root1: bytes, size2: int, root2: bytes, where: str
     ) -> list[bytes]:
         """The consistency proof from ``size1`` to ``size2`` (RFC 9162 §2.1.4), checked."""
-        proof = tree.consistency_proof(self.store, size1, size2) if 0 < size1 < size2 else []
+        proof = tree.stored_consistency_proof(self.store, size1, size2) if 0 < size1 < size2 else []
         try:
             merkle.verify_consistency(size1, size2, proof, root1, root2)
         except VerificationError as exc:
@@ -193,7 +193,7 @@ class Checkpointer:
             if base is None or base.tree_size == 0:
                 proof = []
             elif previous is None or base.tree_size != previous.tree_size:
-                proof = tree.consistency_proof(self.store, base.tree_size, cp.tree_size)
+                proof = tree.stored_consistency_proof(self.store, base.tree_size, cp.tree_size)
             size1 = base.tree_size if base is not None else 0
             export_checkpoint(
                 directory, cp.note, ConsistencyProof(size1, cp.tree_size, tuple(proof))

@@ -51,7 +51,7 @@ def inclusion(store: Store, seq: int, size: int | None = None) -> dict[str, Any]
         raise VerificationError(
             f"record seq {seq} is missing from the ledger; run `otaudit verify`", seq
         )
-    hashes = tree.inclusion_proof(store, seq, cp.tree_size)
+    hashes = tree.stored_inclusion_proof(store, seq, cp.tree_size)
     leaf = merkle.leaf_hash(record.sealed)
     merkle.verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root_hash)
     return {
@@ -76,7 +76,7 @@ def consistency(store: Store, size1: int, size2: int | None = None) -> dict[str,
     if first.tree_size == 0:
         hashes: list[bytes] = []
     else:
-        hashes = tree.consistency_proof(store, first.tree_size, second.tree_size)
+        hashes = tree.stored_consistency_proof(store, first.tree_size, second.tree_size)
     merkle.verify_consistency(
         first.tree_size, second.tree_size, hashes, first.root_hash, second.root_hash
     )

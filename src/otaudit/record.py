@@ -63,6 +63,8 @@ class Columns(NamedTuple):
 
 
 COLUMN_NAMES: Final = Columns._fields
+#: Where ``resource`` is among the columns (a row that keeps its resource once has none).
+RESOURCE_COLUMN: Final = COLUMN_NAMES.index("resource")
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,7 @@ def _check_checkpoints(store: Store, key: VerifierKey, size: int) -> tuple[int, 
                 expected=cp.tree_size,
                 computed=size,
             )
-        root = tree.root_at(store, cp.tree_size)
+        root = tree.stored_root(store, cp.tree_size)
         if root != cp.root_hash:
             raise VerificationError(
                 f"{where}: signed root {cp.root_hash.hex()} != recomputed root {root.hex()}",
@@ -336,7 +336,7 @@ def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
             expected=saved.tree_size,
             computed=size,
         )
-    root = tree.root_at(store, saved.tree_size)
+    root = tree.stored_root(store, saved.tree_size)
     if root != saved.root_hash:
         raise VerificationError(
             f"{where}: signed root {saved.root_hash.hex()} != the ledger's root {root.hex()} "
@@ -367,7 +367,7 @@ def verify_range(
         # nodes (constant memory, one new node per record on average).
         nonlocal previous
         current = {
-            (b, e): previous.get((b, e)) or tree.range_hash(store, b, e)
+            (b, e): previous.get((b, e)) or tree.stored_range_hash(store, b, e)
             for b, e in merkle.inclusion_proof_nodes(seq, cp_size)
         }
         proof = list(current.values())

@@ -9,77 +9,32 @@ keeps each distinct resource once and splices it back on every read.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import psycopg
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
 from conftest import query_args
-from otaudit import datadir, tree
+from otaudit import datadir
 from otaudit.canonical import canonical_bytes
-from otaudit.checkpoint import Checkpoint, sign_checkpoint
-from otaudit.ingest import IngestSettings, prepare
 from otaudit.keys import SigningKey, VerifierKey
-from otaudit.otlp.convert import Limits
 from otaudit.record import COLUMN_NAMES, Entry, resource_offset, seal
-from otaudit.store.base import Store, StoredCheckpoint, plan_append
+from otaudit.store.base import Store
 from otaudit.store.postgres import PostgresStore
 from otaudit.store.sqlite import SQLiteStore
+from otaudit.tree import plan_append
 from otaudit.verify import verify_ledger
+from sealing import RESOURCE_BYTES, SPANS, big_request, blob, sealed_entries, sign
 from support import Server, otaudit, post
 
 REQUESTS = 10
-SPANS = 100
-RESOURCE_BYTES = 60 * 1024
 ORIGIN = "example.com/resources-once"
-_next = iter(range(1, 1 << 40))
-
-
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def blob(tag: str) -> str:
-    """``RESOURCE_BYTES`` of hex that no store compresses, different for each ``tag``."""
-    digits = hashlib.shake_256(tag.encode()).hexdigest(RESOURCE_BYTES // 2)
-    assert len(digits) == RESOURCE_BYTES
-    return digits
-
-
-def big_request(tag: str, spans: int = SPANS) -> bytes:
-    """One request: a resource of ``RESOURCE_BYTES`` (named by ``tag``), ``spans`` tiny
-    audit spans."""
-    resource = Resource(attributes=[_kv("service.name", f"svc-{tag}"), _kv("host.blob", blob(tag))])
-    items = []
-    for _ in range(spans):
-        n = next(_next)
-        items.append(
-            Span(
-                trace_id=n.to_bytes(16, "big"),
-                span_id=n.to_bytes(8, "big"),
-                name="login",
-                start_time_unix_nano=1_764_288_000_000_000_000 + n,
-                attributes=[_kv("audit.action", "login"), _kv("user.id", "alice")],
-            )
-        )
-    request = ExportTraceServiceRequest(
-        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=items)])]
-    )
-    return request.SerializeToString()
 
 
 def _tags() -> list[str]:
@@ -139,21 +94,6 @@ def test_a_large_resource_is_stored_once_by_the_server(store_url: str, tmp_path:
     assert f"OK: {stored + 1}" in verified.stdout or f"OK: {stored}" in verified.stdout
 
 
-def _sign(store: Store, key: SigningKey) -> None:
-    size = store.tree_size()
-    root = tree.root_at(store, size)
-    note = sign_checkpoint(Checkpoint(ORIGIN, size, root), key)
-    store.add_checkpoint(StoredCheckpoint(size, root, time.time_ns(), note))
-
-
-def sealed_entries(body: bytes) -> list[Entry]:
-    """The entries ``serve`` would seal for ``body``, with no per-request sealed budget."""
-    settings = IngestSettings(limits=Limits(min_sealed_budget=1 << 30))
-    prepared = prepare("traces", "application/x-protobuf", body, False, "otlp",
-                       time.time_ns(), settings)  # fmt: skip
-    return prepared.entries
-
-
 def test_every_record_of_a_request_shares_one_stored_resource(
     any_store: Store, store_url: str
 ) -> None:
@@ -183,7 +123,7 @@ def test_every_record_of_a_request_shares_one_stored_resource(
     stored = list(any_store.iter_records())
     assert [r.sealed for r in stored] == [e.sealed for e in appended]
     assert [r.columns for r in stored] == [e.columns for e in appended]
-    _sign(any_store, key)
+    sign(any_store, key, ORIGIN)
     report = verify_ledger(any_store, VerifierKey.parse(key.verifier_key()))
     assert report.records == REQUESTS * SPANS
 
@@ -238,11 +178,16 @@ def old_ledger(store_url: str, tmp_path: Path) -> Iterator[tuple[Store, list[Ent
 def _migrate_to(store: Store, version: int) -> None:
     for m in store.migrations[:version]:
         if isinstance(store, SQLiteStore):
-            store._conn.executescript("BEGIN;" + m.script + "COMMIT;")
-            if m.version >= 2:
-                store._conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, '')", (m.version, m.description)
-                )
+            conn = sqlite3.connect(store.path, isolation_level=None)
+            try:
+                conn.executescript("BEGIN;" + m.script + "COMMIT;")
+                if m.version >= 2:
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, '')",
+                        (m.version, m.description),
+                    )
+            finally:
+                conn.close()
         else:
             assert isinstance(store, PostgresStore)
             with psycopg.connect(store.dsn, autocommit=True) as pg, pg.transaction():
@@ -261,11 +206,14 @@ def _append_as_version_4(store: Store, store_url: str, entries: list[Entry]) -> 
     names = f"seq, sealed, dedup_key, {', '.join(COLUMN_NAMES)}"
     if isinstance(store, SQLiteStore):
         marks = ", ".join("?" * len(rows[0]))
-        conn = store._conn
-        conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO records ({names}) VALUES ({marks})", rows)
-        conn.executemany("INSERT INTO tree_nodes VALUES (?, ?, ?)", plan.nodes)
-        conn.execute("COMMIT")
+        conn = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(f"INSERT INTO records ({names}) VALUES ({marks})", rows)
+            conn.executemany("INSERT INTO tree_nodes VALUES (?, ?, ?)", plan.nodes)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
         return
     with psycopg.connect(store_url) as pg:
         info = TypeInfo.fetch(pg, "otaudit.hstore")
@@ -294,7 +242,7 @@ def test_a_ledger_written_before_the_migration_keeps_verifying(
     store.append(new_entries)
     key = SigningKey.generate(ORIGIN)
     store.set_meta("origin", ORIGIN)
-    _sign(store, key)
+    sign(store, key, ORIGIN)
     stored = list(store.iter_records())
     assert [r.resource is None for r in stored] == [True] * 20 + [False] * 20
     assert [r.sealed for r in stored] == [e.sealed for e in old_entries + new_entries]

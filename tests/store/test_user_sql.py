@@ -26,7 +26,7 @@ from otaudit.sqllimits import QueryLimits
 from otaudit.sqlworker import QueryTarget, SqlRunner
 from otaudit.store.base import Store
 from pgcluster import PgServer, with_login
-from store.test_store_contract import entries
+from sealing import entries
 
 LIMITS = QueryLimits(max_rows=10, timeout_ms=5000)
 

@@ -102,7 +102,7 @@ class _Prover:
     def prove(self, seq: int, leaf: bytes) -> list[bytes]:
         """The inclusion proof of leaf ``seq``; VerificationError if it does not reach the root."""
         nodes = merkle.inclusion_proof_nodes(seq, self.size)
-        hashes = [self.path.get(n) or tree.range_hash(self.store, *n) for n in nodes]
+        hashes = [self.path.get(n) or tree.stored_range_hash(self.store, *n) for n in nodes]
         self.path = dict(zip(nodes, hashes, strict=True))
         proven = {k: v for k, v in self.proven.items() if k[0] <= seq < k[1]}
         r, b, e = leaf, seq, seq + 1

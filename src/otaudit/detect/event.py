@@ -14,12 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-#: The columns an event carries, in the order ``Store.detect_rows`` yields them.
-EVENT_COLUMNS: Final = (
-    "seq", "time_unix_nano", "received_at", "pipeline", "signal", "service", "name", "actor",
-    "actor_role", "client_address", "action", "target", "resource_type", "result", "producer",
-    "attributes",
-)  # fmt: skip
+from otaudit.store.events import EVENT_COLUMNS as EVENT_COLUMNS
 
 #: The text fields a rule condition or group may name, besides ``attributes.<key>``.
 FIELDS: Final = frozenset(

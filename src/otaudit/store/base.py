@@ -13,6 +13,13 @@ the leaf hashes; node (level, idx) is the hash of leaves ``[idx * 2**level,
 the write lock, skips records it already holds (idempotent retries), assigns
 dense sequence numbers, writes the records, their resources and the new tree nodes, and
 commits durably before it returns.
+
+The interface comes in three parts, so that a caller can ask for only what it
+uses: :class:`LedgerStore` (the ledger and its tree), :class:`ReadStore`
+(search, detection and completeness reads) and :class:`TokenStore`;
+:class:`Store` is all three. Both stores are one SQL implementation
+(:mod:`otaudit.store.sql`) over a small driver per database
+(:mod:`otaudit.store.driver`).
 """
 
 from __future__ import annotations
@@ -20,10 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
-from otaudit.merkle import node_hash
-from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.record import Columns, Entry
 from otaudit.store.migrations import Migration
 from otaudit.store.search import SearchFilter
 
@@ -75,10 +81,6 @@ class StoredRecord:
     resource: StoredResource | None = None
 
 
-#: Where ``resource`` is among the columns (a row that keeps its resource once has none).
-RESOURCE_COLUMN: Final = COLUMN_NAMES.index("resource")
-
-
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """What ``append`` did: the sequence number given to each entry (None: already held)."""
@@ -122,83 +124,9 @@ class ServiceConformance:
     unnumbered: int
 
 
-@dataclass(frozen=True, slots=True)
-class AppendPlan:
-    """The rows one append writes: records (seq, stored bytes, dedup key, *columns,
-    resource_hash, resource_at), the distinct resources they keep once (hash, body,
-    flat) and tree nodes."""
-
-    records: list[tuple[Any, ...]]
-    resources: list[tuple[bytes, bytes, str]]
-    nodes: list[tuple[int, int, bytes]]
-    result: AppendResult
-
-
-def edge_keys(size: int) -> list[tuple[int, int]]:
-    """The (level, idx) of the perfect subtrees covering leaves ``[0, size)``, largest first.
-
-    Their hashes are the right edge of the tree: all an append needs to extend it.
-    """
-    return [
-        (level, (size >> level) - 1)
-        for level in range(size.bit_length() - 1, -1, -1)
-        if size >> level & 1
-    ]
-
-
-def plan_append(
-    entries: Sequence[Entry],
-    size: int,
-    held: set[bytes],
-    edge: list[bytes],
-    *,
-    no_resource: str | None = "",
-) -> AppendPlan:
-    """Number the entries not ``held`` from ``size`` on and compute the new tree nodes.
-
-    ``held`` are the dedup keys the store already has; ``edge`` the hashes of
-    ``edge_keys(size)``, in that order. An entry that says where its resource lies is
-    stored with the resource cut out and ``no_resource`` as its own ``resource`` column
-    (the resource goes to ``resources`` once). Called inside the store's write lock.
-    """
-    held = set(held)
-    edge = list(edge)
-    records: list[tuple[Any, ...]] = []
-    resources: dict[bytes, tuple[bytes, bytes, str]] = {}
-    nodes: list[tuple[int, int, bytes]] = []
-    seqs: list[int | None] = []
-    for entry in entries:
-        if entry.dedup_key in held:
-            seqs.append(None)
-            continue
-        held.add(entry.dedup_key)
-        seq = size
-        size += 1
-        seqs.append(seq)
-        part, at = entry.resource, entry.resource_at
-        if part is None or at < 0:
-            records.append((seq, entry.sealed, entry.dedup_key, *entry.columns, None, None))
-        else:
-            sealed = entry.sealed
-            stored = b"".join((sealed[:at], sealed[at + len(part.body) :]))
-            columns: list[Any] = list(entry.columns)
-            columns[RESOURCE_COLUMN] = no_resource
-            records.append((seq, stored, entry.dedup_key, *columns, part.hash, at))
-            if part.hash not in resources:
-                resources[part.hash] = (part.hash, part.body, entry.columns.resource)
-        level, idx, digest = 0, seq, entry.leaf
-        nodes.append((0, seq, digest))
-        while idx & 1:
-            digest = node_hash(edge.pop(), digest)
-            level += 1
-            idx >>= 1
-            nodes.append((level, idx, digest))
-        edge.append(digest)
-    return AppendPlan(records, list(resources.values()), nodes, AppendResult(seqs, size))
-
-
-class Store(Protocol):
-    """A ledger backend (SQLite embedded, PostgreSQL shared)."""
+class LedgerStore(Protocol):
+    """The ledger itself: the sequencer's append, the stored records and tree, signed
+    checkpoints, the signer's turn, metadata and the schema's migrations."""
 
     @property
     def migrations(self) -> Sequence[Migration]:
@@ -221,10 +149,6 @@ class Store(Protocol):
         """Hold the right to sign checkpoints while inside; False: another process has it."""
         ...
 
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
-        """The checkpoint with the largest tree size, or None."""
-        ...
-
     def append(self, entries: Sequence[Entry]) -> AppendResult:
         """Durably append entries not already held; return their sequence numbers."""
         ...
@@ -245,6 +169,41 @@ class Store(Protocol):
         """The (idx, hash) rows of one tree level from ``idx >= begin``, in order."""
         ...
 
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint with the largest tree size, or None."""
+        ...
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, oldest first."""
+        ...
+
+    def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        """Durably store a signed checkpoint."""
+        ...
+
+    def meta(self, key: str) -> str | None:
+        """A metadata value, or None."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a metadata value once (metadata is append-only too)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class ReadStore(Protocol):
+    """The reads over the stored columns: search, selection, detection and completeness."""
+
+    def search(
+        self, where: SearchFilter, *, after_seq: int = -1, limit: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``search.SEARCH_COLUMNS`` matching ``where`` with ``seq > after_seq``,
+        in sequence order, streamed (constant memory however many match)."""
+        ...
+
     def select_seqs(
         self, *, since_ns: int | None, until_ns: int | None, actions: Sequence[str], end: int
     ) -> Iterator[int]:
@@ -256,7 +215,7 @@ class Store(Protocol):
         ...
 
     def detect_rows(self, begin: int, end: int | None = None) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``detect.event.EVENT_COLUMNS`` with ``begin <= seq < end``, by seq."""
+        """Rows of ``store.events.EVENT_COLUMNS`` with ``begin <= seq < end``, by seq."""
         ...
 
     def first_seq_at(self, time_ns: int) -> int | None:
@@ -267,19 +226,8 @@ class Store(Protocol):
         self, actions: Sequence[str], *, since_ns: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """(seq, time_unix_nano, actor, target, attributes) of otaudit's own records
-        (pipeline ``otaudit``) with one of ``actions``, in sequence order (attributes: a dict
-        or its JSON text)."""
-        ...
-
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        """Every stored checkpoint, oldest first."""
-        ...
-
-    def search(
-        self, where: SearchFilter, *, after_seq: int = -1, limit: int | None = None
-    ) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``search.SEARCH_COLUMNS`` matching ``where`` with ``seq > after_seq``,
-        in sequence order, streamed (constant memory however many match)."""
+        (pipeline ``conventions.OWN_PIPELINE``) with one of ``actions``, in sequence order
+        (attributes: a dict or its JSON text)."""
         ...
 
     def producer_stats(
@@ -305,9 +253,9 @@ class Store(Protocol):
         ``time_unix_nano >= since_ns`` that lack required fields or producer numbering."""
         ...
 
-    def add_checkpoint(self, cp: StoredCheckpoint) -> None:
-        """Durably store a signed checkpoint."""
-        ...
+
+class TokenStore(Protocol):
+    """The API tokens (kept by their SHA-256, never the token itself)."""
 
     def tokens(self) -> list[StoredToken]:
         """Every API token ever created (revoked ones too), oldest first."""
@@ -321,14 +269,6 @@ class Store(Protocol):
         """Mark a token revoked (once); False if there is no such unrevoked token."""
         ...
 
-    def meta(self, key: str) -> str | None:
-        """A metadata value, or None."""
-        ...
 
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a metadata value once (metadata is append-only too)."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
+class Store(LedgerStore, ReadStore, TokenStore, Protocol):
+    """A ledger backend (SQLite embedded, PostgreSQL shared): all three at once."""

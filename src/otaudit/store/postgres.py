@@ -11,7 +11,8 @@ signs at a time, the others skip that round.
 The connection is reopened after a failure, so a PostgreSQL restart costs
 the exports that arrive while it is away (answered 503 / UNAVAILABLE), not
 the process. User SQL never runs on these connections: it runs as a
-login of its own (:mod:`otaudit.store.postgres_query`).
+login of its own (:mod:`otaudit.store.postgres_query`). The statements
+themselves are shared with SQLite (:mod:`otaudit.store.sql`).
 """
 
 from __future__ import annotations
@@ -27,17 +28,8 @@ from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
 from otaudit.errors import StoreError, UnstorableRecords
-from otaudit.record import Entry
 from otaudit.store import migrations as mig
-from otaudit.store.base import (
-    AppendResult,
-    StoredCheckpoint,
-    StoredRecord,
-    StoredToken,
-    edge_keys,
-    plan_append,
-)
-from otaudit.store.events import EventReads
+from otaudit.store.driver import Row
 from otaudit.store.migrations import Migration
 from otaudit.store.postgres_connect import check_dsn, connect, message, redact_dsn
 from otaudit.store.postgres_schema import (
@@ -46,28 +38,28 @@ from otaudit.store.postgres_schema import (
     HSTORE_AT,
     INSERT_RESOURCE,
     MIGRATIONS,
-    RECORD_COLUMNS,
 )
-from otaudit.store.reports import ReportReads
-from otaudit.store.resources import ResourceCache, stored_record
-from otaudit.store.search import SearchReads
+from otaudit.store.sql import SQLStore
+from otaudit.tree import AppendPlan
 
 # Advisory lock keys (per database): the log head, the signer, migrations.
 _HEAD_LOCK: Final = 0x6F7461756469_01
 _SIGNER_LOCK: Final = 0x6F7461756469_02
 _MIGRATE_LOCK: Final = 0x6F7461756469_03
-_CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
+_COPY_NODES: Final = "COPY otaudit.tree_nodes (level, idx, hash) FROM STDIN (FORMAT BINARY)"
+_FETCH_BATCH: Final = 4000
 
 
-class PostgresStore(ReportReads, SearchReads, EventReads):
-    """The PostgreSQL ledger in schema ``otaudit`` of the database named by ``dsn``."""
+class PostgresDriver:
+    """The shared connection to a PostgreSQL ledger (schema ``otaudit``), reopened after a
+    failure; see :class:`otaudit.store.driver.Driver`."""
 
-    migrations: Sequence[Migration] = MIGRATIONS
-    _records_table = "otaudit.records"
-    _placeholder = "%s"
-    _byte_order = 'COLLATE "C"'
+    placeholder = "%s"
+    byte_order = 'COLLATE "C"'
+    no_resource: str | None = None
+    token_order = "created_at, id"
 
-    def __init__(self, dsn: str, *, readonly: bool = False, connect_timeout_s: int = 5) -> None:
+    def __init__(self, dsn: str, *, readonly: bool, connect_timeout_s: int) -> None:
         self.dsn = dsn
         self.label = redact_dsn(dsn)
         self.readonly = readonly
@@ -77,12 +69,6 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
         self._hstore_info: TypeInfo | None = None
         with self._lock:
             self._connection()
-        if readonly:
-            try:
-                mig.require_current(self.schema_version(), MIGRATIONS, self.label)
-            except BaseException:
-                self.close()
-                raise
 
     # -- connections -----------------------------------------------------------
 
@@ -106,7 +92,7 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
         register_hstore(self._hstore_info, conn)
 
     @contextmanager
-    def _using(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+    def using(self, action: str) -> Iterator[psycopg.Connection[Any]]:
         """The shared connection under the lock; psycopg errors become StoreError."""
         with self._lock:
             conn = self._connection()
@@ -117,48 +103,66 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
                     conn.close()
                 raise StoreError(f"{action} failed on {self.label}: {message(exc)}") from exc
 
-    def _scalar(self, action: str, query: str, params: Sequence[Any] = ()) -> Any:
-        return self._rows(action, query, params)[0][0]
+    # -- statements ------------------------------------------------------------
 
-    def _rows(self, action: str, query: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._using(action) as conn:
-            return conn.execute(query, params).fetchall()
+    def table(self, name: str) -> str:
+        """The table in schema ``otaudit``."""
+        return f"otaudit.{name}"
 
-    # -- schema ----------------------------------------------------------------
-
-    def schema_version(self) -> int:
-        """The last migration applied (0: no otaudit schema in this database)."""
-        action = "reading the schema version"
-        if self._scalar(action, "SELECT to_regclass('otaudit.schema_migrations')") is None:
-            return 0
-        return int(
-            self._scalar(action, "SELECT COALESCE(MAX(version), 0) FROM otaudit.schema_migrations")
+    def has_table(self, name: str) -> bool:
+        """Whether the table exists in schema ``otaudit``."""
+        found = self.rows(
+            "reading the schema version", "SELECT to_regclass(%s)", (f"otaudit.{name}",)
         )
+        return found[0][0] is not None
 
-    def migrate(self, *, online_only: bool) -> list[Migration]:
-        """Apply pending migrations under the migration lock, one transaction each."""
-        applied: list[Migration] = []
-        with self._using("migrating the ledger schema") as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
-            current = self.schema_version()
-            todo = mig.pending(current, MIGRATIONS, self.label)
-            if online_only:
-                mig.check_online(todo, self.label, current)
-            for m in todo:
-                conn.execute(m.script)
-                conn.execute(
-                    "INSERT INTO otaudit.schema_migrations VALUES (%s, %s, now())",
-                    (m.version, m.description),
-                )
-                applied.append(m)
-        return applied
+    def rows(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of one statement, on the shared connection."""
+        with self.using(action) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def execute(self, action: str, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one writing statement (autocommit, ``synchronous_commit``); rows changed."""
+        with self.using(action) as conn:
+            return conn.execute(sql, params).rowcount
+
+    def stream(self, action: str, sql: str, params: Sequence[Any]) -> Iterator[Row]:
+        """Rows of a large read through a server-side cursor on a connection of its own,
+        in one REPEATABLE READ snapshot (appends by other nodes do not show up midway)."""
+        conn = self._connect(readonly=True)
+        try:
+            self._hstore(conn)
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                with conn.cursor(name="otaudit_stream") as cur:
+                    cur.itersize = _FETCH_BATCH
+                    cur.execute(sql, params)
+                    yield from cur
+        except psycopg.Error as exc:
+            raise StoreError(f"{action} failed on {self.label}: {message(exc)}") from exc
+        finally:
+            conn.close()
+
+    def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes | None]:
+        """The node hashes, all in one round trip."""
+        rows = self.rows(
+            "reading tree nodes",
+            "SELECT k.ord, n.hash FROM unnest(%s::int[], %s::bigint[]) WITH ORDINALITY"
+            " AS k(level, idx, ord) LEFT JOIN otaudit.tree_nodes n USING (level, idx)"
+            " ORDER BY k.ord",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        return [None if r[1] is None else bytes(r[1]) for r in rows]
 
     # -- writing ---------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry]) -> AppendResult:
-        """Durably append the entries not already held; see ``Store.append``."""
+    @contextmanager
+    def head_lock(self) -> Iterator[None]:
+        """A transaction holding the head advisory lock (other nodes wait for it)."""
         try:
-            return self._append(entries)
+            with self.using("appending to the ledger") as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_HEAD_LOCK,))
+                yield
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.DataError):  # a value it cannot hold
                 raise UnstorableRecords(
@@ -166,20 +170,18 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
                 ) from exc.__cause__
             raise
 
-    def _append(self, entries: Sequence[Entry]) -> AppendResult:
-        with self._using("appending to the ledger") as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_HEAD_LOCK,))
-            size = int(
-                _first(conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM otaudit.records"))
-            )
-            keys = [e.dedup_key for e in entries]
-            held = {
-                bytes(r[0])
-                for r in conn.execute(
-                    "SELECT dedup_key FROM otaudit.records WHERE dedup_key = ANY(%s)", (keys,)
-                )
-            }
-            plan = plan_append(entries, size, held, self._edge(conn, size), no_resource=None)
+    def held(self, keys: Sequence[bytes]) -> set[bytes]:
+        """The held dedup keys, in one ``= ANY`` lookup."""
+        rows = self.rows(
+            "appending to the ledger",
+            "SELECT dedup_key FROM otaudit.records WHERE dedup_key = ANY(%s)",
+            (list(keys),),
+        )
+        return {bytes(r[0]) for r in rows}
+
+    def insert(self, plan: AppendPlan) -> None:
+        """Binary COPY of the records and tree nodes; the resources kept once."""
+        with self.using("appending to the ledger") as conn:
             self._hstore(conn)
             with conn.cursor() as cur:
                 with cur.copy(COPY_RECORDS) as copy:
@@ -194,37 +196,16 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
                     INSERT_RESOURCE,
                     [(h, body, orjson.loads(flat)) for h, body, flat in plan.resources],
                 )
-                with cur.copy(
-                    "COPY otaudit.tree_nodes (level, idx, hash) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
+                with cur.copy(_COPY_NODES) as copy:
                     copy.set_types(["integer", "bigint", "bytea"])
                     for node in plan.nodes:
                         copy.write_row(node)
-        return plan.result
-
-    @staticmethod
-    def _edge(conn: psycopg.Connection[Any], size: int) -> list[bytes]:
-        keys = edge_keys(size)
-        if not keys:
-            return []
-        found = {
-            (int(r[0]), int(r[1])): bytes(r[2])
-            for r in conn.execute(
-                "SELECT level, idx, hash FROM otaudit.tree_nodes"
-                " WHERE (level, idx) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]))",
-                ([k[0] for k in keys], [k[1] for k in keys]),
-            )
-        }
-        missing = [k for k in keys if k not in found]
-        if missing:
-            level, idx = missing[0]
-            raise StoreError(f"tree node level {level} idx {idx} is missing; run `otaudit verify`")
-        return [found[k] for k in keys]
 
     @contextmanager
     def _signer(self) -> Iterator[bool]:
-        with self._using("taking the signer lock") as conn:
-            got = bool(_first(conn.execute("SELECT pg_try_advisory_lock(%s)", (_SIGNER_LOCK,))))
+        with self.using("taking the signer lock") as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_SIGNER_LOCK,)).fetchone()
+            got = bool(row and row[0])
             try:
                 yield got
             finally:
@@ -235,144 +216,40 @@ class PostgresStore(ReportReads, SearchReads, EventReads):
         """Hold the signer lock while inside (False: another node holds it now)."""
         return self._signer()
 
-    def add_checkpoint(self, cp: StoredCheckpoint) -> None:
-        """Durably store a signed checkpoint."""
-        with self._using("storing a checkpoint") as conn:
+    @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """One transaction for every pending migration, under the migration lock."""
+        with self.using("migrating the ledger schema") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            yield
+
+    def apply(self, migration: Migration) -> None:
+        """The script and its history row (inside the migration lock's transaction)."""
+        with self.using("migrating the ledger schema") as conn:
+            conn.execute(migration.script)
             conn.execute(
-                f"INSERT INTO otaudit.checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s)",
-                (cp.tree_size, cp.root_hash, cp.signed_at_ns, cp.note),
+                "INSERT INTO otaudit.schema_migrations VALUES (%s, %s, now())",
+                (migration.version, migration.description),
             )
 
-    def tokens(self) -> list[StoredToken]:
-        """Every API token ever created, oldest first."""
-        rows = self._rows(
-            "reading tokens",
-            "SELECT id, name, scopes, hash, created_at, revoked_at FROM otaudit.tokens"
-            " ORDER BY created_at, id",
-        )
-        return [StoredToken(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    # -- reading values back -----------------------------------------------------
 
-    def add_token(self, token: StoredToken) -> None:
-        """Store a new API token."""
-        with self._using("storing a token") as conn:
-            conn.execute(
-                "INSERT INTO otaudit.tokens VALUES (%s, %s, %s, %s, %s, %s)",
-                (token.token_id, token.name, token.scopes, token.token_hash,
-                 token.created_at, token.revoked_at),
-            )  # fmt: skip
+    def record_values(self, row: Sequence[Any]) -> Sequence[Any]:
+        """The ``hstore`` columns (read as dicts) as the JSON text the columns hold."""
+        values = list(row)
+        for at in HSTORE_AT:
+            if values[at] is not None:
+                values[at] = _flat_text(values[at])
+        return values
 
-    def revoke_token(self, token_id: str, at: str) -> bool:
-        """Mark a token revoked; False if there is no such unrevoked token."""
-        with self._using("revoking a token") as conn:
-            cur = conn.execute(
-                "UPDATE otaudit.tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                (at, token_id),
-            )
-            return cur.rowcount == 1
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a metadata value once."""
-        with self._using(f"setting {key}") as conn:
-            conn.execute("INSERT INTO otaudit.meta (key, value) VALUES (%s, %s)", (key, value))
-
-    # -- reading ---------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        """A metadata value, or None."""
-        rows = self._rows(
-            "reading the ledger", "SELECT value FROM otaudit.meta WHERE key = %s", (key,)
-        )
-        return str(rows[0][0]) if rows else None
-
-    def tree_size(self) -> int:
-        """The number of records committed."""
-        return int(
-            self._rows(
-                "reading the ledger", "SELECT COALESCE(MAX(seq) + 1, 0) FROM otaudit.records"
-            )[0][0]
-        )
-
-    def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
-        """The stored hashes of the given (level, idx) subtrees; StoreError if one is missing."""
-        if not keys:
-            return []
-        rows = self._rows(
-            "reading tree nodes",
-            "SELECT k.ord, n.hash FROM unnest(%s::int[], %s::bigint[]) WITH ORDINALITY"
-            " AS k(level, idx, ord) LEFT JOIN otaudit.tree_nodes n USING (level, idx)"
-            " ORDER BY k.ord",
-            ([k[0] for k in keys], [k[1] for k in keys]),
-        )
-        for (level, idx), row in zip(keys, rows, strict=True):
-            if row[1] is None:
-                raise StoreError(f"tree node level {level} idx {idx} is missing")
-        return [bytes(r[1]) for r in rows]
-
-    def _stream(self, action: str, query: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-        """Rows of a large read through a server-side cursor on a connection of its own,
-        in one REPEATABLE READ snapshot (appends by other nodes do not show up midway)."""
-        conn = self._connect(readonly=True)
-        try:
-            self._hstore(conn)
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                with conn.cursor(name="otaudit_stream") as cur:
-                    cur.itersize = 4000
-                    cur.execute(query, params)
-                    yield from cur
-        except psycopg.Error as exc:
-            raise StoreError(f"{action} failed on {self.label}: {message(exc)}") from exc
-        finally:
-            conn.close()
-
-    def iter_records(self, begin: int = 0, end: int | None = None) -> Iterator[StoredRecord]:
-        """Records with ``begin <= seq < end`` in sequence order."""
-        query = f"SELECT {RECORD_COLUMNS} FROM otaudit.records WHERE seq >= %s"
-        params: list[int] = [begin]
-        if end is not None:
-            query += " AND seq < %s"
-            params.append(end)
-        resources = ResourceCache(self._resource)
-        for r in self._stream("reading records", query + " ORDER BY seq", params):
-            values = list(r[:-2])
-            for at in HSTORE_AT:
-                if values[at] is not None:
-                    values[at] = _flat_text(values[at])
-            yield stored_record(values, r[-2], r[-1], resources.get(r[-2]))
-
-    def _resource(self, resource_hash: bytes) -> tuple[bytes, str] | None:
-        with self._using("reading a resource") as conn:
+    def resource(self, resource_hash: bytes) -> tuple[bytes, str] | None:
+        """The kept resource's body and flattened attributes."""
+        with self.using("reading a resource") as conn:
             self._hstore(conn)
             row = conn.execute(
                 "SELECT body, flat FROM otaudit.resources WHERE hash = %s", (resource_hash,)
             ).fetchone()
         return None if row is None else (bytes(row[0]), _flat_text(row[1]))
-
-    def iter_level(self, level: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
-        """The (idx, hash) rows of one tree level from ``begin``, in order."""
-        for r in self._stream(
-            "reading tree nodes",
-            "SELECT idx, hash FROM otaudit.tree_nodes WHERE level = %s AND idx >= %s ORDER BY idx",
-            (level, begin),
-        ):
-            yield int(r[0]), bytes(r[1])
-
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
-        """The checkpoint with the largest tree size, or None."""
-        rows = self._rows(
-            "reading checkpoints",
-            f"SELECT {_CHECKPOINT_COLUMNS} FROM otaudit.checkpoints"
-            " ORDER BY tree_size DESC LIMIT 1",
-        )
-        return _checkpoint(rows[0]) if rows else None
-
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        """Every stored checkpoint, oldest first."""
-        rows = self._rows(
-            "reading checkpoints",
-            f"SELECT {_CHECKPOINT_COLUMNS} FROM otaudit.checkpoints ORDER BY tree_size",
-        )
-        return [_checkpoint(r) for r in rows]
 
     def close(self) -> None:
         """Close the shared connection."""
@@ -387,14 +264,24 @@ def _flat_text(value: dict[str, str]) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _first(cur: psycopg.Cursor[Any]) -> Any:
-    row = cur.fetchone()
-    assert row is not None
-    return row[0]
+class PostgresStore(SQLStore):
+    """The PostgreSQL ledger in schema ``otaudit`` of the database named by ``dsn``."""
 
+    migrations: Sequence[Migration] = MIGRATIONS
 
-def _checkpoint(r: Sequence[Any]) -> StoredCheckpoint:
-    return StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), str(r[3]))
+    def __init__(self, dsn: str, *, readonly: bool = False, connect_timeout_s: int = 5) -> None:
+        self.dsn = dsn
+        self.label = redact_dsn(dsn)
+        self.readonly = readonly
+        super().__init__(
+            PostgresDriver(dsn, readonly=readonly, connect_timeout_s=connect_timeout_s)
+        )
+        if readonly:
+            try:
+                mig.require_current(self.schema_version(), MIGRATIONS, self.label)
+            except BaseException:
+                self.close()
+                raise
 
 
 def open_postgres(dsn: str, *, readonly: bool) -> PostgresStore:

@@ -12,31 +12,24 @@ from typing import Any
 
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.store.base import ProducerStats, SeqBreak, ServiceConformance
+from otaudit.store.driver import OverDriver
 
 Params = list[Any]
 
 
-class ReportReads:
+class ReportReads(OverDriver):
     """``select_seqs``, ``producer_stats``, ``producer_breaks`` and ``service_conformance``.
 
-    A store mixes this in and sets ``_records_table``, ``_placeholder`` and
-    ``_byte_order`` (the collation clause for byte-ordered text), and provides
-    ``_stream(action, sql, params)``.
+    Mixed into :class:`otaudit.store.sql.SQLStore`; the driver gives the table
+    name, the placeholder and the collation clause for byte-ordered text.
     """
-
-    _records_table: str
-    _placeholder: str
-    _byte_order: str
-
-    def _stream(self, action: str, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
 
     def select_seqs(
         self, *, since_ns: int | None, until_ns: int | None, actions: Sequence[str], end: int
     ) -> Iterator[int]:
         """Seqs ``< end`` selected by ``time_unix_nano`` and ``action``; see ``Store``."""
-        ph = self._placeholder
-        sql = f"SELECT seq FROM {self._records_table} WHERE seq < {ph}"
+        ph = self._db.placeholder
+        sql = f"SELECT seq FROM {self._records} WHERE seq < {ph}"
         params: Params = [end]
         if since_ns is not None:
             sql += f" AND time_unix_nano >= {ph}"
@@ -47,13 +40,13 @@ class ReportReads:
         if actions:
             sql += f" AND action IN ({', '.join([ph] * len(actions))})"
             params.extend(actions)
-        for r in self._stream("selecting records", sql + " ORDER BY seq", params):
+        for r in self._db.stream("selecting records", sql + " ORDER BY seq", params):
             yield int(r[0])
 
     def _numbered(
         self, since_ns: int | None, producer: str | None, end: int | None
     ) -> tuple[str, Params]:
-        ph = self._placeholder
+        ph = self._db.placeholder
         where = "producer IS NOT NULL AND producer_seq IS NOT NULL"
         params: Params = []
         for clause, value in (
@@ -73,10 +66,10 @@ class ReportReads:
         where, params = self._numbered(since_ns, producer, end)
         sql = (
             "SELECT producer, MIN(producer_seq), MAX(producer_seq), COUNT(*)"
-            f" FROM {self._records_table} WHERE {where}"
-            f" GROUP BY producer ORDER BY producer {self._byte_order}"
+            f" FROM {self._records} WHERE {where}"
+            f" GROUP BY producer ORDER BY producer {self._db.byte_order}"
         )
-        for r in self._stream("reading producer numbering", sql, params):
+        for r in self._db.stream("reading producer numbering", sql, params):
             yield ProducerStats(str(r[0]), int(r[1]), int(r[2]), int(r[3]))
 
     def producer_breaks(
@@ -88,17 +81,17 @@ class ReportReads:
             "SELECT producer, previous, producer_seq FROM ("
             " SELECT producer, producer_seq, LAG(producer_seq)"
             "  OVER (PARTITION BY producer ORDER BY producer_seq) AS previous"
-            f" FROM {self._records_table} WHERE {where}) AS numbered"
+            f" FROM {self._records} WHERE {where}) AS numbered"
             " WHERE previous IS NOT NULL AND producer_seq <> previous + 1"
-            f" ORDER BY producer {self._byte_order}, producer_seq"
+            f" ORDER BY producer {self._db.byte_order}, producer_seq"
         )
-        for r in self._stream("reading producer numbering", sql, params):
+        for r in self._db.stream("reading producer numbering", sql, params):
             yield SeqBreak(str(r[0]), int(r[1]), int(r[2]))
 
     def service_conformance(self, *, since_ns: int | None = None) -> Iterator[ServiceConformance]:
         """Per service conformance counts; see ``Store``."""
         # '%' is doubled where the placeholder style is %s (psycopg), single otherwise.
-        pct = "%%" if self._placeholder == "%s" else "%"
+        pct = "%%" if self._db.placeholder == "%s" else "%"
         lacks = (
             "SUM(CASE WHEN ',' || COALESCE(missing, '') || ',' LIKE "
             f"'{pct},{{}},{pct}' THEN 1 ELSE 0 END)"
@@ -107,15 +100,15 @@ class ReportReads:
             f"SELECT service, COUNT(*), COUNT(missing), {lacks.format('actor')},"
             f" {lacks.format('result')},"
             " SUM(CASE WHEN producer IS NULL OR producer_seq IS NULL THEN 1 ELSE 0 END)"
-            f" FROM {self._records_table}"
+            f" FROM {self._records}"
         )
-        # otaudit's own records (pipeline "otaudit", which ingest refuses to clients) are
-        # not an instrumented service's records.
-        sql += f" WHERE pipeline <> {self._placeholder}"
+        # otaudit's own records (pipeline OWN_PIPELINE, which ingest refuses to clients)
+        # are not an instrumented service's records.
+        sql += f" WHERE pipeline <> {self._db.placeholder}"
         params: Params = [OWN_PIPELINE]
         if since_ns is not None:
-            sql += f" AND time_unix_nano >= {self._placeholder}"
+            sql += f" AND time_unix_nano >= {self._db.placeholder}"
             params.append(since_ns)
-        sql += f" GROUP BY service ORDER BY service {self._byte_order} NULLS FIRST"
-        for r in self._stream("reading conformance", sql, params):
+        sql += f" GROUP BY service ORDER BY service {self._db.byte_order} NULLS FIRST"
+        for r in self._db.stream("reading conformance", sql, params):
             yield ServiceConformance(None if r[0] is None else str(r[0]), *(int(v) for v in r[1:]))

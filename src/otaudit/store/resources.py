@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from otaudit.record import Columns
-from otaudit.store.base import RESOURCE_COLUMN, StoredRecord, StoredResource
+from otaudit.record import RESOURCE_COLUMN, Columns
+from otaudit.store.base import StoredRecord, StoredResource
 
 
 def stored_record(

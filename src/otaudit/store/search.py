@@ -7,9 +7,11 @@ so a search prints the same bytes on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from otaudit.store.driver import OverDriver
 
 #: The columns of a search result, in this order on every store and in every format.
 SEARCH_COLUMNS: Final = (
@@ -44,22 +46,16 @@ class SearchFilter:
         return " ".join(parts)
 
 
-class SearchReads:
+class SearchReads(OverDriver):
     """The ``search`` read; a store mixes it in next to ``ReportReads``."""
-
-    _records_table: str
-    _placeholder: str
-
-    def _stream(self, action: str, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
 
     def search(
         self, where: SearchFilter, *, after_seq: int = -1, limit: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``SEARCH_COLUMNS`` with ``seq > after_seq`` matching ``where``, by seq."""
-        ph = self._placeholder
+        ph = self._db.placeholder
         columns = ", ".join('"timestamp"' if c == "timestamp" else c for c in SEARCH_COLUMNS)
-        sql = f"SELECT {columns} FROM {self._records_table} WHERE seq > {ph}"
+        sql = f"SELECT {columns} FROM {self._records} WHERE seq > {ph}"
         params: list[Any] = [after_seq]
         for name in EXACT_FILTERS:
             values = where.values.get(name, ())
@@ -77,4 +73,4 @@ class SearchReads:
         sql += " ORDER BY seq"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        yield from self._stream("searching records", sql, params)
+        yield from self._db.stream("searching records", sql, params)

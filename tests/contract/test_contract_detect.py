@@ -7,10 +7,10 @@ import time
 from detect_traffic import DAY, MIN, anchor, background, entries, scenarios
 from otaudit.access import Reader
 from otaudit.detect.alerts import alert_entry, read_alerts, triage_entry
-from otaudit.detect.event import EVENT_COLUMNS
 from otaudit.detect.rules import load_rules
 from otaudit.detect.run import detect_history
 from otaudit.store.base import Store
+from otaudit.store.events import EVENT_COLUMNS
 
 NOW = (time.time_ns() // MIN) * MIN
 START = NOW - 10 * DAY

@@ -4,7 +4,7 @@ What a store must do is in ``otaudit.store.base.Store``: dense numbering,
 idempotent appends, stored tree nodes that give RFC 9162 roots, insert-once
 checkpoints and metadata, append-only enforced by the database itself,
 and versioned migrations. User SQL has a contract of its own
-(``test_user_sql.py``).
+(``tests/store/test_user_sql.py``).
 """
 
 from __future__ import annotations
@@ -14,37 +14,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from tamper_sql import tamperer
 
 from otaudit import datadir, merkle, tree
 from otaudit.errors import ConfigError, StoreError
-from otaudit.otlp.convert import select_spans
-from otaudit.record import Entry, seal
 from otaudit.store.base import Store, StoredCheckpoint
-from support import audit_request
-
-
-def entries(n: int) -> list[Entry]:
-    """``n`` distinct sealed audit spans."""
-    export = ExportTraceServiceRequest.FromString(audit_request(n, payload_bytes=20))
-    return [
-        seal(obj, content, "otlp", 7)
-        for obj, content in select_spans(export, "audit.action").records
-    ]
-
-
-def raw_execute(store_url: str, statement: str) -> None:
-    """Run one statement on the store's database directly, as its owner would."""
-    if store_url.startswith("sqlite"):
-        conn = sqlite3.connect(datadir._sqlite_path(Path("."), store_url), isolation_level=None)
-        try:
-            conn.execute(statement)
-        finally:
-            conn.close()
-    else:
-        with psycopg.connect(store_url, autocommit=True) as pg:
-            pg.execute("SET search_path = otaudit")
-            pg.execute(statement)  # type: ignore[arg-type]
+from sealing import entries
 
 
 def test_append_numbers_densely_and_skips_what_it_holds(any_store: Store) -> None:
@@ -74,10 +49,10 @@ def test_tree_nodes_give_the_rfc9162_tree(any_store: Store) -> None:
         at += size
     leaves = [e.leaf for e in batch]
     for size in range(1, 38):
-        assert tree.root_at(any_store, size) == merkle.root_hash(leaves[:size])
-    proof = tree.inclusion_proof(any_store, 11, 37)
+        assert tree.stored_root(any_store, size) == merkle.root_hash(leaves[:size])
+    proof = tree.stored_inclusion_proof(any_store, 11, 37)
     merkle.verify_inclusion(leaves[11], 11, 37, proof, merkle.root_hash(leaves))
-    proof = tree.consistency_proof(any_store, 13, 37)
+    proof = tree.stored_consistency_proof(any_store, 13, 37)
     merkle.verify_consistency(
         13, 37, proof, merkle.root_hash(leaves[:13]), merkle.root_hash(leaves)
     )
@@ -113,28 +88,26 @@ def test_checkpoints_and_metadata_are_written_once(any_store: Store) -> None:
         "UPDATE meta SET value = 'x'",
     ],
 )
-def test_the_database_refuses_changes(any_store: Store, store_url: str, statement: str) -> None:
+def test_the_database_refuses_changes(any_store: Store, statement: str) -> None:
     any_store.append(entries(3))
     any_store.add_checkpoint(StoredCheckpoint(3, b"\x03" * 32, 1, "n\n"))
     any_store.set_meta("k", "v")
     with pytest.raises((sqlite3.Error, psycopg.Error), match="append-only"):
-        raw_execute(store_url, statement)
+        tamperer(any_store).guarded(statement)
     assert any_store.tree_size() == 3
 
 
-def test_postgres_refuses_truncate(any_store: Store, store_url: str) -> None:
+def test_truncate_is_refused(any_store: Store, store_url: str) -> None:
+    db = tamperer(any_store)
     if store_url.startswith("sqlite"):
         # SQLite has no TRUNCATE; its DELETE without WHERE is refused above.
         with pytest.raises(sqlite3.Error):
-            raw_execute(store_url, "TRUNCATE records")
+            db.guarded("TRUNCATE records")
         return
     any_store.append(entries(2))
     for table in ("records", "tree_nodes", "checkpoints", "meta", "schema_migrations"):
-        with (
-            pytest.raises(psycopg.Error, match="append-only: TRUNCATE"),
-            psycopg.connect(store_url, autocommit=True) as pg,
-        ):
-            pg.execute(f"TRUNCATE otaudit.{table}")  # type: ignore[arg-type]
+        with pytest.raises(psycopg.Error, match="append-only: TRUNCATE"):
+            db.guarded(f"TRUNCATE {table}")
     assert any_store.tree_size() == 2
 
 
@@ -146,12 +119,8 @@ def test_a_new_ledger_is_at_the_latest_schema_version(
     assert any_store.schema_version() == latest
     assert any_store.migrate(online_only=True) == []
     # A ledger written by a newer otaudit is refused, not misread.
-    table = "schema_migrations" if store_url.startswith("sqlite") else "otaudit.schema_migrations"
-    values = (
-        "(99, 'from the future', 'x')"
-        if store_url.startswith("sqlite")
-        else "(99, 'from the future', now())"
+    tamperer(any_store).guarded(
+        "INSERT INTO schema_migrations VALUES (99, 'from the future', '2030-01-01T00:00:00Z')"
     )
-    raw_execute(store_url, f"INSERT INTO {table} VALUES {values}")
     with pytest.raises(ConfigError, match="schema version 99 is newer than this otaudit"):
         datadir.open_store(tmp_path, store_url, readonly=True)

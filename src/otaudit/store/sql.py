@@ -1,0 +1,225 @@
+"""The ledger in SQL, written once for both databases.
+
+Everything the two stores do alike lives here, over a
+:class:`~otaudit.store.driver.Driver` that holds what differs: metadata,
+tokens, checkpoints, the tree size, stored tree nodes and records (their
+resources spliced back: :mod:`otaudit.store.resources`), the migration loop
+and the sequencer's append. The reads over the stored columns are mixed in
+from :mod:`otaudit.store.reports`, :mod:`otaudit.store.search` and
+:mod:`otaudit.store.events`.
+
+``append`` is one transaction inside the driver's head lock: read the tree
+size and the right edge of the tree, skip the records already held, number
+the rest and compute the new tree nodes (:func:`otaudit.tree.plan_append`),
+write them in bulk, commit durably.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Final
+
+from otaudit import tree
+from otaudit.errors import StoreError
+from otaudit.record import COLUMN_NAMES, Entry
+from otaudit.store import migrations as mig
+from otaudit.store.base import AppendResult, StoredCheckpoint, StoredRecord, StoredToken
+from otaudit.store.driver import Driver
+from otaudit.store.events import EventReads
+from otaudit.store.migrations import Migration
+from otaudit.store.reports import ReportReads
+from otaudit.store.resources import ResourceCache, stored_record
+from otaudit.store.search import SearchReads
+
+#: A records row as it is read: seq, stored bytes, dedup key, the columns, and how the
+#: row keeps its resource (NULL, NULL: its bytes are whole).
+_RECORD_COLUMNS: Final = (
+    "seq, sealed, dedup_key, "
+    + ", ".join(f'"{n}"' for n in COLUMN_NAMES)
+    + ", resource_hash, resource_at"
+)
+_CHECKPOINT_COLUMNS: Final = "tree_size, root_hash, signed_at_ns, note"
+_TOKEN_COLUMNS: Final = "id, name, scopes, hash, created_at, revoked_at"
+
+
+def _checkpoint(r: Sequence[Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(int(r[0]), bytes(r[1]), int(r[2]), str(r[3]))
+
+
+class SQLStore(ReportReads, SearchReads, EventReads):
+    """A ledger store over one database's driver; see :class:`otaudit.store.base.Store`."""
+
+    migrations: Sequence[Migration]
+
+    def __init__(self, db: Driver) -> None:
+        self._db = db
+
+    def _table(self, name: str) -> str:
+        return self._db.table(name)
+
+    def _marks(self, n: int) -> str:
+        return ", ".join([self._db.placeholder] * n)
+
+    # -- schema ----------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The last migration applied (0: a new, empty ledger)."""
+        if self._db.has_table("schema_migrations"):
+            rows = self._db.rows(
+                "reading the schema version",
+                f"SELECT COALESCE(MAX(version), 0) FROM {self._table('schema_migrations')}",
+            )
+            return int(rows[0][0])
+        if self._db.has_table("meta"):  # version 1 kept its version in meta
+            return int(self.meta("schema_version") or 0)
+        return 0
+
+    def migrate(self, *, online_only: bool) -> list[Migration]:
+        """Apply pending migrations under the migration lock, one transaction each;
+        see ``Store.migrate``."""
+        with self._db.migration_lock():
+            current = self.schema_version()
+            todo = mig.pending(current, self.migrations, self._db.label)
+            if online_only:
+                mig.check_online(todo, self._db.label, current)
+            for m in todo:
+                self._db.apply(m)
+        return todo
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry]) -> AppendResult:
+        """Durably append the entries not already held (one transaction); see ``Store``."""
+        with self._db.head_lock():
+            size = self.tree_size()
+            held = self._db.held([e.dedup_key for e in entries])
+            edge = self._stored_nodes(tree.range_keys(0, size), "; run `otaudit verify`")
+            plan = tree.plan_append(entries, size, held, edge, no_resource=self._db.no_resource)
+            self._db.insert(plan)
+        return AppendResult(plan.seqs, plan.tree_size)
+
+    def signer_turn(self) -> AbstractContextManager[bool]:
+        """Hold the right to sign checkpoints while inside (False: another process has it)."""
+        return self._db.signer_turn()
+
+    def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        """Durably store a signed checkpoint."""
+        self._db.execute(
+            "storing a checkpoint",
+            f"INSERT INTO {self._table('checkpoints')} ({_CHECKPOINT_COLUMNS})"
+            f" VALUES ({self._marks(4)})",
+            (cp.tree_size, cp.root_hash, cp.signed_at_ns, cp.note),
+        )
+
+    def add_token(self, token: StoredToken) -> None:
+        """Store a new API token."""
+        self._db.execute(
+            "storing a token",
+            f"INSERT INTO {self._table('tokens')} VALUES ({self._marks(6)})",
+            (token.token_id, token.name, token.scopes, token.token_hash,
+             token.created_at, token.revoked_at),
+        )  # fmt: skip
+
+    def revoke_token(self, token_id: str, at: str) -> bool:
+        """Mark a token revoked; False if there is no such unrevoked token."""
+        ph = self._db.placeholder
+        changed = self._db.execute(
+            "revoking a token",
+            f"UPDATE {self._table('tokens')} SET revoked_at = {ph}"
+            f" WHERE id = {ph} AND revoked_at IS NULL",
+            (at, token_id),
+        )
+        return changed == 1
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a metadata value once."""
+        self._db.execute(
+            f"setting {key}",
+            f"INSERT INTO {self._table('meta')} (key, value) VALUES ({self._marks(2)})",
+            (key, value),
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        """A metadata value, or None."""
+        rows = self._db.rows(
+            "reading the ledger",
+            f"SELECT value FROM {self._table('meta')} WHERE key = {self._db.placeholder}",
+            (key,),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def tokens(self) -> list[StoredToken]:
+        """Every API token ever created, oldest first."""
+        rows = self._db.rows(
+            "reading tokens",
+            f"SELECT {_TOKEN_COLUMNS} FROM {self._table('tokens')} ORDER BY {self._db.token_order}",
+        )
+        return [StoredToken(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def tree_size(self) -> int:
+        """The number of records committed."""
+        rows = self._db.rows(
+            "reading the ledger", f"SELECT COALESCE(MAX(seq) + 1, 0) FROM {self._records}"
+        )
+        return int(rows[0][0])
+
+    def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The stored hashes of the given (level, idx) subtrees; StoreError if one is missing."""
+        return self._stored_nodes(keys, "")
+
+    def _stored_nodes(self, keys: Sequence[tuple[int, int]], advice: str) -> list[bytes]:
+        found = self._db.nodes(keys) if keys else []
+        out = []
+        for (level, idx), digest in zip(keys, found, strict=True):
+            if digest is None:
+                raise StoreError(f"tree node level {level} idx {idx} is missing{advice}")
+            out.append(bytes(digest))
+        return out
+
+    def iter_records(self, begin: int = 0, end: int | None = None) -> Iterator[StoredRecord]:
+        """Records with ``begin <= seq < end`` in sequence order, resources spliced back."""
+        ph = self._db.placeholder
+        sql = f"SELECT {_RECORD_COLUMNS} FROM {self._records} WHERE seq >= {ph}"
+        params: list[int] = [begin]
+        if end is not None:
+            sql += f" AND seq < {ph}"
+            params.append(end)
+        resources = ResourceCache(self._db.resource)
+        for r in self._db.stream("reading records", sql + " ORDER BY seq", params):
+            values = self._db.record_values(r[:-2])
+            yield stored_record(values, r[-2], r[-1], resources.get(r[-2]))
+
+    def iter_level(self, level: int, begin: int = 0) -> Iterator[tuple[int, bytes]]:
+        """The (idx, hash) rows of one tree level from ``begin``, in order."""
+        ph = self._db.placeholder
+        for r in self._db.stream(
+            "reading tree nodes",
+            f"SELECT idx, hash FROM {self._table('tree_nodes')}"
+            f" WHERE level = {ph} AND idx >= {ph} ORDER BY idx",
+            (level, begin),
+        ):
+            yield int(r[0]), bytes(r[1])
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint with the largest tree size, or None."""
+        rows = self._db.rows(
+            "reading checkpoints",
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM {self._table('checkpoints')}"
+            " ORDER BY tree_size DESC LIMIT 1",
+        )
+        return _checkpoint(rows[0]) if rows else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, oldest first."""
+        rows = self._db.rows(
+            "reading checkpoints",
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM {self._table('checkpoints')} ORDER BY tree_size",
+        )
+        return [_checkpoint(r) for r in rows]
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._db.close()
