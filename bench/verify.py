@@ -156,7 +156,7 @@ def run(quick: bool, records: int) -> str:
     n = 20_000 if quick else records
     root = scratch_dir("verify-")
     try:
-        data = datadir.prepare(root / "data", create=True)
+        data = datadir.check(root / "data", create=True)
         store = datadir.open_store(data, None, readonly=False)
         key = datadir.signing_key(data, store, None, None)
         print(f"verify: building a ledger of {n:,} records in {data}", file=sys.stderr)

@@ -28,7 +28,7 @@ for _module in (bundle, completeness, detect, proofs, query, search):
 def sealed_ledger(data: Path, request: bytes) -> str:
     """Seal the audit spans of an OTLP traces ``request`` into a new ledger in ``data`` and
     sign a checkpoint of it; the log's verifier key."""
-    datadir.prepare(data, create=True)
+    datadir.check(data, create=True)
     store = datadir.open_store(data, None, readonly=False)
     try:
         key = datadir.signing_key(data, store, None, None)

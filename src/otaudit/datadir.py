@@ -44,7 +44,7 @@ _MAX_PIN_BYTES: Final = 4096
 log = logging.getLogger("otaudit.datadir")
 
 
-def prepare(data: Path, *, create: bool) -> Path:
+def check(data: Path, *, create: bool) -> Path:
     """Check (and with ``create``, make) a usable data directory; ConfigError says what is wrong."""
     if data.exists() and not data.is_dir():
         raise ConfigError(f"data directory {data} exists and is not a directory")

@@ -92,9 +92,14 @@ class IngestSettings:
 
 @dataclass
 class Prepared:
-    """One export request decoded and sealed, ready to commit."""
+    """One export request decoded and sealed, ready to commit.
 
-    kind: str
+    ``otlp_signal`` is the request's OTLP signal (``traces``, ``logs``, ``metrics``: the
+    export path or gRPC service); ``signal`` that of its records (``span``, ``log``,
+    ``metric``), as the record format and the ``/metrics`` labels name it.
+    """
+
+    otlp_signal: str
     signal: str
     received: int = 0
     dropped: int = 0
@@ -106,7 +111,7 @@ class Prepared:
 
 
 def prepare(
-    kind: str,
+    otlp_signal: str,
     media: str,
     body: bytes,
     gzipped: bool,
@@ -121,19 +126,19 @@ def prepare(
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
     limit = settings.limits.max_records
-    if kind != "metrics" and media == otlp_body.PROTOBUF and records_over(data, limit):
-        raise _too_many(f"more than {limit}", _SIGNALS[kind][0], limit)
-    request = otlp_body.decode(kind, media, data)
-    if kind == "metrics":
+    if otlp_signal != "metrics" and media == otlp_body.PROTOBUF and records_over(data, limit):
+        raise _too_many(f"more than {limit}", _SIGNALS[otlp_signal][0], limit)
+    request = otlp_body.decode(otlp_signal, media, data)
+    if otlp_signal == "metrics":
         points = count_data_points(request)
-        return Prepared(kind, "metric", points, points, points, _METRICS_MESSAGE)
-    signal, select = _SIGNALS[kind]
+        return Prepared(otlp_signal, "metric", points, points, points, _METRICS_MESSAGE)
+    signal, select = _SIGNALS[otlp_signal]
     if (records := count_records(request)) > limit:
         raise _too_many(str(records), signal, limit)
     sel = select(request, settings.audit_attribute, settings.limits, settings.redactor, len(data))
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
     return Prepared(
-        kind,
+        otlp_signal,
         signal,
         sel.received,
         sel.dropped,
@@ -246,7 +251,7 @@ class Ingest:
     def note_dropped(self, prepared: Prepared, address: str | None) -> None:
         """Say in the log (at a bounded rate) what ``address`` sent that was not kept."""
         drops = self.drops
-        if prepared.kind == "metrics":
+        if prepared.otlp_signal == "metrics":
             drops.note("metrics_not_kept", address, prepared.dropped)
             return
         if prepared.near_misses:
@@ -279,7 +284,7 @@ class Ingest:
 
     def prepare(
         self,
-        kind: str,
+        otlp_signal: str,
         media: str,
         body: bytes,
         gzipped: bool,
@@ -292,7 +297,15 @@ class Ingest:
         ``source`` (:func:`source_of`) picks the pool: the low-priority one while it sends
         more than its share beside other sources.
         """
-        args: _PrepareArgs = (kind, media, body, gzipped, pipeline, received_ns, self.settings)
+        args: _PrepareArgs = (
+            otlp_signal,
+            media,
+            body,
+            gzipped,
+            pipeline,
+            received_ns,
+            self.settings,
+        )
         if self._workers is None or self._bulk is None:
             outer: Future[Prepared] = Future()
             try:
@@ -315,7 +328,7 @@ class Ingest:
         """
         signal = prepared.signal
         self.metrics.received.labels(signal).inc(prepared.received)
-        if prepared.kind == "metrics":
+        if prepared.otlp_signal == "metrics":
             self.metrics.dropped.labels(signal, "metrics_not_kept").inc(prepared.dropped)
             done: Future[list[int | None]] = Future()
             done.set_result([])

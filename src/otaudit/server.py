@@ -77,7 +77,7 @@ def serve(settings: ServeSettings) -> None:
     before their connections are closed; then the ledger takes what was queued."""
     logthrottle.throttle()
     limits = fit_open_files(settings.connections, 3 if settings.read_api is not None else 2)
-    data = datadir.prepare(settings.data, create=True)
+    data = datadir.check(settings.data, create=True)
     store = datadir.open_store(data, settings.store_url, readonly=False)
     key = datadir.signing_key(data, store, settings.origin, settings.key_file)
     metrics = Metrics()

@@ -20,7 +20,7 @@ def migrate_command(data: Path, store_url: str | None, dry_run: bool) -> None:
     by itself; run this for the others, with every otaudit process stopped.
     """
     if store_url is None:
-        datadir.prepare(data, create=True)
+        datadir.check(data, create=True)
     store = datadir.open_store(data, store_url, readonly=False, migrate=False)
     try:
         current = store.schema_version()

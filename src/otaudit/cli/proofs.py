@@ -82,7 +82,7 @@ def key_pin(
             )
     path = out if out is not None else data / datadir.PIN_FILE
     if out is None and store_url is not None:
-        datadir.prepare(data, create=True)
+        datadir.check(data, create=True)
     written = datadir.pin_key(path, key)
     click.echo(f"pinned {key} in {path}" if written else f"{path} already pins {key}")
 

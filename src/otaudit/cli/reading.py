@@ -30,7 +30,7 @@ from otaudit.store.base import Store
 def reading(data: Path, store_url: str | None) -> Iterator[Store]:
     """Open the ledger read-only for one command."""
     if store_url is None:
-        datadir.prepare(data, create=False)
+        datadir.check(data, create=False)
     store = datadir.open_store(data, store_url, readonly=True)
     try:
         yield store

@@ -10,7 +10,7 @@ from typing import Final
 import click
 import orjson
 
-from otaudit import proofs, sampling
+from otaudit import auditsample, proofs
 from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import print_table, terminal
@@ -72,7 +72,7 @@ def sample_command(
                 since_ns=since_ns, until_ns=until_ns, actions=actions, end=cp.tree_size
             )
         )
-        drawn = sampling.draw(population, cp.root_hash, size)
+        drawn = auditsample.draw(population, cp.root_hash, size)
         by_seq = {row[0]: row for row in store.search(SearchFilter(seqs=tuple(drawn)))}
         rows = [by_seq[seq] for seq in drawn]
         outcome.rows = len(rows)

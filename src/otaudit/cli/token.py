@@ -21,7 +21,7 @@ from otaudit.store.base import Store
 
 def _open(data: Path, store_url: str | None) -> Store:
     if store_url is None:  # tokens may come before the first `otaudit serve`
-        datadir.prepare(data, create=True)
+        datadir.check(data, create=True)
     return datadir.open_store(data, store_url, readonly=False, migrate=True)
 
 

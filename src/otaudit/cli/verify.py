@@ -118,7 +118,7 @@ def verify_command(
         if value is not None
     ) + (" --trust-stored-key" if trust_stored_key else "")  # fmt: skip
     if store_url is None:
-        datadir.prepare(data, create=False)
+        datadir.check(data, create=False)
     store = datadir.open_store(data, store_url, readonly=True)
     unconfirmed = False
     try:

@@ -112,11 +112,13 @@ def gunzip(
         raise DecodeError(f"gzip body is corrupt: {exc}") from exc
 
 
-def decode(kind: str, media: str, body: bytes) -> Any:
-    """Decode an export request body of ``kind`` (traces, logs, metrics)."""
+def decode(otlp_signal: str, media: str, body: bytes) -> Any:
+    """Decode an export request body of the OTLP signal ``otlp_signal`` (traces, logs, metrics)."""
     if media == JSON:
-        return _JSON_DECODERS[kind](body)
+        return _JSON_DECODERS[otlp_signal](body)
     try:
-        return REQUEST_TYPES[kind].FromString(body)
+        return REQUEST_TYPES[otlp_signal].FromString(body)
     except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
-        raise DecodeError(f"body is not a valid OTLP {kind} protobuf message: {exc}") from exc
+        raise DecodeError(
+            f"body is not a valid OTLP {otlp_signal} protobuf message: {exc}"
+        ) from exc

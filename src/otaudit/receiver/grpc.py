@@ -116,10 +116,12 @@ class _PeerCalls:
 
 
 def _ingest(
-    ingest: Ingest, kind: str, body: bytes, pipeline: str, received_ns: int, source: str
+    ingest: Ingest, otlp_signal: str, body: bytes, pipeline: str, received_ns: int, source: str
 ) -> Prepared:
     """Decode, seal and commit one request (blocking); what it held."""
-    prepared = ingest.prepare(kind, PROTOBUF, body, False, pipeline, received_ns, source).result()
+    prepared = ingest.prepare(
+        otlp_signal, PROTOBUF, body, False, pipeline, received_ns, source
+    ).result()
     try:
         ingest.commit(prepared, source).result(timeout=COMMIT_WAIT_S)
     except TimeoutError:
@@ -166,7 +168,7 @@ class GrpcReceiver:
         self._thread.start()
 
         async def create() -> int:
-            handlers = [self._handler(kind) for kind in SERVICES]
+            handlers = [self._handler(otlp_signal) for otlp_signal in SERVICES]
             self._server = grpc.aio.server(handlers=handlers, options=options)
             try:
                 if credentials is None:
@@ -207,16 +209,16 @@ class GrpcReceiver:
             self._stopped.set()
         return self._stopped
 
-    def _handler(self, kind: str) -> grpc.GenericRpcHandler[Any, Any]:
+    def _handler(self, otlp_signal: str) -> grpc.GenericRpcHandler[Any, Any]:
         async def export(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            return await self._export(kind, context)
+            return await self._export(otlp_signal, context)
 
         method = grpc.stream_unary_rpc_method_handler(
             export, request_deserializer=None, response_serializer=_serialize
         )
-        return grpc.method_handlers_generic_handler(SERVICES[kind], {"Export": method})
+        return grpc.method_handlers_generic_handler(SERVICES[otlp_signal], {"Export": method})
 
-    async def _export(self, kind: str, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def _export(self, otlp_signal: str, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.monotonic()
         ingest = self._ingest
         try:
@@ -227,13 +229,15 @@ class GrpcReceiver:
             with self._peers.hold(context.peer()):
                 body = await self._read_one(context, started + self._body_timeout_s)
                 received_ns = time.time_ns()
-                work = functools.partial(_ingest, ingest, kind, body, pipeline, received_ns, source)
+                work = functools.partial(
+                    _ingest, ingest, otlp_signal, body, pipeline, received_ns, source
+                )
                 loop = asyncio.get_running_loop()
                 prepared = await loop.run_in_executor(self._pool, work)
         except OtauditError as exc:
             await _abort(context, ingest, exc)
         ingest.note_dropped(prepared, peer_host(context.peer()))
-        return export_response(kind, prepared.rejected, prepared.message)
+        return export_response(otlp_signal, prepared.rejected, prepared.message)
 
     async def _read_one(
         self, context: grpc.aio.ServicerContext[Any, Any], deadline: float

@@ -64,7 +64,7 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
 
     async def export(request: Request) -> Response:
         received_ns = time.time_ns()
-        kind = request.url.path.rsplit("/", 1)[-1]
+        otlp_signal = request.url.path.rsplit("/", 1)[-1]
         media = otlp_body.JSON
         try:
             media = otlp_body.media_type(request.headers.get("content-type"))
@@ -74,7 +74,7 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
             pipeline = ingest.pipeline(request.headers.get(PIPELINE_HEADER))
             raw = await _read_body(request, limit)
             prepared = await asyncio.wrap_future(
-                ingest.prepare(kind, media, raw, gzipped, pipeline, received_ns, source)
+                ingest.prepare(otlp_signal, media, raw, gzipped, pipeline, received_ns, source)
             )
             await asyncio.wait_for(
                 asyncio.wrap_future(ingest.commit(prepared, source)), COMMIT_WAIT_S
@@ -102,9 +102,9 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
             return Response(content, failure.http_status, headers, media_type=media)
         ingest.note_dropped(prepared, _address(request))
         if media == otlp_body.PROTOBUF:
-            content = export_response(kind, rejected, text).SerializeToString()
+            content = export_response(otlp_signal, rejected, text).SerializeToString()
         else:
-            content = export_response_json(kind, rejected, text)
+            content = export_response_json(otlp_signal, rejected, text)
         return Response(content, 200, media_type=media)
 
     async def metrics(request: Request) -> Response:
@@ -120,7 +120,8 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route(f"/v1/{kind}", export, methods=["POST"]) for kind in ("traces", "logs", "metrics")
+        Route(f"/v1/{otlp_signal}", export, methods=["POST"])
+        for otlp_signal in ("traces", "logs", "metrics")
     ]
     routes += [
         Route("/metrics", metrics, methods=["GET"]),

@@ -22,9 +22,9 @@ RESPONSE_TYPES: Final[dict[str, Any]] = {
 }
 
 
-def export_response(kind: str, rejected: int, message: str) -> Any:
+def export_response(otlp_signal: str, rejected: int, message: str) -> Any:
     """The protobuf export response, with ``partial_success`` when something was rejected."""
-    cls, field, _ = RESPONSE_TYPES[kind]
+    cls, field, _ = RESPONSE_TYPES[otlp_signal]
     response = cls()
     if rejected or message:
         setattr(response.partial_success, field, rejected)
@@ -32,9 +32,9 @@ def export_response(kind: str, rejected: int, message: str) -> Any:
     return response
 
 
-def export_response_json(kind: str, rejected: int, message: str) -> bytes:
+def export_response_json(otlp_signal: str, rejected: int, message: str) -> bytes:
     """The OTLP/JSON export response (64-bit counts as strings, lowerCamelCase names)."""
-    _, _, json_field = RESPONSE_TYPES[kind]
+    _, _, json_field = RESPONSE_TYPES[otlp_signal]
     if not (rejected or message):
         return b"{}"
     return orjson.dumps({"partialSuccess": {json_field: str(rejected), "errorMessage": message}})
