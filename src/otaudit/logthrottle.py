@@ -43,6 +43,7 @@ class Throttle(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Pass the first record of its kind in a window; hold back the rest."""
         if getattr(record, _SUMMARY, False):
             return True
         exc_type = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""

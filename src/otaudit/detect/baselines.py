@@ -77,9 +77,11 @@ class NewValueRule(RuleState):
 
     @property
     def evicted(self) -> int:
+        """Groups forgotten so far to stay within the bounds."""
         return self.groups.evicted
 
     def feed(self, e: Event, out: list[Finding]) -> None:
+        """Judge one event; append what it finds to ``out``."""
         key = self.group_of(e)
         if key is None:
             return
@@ -108,6 +110,7 @@ class NewValueRule(RuleState):
         groups.fit(protect=key)
 
     def prune(self, clock: int) -> None:
+        """Forget what is older than the baseline needs at receive time ``clock``."""
         horizon = clock - self.rule.baseline_ns - LATE_NS
         self.groups.keep_only(lambda k, h: h.last >= horizon)
         for history in self.groups.values():
@@ -152,6 +155,7 @@ class SilenceRule(RuleState):
         self.keep_ns = max(rule.compare_ns) + rule.after_ns
 
     def feed(self, e: Event, out: list[Finding]) -> None:
+        """Judge one event; append what it finds to ``out``."""
         key = self.group_of(e)
         if key is None:
             return
@@ -179,6 +183,7 @@ class SilenceRule(RuleState):
 
     @property
     def evicted(self) -> int:
+        """Groups forgotten so far to stay within the bounds."""
         return self.groups.evicted
 
     def _usual(self, sender: Sender, at: int) -> int:
@@ -223,6 +228,7 @@ class SilenceRule(RuleState):
             heapq.heappush(checks, (following, key))
 
     def prune(self, clock: int) -> None:
+        """Forget the groups silent for longer than they are kept, at receive time ``clock``."""
         horizon = clock - self.keep_ns
         self.groups.keep_only(lambda k, g: g.scheduled or g.last_received >= horizon)
 

@@ -116,5 +116,6 @@ class MatchRule(RuleState):
     """``match``: every record that matches ``where`` is a finding."""
 
     def feed(self, e: Event, out: list[Finding]) -> None:
+        """Judge one event; append what it finds to ``out``."""
         if self.where(e):
             out.append(self.finding(e, self.key(e), 1, (e.seq,)))

@@ -77,6 +77,7 @@ class WindowedRule(RuleState):
 
     @property
     def evicted(self) -> int:
+        """Groups forgotten so far to stay within the bounds."""
         return self.groups.evicted
 
     def window(self, key: GroupKey, e: Event) -> Window:
@@ -101,6 +102,7 @@ class WindowedRule(RuleState):
         """Called with the groups forgotten to stay within the bounds."""
 
     def prune(self, clock: int) -> None:
+        """Forget the groups no record reached lately, at receive time ``clock``."""
         # By receive time: a group none of whose records arrived lately is done with.
         horizon = clock - self.rule.window_ns - LATE_NS
         self.groups.keep_only(lambda k, w: w.last_received >= horizon)
@@ -118,10 +120,12 @@ class ThresholdRule(WindowedRule):
         self.fired: dict[GroupKey, set[int]] = {}
 
     def forgotten(self, keys: list[GroupKey]) -> None:
+        """Drop the bookkeeping of groups the bounds forgot."""
         for key in keys:
             self.fired.pop(key, None)
 
     def feed(self, e: Event, out: list[Finding]) -> None:
+        """Judge one event; append what it finds to ``out``."""
         key = self.group_of(e)
         if key is None:
             return
@@ -144,6 +148,7 @@ class ThresholdRule(WindowedRule):
             out.append(self.finding(e, key, count, (seq for seq, _ in inside)))
 
     def prune(self, clock: int) -> None:
+        """Forget the groups no record reached lately, at receive time ``clock``."""
         super().prune(clock)
         oldest = (clock - self.rule.window_ns - LATE_NS) // self.rule.window_ns - 1
         kept: dict[GroupKey, set[int]] = {}
@@ -174,6 +179,7 @@ class SequenceRule(WindowedRule):
         self.then = rule.then
 
     def feed(self, e: Event, out: list[Finding]) -> None:
+        """Judge one event; append what it finds to ``out``."""
         closing = self.then(e)
         if not closing and not self.where(e):
             return

@@ -79,30 +79,31 @@ def _anonymous() -> JSONResponse | None:
 
 
 async def update_role(request: Request) -> JSONResponse:
+    """PUT /users/{user}/role: change a user's role (an audit span)."""
     if (refused := _anonymous()) is not None:
         return refused
     user = request.path_params["user"]
     new_role = str((await request.json())["role"])
     with audit_span(
         "role_update",
-        target=user,
+        target_user=user,  # also audit.target_user, read by the classic auditor query
         resource_type="user_permission",
         old=ROLES.get(user),
         new=new_role,
-        # The widely used name for a user target, read by the classic auditor query.
-        attributes={"audit.target_user": user},
     ):
         ROLES[user] = new_role
     return JSONResponse({"user": user, "role": new_role})
 
 
 async def read_customer(request: Request) -> JSONResponse:
+    """GET /customers/{customer}: read a customer record (an audit span)."""
     customer = request.path_params["customer"]
     with audit_span("read", target=customer, resource_type="customer_record"):
         return JSONResponse({"id": customer, "name": "Example Customer"})
 
 
 async def change_config(request: Request) -> JSONResponse:
+    """PUT /config/{key}: change a setting (an audit log record)."""
     if (refused := _anonymous()) is not None:
         return refused
     key = request.path_params["key"]
@@ -122,6 +123,7 @@ async def change_config(request: Request) -> JSONResponse:
 
 
 async def health(request: Request) -> JSONResponse:
+    """GET /health: a span that is not an audit record."""
     with trace.get_tracer("accounts").start_as_current_span("GET /health"):
         return JSONResponse({"status": "ok"})
 

@@ -128,6 +128,7 @@ class GuardedH11Protocol(H11Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the connection, or close it at once when the limit is reached."""
         if len(self.connections) >= self.limits.max_connections:
             self._refused = True
             assert isinstance(transport, asyncio.Transport)
@@ -140,16 +141,19 @@ class GuardedH11Protocol(H11Protocol):
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection."""
         if self._refused:
             return
         self._stop_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """Read request bytes, then time what the connection waits for next."""
         super().data_received(data)
         self._watch()
 
     def on_response_complete(self) -> None:
+        """End the request, then time the next request's headers."""
         super().on_response_complete()
         self._watch()
 
