@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 import threading
@@ -29,7 +30,11 @@ from typing import Final
 from otaudit.errors import ConfigError, Forbidden, OtauditError, Unauthenticated
 from otaudit.store.base import Store, StoredToken
 
+log = logging.getLogger(__name__)
+
 SCOPES: Final = ("ingest", "read", "admin")
+#: How often every node reads the token table again.
+REFRESH_S: Final = 2.0
 _TOKEN_RE: Final = re.compile(r"otaudit_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
 
@@ -85,20 +90,34 @@ def is_loopback(host: str) -> bool:
 class Authenticator:
     """Checks tokens against the store's token table, re-read every ``refresh_s`` seconds."""
 
-    def __init__(self, load: Store, refresh_s: float = 2.0) -> None:
+    def __init__(self, load: Store, refresh_s: float = REFRESH_S) -> None:
         self._store = load
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._tokens: dict[str, StoredToken] = {}
-        self._loaded_at = -1e9
+        self._loaded_at = -1e9  # never read yet
         self.reload()
 
     def reload(self) -> None:
-        """Read the token table now (StoreError if the store cannot say)."""
+        """Read the token table now (StoreError if the store cannot say); log what changed
+        since the last reading (not at the first)."""
         tokens = {t.token_id: t for t in self._store.tokens()}
         with self._lock:
+            before, first = self._tokens, self._loaded_at < 0
             self._tokens = tokens
             self._loaded_at = time.monotonic()
+        if not first:
+            _log_changes(before, tokens)
+
+    def watch(self, stop: threading.Event) -> None:
+        """Read the table every ``refresh_s`` seconds in a thread of its own until ``stop``,
+        so that a change is logged when it happens, not at the next request."""
+
+        def run() -> None:
+            while not stop.wait(self._refresh_s):
+                self._current()
+
+        threading.Thread(target=run, name="otaudit-tokens", daemon=True).start()
 
     def _current(self) -> dict[str, StoredToken]:
         if time.monotonic() - self._loaded_at > self._refresh_s:
@@ -130,3 +149,22 @@ class Authenticator:
         if scope not in token.scopes.split(","):
             raise Forbidden(f"token {token.token_id} lacks the {scope!r} scope")
         return Caller(token.token_id, token.name)
+
+
+def _log_changes(before: dict[str, StoredToken], after: dict[str, StoredToken]) -> None:
+    """Say in the log which tokens a reading of the table brought, and when that turned
+    authentication on."""
+    if after and not before:
+        log.warning(
+            "authentication is now on: %d API token(s) exist, so every listener refuses "
+            "requests without a valid token for its scope",
+            len(after),
+        )
+    for token_id, token in after.items():
+        old = before.get(token_id)
+        if old is None:
+            log.info("token %s (%s, scopes %s) is accepted from now on",
+                     token_id, token.name, token.scopes)  # fmt: skip
+        if token.revoked_at is not None and (old is None or old.revoked_at is None):
+            log.info("token %s (%s) was revoked at %s: refused from now on",
+                     token_id, token.name, token.revoked_at)  # fmt: skip

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,9 +142,12 @@ def serve(settings: ServeSettings) -> None:
     if settings.read_api is not None:
         log.info("read API on %s:%d (/api/v1/openapi.json)", *settings.read_api)
     grace_s = settings.shutdown_timeout_s
+    watching = threading.Event()
+    authn.watch(watching)
     try:
         asyncio.run(_run_http(servers, lambda: grpc_server.stop(grace=grace_s)))
     finally:
+        watching.set()
         for sig in (signal.SIGINT, signal.SIGTERM):  # what is left is bounded: let it finish
             signal.signal(sig, _already_stopping)
         grpc_server.stop(grace=grace_s).wait()

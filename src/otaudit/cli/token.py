@@ -46,10 +46,19 @@ def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], nam
     text, row = auth.new_token(name, scopes)
     store = _open(data, store_url)
     try:
+        first = not store.tokens()
         store.add_token(row)
         ownrecords.record_token_created(DirectAppender(store), access.os_reader(), row)
     finally:
         store.close()
+    if first:
+        click.echo(
+            "authentication is now on: this is the ledger's first token, so every listener "
+            "of every server on it refuses requests without a valid token for its scope "
+            f"(a running server within {auth.REFRESH_S:g} s); give each exporter an ingest "
+            "token, each reader a read token and each metrics scraper an admin token",
+            err=True,
+        )
     click.echo(f"token {row.token_id} ({row.name}), scopes {row.scopes}; keep it secret:", err=True)
     click.echo(text)
 

@@ -1,0 +1,41 @@
+"""The first token turns authentication on for every listener: the command that creates it
+says so, and a running server logs the change (and every token it starts or stops
+accepting) when it reads the token table again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from support import Server, otaudit
+
+
+def _wait_for(path: Path, text: str, timeout_s: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while text not in (log := path.read_text(errors="replace")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return log
+
+
+def test_the_first_token_is_announced_by_the_command_and_the_server(tmp_path: Path) -> None:
+    log_file = tmp_path / "server.log"
+    server = Server(tmp_path / "data", log_file=log_file).start()
+    data = str(server.data)
+    try:
+        assert "no API tokens" in log_file.read_text()
+        first = otaudit("token", "create", "--data", data, "--scope", "ingest", "--name", "app")
+        assert first.returncode == 0, first.stderr
+        assert "authentication is now on: this is the ledger's first token" in first.stderr
+        (line,) = [x for x in first.stderr.splitlines() if x.startswith("token ")]
+        first_id = line.split()[1]
+        log = _wait_for(log_file, f"token {first_id} (app, scopes ingest) is accepted")
+        assert "authentication is now on: 1 API token(s) exist" in log
+        second = otaudit("token", "create", "--data", data, "--scope", "read")
+        assert second.returncode == 0, second.stderr
+        assert "authentication is now on" not in second.stderr
+        revoked = otaudit("token", "revoke", "--data", data, first_id)
+        assert revoked.returncode == 0, revoked.stderr
+        log = _wait_for(log_file, f"token {first_id} (app) was revoked at")
+    finally:
+        server.stop()
+    assert log.count("authentication is now on") == 1
