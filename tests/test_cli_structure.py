@@ -50,6 +50,10 @@ def _group() -> click.Group:
     def key() -> None:
         raise VerificationError("the key is not confirmed")
 
+    @group.command("interrupted", cls=CheckCommand)
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
     return group
 
 
@@ -72,6 +76,10 @@ def test_a_failed_check_exits_1_only_where_the_check_is_the_answer() -> None:
     assert _run("check") == (1, "FAILED: seq 4 is missing\n")
     assert _run("key") == (1, "otaudit: error: the key is not confirmed\n")
     assert _run("proof") == (2, "otaudit: error: root differs\n")
+
+
+def test_ctrl_c_exits_130_not_the_status_of_a_failed_check() -> None:
+    assert _run("interrupted") == (130, "otaudit: interrupted\n")
 
 
 def test_a_verification_error_carries_both_values() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -37,6 +37,9 @@ from otaudit.cli import (
 from otaudit.cli.render import FAILED_PREFIX, error_message, fail, failed
 from otaudit.errors import OtauditError, VerificationError
 
+#: The exit status after Ctrl-C, as shells report a process ended by SIGINT.
+INTERRUPTED: Final = 130
+
 
 class OtauditGroup(click.Group):
     """The ``otaudit`` group: the one place where errors become messages and exit statuses.
@@ -44,7 +47,7 @@ class OtauditGroup(click.Group):
     Library code raises :class:`~otaudit.errors.OtauditError`; here it becomes
     ``otaudit: error: <message>`` on stderr and exit status 2, or, for a
     VerificationError of a :class:`~otaudit.cli.render.CheckCommand`, its ``failed``
-    prefix and exit status 1 (see :mod:`otaudit.cli.render`).
+    prefix and exit status 1 (see :mod:`otaudit.cli.render`). Ctrl-C exits 130.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -58,6 +61,10 @@ class OtauditGroup(click.Group):
             failed(prefix, exc)
         except OtauditError as exc:
             fail(error_message(exc))
+        except KeyboardInterrupt:
+            # Not 1, which says "altered" for the commands that check: 128 + SIGINT.
+            click.echo("otaudit: interrupted", err=True)
+            sys.exit(INTERRUPTED)
 
 
 @click.group(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -17,8 +17,30 @@ from otaudit.cli.options import (
     store_options,
 )
 
+#: Options people try for a listener's port or address; each listener takes HOST:PORT.
+_LISTENER_GUESSES: Final = frozenset({"--port", "--host", "--bind", "--listen", "--address"})
 
-@click.command("serve")
+
+class _ServeCommand(click.Command):
+    """``serve``, answering a guessed ``--port`` with the options that set listeners."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as click does; a guessed listener option gets the options that exist."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if exc.option_name not in _LISTENER_GUESSES:
+                raise
+            raise click.NoSuchOption(
+                exc.option_name,
+                f"No such option {exc.option_name!r}: each listener takes HOST:PORT, e.g."
+                " --http 127.0.0.1:4318 (OTLP/HTTP), --grpc 127.0.0.1:4317 (OTLP/gRPC),"
+                " --read-api 127.0.0.1:8080",
+                ctx=ctx,
+            ) from None
+
+
+@click.command("serve", cls=_ServeCommand)
 @store_options
 @click.option(
     "--http",

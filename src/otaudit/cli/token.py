@@ -27,7 +27,7 @@ def _open(data: Path, store_url: str | None) -> Store:
 
 @click.group("token")
 def token_group() -> None:
-    """API tokens: scopes ingest (send OTLP), read (read API, /metrics), admin (/metrics)."""
+    """API tokens: scopes ingest (send OTLP), read (the read API), admin (/metrics)."""
 
 
 @token_group.command("create")

@@ -109,6 +109,12 @@ def verify_command(
 ) -> None:
     """Recompute every leaf, column, tree node and checkpoint of the ledger."""
     partial = from_seq is not None or to_seq is not None
+    if from_seq is not None and to_seq is not None and to_seq <= from_seq:
+        raise click.BadParameter(
+            f"{to_seq} must be above --from-seq {from_seq}: the records checked are those"
+            " from --from-seq up to, not including, --to-seq",
+            param_hint="--to-seq",
+        )
     delay = duration_text(max_delay_s) if max_delay_s != DEFAULT_MAX_DELAY_S else None
     text = " ".join(
         f"--{name} {value}"

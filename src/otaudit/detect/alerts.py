@@ -33,7 +33,7 @@ from otaudit.access import Reader, log_request, seal_request
 from otaudit.detect.engine import ALERT_ACTION, ALERT_UPDATE_ACTION, TRIAGE_ACTION
 from otaudit.detect.grouping import Grouped, Note, Raised
 from otaudit.detect.state import Finding
-from otaudit.errors import ConfigError
+from otaudit.errors import ConfigError, NotFound
 from otaudit.ownrecords import Appender, append_one
 from otaudit.record import Entry, rfc3339_ns
 from otaudit.store.base import Store
@@ -306,21 +306,30 @@ def _count(update: dict[str, str]) -> int:
     return int(text) if text.isdigit() else 0
 
 
+#: The shortest alert id prefix ``alerts ack`` takes.
+MIN_PREFIX: Final = 6
+
+
 def find_alert(store: Store, alert_id: str) -> AlertView:
     """The alert with this id, or with this unique id prefix (at least 6 characters).
 
-    ConfigError when there is none or the prefix is ambiguous.
+    NotFound when there is none, ConfigError for a prefix that is too short or ambiguous.
     """
     alerts = read_alerts(store)
     for alert in alerts:
         if alert.alert_id == alert_id:
             return alert
-    matches = [a for a in alerts if len(alert_id) >= 6 and a.alert_id.startswith(alert_id)]
+    if len(alert_id) < MIN_PREFIX:
+        raise ConfigError(
+            f"alert id {alert_id!r}: a prefix needs at least {MIN_PREFIX} characters"
+            " (`otaudit alerts` lists the ids)"
+        )
+    matches = [a for a in alerts if a.alert_id.startswith(alert_id)]
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise ConfigError(f"alert id prefix {alert_id!r} is ambiguous ({len(matches)} alerts)")
-    raise ConfigError(f"no alert {alert_id!r} in the ledger (`otaudit alerts` lists them)")
+    raise NotFound(f"no alert {alert_id!r} in the ledger (`otaudit alerts` lists them)")
 
 
 def log_alert(alert: dict[str, Any], seq: int) -> None:

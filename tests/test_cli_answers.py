@@ -1,0 +1,43 @@
+"""Small answers of the command line that used to mislead: a guessed --port, an empty
+--from-seq/--to-seq range, a too short alert id prefix, the scopes in token --help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from otaudit.detect.alerts import find_alert
+from otaudit.errors import ConfigError, NotFound
+from otaudit.store.sqlite import SQLiteStore
+from support import otaudit
+
+
+def test_a_guessed_port_option_names_the_listener_options() -> None:
+    result = otaudit("serve", "--port", "4318")
+    assert result.returncode == 2
+    assert "No such option '--port': each listener takes HOST:PORT" in result.stderr
+    assert "--http 127.0.0.1:4318" in result.stderr and "--store" not in result.stderr
+
+
+def test_an_empty_verify_range_is_refused(tmp_path: Path) -> None:
+    result = otaudit("verify", "--data", str(tmp_path), "--from-seq", "10", "--to-seq", "5")
+    assert result.returncode == 2
+    assert "--to-seq: 5 must be above --from-seq 10" in result.stderr
+    assert "OK" not in result.stdout
+
+
+def test_an_alert_id_prefix_needs_six_characters(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "ledger.db")
+    try:
+        with pytest.raises(ConfigError, match="a prefix needs at least 6 characters"):
+            find_alert(store, "e91b3")
+        with pytest.raises(NotFound, match="no alert 'e91b3c' in the ledger"):
+            find_alert(store, "e91b3c")
+    finally:
+        store.close()
+
+
+def test_token_help_says_which_scope_reads_metrics() -> None:
+    result = otaudit("token", "--help")
+    assert "read (the read API), admin (/metrics)" in " ".join(result.stdout.split())
