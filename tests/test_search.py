@@ -190,6 +190,13 @@ def test_sample_is_reproducible_from_the_checkpoint(ledgers: dict[str, Ledger], 
     # Another checkpoint is another seed, and another (smaller) population.
     older = _sample(ledger, "--action", "login", "--n", "100", "--checkpoint", "40")
     assert older["population"] == RECORDS // 4 and older["n"] == RECORDS // 4
+    # A relative period is re-drawn by the absolute bounds it meant when drawn.
+    recent = _sample(ledger, "--since", "3650d", "--until", "2030-01-01", "--n", "3")
+    redraw = str(recent["redraw"])
+    assert "--since 20" in redraw and "d " not in redraw.split("--since ")[1][:30]
+    assert "--until 2030-01-01T00:00:00.000000000Z" in redraw
+    again = _sample(ledger, *redraw.split()[2:])
+    assert again["records"] == recent["records"]
 
 
 def test_sample_errors(ledgers: dict[str, Ledger]) -> None:

@@ -14,6 +14,7 @@ from otaudit import auditsample, proofs
 from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import print_table, terminal
+from otaudit.record import rfc3339_ns
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
 FORMATS: Final = ("table", "json")
@@ -59,10 +60,12 @@ def sample_command(
     """
     now = time.time_ns()
     since_ns, until_ns = time_bound(since, "--since", now), time_bound(until, "--until", now)
+    # The re-draw line names the period by absolute times: "--since 90d" would select
+    # another population when run later.
     options = [f"--action {a}" for a in actions]
-    options += [f"--since {since}"] * (since is not None) + [f"--until {until}"] * (
-        until is not None
-    )
+    for name, bound in (("--since", since_ns), ("--until", until_ns)):
+        if bound is not None:
+            options.append(f"{name} {rfc3339_ns(bound)}")
     with audited_read(data, store_url, "sample", "") as (store, outcome):
         cp = proofs.checkpoint_at(store, tree_size)
         options.append(f"--n {size} --checkpoint {cp.tree_size}")
