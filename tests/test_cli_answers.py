@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,12 @@ def test_an_alert_id_prefix_needs_six_characters(tmp_path: Path) -> None:
 def test_token_help_says_which_scope_reads_metrics() -> None:
     result = otaudit("token", "--help")
     assert "read (the read API), admin (/metrics)" in " ".join(result.stdout.split())
+
+
+def test_the_example_service_takes_its_addresses_as_options() -> None:
+    run = [sys.executable, "-m", "otaudit.examples.accounts"]
+    shown = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "--listen HOST:PORT" in shown.stdout
+    assert "--otaudit URL" in shown.stdout
+    bad = subprocess.run([*run, "--listen", "8000"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--listen expects HOST:PORT, got '8000'" in bad.stderr

@@ -149,14 +149,33 @@ def create_app(tokens: Mapping[str, str] | None = None) -> Starlette:
     return app
 
 
-def main() -> None:
-    """Serve the example on 127.0.0.1:8000, exporting to otaudit on 127.0.0.1:4318."""
+def main(argv: list[str] | None = None) -> None:
+    """``python -m otaudit.examples.accounts [--listen HOST:PORT] [--otaudit URL]``."""
+    import argparse
+
     import uvicorn
 
     from otaudit.examples.telemetry import setup
 
-    setup("http://127.0.0.1:4318")
-    uvicorn.run(create_app(), host="127.0.0.1", port=8000)
+    parser = argparse.ArgumentParser(
+        prog="python -m otaudit.examples.accounts",
+        description="The example accounts service, instrumented with otaudit.instrument:"
+        " its audit spans and log records go to otaudit over OTLP/HTTP.",
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
+        help="where the service listens (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--otaudit", default="http://127.0.0.1:4318", metavar="URL",
+        help="otaudit's OTLP/HTTP address (default: %(default)s)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        parser.error(f"--listen expects HOST:PORT, got {args.listen!r}")
+    setup(args.otaudit)
+    uvicorn.run(create_app(), host=host.strip("[]"), port=int(port))
 
 
 if __name__ == "__main__":
