@@ -207,16 +207,23 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
     4. otherwise the key the ledger records, unconfirmed (``confirmed_by`` None).
 
     A pinned or signing key that differs from the one the ledger records is a
-    VerificationError: the recorded key was replaced (or the data directory belongs to
-    another log). ConfigError if the ledger records no key and none is given.
+    VerificationError: the recorded key was replaced. Only for a store outside the data
+    directory (``--store postgresql://...`` beside the ``./otaudit-data`` of an earlier
+    SQLite ledger, say) is a key of another name taken to be another log's: it confirms
+    nothing and is passed over. ConfigError if the ledger records no key and none is given.
     """
     if key_text is not None:
         return LogKey(VerifierKey.parse(key_text), "--key")
     recorded = store.meta("verifier_key")
     if recorded is None:
         raise ConfigError("the ledger has no verifier key recorded; pass --key")
+    # In the data directory's own ledger any key there speaks for this log; beside
+    # another store, a key of another name is another log's.
+    name = None if _own_ledger(data, store) else VerifierKey.parse(recorded).name
     pin_path = data / PIN_FILE
     pinned = pinned_key(pin_path)
+    if pinned is not None and name is not None and pinned.name != name:
+        pinned = None
     if pinned is not None:
         if str(pinned) != recorded:
             raise VerificationError(
@@ -226,8 +233,11 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
             )
         return LogKey(pinned, f"the key pinned in {pin_path}")
     key_path = data / KEY_FILE
+    own = None
     if key_path.exists() and os.access(key_path, os.R_OK):
         own = SigningKey.load(key_path).verifier()
+        own = None if name is not None and own.name != name else own
+    if own is not None:
         if str(own) != recorded:
             raise VerificationError(
                 f"the ledger's verifier key {recorded} is not the key of the signing key "
@@ -236,6 +246,11 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
             )
         return LogKey(own, f"the signing key {key_path}")
     return LogKey(VerifierKey.parse(recorded), None)
+
+
+def _own_ledger(data: Path, store: Store) -> bool:
+    """Whether ``store`` is the SQLite ledger inside ``data``."""
+    return isinstance(store, SQLiteStore) and store.path.resolve() == (data / LEDGER_FILE).resolve()
 
 
 def unconfirmed_message(data: Path, key: VerifierKey) -> str:

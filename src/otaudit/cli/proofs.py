@@ -11,7 +11,7 @@ from otaudit.cli.options import store_options
 from otaudit.cli.reading import audited_read, reading
 from otaudit.cli.render import CheckCommand, print_json
 from otaudit.errors import VerificationError
-from otaudit.keys import VerifierKey
+from otaudit.keys import SigningKey, VerifierKey
 
 
 @click.group("key")
@@ -42,7 +42,18 @@ def key_show(data: Path, store_url: str | None, trust_stored_key: bool) -> None:
 
     The key is the one pinned by `otaudit key pin`, else the signing key's; the key the
     ledger records must be the same. Exit status 1 if it is not, or if nothing confirms it.
+    The data directory of a node whose ledger is in PostgreSQL holds only the signing key:
+    without --store, its verifier key is printed (checked against the ledger with --store).
     """
+    signing = data / datadir.KEY_FILE
+    if store_url is None and not (data / datadir.LEDGER_FILE).exists() and signing.exists():
+        click.echo(
+            f"otaudit: {data} holds no ledger, only the signing key {signing}: its verifier "
+            "key follows; pass --store to check it against the ledger it signs",
+            err=True,
+        )
+        click.echo(str(SigningKey.load(signing).verifier()))
+        return
     with reading(data, store_url) as store:
         key = _confirmed(datadir.log_key(data, store, None), data, trust_stored_key)
     click.echo(str(key))
