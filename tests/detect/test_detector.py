@@ -14,10 +14,10 @@ import pytest
 
 from detect_traffic import DAY, HOUR, MIN, anchor, background, entries, login, scenarios
 from otaudit.detect import process as process_module
+from otaudit.detect.grouping import Note
 from otaudit.detect.process import DetectorProcess, PositionFile
 from otaudit.detect.rules import build_rule, load_rules
 from otaudit.detect.run import AlertPublisher, Detector, detect_history
-from otaudit.detect.state import Finding
 from otaudit.errors import Overloaded
 from otaudit.metrics import Metrics
 from otaudit.ownrecords import DirectAppender
@@ -49,10 +49,10 @@ def test_findings_survive_a_refused_publish_and_new_records_are_judged(tmp_path:
     published: list[str] = []
     refusals = [Overloaded("sequencer queue full")]
 
-    def publish(findings: Sequence[Finding]) -> None:
+    def publish(notes: Sequence[Note]) -> None:
         if refusals:
             raise refusals.pop()
-        published.extend(f.alert_id for f in findings)
+        published.extend(n.alert_id for n in notes)
 
     reader = SQLiteStore(tmp_path / "ledger.db", readonly=True)
     detector = Detector(reader, load_rules(), publish, emit_from=emit_from, poll_s=0.05)
@@ -132,7 +132,7 @@ def test_what_the_rules_forget_is_counted_on_metrics(tmp_path: Path) -> None:
     spec = {"name": "per_actor", "kind": "threshold", "where": {"action": "login"},
             "group_by": ["actor"], "threshold": 5, "window": "1h", "max_groups": 10}  # fmt: skip
     store = SQLiteStore(tmp_path / "ledger.db")
-    publisher = AlertPublisher(lambda entries: store.append(entries).seqs)
+    publisher = AlertPublisher(DirectAppender(store))
     metrics = Metrics()
     detector = DetectorProcess(tmp_path, None, [build_rule(spec, "rule")], publisher, metrics,
                                tree_size=0)  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from detect_traffic import DAY, HOUR, MIN, Act, S, anchor, background, entries, login, scenarios
 from otaudit.detect.alerts import read_alerts
+from otaudit.detect.grouping import Note
 from otaudit.detect.rules import build_rule, load_rules
 from otaudit.detect.run import Detector, detect_history
 from otaudit.detect.state import Finding
@@ -45,7 +46,7 @@ def test_a_steady_attack_gives_the_same_alerts_wherever_reading_begins(tmp_path:
 
         # Streaming from a saved position finds the same as history from there.
         emit_from = store.first_seq_at(recent)
-        published: list[Finding] = []
+        published: list[Note] = []
         reader = SQLiteStore(tmp_path / "ledger.db", readonly=True)
         detector = Detector(reader, rules, published.extend, emit_from=emit_from, poll_s=0.05)
         detector.start()

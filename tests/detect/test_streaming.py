@@ -106,7 +106,7 @@ def send(server: Server, acts: list[Act]) -> None:
             ]
             if batch:
                 assert exporter.export(batch) == SpanExportResult.SUCCESS
-    http.shutdown()
+    http.shutdown()  # type: ignore[no-untyped-call]
     grpc.shutdown()
 
 
@@ -292,9 +292,14 @@ def test_detection_on_a_postgresql_ledger(pg: PgServer, tmp_path: Path) -> None:
     try:
         a = anchor(NOW - 10 * DAY, NOW)
         send(server, scenarios(a)["brute_force_user"] + scenarios(a)["privilege_escalation"])
-        listed = lambda: json.loads(  # noqa: E731
-            otaudit("alerts", "--store", url, "--data", str(server.data), "--format", "json").stdout
-        )
+
+        def listed() -> list[dict[str, Any]]:
+            shown = otaudit(
+                "alerts", "--store", url, "--data", str(server.data), "--format", "json"
+            )
+            rows: list[dict[str, Any]] = json.loads(shown.stdout)
+            return rows
+
         alerts = wait_for(lambda: len(listed()) == 3 and listed())
         assert alerts, listed()
         assert sorted(a["rule"] for a in alerts) == [
