@@ -140,14 +140,16 @@ GRPC_CODE = {200: grpc.StatusCode.OK, 401: grpc.StatusCode.UNAUTHENTICATED,
 @pytest.mark.parametrize(("service", "body"), GRPC_SERVICES,
                          ids=[s.rsplit(".", 1)[1] for s, _ in GRPC_SERVICES])  # fmt: skip
 def test_grpc(secured: Secured, service: str, body: bytes, credential: str) -> None:
-    metadata = [] if credential == "none" else [("authorization", secured.tokens[credential])]
+    metadata = () if credential == "none" else (("authorization", secured.tokens[credential]),)
     with grpc.insecure_channel(secured.server.grpc_endpoint) as channel:
-        export = channel.unary_unary(f"/{service}/Export")
+        export = channel.unary_unary(
+            f"/{service}/Export", request_serializer=None, response_deserializer=None
+        )
         try:
             export(body, metadata=metadata, timeout=30)
             code = grpc.StatusCode.OK
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
     assert code == GRPC_CODE[_expected(credential, "ingest")]
 
 
@@ -208,11 +210,12 @@ def test_without_tokens_only_loopback(tmp_path: Path) -> None:
     exposed = subprocess.Popen(
         [sys.executable, "-m", "otaudit", "serve", "--data", str(data), "--unsafe-no-auth",
          "--http", f"0.0.0.0:{port}", "--grpc", f"127.0.0.1:{free_port()}"],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", exposed)
     finally:
         exposed.send_signal(signal.SIGTERM)
-        _, stderr = exposed.communicate(timeout=30)
+        _, err = exposed.communicate(timeout=30)
+    stderr = err.decode()
     assert "no API tokens: requests are not authenticated (--http 0.0.0.0:" in stderr

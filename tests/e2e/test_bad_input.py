@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import grpc
 import httpx
@@ -35,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AGGREGATION_TEMPORALITY_CUMULATIVE,
     Gauge,
     Metric,
     NumberDataPoint,
@@ -88,6 +89,13 @@ def audit_span(
             *(extra or []),
         ],
     )
+
+
+class BadIds(TypedDict, total=False):
+    """Ids of the wrong length for :func:`audit_span`."""
+
+    trace_id: bytes
+    span_id: bytes
 
 
 def trace_request(*spans: Span) -> ExportTraceServiceRequest:
@@ -155,7 +163,7 @@ def metrics_request() -> ExportMetricsServiceRequest:
                             Metric(
                                 name="logins",
                                 sum=Sum(
-                                    aggregation_temporality=2,
+                                    aggregation_temporality=AGGREGATION_TEMPORALITY_CUMULATIVE,
                                     is_monotonic=True,
                                     data_points=[NumberDataPoint(time_unix_nano=3, as_double=1.5)],
                                 ),
@@ -238,7 +246,7 @@ def json_status(response: httpx.Response) -> dict[str, Any]:
 
 def grpc_status_details(exc: grpc.RpcError) -> Any:
     """The ``google.rpc.Status`` the server put in ``grpc-status-details-bin``."""
-    trailers = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
+    trailers = {m.key: m.value for m in exc.trailing_metadata() or ()}
     return status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
 
 
@@ -490,10 +498,10 @@ def test_grpc_message_over_limit(small: tuple[Server, httpx.Client]) -> None:
     srv, _ = small
     request = ExportTraceServiceRequest.FromString(_big_audit_request(SMALL_LIMIT + 1))
     with nothing_written(srv), grpc.insecure_channel(srv.grpc_endpoint) as channel:
-        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.RpcError) as info:
             stub.Export(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 # -- ids of the wrong length: the whole request is refused -----------------------
@@ -507,7 +515,7 @@ def test_grpc_message_over_limit(small: tuple[Server, httpx.Client]) -> None:
     ],
 )
 def test_wrong_id_length_protobuf(
-    server: Server, http: httpx.Client, field: str, bad_span: dict[str, bytes]
+    server: Server, http: httpx.Client, field: str, bad_span: BadIds
 ) -> None:
     request = trace_request(audit_span(), audit_span(**bad_span))
     with nothing_written(server):
@@ -536,14 +544,16 @@ def test_wrong_id_length_json(server: Server, http: httpx.Client) -> None:
     ],
 )
 def test_wrong_id_length_grpc(
-    server: Server, grpc_channel: grpc.Channel, field: str, bad_span: dict[str, bytes]
+    server: Server, grpc_channel: grpc.Channel, field: str, bad_span: BadIds
 ) -> None:
-    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel)
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel)  # type: ignore[no-untyped-call]
     request = trace_request(audit_span(), audit_span(**bad_span))
     with nothing_written(server), pytest.raises(grpc.RpcError) as info:
         stub.Export(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert f"spans[1].{field}" in info.value.details()  # type: ignore[attr-defined]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details()
+    assert details is not None
+    assert f"spans[1].{field}" in details
     status = grpc_status_details(info.value)
     assert status.code == INVALID_ARGUMENT
     assert f"spans[1].{field}" in status.message
@@ -592,7 +602,7 @@ def test_metrics_json(server: Server, http: httpx.Client) -> None:
 
 
 def test_metrics_grpc(server: Server, grpc_channel: grpc.Channel) -> None:
-    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc_channel)
+    stub = metrics_service_pb2_grpc.MetricsServiceStub(grpc_channel)  # type: ignore[no-untyped-call]
     with nothing_written(server):
         answer = stub.Export(metrics_request(), timeout=10)
     assert answer.partial_success.rejected_data_points == 3
@@ -623,7 +633,7 @@ def test_duplicate_attribute_key_http(server: Server, http: httpx.Client) -> Non
 
 
 def test_duplicate_attribute_key_grpc(server: Server, grpc_channel: grpc.Channel) -> None:
-    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel)
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel)  # type: ignore[no-untyped-call]
     with ledger_grows_by(server, 1):
         answer = stub.Export(_duplicate_key_request(), timeout=10)
     _check_duplicate_key_answer(answer)
@@ -643,12 +653,14 @@ def test_bad_pipeline_header_http(server: Server, http: httpx.Client) -> None:
 
 
 def test_bad_pipeline_header_grpc(server: Server, grpc_channel: grpc.Channel) -> None:
-    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel)
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc_channel)  # type: ignore[no-untyped-call]
     with nothing_written(server), pytest.raises(grpc.RpcError) as info:
         stub.Export(
             trace_request(audit_span()),
             metadata=(("x-audit-pipeline", "bad pipeline!"),),
             timeout=10,
         )
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert "x-audit-pipeline" in info.value.details().lower()  # type: ignore[attr-defined]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details()
+    assert details is not None
+    assert "x-audit-pipeline" in details.lower()

@@ -40,7 +40,7 @@ def _honest_export(server: Server, token: str, spans: int) -> float:
     request = ExportTraceServiceRequest.FromString(audit_request(spans))
     started = time.monotonic()
     with grpc.insecure_channel(server.grpc_endpoint) as channel:
-        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)  # type: ignore[no-untyped-call]
         stub.Export(request, metadata=[("authorization", token)], timeout=3)
     return time.monotonic() - started
 

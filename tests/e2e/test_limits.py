@@ -57,6 +57,7 @@ def test_records_over_the_limits_are_rejected_and_reported(tmp_path: Path) -> No
         with grpc.insecure_channel(server.grpc_endpoint) as channel:
             export = channel.unary_unary(
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=None,  # _request() is serialized already
                 response_deserializer=ExportTraceServiceResponse.FromString,
             )
             again = export(_request(), timeout=30)

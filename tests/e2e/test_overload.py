@@ -74,7 +74,7 @@ def test_overload_is_answered_with_retry_after_and_everything_arrives(tmp_path: 
         exporter = OTLPSpanExporter(endpoint=f"{server.http_url}/v1/traces", timeout=120)
         for at in range(0, len(spans), SPANS):
             results.append(exporter.export(spans[at : at + SPANS]))
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]
 
     def watch(pid: int) -> None:
         while not done.is_set():

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from conftest import STORE_KINDS, new_store_url, query_args
@@ -36,7 +36,7 @@ class Api:
         assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/json"
         document = response.json()
-        registry = Registry().with_resource("urn:otaudit", Resource(self.spec, DRAFT202012))
+        registry = Registry().with_resource("urn:otaudit", DRAFT202012.create_resource(self.spec))
         Draft202012Validator(
             {"$ref": f"urn:otaudit#/components/schemas/{schema}"}, registry=registry
         ).validate(document)

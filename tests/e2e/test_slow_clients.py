@@ -192,7 +192,7 @@ def test_grpc_handshakes_connections_and_slow_messages(tmp_path: Path) -> None:
             [seen_slow] = watch(slow, 6)
         assert seen_slow.closed_after_s is not None and seen_slow.closed_after_s < 4, seen_slow
         with grpc.insecure_channel(server.grpc_endpoint) as channel:
-            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)  # type: ignore[no-untyped-call]
             stub.Export(ExportTraceServiceRequest.FromString(audit_request(2)), timeout=10)
         assert server.metrics()["otaudit_tree_size"] == 2
     finally:

@@ -238,17 +238,22 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(tls_server: TlsServer
     )
     _send(GrpcSpanExporter(endpoint=f"127.0.0.1:{tls_server.grpc}", credentials=credentials))
     assert _count(tls_server, _context(pki, pki.client_cert, pki.client_key)) == 2
-    body = {"content": audit_request(1), "headers": {"content-type": "application/x-protobuf"}}
+    body = audit_request(1)
+    headers = {"content-type": "application/x-protobuf"}
     for context in (_context(pki), _context(pki, pki.stranger_cert, pki.stranger_key)):
         with pytest.raises(httpx.HTTPError):
             httpx.post(f"https://127.0.0.1:{tls_server.http}/v1/traces", verify=context,
-                       timeout=5, **body)  # type: ignore[arg-type]  # fmt: skip
+                       timeout=5, content=body, headers=headers)  # fmt: skip
     untrusted = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
     with grpc.secure_channel(f"127.0.0.1:{tls_server.grpc}", untrusted) as channel:
-        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=None,
+        )
         with pytest.raises(grpc.RpcError) as refused:
             export(audit_request(1), timeout=10)
-    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
     assert _count(tls_server, _context(pki, pki.client_cert, pki.client_key)) == 2
 
 

@@ -17,7 +17,7 @@ from otaudit.instrument import actor, audit_attributes, audit_log, audit_span, p
 
 class Logs:
     def __init__(self) -> None:
-        self.exporter = InMemoryLogRecordExporter()
+        self.exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.provider = LoggerProvider()
         self.provider.add_log_record_processor(SimpleLogRecordProcessor(self.exporter))
 
