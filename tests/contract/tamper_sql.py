@@ -97,8 +97,8 @@ class PostgresTamper:
             conn.execute("SET search_path = otaudit")
             if not triggers:
                 for table in LEDGER_TABLES:
-                    conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")  # type: ignore[arg-type]
-            cur = conn.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+                    conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            cur = conn.execute(statement.replace("?", "%s"), params)
             return cur.fetchall() if cur.description else []
 
     def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:

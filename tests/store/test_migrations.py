@@ -79,7 +79,7 @@ def test_serve_leaves_a_blocking_migration_to_otaudit_migrate(pg: PgServer, tmp_
     try:
         for m in store.migrations[:2]:  # a ledger migrated by an otaudit that knew 2
             with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-                conn.execute(m.script)  # type: ignore[arg-type]
+                conn.execute(m.script)
                 conn.execute(
                     "INSERT INTO otaudit.schema_migrations VALUES (%s, %s, now())",
                     (m.version, m.description),

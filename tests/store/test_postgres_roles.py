@@ -31,8 +31,8 @@ def ledger_url(pg: PgServer, tmp_path: Path) -> str:
         for login, group in (("app", "otaudit_writer"), ("auditor", "otaudit_reader")):
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
             if not exists:
-                conn.execute(f"CREATE ROLE {login} LOGIN")  # type: ignore[arg-type]
-            conn.execute(f"GRANT {group} TO {login}")  # type: ignore[arg-type]
+                conn.execute(f"CREATE ROLE {login} LOGIN")
+            conn.execute(f"GRANT {group} TO {login}")
     return url
 
 
@@ -70,7 +70,7 @@ def test_writer_and_reader_logins(pg: PgServer, ledger_url: str, tmp_path: Path)
         (auditor, "UPDATE otaudit.meta SET value = 'x'", "permission denied"),
     ):
         with psycopg.connect(login, autocommit=True) as conn, pytest.raises(psycopg.Error) as info:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         assert message in str(info.value), (statement, info.value)
     # Even the owner is stopped by the triggers.
     with psycopg.connect(ledger_url, autocommit=True) as conn, pytest.raises(psycopg.Error) as info:

@@ -46,8 +46,8 @@ def _clone(pg: PgServer, ledger: tuple[str, Path], tmp_path: Path) -> tuple[str,
     name = url.rsplit("/", 1)[1]
     template = template_url.rsplit("/", 1)[1]
     with psycopg.connect(pg.dsn, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}"')  # type: ignore[arg-type]
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')  # type: ignore[arg-type]
+        admin.execute(f'DROP DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     return url, copy
@@ -67,9 +67,9 @@ def _rewrite_history(url: str, seq: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET search_path = otaudit")
         for table in ("records", "tree_nodes", "checkpoints", "meta"):
-            conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")  # type: ignore[arg-type]
+            conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         for statement in DELETE_FROM_SEQ:
-            conn.execute(statement.format(seq=seq, keep=0))  # type: ignore[arg-type]
+            conn.execute(statement.format(seq=seq, keep=0))
     store = open_postgres(url, readonly=False)
     try:
         store.append(tail)

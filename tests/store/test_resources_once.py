@@ -191,7 +191,7 @@ def _migrate_to(store: Store, version: int) -> None:
         else:
             assert isinstance(store, PostgresStore)
             with psycopg.connect(store.dsn, autocommit=True) as pg, pg.transaction():
-                pg.execute(m.script)  # type: ignore[arg-type]
+                pg.execute(m.script)
                 pg.execute(
                     "INSERT INTO otaudit.schema_migrations VALUES (%s, %s, now())",
                     (m.version, m.description),

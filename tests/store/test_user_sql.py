@@ -275,8 +275,8 @@ def _logins(pg: PgServer, url: str) -> dict[str, str]:
                 conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
                 is None
             ):
-                conn.execute(f"CREATE ROLE {login} LOGIN")  # type: ignore[arg-type]
-            conn.execute(grant)  # type: ignore[arg-type]
+                conn.execute(f"CREATE ROLE {login} LOGIN")
+            conn.execute(grant)
     return {login: with_login(url, login) for login in
             ("postgres", "app_writer", "app_reader", "role_maker", "two_hats", "watcher",
              "sneaky")}  # fmt: skip
