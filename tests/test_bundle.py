@@ -414,7 +414,7 @@ def rehash(bundle: Path, **changes: Any) -> None:
     path.write_bytes(orjson.dumps(manifest))
 
 
-def edit_lines(bundle: Path, name: str, edit: Callable[[list[bytes]], None]) -> None:
+def edit_lines(bundle: Path, name: str, edit: Callable[[list[bytes]], object]) -> None:
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     edit(lines)
     (bundle / name).write_bytes(b"".join(lines))

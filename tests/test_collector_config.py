@@ -99,8 +99,8 @@ def test_every_pipeline_component_is_declared_and_every_declaration_used(
                     f"{name} uses {section[:-1]} {component_id!r}, which is not declared"
                 )
             used[section].update(ids)
-    for section, ids in used.items():
-        assert set(config.get(section) or {}) == ids, f"declared but unused {section}"
+    for section, used_ids in used.items():
+        assert set(config.get(section) or {}) == used_ids, f"declared but unused {section}"
 
 
 def test_service_extensions_are_declared(config: dict[str, Any]) -> None:

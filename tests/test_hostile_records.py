@@ -41,7 +41,9 @@ def _prepare(
     return ingest.prepare(kind, PROTOBUF, body, False, "otlp", 1_764_288_000_000_000_000, settings)
 
 
-def _spans(count: int, *, resource: dict[str, str] | None = None, **times: int) -> bytes:
+def _spans(
+    count: int, *, resource: dict[str, str] | None = None, times: dict[str, int] | None = None
+) -> bytes:
     request = ExportTraceServiceRequest()
     group = request.resource_spans.add()
     for key, value in (resource or {}).items():
@@ -49,7 +51,7 @@ def _spans(count: int, *, resource: dict[str, str] | None = None, **times: int) 
     spans = group.scope_spans.add().spans
     for n in range(count):
         span = spans.add(trace_id=(n + 1).to_bytes(16, "big"), span_id=(n + 1).to_bytes(8, "big"),
-                         name="x", **times)  # fmt: skip
+                         name="x", **(times or {}))  # fmt: skip
         span.attributes.append(KeyValue(key="audit.action", value=AnyValue(string_value="x")))
     return request.SerializeToString()
 
@@ -59,7 +61,8 @@ def _spans(count: int, *, resource: dict[str, str] | None = None, **times: int) 
 
 @pytest.mark.parametrize("field", ["start_time_unix_nano", "end_time_unix_nano"])
 def test_a_span_time_past_int64_is_rejected_alone(field: str) -> None:
-    body = _spans(1, **{field: 2**64 - 1}) + _spans(1, start_time_unix_nano=MAX_TIME_NS)
+    body = _spans(1, times={field: 2**64 - 1})
+    body += _spans(1, times={"start_time_unix_nano": MAX_TIME_NS})
     prepared = _prepare("traces", body)
     assert (prepared.received, prepared.rejected, len(prepared.entries)) == (2, 1, 1)
     assert f"{field} 18446744073709551615 is after 2262-04-11" in prepared.message
@@ -220,7 +223,7 @@ def test_a_large_resource_over_many_tiny_spans_is_bounded_by_the_sealed_budget()
 def test_poison_times_beside_honest_exports_answer_no_one_503(server: Server) -> None:
     """The attack as sent: one client's spans past int64, interleaved with honest exports.
     The poison is rejected in partial_success; every honest export is acknowledged."""
-    poison = _spans(50, start_time_unix_nano=2**64 - 1)
+    poison = _spans(50, times={"start_time_unix_nano": 2**64 - 1})
 
     def send(body: bytes) -> httpx.Response:
         return httpx.post(f"{server.http_url}/v1/traces", content=body, timeout=30,

@@ -12,6 +12,7 @@ import rfc8785
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otaudit.otlp.convert import any_value, select_logs, select_spans
 from otaudit.record import derive_columns, parse_sealed, seal
@@ -37,7 +38,7 @@ def golden_request() -> ExportTraceServiceRequest:
     span.trace_id = bytes(range(16))
     span.span_id = bytes(range(8))
     span.name = "user.role.update"
-    span.kind = 2
+    span.kind = Span.SPAN_KIND_SERVER
     span.start_time_unix_nano = 1764288000000000000
     span.end_time_unix_nano = 1764288000250000000
     span.attributes.extend(
@@ -50,7 +51,7 @@ def golden_request() -> ExportTraceServiceRequest:
             kv("retries", AnyValue(int_value=2**63 - 1)),
         ]
     )
-    span.status.code = 1
+    span.status.code = Status.STATUS_CODE_OK
     return req
 
 
@@ -124,7 +125,7 @@ def test_columns_from_the_article_names_and_current_conventions() -> None:
         [kv("audit.action", s("read")), kv("user.id", s("carol")), kv("user.roles", roles),
          kv("client.address", s("192.0.2.9")), kv("audit.target", s("cust-7"))]
     )  # fmt: skip
-    current.status.code = 2
+    current.status.code = Status.STATUS_CODE_ERROR
     records = select_spans(req, "audit.action").records
     cols = [seal(obj, content, "otlp", RECEIVED_NS).columns for obj, content in records]
     assert (cols[0].actor, cols[0].actor_role, cols[0].client_address, cols[0].target) == (

@@ -332,7 +332,7 @@ def test_with_a_key_on_a_read_only_mount_the_checkpoint_is_saved_in_the_data_dir
     assert key.saved_checkpoint == secrets_dir / "log.key.checkpoint"
     real_access = os.access
     monkeypatch.setattr(
-        datadir.os, "access", lambda p, mode: Path(p) != secrets_dir and real_access(p, mode)
+        os, "access", lambda p, mode: Path(p) != secrets_dir and real_access(p, mode)
     )
     key = datadir.signing_key(data, store, None, secrets_dir / "log.key")
     assert key.saved_checkpoint == data / "signing.key.checkpoint"
