@@ -173,15 +173,21 @@ def run(data: Path, *args: str | Path) -> str:
 
 def test_search_and_sql_tables_show_escapes(ledger: tuple[Path, str]) -> None:
     data, _ = ledger
+    sql = "SELECT target, resource_type, name FROM audit_records WHERE action = 'read'"
     for args in (
-        ("search", "--action", "read"),
-        ("sql", "SELECT target, resource_type, name FROM audit_records WHERE action = 'read'"),
+        ("search", "--action", "read", "--wide"),
+        ("sql", sql, "--wide"),
+        ("search", "--action", "read", "--format", "vertical"),
+        ("sql", sql, "--format", "vertical"),
     ):
         out = run(data, *args)
         assert not any(c in out for c in UNSAFE_OUT), args
         flat = "".join(line.strip("│┃ ") for line in out.splitlines())  # folded cells joined
         assert "\\x1b[2J" in flat and "\\x07" in flat and "\\x9b31m" in flat, args
         assert "invoice\\u202efdp.exe" in flat, args
+    for cut in (("search", "--action", "read"), ("sql", sql)):  # cut to the column width
+        out = run(data, *cut)
+        assert not any(c in out for c in UNSAFE_OUT) and "…" in out, cut
 
 
 def test_search_csv_is_safe_for_spreadsheets_and_jsonl_exact(ledger: tuple[Path, str]) -> None:

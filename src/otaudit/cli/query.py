@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
+from otaudit.cli import rows as rows_out
 from otaudit.cli.options import query_store_option, store_options
 from otaudit.cli.reading import audited_read
-from otaudit.query import FORMATS, query_target, render, run_sql, truncation_notice
+from otaudit.query import json_cell, query_target, run_sql, truncation_notice
 from otaudit.sqllimits import QueryLimits
 
 _DEFAULTS = QueryLimits()
@@ -19,7 +19,9 @@ _DEFAULTS = QueryLimits()
 @store_options
 @query_store_option
 @click.argument("statement")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(rows_out.FORMATS), default="table",
+              show_default=True)  # fmt: skip
+@click.option("--wide", is_flag=True, help="Cut no value in a table.")
 @click.option(
     "--max-rows",
     type=click.IntRange(1),
@@ -47,6 +49,7 @@ def sql_command(
     query_url: str | None,
     statement: str,
     fmt: str,
+    wide: bool,
     max_rows: int,
     max_bytes: int,
     timeout_ms: int,
@@ -56,10 +59,10 @@ def sql_command(
     with audited_read(data, store_url, "sql", statement) as (store, outcome):
         result = run_sql(query_target(store, query_url), statement, limits)
         outcome.rows = len(result.rows)
-    render(result, fmt, Console(soft_wrap=fmt != "table"))
-    notice = truncation_notice(result, limits)
-    if notice:
-        click.echo(notice, err=True)
+    shown = rows_out.write(result.columns, result.rows, fmt, wide=wide, exact=json_cell)
+    for notice in (truncation_notice(result, limits), rows_out.cut_note(shown)):
+        if notice:
+            click.echo(notice, err=True)
 
 
 def register(group: click.Group) -> None:

@@ -2,8 +2,9 @@
 
 Results stream in sequence order with a stable column order
 (``SEARCH_COLUMNS``): ``csv``, ``json`` and ``jsonl`` write each row as it
-arrives, so any number of rows goes out in constant memory; ``table`` is for
-reading on a terminal and shows at most ``--limit`` rows (default 1,000).
+arrives, so any number of rows goes out in constant memory; ``table`` and ``vertical``
+are for reading on a terminal and show at most ``--limit`` rows (default 1,000), saying
+on stderr how many matched when that cuts them short (see :mod:`otaudit.cli.rows`).
 
 Record data cannot act on what shows it: ``table`` shows control characters escaped
 (:func:`otaudit.textsafety.terminal_text`), ``csv`` is safe to open in a spreadsheet
@@ -15,7 +16,6 @@ formula or with ``'``), and ``json``/``jsonl`` hold the exact values (see
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +23,29 @@ from typing import Any, Final
 
 import click
 
+from otaudit.cli import rows as rows_out
 from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import reading, record_read
-from otaudit.cli.render import error_message, print_table, terminal, write_rows
+from otaudit.cli.render import error_message
 from otaudit.errors import OtauditError
-from otaudit.store.search import SearchFilter
+from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
-FORMATS: Final = ("table", "csv", "json", "jsonl")
 TABLE_ROWS: Final = 1000
+
+
+def _columns(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    """``--columns``: positions in ``SEARCH_COLUMNS``; a name not among them is refused."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SEARCH_COLUMNS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(SEARCH_COLUMNS)}"
+        )
+    return tuple(SEARCH_COLUMNS.index(n) for n in names)
 
 
 @click.command("search")
@@ -47,8 +62,13 @@ TABLE_ROWS: Final = 1000
 @click.option("--since", metavar="T",
               help="At or after T: RFC 3339, a date, or a duration ago (90d, 12h).")  # fmt: skip
 @click.option("--until", metavar="T", help="Before T (same forms as --since).")
-@click.option("--limit", type=click.IntRange(1), help="At most N records (table: default 1000).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--limit", type=click.IntRange(1),
+              help="At most N records (table and vertical: default 1000).")  # fmt: skip
+@click.option("--columns", metavar="A,B,...", callback=_columns,
+              help="The columns to show, in this order (default: all).")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(rows_out.FORMATS), default="table",
+              show_default=True)  # fmt: skip
+@click.option("--wide", is_flag=True, help="Cut no value in a table.")
 def search_command(
     data: Path,
     store_url: str | None,
@@ -62,7 +82,9 @@ def search_command(
     since: str | None,
     until: str | None,
     limit: int | None,
+    columns: tuple[int, ...] | None,
     fmt: str,
+    wide: bool,
 ) -> None:
     """Find audit records; columns: seq, timestamp, signal, service, actor, actor_role,
     client_address, action, target, resource_type, result, name, trace_id, span_id."""
@@ -80,11 +102,14 @@ def search_command(
         time_bound(since, "--since", now),
         time_bound(until, "--until", now),
     )
-    if fmt == "table" and limit is None:
-        limit = TABLE_ROWS
+    shown_limit = limit
+    if fmt in ("table", "vertical") and limit is None:
+        shown_limit = TABLE_ROWS
     text = "search " + where.describe() + (f" --limit {limit}" if limit else "")
     with reading(data, store_url) as store:
-        rows: Iterator[tuple[Any, ...]] = store.search(where, limit=limit)
+        # One row more than shown tells whether the table stops short of the matches.
+        fetch = None if shown_limit is None else shown_limit + (limit is None)
+        rows: Iterator[tuple[Any, ...]] = store.search(where, limit=fetch)
         try:
             first = list(itertools.islice(rows, 1))  # runs the query
         except OtauditError as exc:
@@ -92,11 +117,27 @@ def search_command(
                         error=error_message(exc))  # fmt: skip
             raise
         record_read(data, store_url, "search", text.strip(), ok=True)
-        everything = itertools.chain(first, rows)
-        if fmt == "table":
-            print_table(everything, terminal())
-        else:
-            write_rows(everything, fmt, sys.stdout)
+        everything: Iterator[tuple[Any, ...]] = itertools.chain(first, rows)
+        more = False
+        if shown_limit is not None and fetch != shown_limit:
+            held = list(everything)
+            more = len(held) > shown_limit
+            everything = iter(held[:shown_limit])
+        picked = SEARCH_COLUMNS if columns is None else [SEARCH_COLUMNS[i] for i in columns]
+        if columns is not None:
+            everything = (tuple(row[i] for i in columns) for row in everything)
+        shown = rows_out.write(picked, everything, fmt, wide=wide, noun="record(s)")
+        if more:
+            matched = store.count(where)
+            click.echo(
+                f"showing {shown.rows:,} of {matched:,} matching records (a {fmt} stops at "
+                f"--limit, default {TABLE_ROWS:,}): --limit N shows more, --format csv or "
+                "jsonl writes them all",
+                err=True,
+            )
+    note = rows_out.cut_note(shown)
+    if note:
+        click.echo(note, err=True)
 
 
 def register(group: click.Group) -> None:

@@ -204,6 +204,10 @@ class ReadStore(Protocol):
         in sequence order, streamed (constant memory however many match)."""
         ...
 
+    def count(self, where: SearchFilter) -> int:
+        """How many records match ``where``."""
+        ...
+
     def select_seqs(
         self, *, since_ns: int | None, until_ns: int | None, actions: Sequence[str], end: int
     ) -> Iterator[int]:

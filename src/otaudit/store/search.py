@@ -53,9 +53,22 @@ class SearchReads(OverDriver):
         self, where: SearchFilter, *, after_seq: int = -1, limit: int | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``SEARCH_COLUMNS`` with ``seq > after_seq`` matching ``where``, by seq."""
-        ph = self._db.placeholder
         columns = ", ".join('"timestamp"' if c == "timestamp" else c for c in SEARCH_COLUMNS)
-        sql = f"SELECT {columns} FROM {self._records} WHERE seq > {ph}"
+        condition, params = self._where(where, after_seq)
+        sql = f"SELECT {columns} FROM {self._records} WHERE {condition} ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        yield from self._db.stream("searching records", sql, params)
+
+    def count(self, where: SearchFilter) -> int:
+        """How many records match ``where``."""
+        condition, params = self._where(where, -1)
+        sql = f"SELECT COUNT(*) FROM {self._records} WHERE {condition}"
+        return int(next(iter(self._db.stream("counting records", sql, params)))[0])
+
+    def _where(self, where: SearchFilter, after_seq: int) -> tuple[str, list[Any]]:
+        ph = self._db.placeholder
+        sql = f"seq > {ph}"
         params: list[Any] = [after_seq]
         for name in EXACT_FILTERS:
             values = where.values.get(name, ())
@@ -70,7 +83,4 @@ class SearchReads(OverDriver):
         if where.until_ns is not None:
             sql += f" AND time_unix_nano < {ph}"
             params.append(where.until_ns)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        yield from self._db.stream("searching records", sql, params)
+        return sql, params
