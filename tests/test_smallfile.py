@@ -66,7 +66,7 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     directory = tmp_path / "d"
     directory.mkdir()
     (directory / "f").mkdir()  # a directory cannot be replaced by a file
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError):
         write_atomic(directory / "f", b"x")
     assert _names(directory) == ["f"]
 

@@ -17,7 +17,7 @@ def test_durations_and_times() -> None:
 
 @pytest.mark.parametrize("text", ["9" * 5000 + "d", "9" * 13 + "s", "x" * 5000])
 def test_a_huge_value_is_refused_with_a_short_message(text: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="is neither RFC 3339 nor a duration") as info:
         parse_time(text, NOW)
     assert len(str(info.value)) < 160
     if len(text) > 40:

@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class Ledger:
 
 
 @pytest.fixture
-def ledger(any_store: Store) -> Iterator[Ledger]:
+def ledger(any_store: Store) -> Ledger:
     entries = sealed_entries(big_request("a", 10)) + sealed_entries(big_request("b", 10))
     any_store.append(entries)
     any_store.set_meta("origin", ORIGIN)
@@ -67,8 +67,8 @@ def ledger(any_store: Store) -> Iterator[Ledger]:
     parts = (entries[0].resource, entries[10].resource)
     assert parts[0] is not None and parts[1] is not None
     assert verify_ledger(any_store, VerifierKey.parse(key.verifier_key())).records == RECORDS
-    yield Ledger(any_store, key, tamperer(any_store), (parts[0].hash, parts[1].hash),
-                 (parts[0].body, parts[1].body))  # fmt: skip
+    return Ledger(any_store, key, tamperer(any_store), (parts[0].hash, parts[1].hash),
+                  (parts[0].body, parts[1].body))  # fmt: skip
 
 
 def _flip_bit(blob: bytes, at: int = 0) -> bytes:

@@ -101,7 +101,7 @@ def test_configure_producer_id_starts_a_new_numbering(traces: Traces) -> None:
     finally:
         configure(producer_id=f"restored-{before}")
     assert [numbering(s) for s in traces.spans()] == [(chosen, 1), (chosen, 2)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="producer_id must be a non-empty string"):
         configure(producer_id="")
 
 
@@ -114,7 +114,7 @@ def test_actor_nesting_and_client_address_inheritance() -> None:
             assert current_actor() is dave
         assert current_actor() is anonymous
     assert current_actor() is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="user_id must be a non-empty string or None"):
         actor("").__enter__()
 
 
