@@ -26,13 +26,7 @@ KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
 
 # Upward imports known today, (importer, imported), each to be removed by the restructuring
 # of its package. Delete an entry once the import is gone.
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
-    {
-        # The store reads detection events with detect's event model; to be removed when the
-        # store keeps to rows and detect does its own decoding.
-        ("otaudit.store.events", "otaudit.detect.event"),
-    }
-)
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 
 # --------------------------------------------------------------------------------------------
