@@ -15,6 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otaudit.droplog import MAX_ADDRESSES, DropLog
+from polling import wait_for_text
 from support import Server, otaudit
 
 PROTOBUF = "application/x-protobuf"
@@ -40,15 +41,6 @@ def _request(*attribute_sets: dict[str, str]) -> bytes:
     return request.SerializeToString()
 
 
-def _wait_for(path: Path, *texts: str, timeout_s: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        log = path.read_text(errors="replace")
-        if all(t in log for t in texts) or time.monotonic() > deadline:
-            return log
-        time.sleep(0.05)
-
-
 def test_lost_audit_data_is_named_in_the_log_with_the_client_address(tmp_path: Path) -> None:
     data = tmp_path / "data"
     created = otaudit("token", "create", "--data", str(data), "--scope", "ingest")
@@ -65,7 +57,7 @@ def test_lost_audit_data_is_named_in_the_log_with_the_client_address(tmp_path: P
             assert wrong_path.status_code == 404
             no_token = http.post("/v1/traces", content=typo, headers={"content-type": PROTOBUF})
             assert no_token.status_code == 401
-            log = _wait_for(log_file, "audit.acton", "(404)", "(401", "without the audit")
+            log = wait_for_text(log_file, "audit.acton", "(404)", "(401", "without the audit")
     finally:
         srv.stop()
     assert (

@@ -4,17 +4,10 @@ accepting) when it reads the token table again."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from polling import wait_for_text
 from support import Server, otaudit
-
-
-def _wait_for(path: Path, text: str, timeout_s: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while text not in (log := path.read_text(errors="replace")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return log
 
 
 def test_the_first_token_is_announced_by_the_command_and_the_server(tmp_path: Path) -> None:
@@ -28,14 +21,14 @@ def test_the_first_token_is_announced_by_the_command_and_the_server(tmp_path: Pa
         assert "authentication is now on: this is the ledger's first token" in first.stderr
         (line,) = [x for x in first.stderr.splitlines() if x.startswith("token ")]
         first_id = line.split()[1]
-        log = _wait_for(log_file, f"token {first_id} (app, scopes ingest) is accepted")
+        log = wait_for_text(log_file, f"token {first_id} (app, scopes ingest) is accepted")
         assert "authentication is now on: 1 API token(s) exist" in log
         second = otaudit("token", "create", "--data", data, "--scope", "read")
         assert second.returncode == 0, second.stderr
         assert "authentication is now on" not in second.stderr
         revoked = otaudit("token", "revoke", "--data", data, first_id)
         assert revoked.returncode == 0, revoked.stderr
-        log = _wait_for(log_file, f"token {first_id} (app) was revoked at")
+        log = wait_for_text(log_file, f"token {first_id} (app) was revoked at")
     finally:
         server.stop()
     assert log.count("authentication is now on") == 1

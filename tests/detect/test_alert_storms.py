@@ -30,6 +30,7 @@ from otaudit.detect.run import AlertPublisher, Detector, alert_items, detect_his
 from otaudit.ownrecords import DirectAppender
 from otaudit.record import rfc3339_ns
 from otaudit.store.base import Store
+from polling import wait_until
 from support import otaudit
 
 NOW = time.time_ns()
@@ -104,13 +105,6 @@ def role_changes(first: int, n: int, targets: int) -> list[Act]:
             f"user-{i % targets}", "audit.result": "success"})
         for i in range(n)
     ]  # fmt: skip
-
-
-def wait_until(check: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return value
 
 
 def open_data(data: Path) -> Store:

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,9 @@ from otaudit.errors import Overloaded
 from otaudit.metrics import Metrics
 from otaudit.ownrecords import DirectAppender
 from otaudit.store.sqlite import SQLiteStore
+from polling import wait_until
 
 NOW = (time.time_ns() // MIN) * MIN
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_findings_survive_a_refused_publish_and_new_records_are_judged(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from otaudit.detect.alerts import read_alerts
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 from otaudit.store.sqlite import SQLiteStore
 from pgcluster import PgServer
+from polling import wait_until
 from support import KeepSpans, Server, otaudit
 
 NOW = time.time_ns()
@@ -138,15 +139,6 @@ def tamper(data: Path, table: str, update: str) -> None:
         conn.close()
 
 
-def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str) -> None:
     collector = Server(tmp_path / "collector").start()  # another otaudit receives the OTLP export
     secret, headers = tmp_path / "webhook.secret", tmp_path / "webhook.headers"
@@ -189,12 +181,12 @@ def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str)
             "sensitive_new_reader",
             "new_client_address",
         }  # the verification_failed scenario is otaudit's own record: a client's is not
-        assert wait_for(lambda: alert_ids(server.data) == expected), "streaming found otherwise"
+        assert wait_until(lambda: alert_ids(server.data) == expected), "streaming found otherwise"
         metrics = server.metrics()
         assert metrics['otaudit_alerts_total{rule="brute_force_user",severity="high"}'] == 1
 
         # Sent: every alert once to the webhook (after two refused attempts) and to the collector.
-        assert wait_for(lambda: len(Hook.received) == len(expected))
+        assert wait_until(lambda: len(Hook.received) == len(expected))
         assert {h["id"] for h in Hook.received} == expected and Hook.attempts == len(expected) + 2
         assert set(Hook.headers_seen) == {"Bearer s3cret"}
         for signature, body in Hook.signatures:  # the receiver can check each body
@@ -206,7 +198,7 @@ def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str)
         assert len(brute["evidence_seqs"]) == 20 and isinstance(brute["seq"], int)
         # The collector keeps them as records a client sent (pipeline otlp): evidence
         # elsewhere, not alerts of its own ledger.
-        assert wait_for(lambda: exported(collector.data) == expected)
+        assert wait_until(lambda: exported(collector.data) == expected)
         assert alert_ids(collector.data) == set()
 
         # Recording the history run's findings adds nothing: the ledger holds each alert once.
@@ -262,7 +254,7 @@ def test_alerts_are_sealed_sent_listed_and_triaged(tmp_path: Path, webhook: str)
         sent = len(Hook.received)
         server.start()
         size = int(server.metrics()["otaudit_tree_size"])
-        assert wait_for(lambda: server.metrics()["otaudit_detect_position"] >= size)
+        assert wait_until(lambda: server.metrics()["otaudit_detect_position"] >= size)
         time.sleep(0.5)
         assert alert_ids(server.data) == expected and len(Hook.received) == sent
     finally:
@@ -300,7 +292,7 @@ def test_detection_on_a_postgresql_ledger(pg: PgServer, tmp_path: Path) -> None:
             rows: list[dict[str, Any]] = json.loads(shown.stdout)
             return rows
 
-        alerts = wait_for(lambda: len(listed()) == 3 and listed())
+        alerts = wait_until(lambda: len(listed()) == 3 and listed())
         assert alerts, listed()
         assert sorted(a["rule"] for a in alerts) == [
             "brute_force_user",
@@ -326,7 +318,7 @@ def test_a_server_that_refuses_to_sign_raises_an_alert(tmp_path: Path) -> None:
             shown = otaudit("alerts", "--data", str(server.data), "--format", "json")
             return [a for a in json.loads(shown.stdout) if a["rule"] == "verification_failed"]
 
-        (alert,) = wait_for(alerts)
+        (alert,) = wait_until(alerts)
         assert alert["severity"] == "critical"
         assert "not consistent with the checkpoint" in alert["summary"]
         # Once: the refusal record grows the tree, and every later attempt fails alike.
