@@ -838,3 +838,13 @@ def test_big_in_memory_proofs_match_stored(big_leaves: list[bytes], stored: Stor
     assert inclusion_proof(leaves, index) == stored.inclusion_proof(index, size)
     size1 = rng.randint(size // 2, size)
     assert consistency_proof(leaves, size1) == stored.consistency_proof(size1, size)
+
+
+def test_a_proof_that_does_not_reach_the_root_carries_both_roots() -> None:
+    leaves = [leaf_hash(bytes([i])) for i in range(5)]
+    root = root_hash(leaves)
+    proof = inclusion_proof(leaves, 2)
+    wrong = bytes(32)
+    with pytest.raises(VerificationError) as info:
+        verify_inclusion(leaves[2], 2, 5, proof, wrong)
+    assert (info.value.expected, info.value.computed) == (wrong, root)

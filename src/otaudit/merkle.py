@@ -290,7 +290,9 @@ def _check_proof(proof: Sequence[bytes], expected_len: int, what: str) -> list[b
 
 def _mismatch(what: str, calculated: bytes, expected: bytes) -> VerificationError:
     return VerificationError(
-        f"calculated {what} {calculated.hex()} != expected {what} {expected.hex()}"
+        f"calculated {what} {calculated.hex()} != expected {what} {expected.hex()}",
+        expected=expected,
+        computed=calculated,
     )
 
 
