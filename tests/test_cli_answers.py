@@ -52,3 +52,27 @@ def test_the_example_service_takes_its_addresses_as_options() -> None:
     assert "--otaudit URL" in shown.stdout
     bad = subprocess.run([*run, "--listen", "8000"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--listen expects HOST:PORT, got '8000'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("token", "list"), ("token", "create", "--scope", "read"), ("token", "revoke", "abc")],
+)
+def test_a_mistyped_data_directory_is_refused_and_left_alone(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    typo = tmp_path / "typo-dir"
+    result = otaudit(*args, "--data", str(typo))
+    assert result.returncode == 2
+    assert f"no ledger in {typo}: start `otaudit serve --data {typo}` first" in result.stderr
+    assert not typo.exists()
+    typo.mkdir()  # an existing directory without a ledger: refused too, nothing created
+    assert otaudit(*args, "--data", str(typo)).returncode == 2
+    assert list(typo.iterdir()) == []
+
+
+def test_migrate_makes_the_ledger_tokens_can_come_before_serving(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert otaudit("migrate", "--data", str(data)).returncode == 0
+    created = otaudit("token", "create", "--data", str(data), "--scope", "ingest")
+    assert created.returncode == 0, created.stderr

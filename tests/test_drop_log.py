@@ -43,6 +43,7 @@ def _request(*attribute_sets: dict[str, str]) -> bytes:
 
 def test_lost_audit_data_is_named_in_the_log_with_the_client_address(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    assert otaudit("migrate", "--data", str(data)).returncode == 0  # tokens before serving
     created = otaudit("token", "create", "--data", str(data), "--scope", "ingest")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]

@@ -80,6 +80,7 @@ class AttackServer(ServerProcess):
         """Make the data directory and the tokens; ``__enter__`` starts the server."""
         super().__init__(label, extra_args)
         try:
+            self._otaudit("migrate")  # the ledger, so that tokens exist before it listens
             self.honest_token = self._token("bench-honest")
             self.attacker_token = self._token("bench-attacker")
         except BaseException:
@@ -91,11 +92,14 @@ class AttackServer(ServerProcess):
         return self
 
     def _token(self, name: str) -> str:
-        argv = [sys.executable, "-m", "otaudit", "token", "create", "--data", str(self.data)]
-        argv += ["--scope", "ingest", "--name", name]
+        return self._otaudit("token", "create", "--scope", "ingest", "--name", name)
+
+    def _otaudit(self, *args: str) -> str:
+        """Run ``otaudit ARGS --data DATA``; the last line it printed."""
+        argv = [sys.executable, "-m", "otaudit", *args, "--data", str(self.data)]
         out = subprocess.run(argv, capture_output=True, text=True, cwd=self.root)
         if out.returncode != 0:
-            raise RuntimeError(f"otaudit token create exited {out.returncode}: {out.stderr}")
+            raise RuntimeError(f"otaudit {' '.join(args)} exited {out.returncode}: {out.stderr}")
         return out.stdout.strip().splitlines()[-1]
 
 

@@ -248,6 +248,18 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
     return LogKey(VerifierKey.parse(recorded), None)
 
 
+def require_ledger(data: Path) -> None:
+    """ConfigError unless ``data`` holds a SQLite ledger: only ``serve`` and ``migrate``
+    make one, so that a mistyped ``--data`` leaves nothing behind."""
+    if data.is_dir() and (data / LEDGER_FILE).exists():
+        check(data, create=False)
+    else:
+        raise ConfigError(
+            f"no ledger in {data}: start `otaudit serve --data {data}` first, or make one with "
+            f"`otaudit migrate --data {data}` (to create tokens before the server first listens)"
+        )
+
+
 def _own_ledger(data: Path, store: Store) -> bool:
     """Whether ``store`` is the SQLite ledger inside ``data``."""
     return isinstance(store, SQLiteStore) and store.path.resolve() == (data / LEDGER_FILE).resolve()

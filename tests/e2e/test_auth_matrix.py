@@ -54,6 +54,7 @@ def _create(data: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     data = tmp_path_factory.mktemp("auth") / "data"
+    assert otaudit("migrate", "--data", str(data)).returncode == 0  # tokens before serving
     tokens = {scope: _create(data, "--scope", scope, "--name", f"{scope}-client")
               for scope in ("ingest", "read", "admin")}  # fmt: skip
     revoked = _create(data, "--scope", "ingest", "--scope", "read", "--scope", "admin")

@@ -93,6 +93,7 @@ def test_a_collector_delivers_audit_lines_of_a_log_file(
     tmp_path: Path, collector_run: list[subprocess.Popen[bytes]]
 ) -> None:
     data = tmp_path / "data"
+    assert otaudit("migrate", "--data", str(data)).returncode == 0  # tokens before serving
     created = otaudit("token", "create", "--data", str(data), "--scope", "ingest")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]

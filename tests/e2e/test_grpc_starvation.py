@@ -90,6 +90,7 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     """A server with tokens on, a 1 s body timeout and 4 calls per client address."""
     data = tmp_path_factory.mktemp("starvation") / "data"
     args = ["--scope", "ingest", "--scope", "admin"]
+    assert otaudit("migrate", "--data", str(data)).returncode == 0  # tokens before serving
     created = otaudit("token", "create", "--data", str(data), *args)
     assert created.returncode == 0, created.stderr
     token = "Bearer " + created.stdout.strip().splitlines()[-1]

@@ -139,7 +139,7 @@ def ack_command(data: Path, store_url: str | None, alert_id: str, decision: str,
                                  param_hint="--note")  # fmt: skip
     data, store_url = group_location(data, store_url)
     if store_url is None:
-        datadir.check(data, create=False)
+        datadir.require_ledger(data)
     store = datadir.open_store(data, store_url, readonly=False, migrate=False)
     try:
         alert = find_alert(store, alert_id)

@@ -20,8 +20,8 @@ from otaudit.store.base import Store
 
 
 def _open(data: Path, store_url: str | None) -> Store:
-    if store_url is None:  # tokens may come before the first `otaudit serve`
-        datadir.check(data, create=True)
+    if store_url is None:  # a mistyped --data must not leave a new ledger behind
+        datadir.require_ledger(data)
     return datadir.open_store(data, store_url, readonly=False, migrate=True)
 
 
