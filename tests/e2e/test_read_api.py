@@ -66,7 +66,13 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 def test_the_openapi_document_is_valid(api: Api) -> None:
     validate_spec(api.spec)  # raises on any violation of OpenAPI 3.1
-    assert set(api.spec["paths"]) == {"/api/v1/records", "/api/v1/sql", "/api/v1/openapi.json"}
+    paths = {"/api/v1/records", "/api/v1/sql", "/api/v1/schema", "/api/v1/openapi.json"}
+    assert set(api.spec["paths"]) == paths
+
+
+def test_the_schema_matches_its_document(api: Api) -> None:
+    schema = api.check(httpx.get(f"{api.base}/schema", timeout=10), 200, "Schema")
+    assert "audit_records" in schema["views"]
 
 
 def test_records_page_through_with_cursors(api: Api) -> None:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from otaudit import access
+from otaudit import access, views
 from otaudit.auth import Authenticator, bearer
 from otaudit.errors import (
     Forbidden,
@@ -216,6 +216,18 @@ async def _answer(work: Callable[[], dict[str, Any]]) -> Response:
         return _error(400, "bad_request", str(exc))
 
 
+def _schema(reader: access.Reader) -> dict[str, Any]:
+    """``GET /api/v1/schema``: the views and their columns, for a caller who may read."""
+    del reader  # allowed to read: that is all the schema needs
+    return {
+        "views": dict(views.VIEWS),
+        "columns": [
+            {"name": c.name, "sqlite": c.sqlite, "postgresql": c.postgres, "meaning": c.meaning}
+            for c in views.COLUMNS
+        ],
+    }
+
+
 def build_read_app(service: ReadService) -> Starlette:
     """The Starlette application of the read API."""
 
@@ -251,6 +263,12 @@ def build_read_app(service: ReadService) -> Starlette:
     async def openapi(request: Request) -> Response:
         return _json(SPEC)
 
+    async def schema(request: Request) -> Response:
+        # What SQL can read: no audit record is read, so nothing is recorded.
+        authorization = request.headers.get("authorization")
+        client = request.client.host if request.client else None
+        return await _answer(lambda: _schema(service.reader(authorization, client)))
+
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
@@ -261,6 +279,7 @@ def build_read_app(service: ReadService) -> Starlette:
         routes=[
             Route("/api/v1/records", records, methods=["GET"]),
             Route("/api/v1/sql", sql, methods=["POST"]),
+            Route("/api/v1/schema", schema, methods=["GET"]),
             Route("/api/v1/openapi.json", openapi, methods=["GET"]),
         ],
         exception_handlers={HTTPException: not_found},

@@ -147,6 +147,23 @@ SPEC: Final[dict[str, Any]] = {
                 },
             }
         },
+        "/api/v1/schema": {
+            "get": {
+                "operationId": "getSchema",
+                "summary": "The views user SQL reads and their columns, with what each holds.",
+                "description": "Reads no audit record, so it is not recorded as a read.",
+                "responses": {
+                    "200": {
+                        "description": "The views and their columns.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Schema"}}
+                        },
+                    },
+                    "401": _error("A token is needed (tokens exist)."),
+                    "403": _error("The token lacks the read scope."),
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -162,6 +179,26 @@ SPEC: Final[dict[str, Any]] = {
                 "description": "One audit record's query columns (docs/querying.md).",
                 "properties": {c: _RECORD_TYPES.get(c, _TEXT_OR_NULL) for c in SEARCH_COLUMNS},
                 "required": list(SEARCH_COLUMNS),
+                "additionalProperties": False,
+            },
+            "Schema": {
+                "type": "object",
+                "properties": {
+                    "views": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "columns": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                k: {"type": "string"}
+                                for k in ("name", "sqlite", "postgresql", "meaning")
+                            },
+                            "required": ["name", "sqlite", "postgresql", "meaning"],
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+                "required": ["views", "columns"],
                 "additionalProperties": False,
             },
             "RecordPage": {
