@@ -112,3 +112,9 @@ def test_sql_offers_the_same_formats(ledger: Path) -> None:
     assert vertical.stdout.startswith("-[ RECORD 1 ]") and "2 row(s)" in vertical.stdout
     jsonl = run_cli("sql", statement, "--data", ledger, "--format", "jsonl")
     assert [json.loads(line)["seq"] for line in jsonl.stdout.splitlines()] == [0, 1]
+
+
+def test_a_column_may_be_given_more_room() -> None:
+    out = io.StringIO()
+    shown = rows.write(("id", "summary"), [(1, LONG[:70])], "table", caps={"summary": 80}, out=out)
+    assert shown.cut_cells == 0 and LONG[:70] in out.getvalue()

@@ -13,11 +13,11 @@ from typing import Final
 import click
 import orjson
 
+from otaudit.cli import rows as rows_out
 from otaudit.cli.options import group_location, store_options, time_bound
 from otaudit.cli.reading import audited_read
-from otaudit.cli.render import print_table, terminal
+from otaudit.cli.render import terminal
 from otaudit.ownrecords import DirectAppender
-from otaudit.query import cell
 from otaudit.textsafety import terminal_text
 
 
@@ -36,11 +36,18 @@ from otaudit.textsafety import terminal_text
     help="Alerts raised from this time on (whatever time their evidence claims).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
+    "--format", "fmt", type=click.Choice(rows_out.FORMATS), default="table", show_default=True
 )
+@click.option("--wide", is_flag=True, help="Cut no value in a table.")
 @click.pass_context
 def alerts_group(
-    ctx: click.Context, data: Path, store_url: str | None, state: str, since: str | None, fmt: str
+    ctx: click.Context,
+    data: Path,
+    store_url: str | None,
+    state: str,
+    since: str | None,
+    fmt: str,
+    wide: bool,
 ) -> None:
     """List the alerts in the ledger and their triage state (`alerts ack` to triage)."""
     if ctx.invoked_subcommand is not None:
@@ -54,23 +61,29 @@ def alerts_group(
         if state != "all":
             alerts = [a for a in alerts if a.is_open == (state == "open")]
         outcome.rows = len(alerts)
-    if fmt == "json":
-        click.echo(orjson.dumps([a.as_json() for a in alerts], option=orjson.OPT_INDENT_2).decode())
+    if fmt in ("json", "jsonl"):  # every field of an alert, as alerts show gives it
+        documents = [a.as_json() for a in alerts]
+        if fmt == "json":
+            click.echo(orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode())
+        for document in documents if fmt == "jsonl" else ():
+            click.echo(orjson.dumps(document).decode())
         return
-    from rich.table import Table
-
-    table = Table()
-    for name in ("id", "time", "rule", "severity", "summary", "findings", "state", "by",
-                 "decided at"):  # fmt: skip
-        table.add_column(name, overflow="fold")
+    listed = []
     for a in alerts:
         last = a.triage[-1] if a.triage else None
-        shown = (a.alert_id, a.time, a.rule, a.severity, a.summary, a.findings, a.state,
-                 last and last.actor, last and last.time)  # fmt: skip
-        table.add_row(*(cell(v) for v in shown))
-    console = terminal()
-    console.print(table)
-    console.print(f"{len(alerts)} alert(s), {sum(a.is_open for a in alerts)} open")
+        listed.append((a.alert_id, a.time, a.rule, a.severity, a.summary, a.findings, a.state,
+                       last and last.actor, last and last.time))  # fmt: skip
+    opened = sum(a.is_open for a in alerts)
+    shown = rows_out.write(_LIST_COLUMNS, listed, fmt, wide=wide,
+                           noun=f"alert(s), {opened} open", caps={"summary": 80})  # fmt: skip
+    note = rows_out.cut_note(shown)
+    if note:
+        click.echo(note, err=True)
+
+
+_LIST_COLUMNS: Final = (
+    "id", "time", "rule", "severity", "summary", "findings", "state", "by", "decided at",
+)  # fmt: skip
 
 
 @alerts_group.command("show")
@@ -108,7 +121,7 @@ def show_command(data: Path, store_url: str | None, alert_id: str, fmt: str) -> 
     for t in alert.triage:
         console.print(terminal_text(f"  {t.time} {t.actor}: {t.decision}: {t.note}"),
                       highlight=False, markup=False)  # fmt: skip
-    print_table(rows, console)
+    rows_out.write(SEARCH_COLUMNS, rows, "table", noun="record(s)")
 
 
 #: The longest triage note (a longer one is refused, not cut).

@@ -15,20 +15,15 @@ command-line option; :func:`error_message` adds the option a value came from.
 
 from __future__ import annotations
 
-import csv
 import sys
-from collections.abc import Iterable
-from typing import Any, Final, NoReturn, TextIO
+from typing import Any, Final, NoReturn
 
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from otaudit.errors import IndexNotInTree, OtauditError, SizesOutOfOrder
-from otaudit.query import cell
-from otaudit.store.search import SEARCH_COLUMNS
-from otaudit.textsafety import spreadsheet_row, terminal_text
+from otaudit.textsafety import terminal_text
 
 #: Exit status of a usage or I/O error, and of every error but a failed check.
 EXIT_USAGE: Final = 2
@@ -80,46 +75,7 @@ def print_json(document: object) -> None:
     click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 
 
-def write_rows(rows: Iterable[tuple[Any, ...]], fmt: str, out: TextIO) -> int:
-    """Write rows of ``SEARCH_COLUMNS`` as ``csv`` (for spreadsheets), ``json`` or ``jsonl``
-    (exact values) as they come."""
-    count = 0
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(SEARCH_COLUMNS)
-        for row in rows:
-            writer.writerow(spreadsheet_row(row))
-            count += 1
-        return count
-    if fmt == "json":
-        out.write("[")
-    for row in rows:
-        line = orjson.dumps(dict(zip(SEARCH_COLUMNS, row, strict=True))).decode()
-        if fmt == "json":
-            out.write(("\n" if count == 0 else ",\n") + line)
-        else:
-            out.write(line + "\n")
-        count += 1
-    if fmt == "json":
-        out.write("\n]\n" if count else "]\n")
-    return count
-
-
 def terminal() -> Console:
     """A console for tables: the terminal's width, or wide enough for every column in a file."""
     console = Console()
     return console if console.is_terminal else Console(width=250)
-
-
-def print_table(rows: Iterable[tuple[Any, ...]], console: Console) -> int:
-    """Render rows of ``SEARCH_COLUMNS`` as a table on a terminal; the number of rows."""
-    table = Table(show_lines=False)
-    for name in SEARCH_COLUMNS:
-        table.add_column(name, overflow="fold")
-    count = 0
-    for row in rows:
-        table.add_row(*(cell(v) for v in row))
-        count += 1
-    console.print(table)
-    console.print(f"{count} record(s)")
-    return count

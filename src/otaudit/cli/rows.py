@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -58,13 +58,15 @@ def write(
     wide: bool = False,
     exact: Callable[[Any], Any] = lambda v: v,
     noun: str = "row(s)",
+    caps: Mapping[str, int] | None = None,
     out: TextIO | None = None,
 ) -> Shown:
     """Print ``rows`` (tuples in ``columns`` order) in ``fmt`` (one of :data:`FORMATS`).
 
     ``exact`` turns a value into what JSON and CSV carry (bytes as base64, say); tables and
     vertical records show ``str`` of that. ``wide`` cuts nothing in a table, which ends
-    with its count of ``noun``.
+    with its count of ``noun``; ``caps`` lets a column be wider than :data:`CELL_CHARS`
+    (an alert's summary, say).
     """
     stream = sys.stdout if out is None else out
     if fmt == "csv":
@@ -79,7 +81,7 @@ def write(
         return Shown(_write_json(columns, rows, fmt == "json", exact, stream))
     if fmt == "vertical":
         return Shown(_write_vertical(columns, rows, exact, noun, stream))
-    return _write_table(columns, rows, wide, exact, noun, stream)
+    return _write_table(columns, rows, wide, exact, noun, caps or {}, stream)
 
 
 def _write_json(
@@ -130,6 +132,7 @@ def _write_table(
     wide: bool,
     exact: Callable[[Any], Any],
     noun: str,
+    caps: Mapping[str, int],
     out: TextIO,
 ) -> Shown:
     texts = [[shown_text(None if v is None else exact(v)) for v in row] for row in rows]
@@ -138,7 +141,10 @@ def _write_table(
         for i, text in enumerate(row_texts):
             widths[i] = max(widths[i], len(text))
     if not wide:
-        widths = [max(len(c), min(w, CELL_CHARS)) for c, w in zip(columns, widths, strict=True)]
+        widths = [
+            max(len(c), min(w, caps.get(c, CELL_CHARS)))
+            for c, w in zip(columns, widths, strict=True)
+        ]
     full = sum(widths) + 3 * len(widths) + 1
     console = Console(file=out)
     if console.is_terminal and not wide and full > console.width:
@@ -174,6 +180,6 @@ def cut_note(shown: Shown) -> str | None:
     if not shown.cut_cells:
         return None
     return (
-        f"{shown.cut_cells} value(s) longer than {CELL_CHARS} characters are cut (…); "
+        f"{shown.cut_cells} value(s) longer than their column are cut (…); "
         "--wide shows them whole, --format vertical one field per line"
     )

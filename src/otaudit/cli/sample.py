@@ -11,9 +11,10 @@ import click
 import orjson
 
 from otaudit import auditsample, proofs
+from otaudit.cli import rows as rows_out
 from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
-from otaudit.cli.render import print_table, terminal
+from otaudit.cli.render import terminal
 from otaudit.record import rfc3339_ns
 from otaudit.store.search import SEARCH_COLUMNS, SearchFilter
 
@@ -99,7 +100,7 @@ def sample_command(
         f"seeded by the signed checkpoint at tree size {cp.tree_size} "
         f"(root hash {cp.root_hash.hex()})"
     )
-    print_table(rows, console)
+    rows_out.write(SEARCH_COLUMNS, rows, "table", noun="record(s)")
     console.print(f"re-draw: {redraw}")
     console.print("checkpoint:")
     console.print(cp.note, end="", markup=False, highlight=False)
