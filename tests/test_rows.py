@@ -118,3 +118,12 @@ def test_a_column_may_be_given_more_room() -> None:
     out = io.StringIO()
     shown = rows.write(("id", "summary"), [(1, LONG[:70])], "table", caps={"summary": 80}, out=out)
     assert shown.cut_cells == 0 and LONG[:70] in out.getvalue()
+
+
+def test_the_completeness_reports_offer_the_same_formats(ledger: Path) -> None:
+    for command in ("gaps", "conformance"):
+        lines = run_cli(command, "--data", ledger, "--format", "jsonl")
+        assert lines.exit_code in (0, 1), lines.stderr
+        assert all(json.loads(line) for line in lines.stdout.splitlines())
+        vertical = run_cli(command, "--data", ledger, "--format", "vertical")
+        assert "-[ RECORD 1 ]" in vertical.stdout or "no numbered" in vertical.stdout

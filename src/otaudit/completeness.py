@@ -30,7 +30,7 @@ import orjson
 from otaudit.store.base import ProducerStats, SeqBreak, ServiceConformance, Store
 from otaudit.textsafety import spreadsheet_row, terminal_text
 
-FORMATS: Final = ("table", "csv", "json")
+FORMATS: Final = ("table", "vertical", "csv", "json", "jsonl")
 GAP_COLUMNS: Final = (
     "producer", "first_seq", "last_seq", "records",
     "missing_count", "missing", "duplicate_count", "duplicates",

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from otaudit import completeness
+from otaudit.cli import rows as rows_out
 from otaudit.cli.options import store_options, time_bound
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import fail
@@ -21,7 +22,11 @@ _SINCE_HELP = (
 
 
 def _emit(fmt: str, columns: tuple[str, ...], rows: list[tuple[object, ...]], last: str) -> None:
-    if fmt == "json":
+    if fmt in ("vertical", "jsonl"):
+        rows_out.write(columns, rows, fmt)
+        if fmt == "vertical":
+            click.echo(last)
+    elif fmt == "json":
         click.echo(completeness.to_json(columns, rows))
     elif fmt == "csv":
         click.echo(completeness.to_csv(columns, rows), nl=False)
