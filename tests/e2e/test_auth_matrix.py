@@ -196,8 +196,12 @@ def test_token_changes_are_on_the_audit_trail(secured: Secured) -> None:
         ("otaudit.token_create", f"{s}-client") for s in ("ingest", "read", "admin")
     ]
     assert [a for a, _ in actions[3:]] == ["otaudit.token_create", "otaudit.token_revoke"]
-    listed = otaudit("token", "list", "--data", str(secured.server.data))
-    assert listed.stdout.count("\n") == 5 and "otaudit_" not in listed.stdout  # never the secret
+    listed = otaudit("token", "list", "--data", str(secured.server.data), "--format", "jsonl")
+    tokens = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(tokens) == 4 and sum(t["revoked"] is not None for t in tokens) == 1
+    table = otaudit("token", "list", "--data", str(secured.server.data))
+    assert "4 token(s)" in table.stdout
+    assert "otaudit_" not in listed.stdout + table.stdout  # never the secret
 
 
 def test_without_tokens_only_loopback(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from otaudit import access, auth, datadir, ownrecords
+from otaudit.cli import rows as rows_out
 from otaudit.cli.options import store_options
 from otaudit.errors import Conflict, NotFound
 from otaudit.ownrecords import DirectAppender
@@ -65,20 +66,21 @@ def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], nam
 
 @token_group.command("list")
 @store_options
-def token_list(data: Path, store_url: str | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(rows_out.FORMATS), default="table",
+              show_default=True)  # fmt: skip
+def token_list(data: Path, store_url: str | None, fmt: str) -> None:
     """List tokens: id, name, scopes, created, revoked (never the token itself)."""
     store = _open(data, store_url)
     try:
         rows = store.tokens()
     finally:
         store.close()
-    if not rows:
+    if not rows and fmt in ("table", "vertical"):
         click.echo("no tokens: listeners accept requests without one (loopback only)")
         return
-    click.echo(f"{'id':<12}  {'name':<20}  {'scopes':<18}  {'created':<20}  revoked")
-    for t in rows:
-        click.echo(f"{t.token_id:<12}  {t.name:<20}  {t.scopes:<18}  {t.created_at:<20}  "
-                   f"{t.revoked_at or '-'}")  # fmt: skip
+    listed = [(t.token_id, t.name, t.scopes, t.created_at, t.revoked_at) for t in rows]
+    rows_out.write(("id", "name", "scopes", "created", "revoked"), listed, fmt, wide=True,
+                   noun="token(s)")  # fmt: skip
 
 
 @token_group.command("revoke")
