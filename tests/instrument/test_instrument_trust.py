@@ -23,8 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from otaudit.errors import ConfigError
-from otaudit.instrument import AuditContextMiddleware, AuditContextWSGIMiddleware, audit_span
+from otaudit.instrument import (
+    AuditContextMiddleware,
+    AuditContextWSGIMiddleware,
+    ConfigError,
+    audit_span,
+)
 from otaudit.instrument.middleware import ASGIApp, Receive, Scope, Send
 from otaudit.instrument.trust import client_address, networks
 

@@ -21,6 +21,7 @@ Importable with only the OpenTelemetry API (``AuditSampler`` in
 from otaudit.instrument import attributes
 from otaudit.instrument.context import Actor, actor, current_actor
 from otaudit.instrument.logs import audit_log
+from otaudit.instrument.meta import ConfigError
 from otaudit.instrument.middleware import AuditContextMiddleware, AuditContextWSGIMiddleware
 from otaudit.instrument.producer import configure, next_number, producer_id
 from otaudit.instrument.record import audit_attributes, to_attribute_value
@@ -30,6 +31,7 @@ __all__ = [
     "Actor",
     "AuditContextMiddleware",
     "AuditContextWSGIMiddleware",
+    "ConfigError",
     "actor",
     "attributes",
     "audit_attributes",

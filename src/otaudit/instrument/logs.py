@@ -13,8 +13,8 @@ from typing import Final
 
 from opentelemetry._logs import LoggerProvider, LogRecord, SeverityNumber, get_logger
 
-from otaudit import __version__
 from otaudit.instrument.attributes import RESULT_SUCCESS, SCOPE_NAME
+from otaudit.instrument.meta import VERSION as __version__
 from otaudit.instrument.record import audit_attributes
 
 __all__ = ["audit_log"]

@@ -32,9 +32,9 @@ from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 
-from otaudit.errors import ConfigError
 from otaudit.instrument.attributes import BAGGAGE_ACTOR
 from otaudit.instrument.context import Actor, actor, without_enduser_baggage
+from otaudit.instrument.meta import ConfigError
 from otaudit.instrument.trust import Networks, client_address, is_trusted, networks
 
 __all__ = ["ASGIApp", "AuditContextMiddleware", "AuditContextWSGIMiddleware", "GetUser"]
@@ -158,7 +158,8 @@ class _Middleware(Generic[App]):
 
     ``trust_baggage`` and ``trust_forwarded_for`` are the older switches:
     ``False`` is the default behaviour, ``True`` needs the matching list.
-    Invalid or contradictory options raise :class:`~otaudit.errors.ConfigError`.
+    Invalid or contradictory options raise :class:`~otaudit.instrument.meta.ConfigError`
+    (a ``ValueError``).
     """
 
     def __init__(

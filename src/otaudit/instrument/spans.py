@@ -11,7 +11,6 @@ from typing import Any, ParamSpec, TypeVar, cast
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from otaudit import __version__
 from otaudit.instrument.attributes import (
     AUDIT_RESULT,
     ERROR_TYPE,
@@ -19,6 +18,7 @@ from otaudit.instrument.attributes import (
     RESULT_SUCCESS,
     SCOPE_NAME,
 )
+from otaudit.instrument.meta import VERSION as __version__
 from otaudit.instrument.record import audit_attributes
 
 __all__ = ["audit_span", "audited", "error_type"]

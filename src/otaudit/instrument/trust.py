@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
-from otaudit.errors import ConfigError
+from otaudit.instrument.meta import ConfigError
 
 __all__ = ["Networks", "client_address", "is_trusted", "networks"]
 
@@ -32,8 +32,8 @@ Networks = tuple[IPv4Network | IPv6Network, ...]
 def networks(values: Iterable[str] | str, option: str) -> Networks:
     """Parse the allow-list ``option``: addresses or networks, or one comma-separated string.
 
-    Raises :class:`~otaudit.errors.ConfigError` naming the first entry that is
-    neither (``*`` included: list the networks you mean).
+    Raises :class:`~otaudit.instrument.meta.ConfigError` (a ``ValueError``) naming the first
+    entry that is neither (``*`` included: list the networks you mean).
     """
     items = values.split(",") if isinstance(values, str) else list(values)
     out: list[IPv4Network | IPv6Network] = []
