@@ -46,3 +46,12 @@ def test_tokens_by_scope_and_the_latest_verification(any_store: Store) -> None:
     last = ledger_status(any_store).last_verification
     assert last is not None and (last.seq, last.ok, last.by) == (3, False, "server")
     assert last.error == "tree of size 3 does not extend checkpoint 4"
+
+
+def test_a_revoked_token_keeps_authentication_on(any_store: Store) -> None:
+    # As the server has it: once a token exists, every request needs a valid one.
+    token = new_token("gone", ("ingest",))[1]
+    any_store.add_token(token)
+    any_store.revoke_token(token.token_id, "2026-12-01T00:00:00Z")
+    status = ledger_status(any_store)
+    assert status.auth_required and status.tokens == {"ingest": {"active": 0, "revoked": 1}}

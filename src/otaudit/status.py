@@ -55,7 +55,8 @@ class LedgerStatus:
     #: Records past the latest checkpoint (signed by the server within seconds while it runs).
     unsigned_records: int
     last_verification: Verification | None
-    #: Authentication is on once any token is active (every listener then asks for one).
+    #: Authentication is on once any token exists, revoked ones included (as the server's
+    #: :class:`~otaudit.auth.Authenticator` has it: every listener then asks for a token).
     auth_required: bool
     #: Per scope: {"active": n, "revoked": n}.
     tokens: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -102,7 +103,7 @@ def ledger_status(store: Store, now_ns: int | None = None) -> LedgerStatus:
         else round(max(0, now_ns - checkpoint.signed_at_ns) / 1e9, 3),
         unsigned_records=tree_size - (0 if checkpoint is None else checkpoint.tree_size),
         last_verification=last_verification(store),
-        auth_required=any(t.revoked_at is None for t in tokens),
+        auth_required=bool(tokens),
         tokens=tokens_by_scope(tokens),
         open_alerts=dict(sorted(open_alerts.items())),
         alerts_total=len(alerts),

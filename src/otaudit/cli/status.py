@@ -129,7 +129,7 @@ def ledger_lines(ledger: LedgerStatus) -> list[str]:
         f"checkpoint:         {checkpoint}",
         f"unsigned records:   {ledger.unsigned_records}",
         f"last verification:  {verified}",
-        f"authentication:     {'on' if ledger.auth_required else 'off (no active token)'}",
+        f"authentication:     {'on' if ledger.auth_required else 'off (no tokens)'}",
         f"tokens:             {tokens or 'none'}",
         f"open alerts:        {sum(ledger.open_alerts.values())}"
         + (f" ({_counts(ledger.open_alerts)})" if ledger.open_alerts else "")
