@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from otaudit.readapi.cursor import load_cursor_key
 from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guarded_protocol
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
+from otaudit.status import ServerInfo
 from otaudit.tls import TlsSettings
 
 log = logging.getLogger("otaudit.server")
@@ -76,6 +78,7 @@ def serve(settings: ServeSettings) -> None:
 
     After the signal, requests in flight have ``shutdown_timeout_s`` (a second signal: none)
     before their connections are closed; then the ledger takes what was queued."""
+    started_ns = time.time_ns()
     logthrottle.throttle()
     limits = fit_open_files(settings.connections, 3 if settings.read_api is not None else 2)
     data = datadir.check(settings.data, create=True)
@@ -107,7 +110,11 @@ def serve(settings: ServeSettings) -> None:
     )
     if bound == 0:
         raise ConfigError(f"cannot listen for gRPC on {grpc_host}:{grpc_port} (address in use?)")
-    http_app = build_app(ingest, authn)
+    listeners = {"http": f"{http_host}:{http_port}", "grpc": f"{grpc_host}:{bound}"}
+    if settings.read_api is not None:
+        listeners["read_api"] = "{}:{}".format(*settings.read_api)
+    info = ServerInfo(started_ns, listeners, detection=settings.detection is not None)
+    http_app = build_app(ingest, authn, info)
     servers = [(_uvicorn(http_app, settings, settings.http, limits, "HTTP"), http_socket)]
     service: ReadService | None = None
     if settings.read_api is not None:

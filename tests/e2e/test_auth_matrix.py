@@ -86,6 +86,7 @@ HTTP_ENDPOINTS = [
     ("POST", "otlp", "/v1/logs", "ingest"),
     ("POST", "otlp", "/v1/metrics", "ingest"),
     ("GET", "otlp", "/metrics", "admin"),
+    ("GET", "otlp", "/status", "admin"),
     ("GET", "otlp", "/healthz", None),
     ("GET", "read", "/api/v1/records?limit=1", "read"),
     ("POST", "read", "/api/v1/sql", "read"),

@@ -30,6 +30,7 @@ from otaudit.cli import (
     sample,
     search,
     serve,
+    status,
     token,
     verify,
     witness,
@@ -98,6 +99,7 @@ for _module in (
     detect,
     alerts,
     rules,
+    status,
 ):
     _module.register(cli)
 

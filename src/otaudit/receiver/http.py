@@ -1,4 +1,5 @@
-"""The OTLP/HTTP receiver (``/v1/traces``, ``/v1/logs``, ``/v1/metrics``) and ``/metrics``.
+"""The OTLP/HTTP receiver (``/v1/traces``, ``/v1/logs``, ``/v1/metrics``), ``/metrics`` and
+``/status``.
 
 Status semantics follow the OTLP specification: 200 with ``partial_success``
 when records were rejected, 400 with a ``google.rpc.Status`` body for bad
@@ -31,6 +32,7 @@ from otaudit.receiver.responses import (
     status_json,
     status_message,
 )
+from otaudit.status import ServerInfo, server_status
 
 log = logging.getLogger("otaudit.receiver.http")
 _PROMETHEUS: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,12 +56,15 @@ def _commit_timeout() -> Overloaded:
     return Overloaded(f"commit did not finish within {COMMIT_WAIT_S:.0f} s; retry", 5)
 
 
-def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
-    """The Starlette application serving OTLP/HTTP, ``/metrics`` and ``/healthz``.
+def build_app(ingest: Ingest, authn: Authenticator, info: ServerInfo | None = None) -> Starlette:
+    """The Starlette application serving OTLP/HTTP, ``/metrics``, ``/status`` and ``/healthz``.
 
-    Exports need a token with the ``ingest`` scope and ``/metrics`` one with ``admin``
-    once any token exists; ``/healthz`` is open (it says nothing but "ok").
+    Exports need a token with the ``ingest`` scope and ``/metrics`` and ``/status`` one with
+    ``admin`` once any token exists; ``/healthz`` is open (it says nothing but "ok").
+    ``info`` is what ``/status`` says of the server itself (default: started now, no
+    listeners named, detection off).
     """
+    info = info or ServerInfo(time.time_ns(), {}, detection=False)
     limit = ingest.settings.max_body_bytes
 
     async def export(request: Request) -> Response:
@@ -107,14 +112,21 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
             content = export_response_json(otlp_signal, rejected, text)
         return Response(content, 200, media_type=media)
 
-    async def metrics(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
+        """The answer to a request without an admin token (None: it may go on)."""
         try:
             authn.check(bearer(request.headers.get("authorization")), "admin")
         except (Unauthenticated, Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403
             headers = {"WWW-Authenticate": 'Bearer realm="otaudit"'} if status == 401 else None
             return Response(f"{exc}\n", status, headers, media_type="text/plain")
-        return Response(ingest.metrics.render(), media_type=_PROMETHEUS)
+        return None
+
+    async def metrics(request: Request) -> Response:
+        return refused(request) or Response(ingest.metrics.render(), media_type=_PROMETHEUS)
+
+    async def status(request: Request) -> Response:
+        return refused(request) or JSONResponse(server_status(info, ingest.metrics, authn.required))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -125,6 +137,7 @@ def build_app(ingest: Ingest, authn: Authenticator) -> Starlette:
     ]
     routes += [
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
 

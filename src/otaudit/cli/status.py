@@ -1,0 +1,159 @@
+"""``otaudit status``: the ledger, authentication, detection and the running server at a glance.
+
+The ledger's part is read from the store (:func:`otaudit.status.ledger_status`); the
+server's part from the running server's ``/status``. When no server answers, the command
+says so in one line and still prints the ledger's part (exit 0).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+from otaudit import datadir, defaults
+from otaudit.cli.options import store_options
+from otaudit.cli.render import print_json
+from otaudit.status import LedgerStatus, ledger_status
+
+#: How long to wait for the server's ``/status``.
+SERVER_TIMEOUT_S: Final = 3.0
+
+
+def register(cli: click.Group) -> None:
+    """Add ``status`` to the command group."""
+    cli.add_command(status_command)
+
+
+@click.command("status")
+@store_options
+@click.option(
+    "--http",
+    "address",
+    metavar="HOST:PORT",
+    default=defaults.HTTP_ADDRESS,
+    show_default=True,
+    help="The running server's OTLP/HTTP listener (or a URL, for https).",
+)
+@click.option(
+    "--token",
+    envvar="OTAUDIT_TOKEN",
+    help="An admin token for the server's /status (env OTAUDIT_TOKEN).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
+)
+def status_command(
+    data: Path, store_url: str | None, address: str, token: str | None, fmt: str
+) -> None:
+    """Show the ledger, authentication, open alerts and the running server's counters."""
+    if store_url is None:
+        datadir.check(data, create=False)
+    store = datadir.open_store(data, store_url, readonly=True)
+    try:
+        ledger = ledger_status(store)
+    finally:
+        store.close()
+    url = (address if "://" in address else f"http://{address}").rstrip("/") + "/status"
+    server, problem = fetch_server_status(url, token)
+    if fmt == "json":
+        print_json(ledger.as_json() | {"server": server, "server_error": problem})
+        return
+    for line in ledger_lines(ledger) + server_lines(url, server, problem):
+        click.echo(line)
+
+
+def fetch_server_status(url: str, token: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The server's ``/status`` document, or None and one line saying why there is none."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_S) as response:
+            document = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            need = "an admin token" if token is None else "a valid admin token"
+            return None, (f"{url} answered {exc.code}: it needs {need} (--token or OTAUDIT_TOKEN)")
+        return None, f"{url} answered {exc.code} (is it an otaudit server?)"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"no server answers at {url} ({reason})"
+    except ValueError:
+        return None, f"{url} did not answer JSON (is it an otaudit server?)"
+    if not isinstance(document, dict):
+        return None, f"{url} did not answer a JSON object (is it an otaudit server?)"
+    return document, None
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def ledger_lines(ledger: LedgerStatus) -> list[str]:
+    """The ledger's part of the status, one ``name: value`` line each."""
+    if ledger.checkpoint_size is None:
+        checkpoint = "none signed yet (the next `otaudit serve` signs one)"
+    else:
+        checkpoint = (
+            f"size {ledger.checkpoint_size}, signed {ledger.checkpoint_signed_at}"
+            f" ({_age(ledger.checkpoint_age_s or 0.0)} ago)"
+        )
+    last = ledger.last_verification
+    if last is None:
+        verified = "none recorded (`otaudit verify`)"
+    elif last.ok:
+        verified = f"OK at {last.time} by {last.actor} ({last.records} records, seq {last.seq})"
+    else:
+        verified = f"FAILED at {last.time} ({last.by}, seq {last.seq}): {last.error}"
+    tokens = "; ".join(
+        f"{scope} {n['active']} active, {n['revoked']} revoked"
+        for scope, n in ledger.tokens.items()
+    )
+    return [
+        f"ledger:             {ledger.tree_size} records",
+        f"checkpoint:         {checkpoint}",
+        f"unsigned records:   {ledger.unsigned_records}",
+        f"last verification:  {verified}",
+        f"authentication:     {'on' if ledger.auth_required else 'off (no tokens)'}",
+        f"tokens:             {tokens or 'none'}",
+        f"open alerts:        {sum(ledger.open_alerts.values())}"
+        + (f" ({_counts(ledger.open_alerts)})" if ledger.open_alerts else "")
+        + f" of {ledger.alerts_total}",
+    ]
+
+
+def server_lines(url: str, server: dict[str, Any] | None, problem: str | None) -> list[str]:
+    """The running server's part of the status, or the one line saying why there is none."""
+    if server is None:
+        return [f"server:             {problem}"]
+    listeners = ", ".join(f"{name} {where}" for name, where in server.get("listeners", {}).items())
+    sequencer = server.get("sequencer", {})
+    records = server.get("records", {})
+    detection = server.get("detection", {})
+    position = detection.get("position")
+    return [
+        f"server:             up {_age(float(server.get('uptime_s', 0)))}"
+        f" (since {server.get('started_at')}), {url}",
+        f"listeners:          {listeners or 'unknown'}",
+        f"queue:              {sequencer.get('queue_records', 0)} records",
+        f"records:            {_counts(records)}",
+        f"dropped:            {_counts(server.get('dropped', {}))}",
+        f"requests failed:    {_counts(server.get('requests_failed', {}))}",
+        "detection:          "
+        + (f"at seq {position}" if detection.get("enabled") else "off (--no-detect)"),
+    ]
