@@ -135,9 +135,9 @@ def test_with_tokens_status_needs_an_admin_token(tmp_path: Path) -> None:
         created = otaudit("token", "create", "--data", str(data), "--scope", scope)
         assert created.returncode == 0, created.stderr
         tokens[scope] = created.stdout.strip().splitlines()[-1]
-    listed = otaudit("token", "list", "--data", str(data)).stdout.splitlines()
-    read_row = next(line for line in listed if " read " in f" {line} ")
-    revoked = otaudit("token", "revoke", "--data", str(data), read_row.split()[0])
+    listed = otaudit("token", "list", "--data", str(data), "--format", "jsonl").stdout
+    read_id = next(t["id"] for t in map(json.loads, listed.splitlines()) if t["scopes"] == "read")
+    revoked = otaudit("token", "revoke", "--data", str(data), read_id)
     assert revoked.returncode == 0, revoked.stderr
     server = Server(data).start()
     try:
