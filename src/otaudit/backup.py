@@ -140,7 +140,9 @@ def _copy(ledger: Path, directory: OutputDir, name: str) -> None:
         finally:
             copy.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot write the copy {target}: {exc}") from exc
+        raise StoreError(
+            f"cannot write the copy {target}: {exc}{_space(ledger, directory)}"
+        ) from exc
     finally:
         source.close()
     written = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
@@ -151,6 +153,17 @@ def _copy(ledger: Path, directory: OutputDir, name: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _space(ledger: Path, directory: OutputDir) -> str:
+    """The room the copy needs and the room there is, for a failed write's message."""
+    try:
+        free = os.statvfs(directory.fd)
+        needed = ledger.stat().st_size
+    except OSError:
+        return ""
+    available = free.f_bavail * free.f_frsize
+    return f" ({available / 1e6:,.1f} MB free there; the ledger is {needed / 1e6:,.1f} MB)"
 
 
 def _check(
