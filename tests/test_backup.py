@@ -130,3 +130,17 @@ def test_refusals(server: Server, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no ledger" in result.stderr
     assert not out.exists()
+
+
+def test_a_copy_that_does_not_verify_is_not_kept(server: Server, tmp_path: Path) -> None:
+    assert post(server, audit_request(30)).status_code == 200
+    server.stop()
+    with sqlite3.connect(server.data / "ledger.db") as conn:  # the owner edits a column
+        conn.execute("DROP TRIGGER records_no_update")
+        conn.execute("UPDATE records SET actor = 'mallory' WHERE seq = 7")
+    out = tmp_path / "copy"
+    result = otaudit("backup", "--data", str(server.data), "--out", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED: nothing was kept: the copy does not verify: seq 7" in result.stderr
+    assert not out.exists()
+    server.start()  # for the fixture's stop
