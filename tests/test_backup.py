@@ -37,7 +37,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     try:
         yield running
     finally:
-        running.stop()
+        if running.proc is not None:
+            running.stop()
 
 
 def test_a_backup_taken_while_the_server_writes_verifies_and_holds_every_acknowledged_record(
@@ -143,4 +144,22 @@ def test_a_copy_that_does_not_verify_is_not_kept(server: Server, tmp_path: Path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED: nothing was kept: the copy does not verify: seq 7" in result.stderr
     assert not out.exists()
-    server.start()  # for the fixture's stop
+
+
+def test_the_saved_checkpoint_beside_a_key_file_elsewhere_is_copied(
+    server: Server, tmp_path: Path
+) -> None:
+    assert post(server, audit_request(10)).status_code == 200
+    server.stop()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (server.data / "signing.key.checkpoint").rename(keys / "log.key.checkpoint")
+    out = tmp_path / "copy"
+    result = otaudit("backup", "--data", str(server.data), "--out", str(out),
+                     "--key-file", str(keys / "log.key"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"saved checkpoint {keys / 'log.key.checkpoint'}, tree size" in result.stdout
+    assert (out / "signing.key.checkpoint").read_bytes() == (
+        keys / "log.key.checkpoint"
+    ).read_bytes()
+    assert otaudit("verify", "--data", str(out)).returncode == 0

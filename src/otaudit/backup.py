@@ -71,11 +71,12 @@ class BackupReport:
     @property
     def files(self) -> tuple[str, ...]:
         """The files in the copy."""
-        saved = () if self.saved_checkpoint_size is None else (_SAVED_CHECKPOINT,)
+        saved = () if self.saved_checkpoint_size is None else (SAVED_CHECKPOINT_FILE,)
         return (datadir.LEDGER_FILE, datadir.PIN_FILE, *saved)
 
 
-_SAVED_CHECKPOINT: Final = signerstate.path_for(Path(datadir.KEY_FILE)).name
+#: The name of the saved checkpoint in the copy, as in a data directory.
+SAVED_CHECKPOINT_FILE: Final = signerstate.path_for(Path(datadir.KEY_FILE)).name
 
 
 def backup_ledger(
@@ -102,7 +103,7 @@ def backup_ledger(
         report = _check(directory, partial, key, saved, started)
         _write(directory, datadir.PIN_FILE, f"{key}\n".encode())
         if saved is not None:
-            _write(directory, _SAVED_CHECKPOINT, saved)
+            _write(directory, SAVED_CHECKPOINT_FILE, saved)
         os.rename(partial, datadir.LEDGER_FILE, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
         directory.sync()
     except BaseException:
