@@ -7,8 +7,8 @@ OTLP log record from the service ``otaudit`` with
 - ``audit.action`` = ``audit_log.query``, ``audit.resource_type`` = ``audit_log``;
 - ``enduser.id``: who read (the authenticated reader of the read API, or the
   operating-system user running the CLI), ``client.address`` where known;
-- ``audit.query.kind`` (``sql``, ``search``, ``export``, ``prove``, ``sample``,
-  ``report``) and ``audit.query.text`` (the statement, or the command's
+- ``audit.query.kind`` (``sql``, ``search``, ``export``, ``backup``, ``prove``,
+  ``sample``, ``report``) and ``audit.query.text`` (the statement, or the command's
   parameters in a stable form);
 - ``audit.result`` = ``success`` or ``failure``, with ``audit.query.rows``
   or ``audit.query.error``.

@@ -87,6 +87,12 @@ def open_store(data: Path, store_url: str | None, *, readonly: bool, migrate: bo
     return store
 
 
+def sqlite_path(data: Path, store_url: str | None) -> Path:
+    """The SQLite ledger file named by ``--store`` (default ``DATA/ledger.db``); ConfigError
+    for a URL that names no SQLite file."""
+    return _sqlite_path(data, store_url)
+
+
 def _sqlite_path(data: Path, store_url: str | None) -> Path:
     if store_url is None:
         return data / LEDGER_FILE

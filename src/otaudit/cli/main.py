@@ -19,6 +19,7 @@ import click
 from otaudit import __version__
 from otaudit.cli import (
     alerts,
+    backup,
     bundle,
     completeness,
     demo,
@@ -94,6 +95,7 @@ for _module in (
     proofs,
     demo,
     bundle,
+    backup,
     witness,
     completeness,
     detect,
