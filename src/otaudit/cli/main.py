@@ -22,6 +22,7 @@ from otaudit.cli import (
     backup,
     bundle,
     completeness,
+    config,
     demo,
     detect,
     migrate,
@@ -52,6 +53,20 @@ class OtauditGroup(click.Group):
     prefix and exit status 1 (see :mod:`otaudit.cli.render`). Ctrl-C exits 130.
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Take ``--config FILE`` wherever it is; its settings become the defaults of
+        every command (:mod:`otaudit.cli.config`)."""
+        given, rest = config.take_config_option(args)
+        path = config.config_path(given)
+        if path is not None:
+            try:
+                loaded = config.load(path, self)
+            except OtauditError as exc:
+                fail(error_message(exc))
+            ctx.default_map = loaded.default_map
+            ctx.meta[config.META_KEY] = loaded
+        return super().parse_args(ctx, rest)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; map an OtauditError to its message and exit status."""
         try:
@@ -75,8 +90,16 @@ class OtauditGroup(click.Group):
 )
 @click.version_option(__version__, prog_name="otaudit")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def cli(verbose: bool) -> None:
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="A TOML file of option values for every command (also after the command's name,"
+    " or OTAUDIT_CONFIG); the command line wins. See `otaudit config show`.",
+)
+def cli(verbose: bool, config_file: str | None) -> None:
     """otaudit: a verifiable SOC 2 audit trail from OpenTelemetry traces and logs."""
+    del config_file  # read before any command runs: OtauditGroup.parse_args
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -102,6 +125,7 @@ for _module in (
     alerts,
     rules,
     status,
+    config,
 ):
     _module.register(cli)
 
