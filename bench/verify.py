@@ -24,8 +24,8 @@ from bench.payloads import AUDIT_KEY, SPANS_PER_BATCH, PayloadFactory
 from bench.report import num, percentile, progress, ratio, table, timed
 from bench.server import describe_fs, scratch_dir
 from otaudit import datadir, merkle, tree
+from otaudit.checkpointer import Checkpointer
 from otaudit.keys import VerifierKey
-from otaudit.ledger import Checkpointer
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal
 from otaudit.store.base import Store

@@ -15,9 +15,9 @@ from click.testing import CliRunner, Result
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otaudit import datadir
+from otaudit.checkpointer import Checkpointer
 from otaudit.cli import bundle, completeness, detect, proofs, query, search
 from otaudit.cli.main import cli
-from otaudit.ledger import Checkpointer
 from otaudit.otlp.convert import select_spans
 from otaudit.record import seal
 

@@ -14,10 +14,11 @@ from typing import cast
 import pytest
 
 from otaudit import ingest
+from otaudit.checkpointer import Checkpointer
 from otaudit.errors import UnstorableRecords
 from otaudit.fairqueue import MAX_SOURCES, FairQueue, SourceRates
 from otaudit.keys import SigningKey
-from otaudit.ledger import Checkpointer, Sequencer
+from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp.body import PROTOBUF
 from otaudit.record import Entry

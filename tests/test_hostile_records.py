@@ -21,9 +21,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from otaudit import ingest
+from otaudit.checkpointer import Checkpointer
 from otaudit.errors import PayloadTooLarge, UnstorableRecords
 from otaudit.keys import SigningKey
-from otaudit.ledger import Checkpointer, Sequencer
+from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp.body import PROTOBUF
 from otaudit.otlp.convert import MAX_TIME_NS, Limits, count_records

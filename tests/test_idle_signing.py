@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from otaudit import ingest
+from otaudit.checkpointer import Checkpointer
 from otaudit.keys import SigningKey
-from otaudit.ledger import Checkpointer, Sequencer
+from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp.body import PROTOBUF
 from otaudit.store.base import Store

@@ -1,7 +1,8 @@
 """The signer keeps its latest checkpoint outside the database and signs only what extends it.
 
-Specification of :mod:`otaudit.signerstate`, of the checks :class:`otaudit.ledger.Checkpointer`
-makes against the saved checkpoint (DESIGN invariant 10), of the pinned verifier key, and
+Specification of :mod:`otaudit.signerstate`, of the checks
+:class:`otaudit.checkpointer.Checkpointer` makes against the saved checkpoint (DESIGN
+invariant 10), of the pinned verifier key, and
 of the late-signing check of ``verify`` (:mod:`otaudit.latesigning`), on a real SQLite
 ledger in-process. The attacks themselves, with a real server and the real CLI, are in
 ``tests/test_tamper.py`` and ``tests/store/test_postgres_tamper.py``.
@@ -18,11 +19,11 @@ import pytest
 
 from otaudit import datadir, signerstate, tree
 from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from otaudit.checkpointer import Checkpointer
 from otaudit.errors import ConfigError, StoreError, VerificationError
 from otaudit.ingest import IngestSettings, prepare
 from otaudit.keys import SigningKey
 from otaudit.latesigning import LateRecord, LateSigning, duration_text
-from otaudit.ledger import Checkpointer
 from otaudit.otlp.body import PROTOBUF
 from otaudit.record import Entry
 from otaudit.store.base import StoredCheckpoint

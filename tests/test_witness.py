@@ -20,11 +20,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otaudit import merkle, tree
 from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from otaudit.checkpointer import Checkpointer
 from otaudit.cli import witness as witness_cli
 from otaudit.cli.main import cli
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SigningKey, VerifierKey
-from otaudit.ledger import Checkpointer
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal
 from otaudit.store.sqlite import SQLiteStore

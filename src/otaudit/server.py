@@ -18,12 +18,13 @@ import uvicorn
 
 from otaudit import datadir, defaults, logthrottle
 from otaudit.auth import Authenticator, is_loopback
+from otaudit.checkpointer import Checkpointer
 from otaudit.detect.notify import Notifier
 from otaudit.detect.process import DetectorProcess
 from otaudit.detect.run import AlertPublisher, DetectSettings
 from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
-from otaudit.ledger import Checkpointer, Sequencer
+from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.ownrecords import SequencerAppender
 from otaudit.readapi import ReadService, build_read_app

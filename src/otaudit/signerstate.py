@@ -4,7 +4,7 @@ DESIGN invariant 10: ``otaudit serve`` keeps the latest checkpoint it signed in 
 to its signing key, ``<key file>.checkpoint`` (``DATA/signing.key.checkpoint`` by default;
 in the data directory when the key's own directory is read-only, see
 :func:`otaudit.datadir.signing_key`), and signs only a tree that extends it consistently
-(RFC 9162 §2.1.4; the check is in :class:`otaudit.ledger.Checkpointer`). Someone who can
+(RFC 9162 §2.1.4; the check is in :class:`otaudit.checkpointer.Checkpointer`). Someone who can
 write the database but not that file can then no longer have a rewritten, truncated or
 rolled-back history signed.
 
