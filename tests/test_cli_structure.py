@@ -20,7 +20,13 @@ from otaudit.cli.render import CheckCommand
 from otaudit.errors import IndexNotInTree, NotFound, SizesOutOfOrder, VerificationError
 
 CLI_DIR = Path(otaudit.cli.__file__).parent
-SHARED = {"otaudit.cli.options", "otaudit.cli.render", "otaudit.cli.reading", "otaudit.cli.rows"}
+SHARED = {
+    "otaudit.cli.options",
+    "otaudit.cli.progress",
+    "otaudit.cli.render",
+    "otaudit.cli.reading",
+    "otaudit.cli.rows",
+}
 
 
 def _group() -> click.Group:

@@ -20,10 +20,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from otaudit.progress import Progress, counted
+
 
 def sample_key(root_hash: bytes, seq: int) -> bytes:
     """The draw order of record ``seq`` under the seed ``root_hash``."""
     return hashlib.sha256(root_hash + seq.to_bytes(8, "big")).digest()
+
+
+def population(seqs: Iterable[int], progress: Progress | None = None) -> list[int]:
+    """The population read from ``seqs`` (the store's selection), as a list; ``progress``
+    (optional) is called with the number read so far, ending at the population's size."""
+    return list(counted(seqs, progress))
 
 
 def draw(population: Iterable[int], root_hash: bytes, n: int) -> list[int]:

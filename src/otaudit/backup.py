@@ -42,7 +42,7 @@ from otaudit.outdir import OutputDir, open_output_dir
 from otaudit.smallfile import read_small_file
 from otaudit.store.sqlite import SQLiteStore
 from otaudit.store.sqlite_query import read_uri
-from otaudit.verify import check_saved_checkpoint, verify_ledger
+from otaudit.verify import Progress, check_saved_checkpoint, verify_ledger
 
 PARTIAL_SUFFIX: Final = ".partial"
 #: Pages copied per step (4 MiB of 1 KiB pages at the least; 16 MiB at SQLite's 4 KiB).
@@ -80,8 +80,9 @@ SAVED_CHECKPOINT_FILE: Final = signerstate.path_for(Path(datadir.KEY_FILE)).name
 
 
 def backup_ledger(
-    ledger: Path, key: VerifierKey, saved_checkpoint: Path, out: Path
-) -> BackupReport:
+    ledger: Path, key: VerifierKey, saved_checkpoint: Path, out: Path,
+    *, progress: Progress | None = None,
+) -> BackupReport:  # fmt: skip
     """Copy the SQLite ledger at ``ledger`` into the new directory ``out`` and verify the copy
     with ``key`` (steps in the module docstring). ``saved_checkpoint`` is where the server
     keeps its saved checkpoint (absent: none is copied).
@@ -89,6 +90,9 @@ def backup_ledger(
     Raises UnsafeOutputError for an unusable ``out`` (nothing written), StoreError when the
     copy cannot be written (the disk is full, say), VerificationError when it does not verify;
     in every case nothing is left in ``out``.
+
+    ``progress`` (optional) is called with the records of the copy verified so far, ending
+    at its size.
     """
     started = time.perf_counter()
     if not ledger.is_file():
@@ -100,7 +104,7 @@ def backup_ledger(
         saved = read_small_file(saved_checkpoint, "saved checkpoint", signerstate.MAX_FILE_BYTES)
         partial = datadir.LEDGER_FILE + PARTIAL_SUFFIX
         _copy(ledger, directory, partial)
-        report = _check(directory, partial, key, saved, started)
+        report = _check(directory, partial, key, saved, started, progress)
         _write(directory, datadir.PIN_FILE, f"{key}\n".encode())
         if saved is not None:
             _write(directory, SAVED_CHECKPOINT_FILE, saved)
@@ -168,8 +172,9 @@ def _space(ledger: Path, directory: OutputDir) -> str:
 
 
 def _check(
-    directory: OutputDir, name: str, key: VerifierKey, saved: bytes | None, started: float
-) -> BackupReport:
+    directory: OutputDir, name: str, key: VerifierKey, saved: bytes | None, started: float,
+    progress: Progress | None,
+) -> BackupReport:  # fmt: skip
     """Verify the copy in full, and against the saved checkpoint when there is one."""
     path = directory.path / name
     try:
@@ -178,7 +183,9 @@ def _check(
         raise StoreError(f"the copy {path} cannot be opened: {exc}") from exc
     try:
         try:
-            report = verify_ledger(store, key)
+            report = verify_ledger(store, key, progress=progress)
+            if progress is not None:
+                progress(report.records)
             saved_size = None
             if saved is not None:
                 saved_size = check_saved_checkpoint(store, saved.decode("utf-8", "replace"), key)

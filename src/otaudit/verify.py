@@ -45,7 +45,7 @@ from otaudit.record import (
 )
 from otaudit.store.base import Store, StoredRecord
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ The package is split by concept:
 * :mod:`otaudit.bundle.check`: :func:`verify_bundle`, checking a bundle offline.
 """
 
-from otaudit.bundle.check import verify_bundle
+from otaudit.bundle.check import stated_records, verify_bundle
 from otaudit.bundle.export import export_bundle
 from otaudit.bundle.layout import (
     CANONICAL,
@@ -66,5 +66,6 @@ __all__ = [
     "Report",
     "Selection",
     "export_bundle",
+    "stated_records",
     "verify_bundle",
 ]

@@ -50,6 +50,7 @@ from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import ConfigError, OtauditError, VerificationError
 from otaudit.keys import VerifierKey
 from otaudit.note import open_note
+from otaudit.progress import Progress, counted
 from otaudit.record import COLUMN_NAMES
 
 _MAX_CSV_FIELD: Final = 2**31 - 1
@@ -143,8 +144,21 @@ def _manifest(files: _Files) -> tuple[dict[str, Any], bytes]:
 # Verification
 
 
+def stated_records(directory: Path) -> int | None:
+    """The record count the manifest of the bundle in ``directory`` states, unchecked, to size
+    a progress bar with; None when the manifest cannot be read (verification says why)."""
+    try:
+        return int(_manifest(_Files(directory))[0]["records"])
+    except OtauditError:
+        return None
+
+
 def verify_bundle(
-    directory: Path, key: VerifierKey | None = None, *, require_signed_manifest: bool = False
+    directory: Path,
+    key: VerifierKey | None = None,
+    *,
+    require_signed_manifest: bool = False,
+    progress: Progress | None = None,
 ) -> Report:
     """Check a bundle offline; return a report, or raise VerificationError naming what is wrong
     (ConfigError when the directory is not a bundle or cannot be read).
@@ -154,6 +168,10 @@ def verify_bundle(
     bundle without ``manifest.sig`` (exported without the signing key, or before manifests
     were signed) still has every record checked; ``Report.manifest_signed`` is then False,
     or, with ``require_signed_manifest``, it fails.
+
+    ``progress`` (optional) is called with the record checks done so far: each record is
+    checked twice (its proof in step 4, its readable copies in step 5), so the count ends at
+    twice the number of records.
     """
     started = time.perf_counter()
     files = _Files(directory)
@@ -202,14 +220,14 @@ def verify_bundle(
     # the checkpoint's root, indexes strictly increase (and, for a bundle of every record,
     # are exactly 0 .. tree_size - 1), and the bytes are canonical (RFC 8785).
     selection = Selection.from_manifest(m["selection"])
-    count, total = _check_proofs(files, cp, selection.everything)
+    count, total = _check_proofs(files, cp, selection.everything, progress)
     if count != m["records"]:
         raise VerificationError(f"{MANIFEST} says {m['records']} records, the bundle has {count}")
 
     # (5) The readable copies say what the sealed records say. Columns are re-derived from
     # each record; each line of records.jsonl and row of records.csv must equal them, and
     # each record must match the selection the manifest states.
-    _check_copies(files, selection, m["format"])
+    _check_copies(files, selection, m["format"], progress, count)
     return Report(count, total, cp.tree_size, time.perf_counter() - started, 0, key or bundle_key,
                   manifest_signed=signed, complete=selection.everything,
                   selection=selection)  # fmt: skip
@@ -254,9 +272,11 @@ def _lines(files: _Files, name: str) -> Iterator[bytes]:
             yield line[:-1]
 
 
-def _check_proofs(files: _Files, cp: Checkpoint, every: bool) -> tuple[int, int]:
+def _check_proofs(
+    files: _Files, cp: Checkpoint, every: bool, progress: Progress | None
+) -> tuple[int, int]:
     previous, total, n = -1, 0, 0
-    pairs = zip_longest(_lines(files, CANONICAL), _lines(files, PROOFS))
+    pairs = counted(zip_longest(_lines(files, CANONICAL), _lines(files, PROOFS)), progress)
     for n, (data, line) in enumerate(pairs, 1):
         if data is None or line is None:
             raise VerificationError(f"{CANONICAL} and {PROOFS} have different numbers of lines")
@@ -296,7 +316,9 @@ def _check_proofs(files: _Files, cp: Checkpoint, every: bool) -> tuple[int, int]
     return n, total
 
 
-def _check_copies(files: _Files, selection: Selection, fmt: str) -> None:
+def _check_copies(
+    files: _Files, selection: Selection, fmt: str, progress: Progress | None, done: int
+) -> None:
     # A record's attributes column can be megabytes (256 attributes of up to 64 KiB each by
     # default); the csv module's default limit of 128 KiB per field would fail such a bundle.
     # The file's own size, checked against the manifest, is the bound.
@@ -309,7 +331,7 @@ def _check_copies(files: _Files, selection: Selection, fmt: str) -> None:
         try:
             if next(rows, None) != list(CSV_HEADER):
                 raise VerificationError(f"{CSV}: the header row is not {','.join(CSV_HEADER)}")
-            for data, proof, line, row in lines:
+            for data, proof, line, row in counted(lines, progress, done):
                 if line is None or row is None or data is None or proof is None:
                     raise VerificationError(f"{JSONL} or {CSV} has a different number of records")
                 seq = orjson.loads(proof)["index"]

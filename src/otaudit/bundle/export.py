@@ -44,6 +44,7 @@ from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import sign_note
 from otaudit.outdir import OutputDir, open_output_dir
+from otaudit.progress import Progress, counted
 from otaudit.store.base import Store, StoredRecord
 
 _FETCH: Final = 512
@@ -124,7 +125,7 @@ class _Prover:
 
 def export_bundle(
     store: Store, key: VerifierKey, out: Path, selection: Selection,
-    signer: SigningKey | None = None,
+    signer: SigningKey | None = None, *, progress: Progress | None = None,
 ) -> Report:  # fmt: skip
     """Write the bundle of ``selection`` to ``out``, against the latest signed checkpoint.
     Every record is rechecked and proven before it is written. With ``signer`` (the log's
@@ -132,7 +133,10 @@ def export_bundle(
 
     ``out`` is created with mode 0700 and its files 0600; an existing ``out`` must be an empty
     directory of this user that no one else may write to, reached through no symbolic link
-    (:func:`otaudit.outdir.open_output_dir`: UnsafeOutputError otherwise, nothing written)."""
+    (:func:`otaudit.outdir.open_output_dir`: UnsafeOutputError otherwise, nothing written).
+
+    ``progress`` (optional) is called with the number of records written so far, ending at
+    the number in the bundle."""
     started = time.perf_counter()
     if signer is not None and signer.verifier() != key:
         raise ConfigError(
@@ -140,7 +144,7 @@ def export_bundle(
         )
     directory = open_output_dir(out)
     try:
-        return _write(store, key, directory, selection, signer, started)
+        return _write(store, key, directory, selection, signer, started, progress)
     except BaseException:
         directory.discard()
         raise
@@ -150,7 +154,7 @@ def export_bundle(
 
 def _write(
     store: Store, key: VerifierKey, out: OutputDir, selection: Selection,
-    signer: SigningKey | None, started: float,
+    signer: SigningKey | None, started: float, progress: Progress | None,
 ) -> Report:  # fmt: skip
     stored = proofs.checkpoint_at(store, None)
     cp = open_checkpoint(stored.note, key, store.meta("origin"))
@@ -176,7 +180,7 @@ def _write(
         table.writerow(CSV_HEADER)
         count = total = 0
         prover = _Prover(store, size, root)
-        for rec in _fetch(store, below_checkpoint()):
+        for rec in counted(_fetch(store, below_checkpoint()), progress):
             leaf = merkle.leaf_hash(rec.sealed)
             hashes = prover.prove(rec.seq, leaf)
             columns, envelope = derive(rec.seq, rec.sealed)

@@ -13,6 +13,7 @@ import click
 
 from otaudit import backup, datadir, signerstate
 from otaudit.cli.options import store_options
+from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import CheckCommand
 from otaudit.errors import ConfigError, VerificationError
@@ -42,7 +43,8 @@ def backup_command(data: Path, store_url: str | None, out: Path, key_file: Path 
         if log_key.confirmed_by is None:
             raise VerificationError(datadir.unconfirmed_message(data, log_key.key))
         saved = _saved_checkpoint(data, key_file)
-        report = backup.backup_ledger(ledger, log_key.key, saved, out)
+        with progress_bar("verifying the copy", store.tree_size()) as progress:
+            report = backup.backup_ledger(ledger, log_key.key, saved, out, progress=progress)
         outcome.rows = report.records
     root = report.checkpoint_root
     cp = (

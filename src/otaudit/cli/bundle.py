@@ -18,6 +18,7 @@ import click
 
 from otaudit import bundle, datadir
 from otaudit.cli.options import store_options, time_bound
+from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import CheckCommand
 from otaudit.errors import ConfigError, VerificationError
@@ -72,7 +73,11 @@ def export_command(
         if log_key.confirmed_by is None and not trust_stored_key:
             raise VerificationError(datadir.unconfirmed_message(data, key))
         signer = _manifest_signer(key_file or data / datadir.KEY_FILE, key_file is not None)
-        report = bundle.export_bundle(store, key, out, selection, signer)
+        latest = store.latest_checkpoint()
+        signed = 0 if latest is None else latest.tree_size
+        total = signed if selection.everything else None  # a selection's count is not known
+        with progress_bar("exporting records", total, work=signed) as progress:
+            report = bundle.export_bundle(store, key, out, selection, signer, progress=progress)
         outcome.rows = report.records
     click.echo(
         f"exported {report.records} records ({report.record_bytes / 1e6:.1f} MB) to {out} in "
@@ -126,8 +131,11 @@ def verify_bundle_command(
             "below with the one obtained from the log operator out of band",
             err=True,
         )
-    report = bundle.verify_bundle(directory, key,
-                                  require_signed_manifest=require_signed_manifest)  # fmt: skip
+    records = bundle.stated_records(directory)
+    checks = None if records is None else 2 * records  # each record: its proof, its copies
+    with progress_bar("checking records", checks) as progress:
+        report = bundle.verify_bundle(directory, key, progress=progress,
+                                      require_signed_manifest=require_signed_manifest)  # fmt: skip
     assert report.key is not None
     click.echo(
         f"OK: {report.records} records ({report.record_bytes / 1e6:.1f} MB) checked in "

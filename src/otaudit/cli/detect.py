@@ -22,6 +22,7 @@ from otaudit.cli.options import (
     store_options,
     time_bound,
 )
+from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import terminal
 from otaudit.ownrecords import DirectAppender
@@ -81,8 +82,9 @@ def detect_command(
     )
     window_ns = settings.group_window_s * 1_000_000_000
     with audited_read(data, store_url, "detect", text) as (store, outcome):
-        run = detect_history(store, rules, since_ns=since_ns, until_ns=until_ns, now_ns=now,
-                             group_window_ns=window_ns)  # fmt: skip
+        with progress_bar("running the rules", store.tree_size()) as progress:
+            run = detect_history(store, rules, since_ns=since_ns, until_ns=until_ns, now_ns=now,
+                                 group_window_ns=window_ns, progress=progress)  # fmt: skip
         outcome.rows = len(run.alerts)
     new = 0
     if record and run.notes:

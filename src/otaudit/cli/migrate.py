@@ -8,6 +8,7 @@ import click
 
 from otaudit import datadir
 from otaudit.cli.options import store_options
+from otaudit.cli.progress import progress_bar
 
 
 @click.command("migrate")
@@ -30,7 +31,10 @@ def migrate_command(data: Path, store_url: str | None, dry_run: bool) -> None:
                 click.echo(f"pending: {m.version} {m.description}")
             click.echo(f"schema version {current}; {len(pending)} migration(s) pending")
             return
-        for m in store.migrate(online_only=False):
+        # A migration can rewrite every row of a large ledger: n of m on a terminal.
+        with progress_bar("applying migrations", len(pending), bar_from=1) as progress:
+            applied = store.migrate(online_only=False, progress=progress)
+        for m in applied:
             click.echo(f"applied: {m.version} {m.description}")
         click.echo(f"schema version {store.schema_version()} (current)")
     finally:

@@ -13,6 +13,7 @@ import orjson
 from otaudit import auditsample, proofs
 from otaudit.cli import rows as rows_out
 from otaudit.cli.options import store_options, time_bound
+from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import terminal
 from otaudit.record import rfc3339_ns
@@ -71,11 +72,12 @@ def sample_command(
         cp = proofs.checkpoint_at(store, tree_size)
         options.append(f"--n {size} --checkpoint {cp.tree_size}")
         outcome.text = "sample " + " ".join(options)
-        population = list(
-            store.select_seqs(
-                since_ns=since_ns, until_ns=until_ns, actions=actions, end=cp.tree_size
-            )
+        seqs = store.select_seqs(
+            since_ns=since_ns, until_ns=until_ns, actions=actions, end=cp.tree_size
         )
+        # The population's size is known only once read: the bar counts, sized by the tree.
+        with progress_bar("reading the population", None, work=cp.tree_size) as progress:
+            population = auditsample.population(seqs, progress)
         drawn = auditsample.draw(population, cp.root_hash, size)
         by_seq = {row[0]: row for row in store.search(SearchFilter(seqs=tuple(drawn)))}
         rows = [by_seq[seq] for seq in drawn]

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from otaudit import datadir, signerstate
 from otaudit.cli.options import store_options
+from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import record_read
 from otaudit.cli.render import CheckCommand
 from otaudit.errors import VerificationError
@@ -23,24 +20,7 @@ from otaudit.latesigning import DEFAULT_MAX_DELAY_S, duration_text
 from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store
 from otaudit.timespec import parse_duration
-from otaudit.verify import Progress as ProgressFn
 from otaudit.verify import VerifyReport, check_saved_checkpoint, verify_ledger, verify_range
-
-_BAR_FROM_RECORDS = 100_000
-
-
-@contextmanager
-def progress_bar(total: int) -> Iterator[ProgressFn | None]:
-    """A progress bar on stderr for long runs on a terminal; None otherwise."""
-    console = Console(stderr=True)
-    if total < _BAR_FROM_RECORDS or not console.is_terminal:
-        yield None
-        return
-    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("verifying records", total=total)
-        yield lambda done: bar.update(task, completed=done)
 
 
 def _summary(report: VerifyReport, what: str) -> str:
@@ -133,7 +113,7 @@ def verify_command(
         if unconfirmed and not trust_stored_key:
             raise VerificationError(datadir.unconfirmed_message(data, key))
         saved = checkpoint_file.read() if checkpoint_file is not None else None
-        with progress_bar(store.tree_size()) as progress:
+        with progress_bar("verifying records", store.tree_size()) as progress:
             if partial:
                 report = verify_range(store, key, from_seq or 0, to_seq, progress=progress)
             else:

@@ -36,6 +36,7 @@ from otaudit.errors import OtauditError
 from otaudit.ingest import COMMIT_WAIT_S
 from otaudit.metrics import Metrics
 from otaudit.ownrecords import Appender
+from otaudit.progress import Progress, counted
 from otaudit.record import Entry
 from otaudit.store.base import Store
 
@@ -110,10 +111,14 @@ def detect_history(
     until_ns: int | None = None,
     now_ns: int | None = None,
     group_window_ns: int = DEFAULT_WINDOW_NS,
+    progress: Progress | None = None,
 ) -> HistoryRun:
     """Run the rules over the records of ``store`` and return the findings raised in
     ``[since_ns, until_ns)`` (by when each was raised: the receive time of the record that
-    triggered it, not the time that record claims), grouped as ``serve`` groups them."""
+    triggered it, not the time that record claims), grouped as ``serve`` groups them.
+
+    ``progress`` (optional) is called with the ledger position reached (the records before
+    it, those skipped as out of reach included), ending at the ledger's size."""
     started = time.monotonic()
     engine = Engine(list(rules))
     grouper = AlertGrouper(group_window_ns)
@@ -128,7 +133,7 @@ def detect_history(
     raised: list[Raised] = []
     notes: list[Note] = []
     records = 0
-    for row in store.detect_rows(begin, end):
+    for row in counted(store.detect_rows(begin, end), progress, begin):
         e = Event(row)
         found = judge(engine, e)
         raised += found

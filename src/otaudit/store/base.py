@@ -24,7 +24,7 @@ uses: :class:`LedgerStore` (the ledger and its tree), :class:`ReadStore`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,11 +137,14 @@ class LedgerStore(Protocol):
         """The number of the last migration applied to this ledger (0: empty)."""
         ...
 
-    def migrate(self, *, online_only: bool) -> list[Migration]:
+    def migrate(
+        self, *, online_only: bool, progress: Callable[[int], object] | None = None
+    ) -> list[Migration]:
         """Apply the pending migrations (one transaction each); return those applied.
 
         With ``online_only``, ConfigError if any pending one is not safe to apply
-        while other otaudit processes use the ledger.
+        while other otaudit processes use the ledger. ``progress`` (optional) is called
+        with the number applied so far after each one.
         """
         ...
 

@@ -16,7 +16,7 @@ write them in bulk, commit durably.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -75,7 +75,9 @@ class SQLStore(ReportReads, SearchReads, EventReads):
             return int(self.meta("schema_version") or 0)
         return 0
 
-    def migrate(self, *, online_only: bool) -> list[Migration]:
+    def migrate(
+        self, *, online_only: bool, progress: Callable[[int], object] | None = None
+    ) -> list[Migration]:
         """Apply pending migrations under the migration lock, one transaction each;
         see ``Store.migrate``."""
         with self._db.migration_lock():
@@ -83,8 +85,10 @@ class SQLStore(ReportReads, SearchReads, EventReads):
             todo = mig.pending(current, self.migrations, self._db.label)
             if online_only:
                 mig.check_online(todo, self._db.label, current)
-            for m in todo:
+            for done, m in enumerate(todo, 1):
                 self._db.apply(m)
+                if progress is not None:
+                    progress(done)
         return todo
 
     # -- writing ---------------------------------------------------------------
