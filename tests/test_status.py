@@ -36,7 +36,8 @@ def _json(server: Server | None, data: Path, *args: str) -> dict[str, Any]:
 def test_a_fresh_ledger_with_its_server_and_then_without(server: Server) -> None:
     wait_until(lambda: server.metrics()["otaudit_checkpoint_tree_size"] == 0)
     status = _json(server, server.data)
-    assert set(status) == {"ledger", "auth", "detection", "server", "server_error"}
+    assert set(status) == {"ledger", "auth", "detection", "witness", "server", "server_error"}
+    assert status["witness"] is None  # no --witness-dir
     assert status["ledger"]["tree_size"] == 0
     assert status["ledger"]["unsigned_records"] == 0
     assert status["ledger"]["last_verification"] is None

@@ -6,6 +6,8 @@ the server running on it.
   records each run as a read of kind ``verify``; the server records its refusals to sign
   as ``otaudit.verify``), the API tokens by scope (never their hashes) and the open
   alerts by severity. It counts; it returns no audit record's content.
+- :func:`witness_status` reads a witness directory (``serve --witness-dir``): the latest
+  checkpoint exported, the latest cosigned, by whom and how long ago, and how many wait.
 - :func:`server_status` is what a running server knows and the ledger does not: uptime,
   listeners, the sequencer's queue, and the counters of :class:`~otaudit.metrics.Metrics`
   (records sealed, duplicate, rejected, dropped by cause, requests failed by reason).
@@ -15,19 +17,25 @@ Both return JSON-ready values; times are RFC 3339 with ``Z`` (DESIGN invariant 6
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from otaudit.access import READ_ACTION
 from otaudit.detect.alerts import read_alerts
+from otaudit.errors import ConfigError, VerificationError
 from otaudit.metrics import Metrics
+from otaudit.note import parse_note
 from otaudit.ownrecords import VERIFY_ACTION
 from otaudit.record import rfc3339_ns
+from otaudit.smallfile import read_small_file
 from otaudit.store.base import Store, StoredToken
+from otaudit.witness.limits import MAX_NOTE_BYTES
 
 
 @dataclass(frozen=True)
@@ -190,3 +198,53 @@ def _totals(metrics: Metrics, family: str, label: str) -> dict[str, int]:
             if sample.name == f"{family}_total":
                 totals[sample.labels.get(label, "")] += int(sample.value)
     return dict(sorted(totals.items()))
+
+
+@dataclass(frozen=True)
+class WitnessStatus:
+    """What a witness directory (``serve --witness-dir``) says: how far it is cosigned."""
+
+    directory: str
+    exported: int | None  # the latest checkpoint the server wrote there (tree size)
+    cosigned: int | None  # the latest cosigned one
+    cosigned_age_s: float | None
+    cosigners: tuple[str, ...]  # the signers of the latest cosigned note, the log's included
+    waiting: int  # checkpoints written there and not cosigned yet
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON form (``status --format json``)."""
+        return {
+            "directory": self.directory,
+            "exported": self.exported,
+            "cosigned": self.cosigned,
+            "cosigned_age_s": self.cosigned_age_s,
+            "cosigners": list(self.cosigners),
+            "waiting": self.waiting,
+        }
+
+
+def witness_status(directory: Path, now_s: float | None = None) -> WitnessStatus:
+    """Read ``directory`` (ConfigError if it is not one); only the newest cosigned note is
+    opened, and at most :data:`otaudit.witness.limits.MAX_NOTE_BYTES` of it."""
+    if not directory.is_dir():
+        raise ConfigError(f"witness directory {directory} does not exist or is not a directory")
+    sizes: dict[str, set[int]] = {"checkpoint": set(), "cosigned": set()}
+    for entry in os.scandir(directory):
+        kind, _, size = entry.name.partition(".")
+        if kind in sizes and size.isdigit() and len(size) <= 20:
+            sizes[kind].add(int(size))
+    exported = max(sizes["checkpoint"], default=None)
+    cosigned = max(sizes["cosigned"], default=None)
+    age: float | None = None
+    cosigners: tuple[str, ...] = ()
+    if cosigned is not None:
+        path = directory / f"cosigned.{cosigned}"
+        raw = read_small_file(path, "cosigned checkpoint", MAX_NOTE_BYTES)
+        if raw is not None:
+            age = (time.time() if now_s is None else now_s) - path.stat().st_mtime
+            try:
+                cosigners = tuple(dict.fromkeys(sig.name for sig in parse_note(raw)[1]))
+            except VerificationError:
+                cosigners = ()
+    waiting = len([s for s in sizes["checkpoint"] if cosigned is None or s > cosigned])
+    return WitnessStatus(str(directory), exported, cosigned, age, cosigners, waiting)

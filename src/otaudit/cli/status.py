@@ -18,7 +18,7 @@ import click
 from otaudit import datadir, defaults
 from otaudit.cli.options import store_options
 from otaudit.cli.render import print_json
-from otaudit.status import LedgerStatus, ledger_status
+from otaudit.status import LedgerStatus, WitnessStatus, ledger_status, witness_status
 
 #: How long to wait for the server's ``/status``.
 SERVER_TIMEOUT_S: Final = 3.0
@@ -45,12 +45,24 @@ def register(cli: click.Group) -> None:
     help="An admin token for the server's /status (env OTAUDIT_TOKEN).",
 )
 @click.option(
+    "--witness-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="The server's --witness-dir: how far its checkpoints are cosigned, and by whom.",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
 )
 def status_command(
-    data: Path, store_url: str | None, address: str, token: str | None, fmt: str
+    data: Path,
+    store_url: str | None,
+    address: str,
+    token: str | None,
+    witness_dir: Path | None,
+    fmt: str,
 ) -> None:
-    """Show the ledger, authentication, open alerts and the running server's counters."""
+    """Show the ledger, authentication, open alerts, witnessing and the running server's
+    counters."""
     if store_url is None:
         datadir.check(data, create=False)
     store = datadir.open_store(data, store_url, readonly=True)
@@ -58,13 +70,34 @@ def status_command(
         ledger = ledger_status(store)
     finally:
         store.close()
+    witness = None if witness_dir is None else witness_status(witness_dir)
     url = (address if "://" in address else f"http://{address}").rstrip("/") + "/status"
     server, problem = fetch_server_status(url, token)
     if fmt == "json":
-        print_json(ledger.as_json() | {"server": server, "server_error": problem})
+        print_json(
+            ledger.as_json()
+            | {"witness": witness and witness.as_json(), "server": server, "server_error": problem}
+        )
         return
-    for line in ledger_lines(ledger) + server_lines(url, server, problem):
+    for line in ledger_lines(ledger) + witness_lines(witness) + server_lines(url, server, problem):
         click.echo(line)
+
+
+def witness_lines(witness: WitnessStatus | None) -> list[str]:
+    """The witnessing part of the status (one line; none without --witness-dir)."""
+    if witness is None:
+        return []
+    if witness.exported is None:
+        return [f"witness:            nothing exported to {witness.directory} yet"]
+    if witness.cosigned is None:
+        done = "no checkpoint cosigned yet"
+    else:
+        by = ", ".join(witness.cosigners) or "unreadable signatures"
+        done = (
+            f"cosigned up to size {witness.cosigned} ({_age(witness.cosigned_age_s or 0.0)}"
+            f" ago; signed by {by})"
+        )
+    return [f"witness:            {done}; {witness.waiting} checkpoint(s) waiting"]
 
 
 def fetch_server_status(url: str, token: str | None) -> tuple[dict[str, Any] | None, str | None]:
