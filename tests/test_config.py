@@ -116,3 +116,12 @@ def test_the_documented_example_is_taken() -> None:
     assert loaded.default_map["serve"]["http_addr"] == "0.0.0.0:4318"
     assert loaded.default_map["token"]["create"]["scopes"] == ["ingest"]
     assert loaded.default_map["verify"]["data"] == "/var/lib/otaudit"
+
+
+def test_a_deeply_nested_or_single_quoted_file_gets_a_message(tmp_path: Path) -> None:
+    deep = _file(tmp_path, "a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = run_cli("--config", deep, "status")
+    assert result.exit_code == 2 and "nested too deeply" in result.stderr
+    quoted = _file(tmp_path, f"'data' = \"{tmp_path}\"\n")
+    loaded = config.load(quoted, cli)
+    assert loaded.default_map["status"]["data"] == str(tmp_path)

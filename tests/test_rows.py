@@ -127,3 +127,13 @@ def test_the_completeness_reports_offer_the_same_formats(ledger: Path) -> None:
         assert all(json.loads(line) for line in lines.stdout.splitlines())
         vertical = run_cli(command, "--data", ledger, "--format", "vertical")
         assert "-[ RECORD 1 ]" in vertical.stdout or "no numbered" in vertical.stdout
+
+
+def test_record_data_cannot_fake_a_field_or_a_record() -> None:
+    forged = "delete_db\nresult | success\n-[ RECORD 99 ]-----"
+    for fmt in ("vertical", "table"):
+        out = io.StringIO()
+        rows.write(("action", "result"), [(forged, "failure")], fmt, wide=True, out=out)
+        text = out.getvalue()
+        assert not any(line.startswith("-[ RECORD 99") for line in text.splitlines())
+        assert "delete_db\\nresult | success" in text

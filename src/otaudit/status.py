@@ -231,7 +231,7 @@ def witness_status(directory: Path, now_s: float | None = None) -> WitnessStatus
     sizes: dict[str, set[int]] = {"checkpoint": set(), "cosigned": set()}
     for entry in os.scandir(directory):
         kind, _, size = entry.name.partition(".")
-        if kind in sizes and size.isdigit() and len(size) <= 20:
+        if kind in sizes and size.isascii() and size.isdigit() and len(size) <= 20:
             sizes[kind].add(int(size))
     exported = max(sizes["checkpoint"], default=None)
     cosigned = max(sizes["cosigned"], default=None)
@@ -239,7 +239,10 @@ def witness_status(directory: Path, now_s: float | None = None) -> WitnessStatus
     cosigners: tuple[str, ...] = ()
     if cosigned is not None:
         path = directory / f"cosigned.{cosigned}"
-        raw = read_small_file(path, "cosigned checkpoint", MAX_NOTE_BYTES)
+        try:
+            raw = read_small_file(path, "cosigned checkpoint", MAX_NOTE_BYTES)
+        except ConfigError:  # not a regular file, or too large: the line says unreadable
+            raw = None
         if raw is not None:
             age = (time.time() if now_s is None else now_s) - path.stat().st_mtime
             try:

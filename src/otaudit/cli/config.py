@@ -98,6 +98,8 @@ def load_text(text: str, path: Path, root: click.Group) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     lines = _key_lines(text)
     known = dict(commands(root))
     settings: list[Setting] = []
@@ -137,7 +139,8 @@ def load_text(text: str, path: Path, root: click.Group) -> Config:
             own = any(s.command == command_path and s.key == key for s in settings)
             if not own:  # a command's own table wins over the shared key
                 param = option_keys(known[command_path])[key]
-                settings.append(Setting(command_path, key, param, value, lines[((), key)]))
+                line = lines.get(((), key), 1)
+                settings.append(Setting(command_path, key, param, value, line))
     default_map: dict[str, Any] = {}
     for s in settings:
         level = default_map

@@ -46,8 +46,9 @@ class Shown:
 
 
 def shown_text(value: Any) -> str:
-    """A value as a table or vertical record shows it: empty for None, escaped."""
-    return "" if value is None else terminal_text(str(value))
+    """A value as a table or vertical record shows it: empty for None, escaped, and on one
+    line (a newline is written ``\\n``, so record data cannot fake a field or a record)."""
+    return "" if value is None else terminal_text(str(value)).replace("\n", "\\n")
 
 
 def write(

@@ -8,6 +8,7 @@ says so in one line and still prints the ledger's part (exit 0).
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,9 +20,12 @@ from otaudit import datadir, defaults
 from otaudit.cli.options import store_options
 from otaudit.cli.render import print_json
 from otaudit.status import LedgerStatus, WitnessStatus, ledger_status, witness_status
+from otaudit.textsafety import terminal_text
 
 #: How long to wait for the server's ``/status``.
 SERVER_TIMEOUT_S: Final = 3.0
+#: The largest status answer read from a server.
+MAX_ANSWER_BYTES: Final = 1 << 20
 
 
 def register(cli: click.Group) -> None:
@@ -79,8 +83,13 @@ def status_command(
             | {"witness": witness and witness.as_json(), "server": server, "server_error": problem}
         )
         return
-    for line in ledger_lines(ledger) + witness_lines(witness) + server_lines(url, server, problem):
-        click.echo(line)
+    try:
+        shown = server_lines(url, server, problem)
+    except (AttributeError, TypeError, ValueError):
+        shown = server_lines(url, None, f"{url} did not answer an otaudit status (wrong shape)")
+    for line in ledger_lines(ledger) + witness_lines(witness) + shown:
+        # What a server or a file said is shown, never obeyed, and stays on its line.
+        click.echo(terminal_text(line).replace("\n", "\\n"))
 
 
 def witness_lines(witness: WitnessStatus | None) -> list[str]:
@@ -101,22 +110,43 @@ def witness_lines(witness: WitnessStatus | None) -> list[str]:
 
 
 def fetch_server_status(url: str, token: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The server's ``/status`` document, or None and one line saying why there is none."""
+    """The server's ``/status`` document, or None and one line saying why there is none.
+
+    Bounded whatever answers: http(s) only, at most :data:`MAX_ANSWER_BYTES`, and
+    :data:`SERVER_TIMEOUT_S` in all (a server that drips its answer is given up on).
+    """
+    if not url.startswith(("http://", "https://")):
+        return None, f"{url}: only an http:// or https:// address is asked for its status"
+    answer: list[tuple[dict[str, Any] | None, str | None]] = []
+    fetching = threading.Thread(target=lambda: answer.append(_fetch(url, token)), daemon=True)
+    fetching.start()
+    fetching.join(SERVER_TIMEOUT_S)
+    if not answer:
+        return None, f"no answer from {url} within {SERVER_TIMEOUT_S:g} s"
+    return answer[0]
+
+
+def _fetch(url: str, token: str | None) -> tuple[dict[str, Any] | None, str | None]:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_S) as response:
-            document = json.loads(response.read())
+            body = response.read(MAX_ANSWER_BYTES + 1)
+        if len(body) > MAX_ANSWER_BYTES:
+            return None, f"{url} answered more than {MAX_ANSWER_BYTES} bytes (not otaudit?)"
+        document = json.loads(body)
     except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
+        if exc.code == 401:
             need = "an admin token" if token is None else "a valid admin token"
-            return None, (f"{url} answered {exc.code}: it needs {need} (--token or OTAUDIT_TOKEN)")
+            return None, f"{url} answered 401: it needs {need} (--token or OTAUDIT_TOKEN)"
+        if exc.code == 403:
+            return None, f"{url} answered 403: the token lacks the admin scope (--token)"
         return None, f"{url} answered {exc.code} (is it an otaudit server?)"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return None, f"no server answers at {url} ({reason})"
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, f"{url} did not answer JSON (is it an otaudit server?)"
     if not isinstance(document, dict):
         return None, f"{url} did not answer a JSON object (is it an otaudit server?)"
