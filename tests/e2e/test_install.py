@@ -23,11 +23,16 @@ def test_the_readme_install_works_as_written(tmp_path: Path) -> None:
     checkout = home / "otaudit"
     shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "*.egg-info", "__pycache__", ".*_cache", "otaudit-data",
+        "target", "_core*.so",
     ))  # fmt: skip
-    # A home of its own (the README's ~ paths land there); pip's cache stays the user's.
+    # A home of its own (the README's ~ paths land there); pip's cache, cargo's crates and
+    # the Rust toolchain stay the user's.
     cache = Path(os.path.expanduser("~/.cache/pip"))
-    env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-           "PIP_QUIET": "1", "PIP_CACHE_DIR": str(cache)}  # fmt: skip
+    cargo = Path(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")))
+    rustup = os.environ.get("RUSTUP_HOME", os.path.expanduser("~/.rustup"))
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    env = {"HOME": str(home), "PATH": f"{cargo / 'bin'}:{path}", "PIP_QUIET": "1",
+           "PIP_CACHE_DIR": str(cache), "CARGO_HOME": str(cargo), "RUSTUP_HOME": rustup}  # fmt: skip
     venv, install, serve = commands
     for command in (venv, install):
         ran = subprocess.run(command, shell=True, cwd=home, env=env, capture_output=True,

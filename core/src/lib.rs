@@ -1,0 +1,12 @@
+//! The compiled core of otaudit.
+//!
+//! Pure functions over bytes: RFC 9162 hashing, and (in the modules added beside this
+//! one) OTLP decoding, sealing and verification. The Python package keeps every policy,
+//! every message a user reads and all I/O; [`python`] is the thin binding layer, built
+//! only with the `python` feature (maturin turns it on), so `cargo test` needs no
+//! interpreter.
+
+pub mod merkle;
+
+#[cfg(feature = "python")]
+mod python;

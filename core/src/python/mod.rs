@@ -1,0 +1,15 @@
+//! The Python module `otaudit._core`: each submodule registers its functions.
+
+use pyo3::prelude::*;
+
+mod hashing;
+mod prepare;
+mod verify;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    hashing::register(m)?;
+    prepare::register(m)?;
+    verify::register(m)?;
+    Ok(())
+}
