@@ -171,3 +171,16 @@ def test_duplicate_attribute_keys_reject_only_that_record() -> None:
     sel = select_spans(req, "audit.action")
     assert (len(sel.records), sel.rejected) == (1, 1)
     assert "duplicate attribute key 'enduser.id'" in sel.error_message
+
+
+def test_a_map_attribute_sent_out_of_order_gives_the_columns_verify_derives() -> None:
+    req = golden_request()
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    role = AnyValue()
+    role.kvlist_value.values.extend([kv("z", s("1")), kv("a", s("2"))])
+    span.attributes.append(kv("enduser.role", role))
+    (obj, content), = select_spans(req, "audit.action").records  # fmt: skip
+    entry = seal(obj, content, "otlp", RECEIVED_NS)
+    envelope, _ = parse_sealed(entry.sealed)
+    assert entry.columns == derive_columns(envelope)
+    assert entry.columns.actor_role == '{"a":"2","z":"1"}'

@@ -118,7 +118,10 @@ def text_value(value: Any) -> str:
     """The text form of an encoded attribute value, as query columns show it.
 
     Strings are themselves; booleans ``true``/``false``; ints, doubles and bytes
-    their string form; arrays and key-value lists compact JSON of text forms.
+    their string form; arrays and key-value lists compact JSON of text forms, with the
+    keys of key-value lists sorted (by code point), so that the text does not depend on
+    the order a client sent them in: a record's columns at sealing (the client's order)
+    and at ``verify`` (the canonical order of the sealed bytes) are the same.
     """
     if isinstance(value, str):
         return value
@@ -127,7 +130,7 @@ def text_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list) or "kvlist" in value:
-        return orjson.dumps(_plain(value)).decode()
+        return orjson.dumps(_plain(value), option=orjson.OPT_SORT_KEYS).decode()
     return str(next(iter(value.values())))  # {"int": ...}, {"double": ...}, {"bytes": ...}
 
 
