@@ -41,7 +41,7 @@ from otaudit.checkpoint import Checkpoint, sign_checkpoint
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import open_note, sign_note
 from otaudit.record import parse_sealed, seal
-from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.sqlite import SQLiteStore, stored_bytes_reader
 from otaudit.timespec import parse_time
 from support import Server, audit_request, otaudit, post
 
@@ -157,7 +157,9 @@ def test_whole_bundle(ledger: Path, whole: Path, key: str) -> None:
             "SELECT r.sealed, r.resource_at, s.body FROM records r"
             " LEFT JOIN resources s ON s.hash = r.resource_hash ORDER BY r.seq"
         ).fetchall()
-        sealed = [bytes(b if at is None else b[:at] + body + b[at:]) for b, at, body in stored]
+        reader = stored_bytes_reader(conn)  # each row's bytes may be compressed
+        kept = [(reader.decode(bytes(b)), at, body) for b, at, body in stored]
+        sealed = [bytes(b if at is None else b[:at] + body + b[at:]) for b, at, body in kept]
         note = conn.execute("SELECT note FROM checkpoints ORDER BY tree_size DESC").fetchone()[0]
     assert (whole / "records.canonical").read_bytes() == b"".join(s + b"\n" for s in sealed)
     assert (whole / "checkpoint").read_text() == note

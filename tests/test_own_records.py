@@ -30,7 +30,7 @@ from otaudit.detect.rules import load_rules
 from otaudit.detect.state import Finding
 from otaudit.otlp.convert import select_logs, select_spans
 from otaudit.record import Entry, content_key, parse_sealed, seal
-from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.sqlite import SQLiteStore, stored_bytes_reader
 from polling import wait_until
 from support import Server, audit_request, otaudit, post
 from test_record import RECEIVED_NS, golden_request
@@ -72,6 +72,7 @@ def _set_dedup_key(data: Path, seq: int, key: Callable[[bytes], bytes]) -> None:
             " LEFT JOIN resources s ON s.hash = r.resource_hash WHERE r.seq = ?",
             (seq,),
         ).fetchone()
+        stored = stored_bytes_reader(conn).decode(bytes(stored))  # it may be compressed
         sealed = bytes(stored if at is None else stored[:at] + body + stored[at:])
         conn.execute("UPDATE records SET dedup_key = ? WHERE seq = ?", (key(sealed), seq))
     finally:

@@ -33,7 +33,7 @@ from otaudit import merkle, tree
 from otaudit.checkpoint import Checkpoint, sign_checkpoint
 from otaudit.keys import SigningKey
 from otaudit.record import COLUMN_NAMES, content_key, derive_columns, parse_sealed
-from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.sqlite import SQLiteStore, stored_bytes_reader
 from support import Server, audit_request, otaudit, post
 
 RECORDS = 40
@@ -144,7 +144,8 @@ def _whole_sealed(conn: sqlite3.Connection, seq: int) -> bytes:
         " LEFT JOIN resources s ON s.hash = r.resource_hash WHERE r.seq = ?",
         (seq,),
     ).fetchone()
-    return bytes(stored) if at is None else bytes(stored[:at] + body + stored[at:])
+    stored = stored_bytes_reader(conn).decode(bytes(stored))  # it may be compressed
+    return stored if at is None else stored[:at] + body + stored[at:]
 
 
 # -- the tampering (each case on every store: tests/contract/test_contract_tamper.py) --

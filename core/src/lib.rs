@@ -6,6 +6,7 @@
 //! only with the `python` feature (maturin turns it on), so `cargo test` needs no
 //! interpreter.
 
+pub mod codec;
 pub mod merkle;
 
 #[cfg(feature = "python")]

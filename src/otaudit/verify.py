@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otaudit import merkle, tree
+from otaudit._core import is_frame
 from otaudit.checkpoint import open_checkpoint
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.errors import VerificationError
@@ -115,6 +116,12 @@ def _check_record(rec: StoredRecord, leaf: bytes) -> dict[str, Any]:
         envelope, content = parse_sealed(rec.sealed)
         derived = derive_columns(envelope)
     except (ValueError, KeyError, TypeError) as exc:
+        if is_frame(rec.sealed):  # a compressed row that would not decompress
+            raise VerificationError(
+                f"seq {rec.seq}: its stored bytes are a zstd frame that cannot be read (the"
+                " row or the ledger's dictionary was altered)",
+                rec.seq,
+            ) from exc
         raise VerificationError(
             f"seq {rec.seq}: sealed bytes are not a valid record: {exc}", rec.seq
         ) from exc

@@ -28,6 +28,7 @@ from otaudit.errors import VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.record import COLUMN_NAMES
 from otaudit.store.base import Store
+from otaudit.store.codec import StoredBytes
 from otaudit.verify import verify_ledger
 from sealing import big_request, sealed_entries, sign
 from support import otaudit
@@ -52,8 +53,15 @@ class Ledger:
         return VerifierKey.parse(self.key.verifier_key())
 
     def stored(self, seq: int) -> bytes:
-        """Record ``seq``'s sealed bytes as its row keeps them (its resource cut out)."""
-        return bytes(self.db.sql("SELECT sealed FROM records WHERE seq = ?", (seq,))[0][0])
+        """Record ``seq``'s sealed bytes as its row keeps them (its resource cut out),
+        decompressed: a forger writes them back as they are, which a row may hold."""
+        raw = bytes(self.db.sql("SELECT sealed FROM records WHERE seq = ?", (seq,))[0][0])
+
+        def dictionary(dictionary_id: int) -> bytes | None:
+            rows = self.db.sql("SELECT body FROM dictionaries WHERE id = ?", (dictionary_id,))
+            return bytes(rows[0][0]) if rows else None
+
+        return StoredBytes(dictionary).decode(raw)
 
 
 @pytest.fixture

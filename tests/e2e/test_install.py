@@ -32,7 +32,8 @@ def test_the_readme_install_works_as_written(tmp_path: Path) -> None:
     rustup = os.environ.get("RUSTUP_HOME", os.path.expanduser("~/.rustup"))
     path = os.environ.get("PATH", "/usr/bin:/bin")
     env = {"HOME": str(home), "PATH": f"{cargo / 'bin'}:{path}", "PIP_QUIET": "1",
-           "PIP_CACHE_DIR": str(cache), "CARGO_HOME": str(cargo), "RUSTUP_HOME": rustup}  # fmt: skip
+           "PIP_CACHE_DIR": str(cache), "CARGO_HOME": str(cargo),
+           "RUSTUP_HOME": rustup}  # fmt: skip
     venv, install, serve = commands
     for command in (venv, install):
         ran = subprocess.run(command, shell=True, cwd=home, env=env, capture_output=True,

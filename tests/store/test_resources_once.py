@@ -166,6 +166,7 @@ def old_ledger(store_url: str, tmp_path: Path) -> Iterator[tuple[Store, list[Ent
     try:
         _migrate_to(old, 4)
         _append_as_version_4(old, store_url, entries)
+        old.migrate(online_only=False)  # as `otaudit migrate` does
     finally:
         old.close()
     store = datadir.open_store(tmp_path, store_url, readonly=False)

@@ -2,12 +2,14 @@
 
 use pyo3::prelude::*;
 
+mod codec;
 mod hashing;
 mod prepare;
 mod verify;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    codec::register(m)?;
     hashing::register(m)?;
     prepare::register(m)?;
     verify::register(m)?;

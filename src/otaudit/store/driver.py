@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from otaudit.record import Entry
 from otaudit.store.migrations import Migration
 from otaudit.tree import AppendPlan
 
@@ -64,8 +65,8 @@ class Driver(Protocol):
         (UnstorableRecords if the database cannot hold a value of the rows written)."""
         ...
 
-    def held(self, keys: Sequence[bytes]) -> set[bytes]:
-        """Which of the dedup keys the ledger holds (inside ``head_lock``)."""
+    def held(self, entries: Sequence[Entry]) -> set[bytes]:
+        """Which of the entries' dedup keys the ledger holds (inside ``head_lock``)."""
         ...
 
     def insert(self, plan: AppendPlan) -> None:

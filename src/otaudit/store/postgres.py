@@ -28,6 +28,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
 from otaudit.errors import StoreError, UnstorableRecords
+from otaudit.record import Entry
 from otaudit.store import migrations as mig
 from otaudit.store.driver import Row
 from otaudit.store.migrations import Migration
@@ -170,12 +171,12 @@ class PostgresDriver:
                 ) from exc.__cause__
             raise
 
-    def held(self, keys: Sequence[bytes]) -> set[bytes]:
+    def held(self, entries: Sequence[Entry]) -> set[bytes]:
         """The held dedup keys, in one ``= ANY`` lookup."""
         rows = self.rows(
             "appending to the ledger",
             "SELECT dedup_key FROM otaudit.records WHERE dedup_key = ANY(%s)",
-            (list(keys),),
+            ([e.dedup_key for e in entries],),
         )
         return {bytes(r[0]) for r in rows}
 

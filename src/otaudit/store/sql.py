@@ -97,7 +97,7 @@ class SQLStore(ReportReads, SearchReads, EventReads):
         """Durably append the entries not already held (one transaction); see ``Store``."""
         with self._db.head_lock():
             size = self.tree_size()
-            held = self._db.held([e.dedup_key for e in entries])
+            held = self._db.held(entries)
             edge = self._stored_nodes(tree.range_keys(0, size), "; run `otaudit verify`")
             plan = tree.plan_append(entries, size, held, edge, no_resource=self._db.no_resource)
             self._db.insert(plan)

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from otaudit.errors import ConfigError, StoreError, UnstorableRecords
-from otaudit.record import COLUMN_NAMES
+from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.store import codec
 from otaudit.store import migrations as mig
 from otaudit.store.driver import Row
 from otaudit.store.migrations import Migration
 from otaudit.store.sql import SQLStore
 from otaudit.store.sqlite_query import read_uri
-from otaudit.store.sqlite_schema import MIGRATIONS
+from otaudit.store.sqlite_schema import DEDUP_TIME, MIGRATIONS
 from otaudit.tree import AppendPlan
 
 _INSERT_RECORD: Final = (
@@ -36,8 +37,30 @@ _INSERT_RECORD: Final = (
 # other insert of it a no-op, so INSERT OR REPLACE cannot swap it).
 _INSERT_RESOURCE: Final = "INSERT OR IGNORE INTO resources (hash, body, flat) VALUES (?, ?, ?)"
 _INSERT_NODE: Final = "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)"
-_DUP_CHUNK: Final = 500
+_DUP_CHUNK: Final = 400
 _FETCH_BATCH: Final = 4000
+
+
+def stored_bytes_reader(conn: sqlite3.Connection) -> codec.StoredBytes:
+    """Decodes the ``sealed`` column of ``records`` rows read on ``conn`` by hand (a zstd
+    frame is decompressed with the ledger's dictionary; other bytes are as they are)."""
+
+    def dictionary(dictionary_id: int) -> bytes | None:
+        try:
+            rows = conn.execute(
+                "SELECT body FROM dictionaries WHERE id = ?", (dictionary_id,)
+            ).fetchall()
+        except sqlite3.Error:
+            return None
+        return bytes(rows[0][0]) if rows else None
+
+    return codec.StoredBytes(dictionary)
+
+
+def dedup_time(columns: Columns) -> int:
+    """The time a record's dedup key is filed under (``records_dedup``): its own time, or
+    0 when it has none (its timestamp is its receive time, which a retry does not share)."""
+    return 0 if columns.timestamp == columns.received_at else columns.time_unix_nano
 
 
 def _utc_now() -> str:
@@ -56,6 +79,8 @@ class SQLiteDriver:
         self.conn = conn
         self.path = path
         self.label = str(path)
+        self._bytes = stored_bytes_reader(conn)
+        self._encoder_loaded = False
 
     def _error(self, action: str, exc: Exception) -> StoreError:
         return StoreError(f"{action} failed on {self.path}: {exc}")
@@ -126,21 +151,58 @@ class SQLiteDriver:
         except sqlite3.Error as exc:
             raise self._error("appending to the ledger", exc) from exc
 
-    def held(self, keys: Sequence[bytes]) -> set[bytes]:
-        """The held dedup keys, looked up ``_DUP_CHUNK`` at a time."""
+    def held(self, entries: Sequence[Entry]) -> set[bytes]:
+        """The held dedup keys, looked up by (dedup time, key) ``_DUP_CHUNK`` at a time
+        through ``records_dedup`` (an index that grows in time order)."""
+        pairs = [(dedup_time(e.columns), e.dedup_key) for e in entries]
         held: set[bytes] = set()
-        for i in range(0, len(keys), _DUP_CHUNK):
-            chunk = keys[i : i + _DUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT dedup_key FROM records WHERE dedup_key IN ({marks})"
-            held.update(bytes(r[0]) for r in self.conn.execute(sql, chunk))
+        for i in range(0, len(pairs), _DUP_CHUNK):
+            chunk = pairs[i : i + _DUP_CHUNK]
+            values = ",".join(["(?, ?)"] * len(chunk))
+            sql = (  # a join, so that SQLite seeks the index once per pair
+                f"SELECT dedup_key FROM (VALUES {values}) AS v CROSS JOIN records"
+                f" WHERE {DEDUP_TIME} = v.column1 AND dedup_key = v.column2"
+            )
+            params = [v for pair in chunk for v in pair]
+            held.update(bytes(r[0]) for r in self.conn.execute(sql, params))
         return held
 
     def insert(self, plan: AppendPlan) -> None:
-        """``executemany`` of the records, resources and tree nodes."""
-        self.conn.executemany(_INSERT_RECORD, plan.records)
+        """``executemany`` of the records (their bytes compressed), resources and tree
+        nodes; trains the ledger's dictionary first when it is time (``store.codec``)."""
+        records = plan.records
+        if records:
+            if not self._encoder_loaded:
+                self._load_encoder()
+            if self._bytes.wants_dictionary(records[0][0]):
+                self._train(records)
+            records = self._bytes.encode_rows(records)
+        self.conn.executemany(_INSERT_RECORD, records)
         self.conn.executemany(_INSERT_RESOURCE, plan.resources)
         self.conn.executemany(_INSERT_NODE, plan.nodes)
+
+    def _load_encoder(self) -> None:
+        """Compress with the ledger's latest dictionary, if it has one."""
+        rows = self.conn.execute(
+            "SELECT id, body FROM dictionaries ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ).fetchall()
+        if rows:
+            self._bytes.use(int(rows[0][0]), bytes(rows[0][1]))
+        self._encoder_loaded = True
+
+    def _train(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """Train a dictionary on the latest stored records and these, and keep it."""
+        latest = self.conn.execute(
+            "SELECT sealed FROM records ORDER BY seq DESC LIMIT ?", (codec.TRAIN_SAMPLES,)
+        ).fetchall()
+        samples = [self._bytes.decode(bytes(r[0])) for r in latest]
+        samples += [bytes(r[1]) for r in records[: codec.TRAIN_SAMPLES]]
+        trained = self._bytes.train(samples, int(records[0][0]))
+        if trained is not None:
+            self.conn.execute(
+                "INSERT INTO dictionaries (id, body, created_at) VALUES (?, ?, ?)",
+                (trained[0], trained[1], codec.created_at()),
+            )
 
     def signer_turn(self) -> AbstractContextManager[bool]:
         """Always this process's turn: one ``serve`` owns a SQLite ledger."""
@@ -167,8 +229,13 @@ class SQLiteDriver:
             raise self._error(f"migration {migration.version}", exc) from exc
 
     def record_values(self, row: Sequence[Any]) -> Sequence[Any]:
-        """As stored: the flattened attributes are kept as their JSON text."""
-        return row
+        """The stored bytes decompressed (``store.codec``); the flattened attributes are
+        kept as their JSON text."""
+        return (row[0], self._bytes.decode(bytes(row[1])), *row[2:])
+
+    def unreadable(self, stored: bytes) -> str | None:
+        """Why stored bytes read back from a row cannot be decompressed (None: they can)."""
+        return self._bytes.why_unreadable(stored)
 
     def resource(self, resource_hash: bytes) -> tuple[bytes, str] | None:
         """The kept resource's body and flattened attributes."""

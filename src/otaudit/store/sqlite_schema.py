@@ -3,14 +3,16 @@
 The tables mirror the PostgreSQL store's (:mod:`otaudit.store.postgres_schema`):
 ``records`` with the sealed bytes and the columns derived from them,
 ``resources`` (each distinct resource once, from migration 5), ``tree_nodes``,
-``checkpoints``, ``meta`` and ``schema_migrations``, each append-only through
-triggers, and the three audit views queries read.
+``checkpoints``, ``meta``, ``schema_migrations`` and ``dictionaries`` (the zstd
+dictionaries rows are compressed with, from migration 6: :mod:`otaudit.store.codec`),
+each append-only through triggers, and the three audit views queries read.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from otaudit.record import Columns
 from otaudit.store.migrations import Migration
 
 # Each ledger table and the condition that finds an existing row with a new row's key:
@@ -98,6 +100,40 @@ CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
 CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
 """
 
+# The records table again, without the random-order UNIQUE index over every dedup key:
+# retries are found through an index that grows in time order (a retried record carries
+# the same content, so the same client time; a record with no time of its own has its
+# receive time as timestamp and is looked up under 0). A row's sealed bytes may now be a
+# zstd frame (otaudit.store.codec), compressed with a dictionary of ``dictionaries``.
+# Rows are copied as they are; the copy takes as long as the ledger is large: offline.
+DEDUP_TIME: Final = "CASE WHEN timestamp = received_at THEN 0 ELSE time_unix_nano END"
+_ROW_COLUMNS: Final = (
+    "seq, sealed, dedup_key, " + ", ".join(Columns._fields) + ", resource_hash, resource_at"
+)
+_COMPACT: Final = f"""
+CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, body BLOB NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE records_v6 (
+    seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL, dedup_key BLOB NOT NULL,
+    {_COLUMNS_SQL}, resource_hash BLOB, resource_at INTEGER
+);
+INSERT INTO records_v6 ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM records ORDER BY seq;
+DROP VIEW audit_spans;
+DROP VIEW audit_logs;
+DROP VIEW audit_records;
+DROP TABLE records;
+ALTER TABLE records_v6 RENAME TO records;
+CREATE INDEX records_time ON records (time_unix_nano);
+CREATE INDEX records_action_time ON records (action, time_unix_nano);
+CREATE INDEX records_producer ON records (producer, producer_seq);
+CREATE INDEX records_attr_action ON records
+    (json_extract(attributes, '$."audit.action"'), timestamp);
+CREATE INDEX records_dedup ON records ({DEDUP_TIME}, dedup_key);
+CREATE VIEW audit_records AS SELECT {_VIEW_V5}
+    FROM records r LEFT JOIN resources s ON s.hash = r.resource_hash;
+CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
+CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
+""" + _append_only({"records": "seq = NEW.seq", "dictionaries": "id = NEW.id"})
+
 _V1: Final = "ledger tables, audit views, append-only triggers"
 # Version 1 predates the history table; version 2 records it as applied before it.
 MIGRATIONS: Final = (
@@ -134,4 +170,5 @@ MIGRATIONS: Final = (
     # Each distinct resource once (a re-insert of a held hash is a no-op) instead of a
     # copy in every record row; new columns and views only, so it runs online.
     Migration(5, "resources kept once", _RESOURCES),
+    Migration(6, "compressed records, dedup keys found in time order", _COMPACT, online=False),
 )
