@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod merkle;
+pub mod pgcopy;
 
 #[cfg(feature = "python")]
 mod python;

@@ -4,6 +4,9 @@ Each function here has a readable Python reference that tests hold it byte-for-b
 equal to (named in its docstring).
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 def leaf_hash(data: bytes) -> bytes:
     """The RFC 9162 leaf hash of ``data``; reference :func:`otaudit.merkle.leaf_hash`."""
 
@@ -44,3 +47,9 @@ def dictionary_id(dictionary: bytes) -> int | None:
 def train_dictionary(samples: list[bytes], max_bytes: int) -> bytes:
     """A zstd dictionary of at most ``max_bytes`` trained on ``samples``; ValueError when
     zstd cannot train on them (too few, too small)."""
+
+def pg_copy_binary(rows: Sequence[tuple[Any, ...]], kinds: str) -> bytes:
+    """PostgreSQL's binary COPY stream (signature, rows, trailer) of ``rows``: one value
+    per letter of ``kinds`` (``q`` bigint, ``i`` integer, ``b`` bytea, ``t`` text, ``h``
+    hstore given as the JSON text of a flat object of strings; None is NULL). TypeError
+    for a value of the wrong type, ValueError for an hstore text that is not flat."""

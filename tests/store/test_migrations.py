@@ -101,14 +101,15 @@ def test_serve_leaves_a_blocking_migration_to_otaudit_migrate(pg: PgServer, tmp_
         store.close()
     refused = otaudit("serve", "--data", str(tmp_path / "data"), "--store", url)
     assert refused.returncode == 2
-    assert "migration 3 (index for attributes['audit.action']) must run with every otaudit" \
-        in refused.stderr  # fmt: skip
+    assert "migration 3 (index for attributes['audit.action']), 6 (dedup keys found in time" \
+        " order) must run with every otaudit process stopped" in refused.stderr  # fmt: skip
     done = otaudit("migrate", "--store", url, "--data", str(tmp_path / "data"))
     assert done.stdout.splitlines() == [
         "applied: 3 index for attributes['audit.action']",
         "applied: 4 API tokens",
         "applied: 5 resources kept once",
-        "schema version 5 (current)",
+        "applied: 6 dedup keys found in time order",
+        "schema version 6 (current)",
     ]
     server = Server(tmp_path / "data", extra_args=["--store", url]).start()
     assert post(server, audit_request(2)).status_code == 200

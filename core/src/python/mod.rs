@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod codec;
 mod hashing;
+mod pgcopy;
 mod prepare;
 mod verify;
 
@@ -11,6 +12,7 @@ mod verify;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     hashing::register(m)?;
+    pgcopy::register(m)?;
     prepare::register(m)?;
     verify::register(m)?;
     Ok(())

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from otaudit.record import Entry
+from otaudit.record import Columns, Entry
 from otaudit.store.migrations import Migration
 from otaudit.tree import AppendPlan
 
@@ -96,6 +96,14 @@ class Driver(Protocol):
     def close(self) -> None:
         """Release the connections."""
         ...
+
+
+def dedup_time(columns: Columns) -> int:
+    """The time a record's dedup key is filed under (index ``records_dedup``): its own
+    time, or 0 when it has none (its timestamp is its receive time, which a retry of it
+    does not share). A retry carries the same content, so it is found under the same time,
+    and the index grows in time order as records arrive."""
+    return 0 if columns.timestamp == columns.received_at else columns.time_unix_nano
 
 
 class OverDriver:

@@ -27,15 +27,17 @@ import psycopg
 from psycopg.types import TypeInfo
 from psycopg.types.hstore import register_hstore
 
+from otaudit._core import pg_copy_binary
 from otaudit.errors import StoreError, UnstorableRecords
 from otaudit.record import Entry
 from otaudit.store import migrations as mig
-from otaudit.store.driver import Row
+from otaudit.store.driver import Row, dedup_time
 from otaudit.store.migrations import Migration
 from otaudit.store.postgres_connect import check_dsn, connect, message, redact_dsn
 from otaudit.store.postgres_schema import (
     COPY_RECORDS,
     COPY_TYPES,
+    DEDUP_TIME,
     HSTORE_AT,
     INSERT_RESOURCE,
     MIGRATIONS,
@@ -48,6 +50,10 @@ _HEAD_LOCK: Final = 0x6F7461756469_01
 _SIGNER_LOCK: Final = 0x6F7461756469_02
 _MIGRATE_LOCK: Final = 0x6F7461756469_03
 _COPY_NODES: Final = "COPY otaudit.tree_nodes (level, idx, hash) FROM STDIN (FORMAT BINARY)"
+#: The records row's COPY types as the core's field kinds (``_core.pg_copy_binary``).
+_RECORD_KINDS: Final = "".join(
+    {"bigint": "q", "integer": "i", "bytea": "b", "text": "t", "hstore": "h"}[t] for t in COPY_TYPES
+)
 _FETCH_BATCH: Final = 4000
 
 
@@ -172,11 +178,13 @@ class PostgresDriver:
             raise
 
     def held(self, entries: Sequence[Entry]) -> set[bytes]:
-        """The held dedup keys, in one ``= ANY`` lookup."""
+        """The held dedup keys, looked up by (dedup time, key) in one statement through
+        ``records_dedup`` (an index that grows in time order)."""
         rows = self.rows(
             "appending to the ledger",
-            "SELECT dedup_key FROM otaudit.records WHERE dedup_key = ANY(%s)",
-            ([e.dedup_key for e in entries],),
+            "SELECT r.dedup_key FROM unnest(%s::bigint[], %s::bytea[]) AS v (t, k)"
+            f" JOIN otaudit.records r ON ({DEDUP_TIME}) = v.t AND r.dedup_key = v.k",
+            ([dedup_time(e.columns) for e in entries], [e.dedup_key for e in entries]),
         )
         return {bytes(r[0]) for r in rows}
 
@@ -185,22 +193,15 @@ class PostgresDriver:
         with self.using("appending to the ledger") as conn:
             self._hstore(conn)
             with conn.cursor() as cur:
+                # The COPY streams are built whole by the compiled core (one buffer each).
                 with cur.copy(COPY_RECORDS) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for row in plan.records:
-                        values = list(row)
-                        for at in HSTORE_AT:
-                            if values[at] is not None:
-                                values[at] = orjson.loads(values[at])
-                        copy.write_row(values)
+                    copy.write(pg_copy_binary(plan.records, _RECORD_KINDS))
                 cur.executemany(
                     INSERT_RESOURCE,
                     [(h, body, orjson.loads(flat)) for h, body, flat in plan.resources],
                 )
                 with cur.copy(_COPY_NODES) as copy:
-                    copy.set_types(["integer", "bigint", "bytea"])
-                    for node in plan.nodes:
-                        copy.write_row(node)
+                    copy.write(pg_copy_binary(plan.nodes, "iqb"))
 
     @contextmanager
     def _signer(self) -> Iterator[bool]:

@@ -164,6 +164,17 @@ GRANT SELECT ON otaudit.resources TO {READER_ROLE};
 GRANT SELECT, INSERT ON otaudit.resources TO {WRITER_ROLE};
 """
 
+#: The time a record's dedup key is filed under (its own time; 0 when it has none, when its
+#: timestamp is its receive time), as the SQLite store does.
+DEDUP_TIME: Final = 'CASE WHEN "timestamp" = received_at THEN 0 ELSE time_unix_nano END'
+# Retries found through an index that grows in time order instead of a unique index over
+# every dedup key (random order: each append touches pages all over it). Building the
+# index blocks appends for as long as it takes on a large ledger: not online.
+_DEDUP_IN_TIME_ORDER: Final = f"""
+CREATE INDEX records_dedup ON otaudit.records (({DEDUP_TIME}), dedup_key);
+ALTER TABLE otaudit.records DROP CONSTRAINT records_dedup_key_key;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "ledger tables, audit views, append-only triggers", _TABLES),
     Migration(2, "writer, reader and query roles", _ROLES),
@@ -205,4 +216,5 @@ GRANT SELECT ON otaudit.tokens TO otaudit_writer;
 """,
     ),
     Migration(5, "resources kept once", _RESOURCES),
+    Migration(6, "dedup keys found in time order", _DEDUP_IN_TIME_ORDER, online=False),
 )

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from otaudit.errors import ConfigError, StoreError, UnstorableRecords
-from otaudit.record import COLUMN_NAMES, Columns, Entry
+from otaudit.record import COLUMN_NAMES, Entry
 from otaudit.store import codec
 from otaudit.store import migrations as mig
-from otaudit.store.driver import Row
+from otaudit.store.driver import Row, dedup_time
 from otaudit.store.migrations import Migration
 from otaudit.store.sql import SQLStore
 from otaudit.store.sqlite_query import read_uri
@@ -55,12 +55,6 @@ def stored_bytes_reader(conn: sqlite3.Connection) -> codec.StoredBytes:
         return bytes(rows[0][0]) if rows else None
 
     return codec.StoredBytes(dictionary)
-
-
-def dedup_time(columns: Columns) -> int:
-    """The time a record's dedup key is filed under (``records_dedup``): its own time, or
-    0 when it has none (its timestamp is its receive time, which a retry does not share)."""
-    return 0 if columns.timestamp == columns.received_at else columns.time_unix_nano
 
 
 def _utc_now() -> str:
