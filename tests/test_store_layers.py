@@ -12,8 +12,8 @@ import sys
 
 #: The otaudit modules below the store (the store's own modules aside).
 BELOW_THE_STORE = frozenset({
-    "otaudit", "otaudit._core", "otaudit.canonical", "otaudit.conventions", "otaudit.dialect", "otaudit.errors",
-    "otaudit.merkle", "otaudit.record", "otaudit.sqllimits", "otaudit.tree",
+    "otaudit", "otaudit._core", "otaudit.canonical", "otaudit.conventions", "otaudit.dialect",
+    "otaudit.errors", "otaudit.merkle", "otaudit.record", "otaudit.sqllimits", "otaudit.tree",
 })  # fmt: skip
 STORE_MODULES = (
     "otaudit.store.sqlite", "otaudit.store.postgres", "otaudit.store.sql",
