@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from bench.attacks.measure import TreeSampler
 from bench.load import LoadSpec, Phase, run_load
 from bench.payloads import AUDIT_KEY, PLAIN_KEY, SPANS_PER_BATCH, self_check
 from bench.report import num, percentile, ratio, table
@@ -18,6 +19,8 @@ from bench.server import ServerProcess, describe_fs
 from otaudit.store.sqlite import SQLiteStore
 
 TRANSPORTS: Final = ("http", "grpc")
+#: All the server's processes together under the throughput load (issue 16, target 8).
+RSS_TARGET: Final = 512 << 20
 #: Durable spans/s per transport (issue 16, target 1).
 THROUGHPUT_TARGET: Final = {"http": 40_000, "grpc": 35_000}
 LATENCY_RATE: Final = 5_000  # spans/s
@@ -57,11 +60,15 @@ def _errors(phase: Phase) -> str:
     return ", ".join(f"{n} x {label}" for label, n in phase.errors.most_common())
 
 
-def _verdicts(rate: float, target: int, disk: float, sealed: float) -> str:
-    """The throughput and disk targets (issue 16: 1 and 6), each met or MISSED."""
+def _verdicts(rate: float, target: int, disk: float, sealed: float, rss: int) -> str:
+    """The throughput, disk and memory targets (issue 16: 1, 6 and 8), each met or MISSED."""
     speed = "met" if rate >= target else "MISSED"
     size = "met" if 0 < disk <= sealed else "MISSED"
-    return f">= {num(target)} spans/s: {speed}; disk <= sealed: {size}"
+    memory = "met" if rss <= RSS_TARGET else "MISSED"
+    return (
+        f">= {num(target)} spans/s: {speed}; disk <= sealed: {size};"
+        f" RSS <= {RSS_TARGET >> 20} MiB: {memory}"
+    )
 
 
 def _cores(cpu_s: float, wall_s: float) -> str:
@@ -78,7 +85,9 @@ def throughput(quick: bool) -> str:
         with ServerProcess(f"ingest-{transport}") as srv:
             notes.append(f"{transport}: data dir on {describe_fs(srv.root)}")
             spec = LoadSpec(transport, srv.http_port, srv.grpc_port, srv.pid, senders, batches)
+            sampler = TreeSampler(srv.pid, 1 << 40)
             res = run_load("throughput", spec)
+            peak_rss = sampler.stop().peak_total
             metrics = srv.metrics()
             code = srv.stop()
             if code != 0:
@@ -103,7 +112,8 @@ def throughput(quick: bool) -> str:
                 _cores(phase.client_cpu_s, phase.wall_s),
                 _commits(metrics),
                 f"{disk:,.0f} / {mean_sealed:,.0f} ({num(records)} rec)",
-                _verdicts(rate, THROUGHPUT_TARGET[transport], disk, mean_sealed),
+                f"{peak_rss / (1 << 20):,.0f}",
+                _verdicts(rate, THROUGHPUT_TARGET[transport], disk, mean_sealed, peak_rss),
             ]
         )
     headers = [
@@ -121,6 +131,7 @@ def throughput(quick: bool) -> str:
         "client CPU (cores)",
         "commits (mean records, mean ms)",
         "disk bytes / mean sealed bytes per record",
+        "peak RSS MiB (all server processes)",
         "targets",
     ]
     intro = (
