@@ -76,3 +76,23 @@ def test_migrate_makes_the_ledger_tokens_can_come_before_serving(tmp_path: Path)
     assert otaudit("migrate", "--data", str(data)).returncode == 0
     created = otaudit("token", "create", "--data", str(data), "--scope", "ingest")
     assert created.returncode == 0, created.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--checkpoint-interval", "nan", "'nan' is not a finite number"),
+        ("--checkpoint-interval", "inf", "inf is not in the range"),
+        ("--max-body-bytes", str(2**31), "is not in the range 1024<=x<=2147483647"),
+        ("--max-body-bytes", "9" * 30, "is not in the range"),
+        ("--workers", "9" * 30, "is not in the range"),
+    ],
+)
+def test_serve_refuses_numbers_it_cannot_use(
+    option: str, value: str, says: str, tmp_path: Path
+) -> None:
+    result = otaudit("serve", "--data", str(tmp_path / "data"), option, value)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_BYTES",
     "MAX_BODY_BYTES",
+    "MAX_BODY_BYTES_CEILING",
     "MAX_CALLS_PER_PEER",
     "MAX_CONNECTIONS",
     "MAX_QUEUE_RECORDS",
@@ -54,6 +55,9 @@ AUDIT_ATTRIBUTE: Final = _AUDIT_ATTRIBUTE
 PIPELINE: Final = "otlp"
 """The pipeline stamped on records whose request has no ``X-Audit-Pipeline`` header."""
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+#: The largest ``--max-body-bytes``: a request is held in memory, and one gRPC message
+#: carries at most 2 GiB - 1.
+MAX_BODY_BYTES_CEILING: Final = 2**31 - 1
 """The most one request may hold, measured after decompression."""
 HEADER_TIMEOUT_S: Final = 10.0
 """Seconds a client has to send a request's headers (gRPC: to connect)."""

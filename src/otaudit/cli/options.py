@@ -7,6 +7,7 @@ both take (rule files, where alerts are sent).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,32 @@ if TYPE_CHECKING:
     from otaudit.detect.rules import Rule
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The largest count or size an option takes: every limit fits a signed 64-bit integer
+#: (what SQLite, PostgreSQL and the C libraries below take) with room to add to it.
+MAX_COUNT: Final = 2**62
+
+
+class Count(click.IntRange):
+    """A whole number from ``minimum`` to ``maximum`` (at most :data:`MAX_COUNT`)."""
+
+    def __init__(self, minimum: int, maximum: int = MAX_COUNT) -> None:
+        super().__init__(minimum, min(maximum, MAX_COUNT))
+
+
+class Seconds(click.FloatRange):
+    """A finite number from ``minimum`` to ``maximum``: NaN and the infinities, which pass
+    a range check (every comparison with NaN is false), are refused by name."""
+
+    def __init__(self, minimum: float, maximum: float = 1e9) -> None:
+        super().__init__(minimum, maximum)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, refused when it is not finite."""
+        number = super(click.FloatRange, self).convert(value, param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def store_options(func: F) -> F:

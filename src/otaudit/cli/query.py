@@ -8,7 +8,7 @@ import click
 
 from otaudit import views
 from otaudit.cli import rows as rows_out
-from otaudit.cli.options import query_store_option, store_options
+from otaudit.cli.options import Count, query_store_option, store_options
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import print_json
 from otaudit.query import json_cell, query_target, run_sql, truncation_notice
@@ -28,21 +28,21 @@ _DEFAULTS = QueryLimits()
 @click.option("--wide", is_flag=True, help="Cut no value in a table.")
 @click.option(
     "--max-rows",
-    type=click.IntRange(1),
+    type=Count(1),
     default=_DEFAULTS.max_rows,
     show_default=True,
     help="Row cap; a capped result prints a notice on stderr.",
 )
 @click.option(
     "--max-bytes",
-    type=click.IntRange(1),
+    type=Count(1),
     default=_DEFAULTS.max_result_bytes,
     show_default=True,
     help="Cap on the bytes of cell data returned; a capped result prints a notice on stderr.",
 )
 @click.option(
     "--timeout-ms",
-    type=click.IntRange(1),
+    type=Count(1),
     default=_DEFAULTS.timeout_ms,
     show_default=True,
     help="Statement time limit.",

@@ -12,7 +12,7 @@ import orjson
 
 from otaudit import auditsample, proofs
 from otaudit.cli import rows as rows_out
-from otaudit.cli.options import store_options, time_bound
+from otaudit.cli.options import Count, store_options, time_bound
 from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import terminal
@@ -33,12 +33,12 @@ FORMATS: Final = ("table", "json")
 )
 @click.option("--since", metavar="T", help="Population at or after T (RFC 3339, date, or 90d).")
 @click.option("--until", metavar="T", help="Population before T (same forms).")
-@click.option("--n", "size", type=click.IntRange(1), default=25, show_default=True,
+@click.option("--n", "size", type=Count(1), default=25, show_default=True,
               help="Sample size.")  # fmt: skip
 @click.option(
     "--checkpoint",
     "tree_size",
-    type=click.IntRange(1),
+    type=Count(1),
     metavar="SIZE",
     help="Signed checkpoint whose root hash seeds the draw (default: latest).",
 )

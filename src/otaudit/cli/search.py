@@ -24,7 +24,7 @@ from typing import Any, Final
 import click
 
 from otaudit.cli import rows as rows_out
-from otaudit.cli.options import store_options, time_bound
+from otaudit.cli.options import Count, store_options, time_bound
 from otaudit.cli.reading import reading, record_read
 from otaudit.cli.render import error_message
 from otaudit.errors import OtauditError
@@ -62,7 +62,7 @@ def _columns(
 @click.option("--since", metavar="T",
               help="At or after T: RFC 3339, a date, or a duration ago (90d, 12h).")  # fmt: skip
 @click.option("--until", metavar="T", help="Before T (same forms as --since).")
-@click.option("--limit", type=click.IntRange(1),
+@click.option("--limit", type=Count(1),
               help="At most N records (table and vertical: default 1000).")  # fmt: skip
 @click.option("--columns", metavar="A,B,...", callback=_columns,
               help="The columns to show, in this order (default: all).")  # fmt: skip

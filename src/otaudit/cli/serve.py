@@ -9,6 +9,8 @@ import click
 
 from otaudit import defaults
 from otaudit.cli.options import (
+    Count,
+    Seconds,
     load_rule_set,
     notify_options,
     notify_settings,
@@ -83,63 +85,64 @@ class _ServeCommand(click.Command):
 )
 @click.option(
     "--max-body-bytes",
-    type=click.IntRange(1024),
+    type=Count(1024, defaults.MAX_BODY_BYTES_CEILING),
     default=defaults.MAX_BODY_BYTES,
     show_default=True,
-    help="Request size limit, measured after decompression.",
+    help="Request size limit, measured after decompression (a request is held in memory:"
+    " at most 2 GiB - 1, the most one gRPC message can carry).",
 )
 @click.option(
     "--header-timeout",
-    type=click.FloatRange(0.1),
+    type=Seconds(0.1),
     default=defaults.HEADER_TIMEOUT_S,
     show_default=True,
     help="Seconds a client has to send a request's headers (gRPC: to connect).",
 )
 @click.option(
     "--body-timeout",
-    type=click.FloatRange(0.1),
+    type=Seconds(0.1),
     default=defaults.BODY_TIMEOUT_S,
     show_default=True,
     help="Seconds a client has to send a request's body once its headers are in.",
 )
 @click.option(
     "--max-connections",
-    type=click.IntRange(1),
+    type=Count(1),
     default=defaults.MAX_CONNECTIONS,
     show_default=True,
     help="Open connections per listener; more are refused.",
 )
 @click.option(
     "--max-calls-per-peer",
-    type=click.IntRange(1),
+    type=Count(1),
     default=defaults.MAX_CALLS_PER_PEER,
     show_default=True,
     help="gRPC calls one client address may have open at once; more get RESOURCE_EXHAUSTED.",
 )
 @click.option(
     "--shutdown-timeout",
-    type=click.FloatRange(1),
+    type=Seconds(1),
     default=defaults.SHUTDOWN_TIMEOUT_S,
     show_default=True,
     help="Seconds requests in flight get after SIGTERM before their connections close.",
 )
 @click.option(
     "--max-queue-records",
-    type=click.IntRange(1),
+    type=Count(1),
     default=defaults.MAX_QUEUE_RECORDS,
     show_default=True,
     help="Records waiting for the sequencer before ingest answers 503.",
 )
 @click.option(
     "--checkpoint-interval",
-    type=click.FloatRange(0.05, 60),
+    type=Seconds(0.05, 60),
     default=defaults.CHECKPOINT_INTERVAL_S,
     show_default=True,
     help="Seconds between signed checkpoints while records arrive.",
 )
 @click.option(
     "--workers",
-    type=click.IntRange(0, 64),
+    type=Count(0, 64),
     default=defaults.WORKERS,
     show_default=True,
     help="Processes that decode and seal requests (0: in the server process).",
@@ -170,21 +173,21 @@ class _ServeCommand(click.Command):
               help="Require client certificates signed by this CA (mutual TLS).")  # fmt: skip
 @click.option(
     "--max-attributes",
-    type=click.IntRange(1),
+    type=Count(1),
     default=defaults.MAX_ATTRIBUTES,
     show_default=True,
     help="Attributes one record may carry; records over it are rejected (partial_success).",
 )
 @click.option(
     "--max-attribute-bytes",
-    type=click.IntRange(16),
+    type=Count(16),
     default=defaults.MAX_ATTRIBUTE_BYTES,
     show_default=True,
     help="Encoded size one attribute value may have; records over it are rejected.",
 )
 @click.option(
     "--max-resource-bytes",
-    type=click.IntRange(256),
+    type=Count(256),
     default=defaults.MAX_RESOURCE_BYTES,
     show_default=True,
     help="Encoded size a record's resource, or its scope, may have (every record carries "
@@ -192,7 +195,7 @@ class _ServeCommand(click.Command):
 )
 @click.option(
     "--max-records-per-request",
-    type=click.IntRange(1),
+    type=Count(1),
     default=None,
     help="Spans or log records one export may hold; a larger one is refused whole (413). "
     "[default: 20000, or --max-queue-records if smaller]",

@@ -10,7 +10,7 @@ from typing import TextIO
 import click
 
 from otaudit import datadir, signerstate
-from otaudit.cli.options import store_options
+from otaudit.cli.options import Count, store_options
 from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import record_read
 from otaudit.cli.render import CheckCommand
@@ -71,8 +71,8 @@ def _signer_state(data: Path, store: Store, key: VerifierKey) -> int | None:
 @click.option("--checkpoint", "checkpoint_file", type=click.File("r"), metavar="FILE",
               help="A signed checkpoint kept elsewhere earlier: the ledger must still contain "
                    "exactly the tree it signs.")  # fmt: skip
-@click.option("--from-seq", type=click.IntRange(0), help="Check only records from this seq.")
-@click.option("--to-seq", type=click.IntRange(0), help="Check only records before this seq.")
+@click.option("--from-seq", type=Count(0), help="Check only records from this seq.")
+@click.option("--to-seq", type=Count(0), help="Check only records before this seq.")
 @click.option("--max-signing-delay", "max_delay_s", metavar="DURATION",
               default=duration_text(DEFAULT_MAX_DELAY_S), show_default=True, callback=_duration,
               help="Fail when a record stayed unsigned while the server received client "
