@@ -58,6 +58,12 @@ def test_a_commands_own_table_sets_its_options(ledger: Path, tmp_path: Path) -> 
         ('colour = "blue"\n', ":1: no command has an option --colour"),
         ('[servee]\nhttp = "x"\n', ":1: no command `otaudit servee`"),
         ("[serve\n", "Expected ']' at the end of a table declaration"),
+        ('[serve]\ncheckpoint-interval = "soon"\n', ":2: checkpoint-interval: 'soon' is not"),
+        ("[serve]\nworkers = 1.5\n", ":2: workers: 1.5 is not a whole number"),
+        ("[serve]\nworkers = -1\n", ":2: workers: -1 is not in the range 0<=x<=64"),
+        ("[serve]\ncheckpoint-interval = nan\n", ":2: checkpoint-interval: nan is not a finite"),
+        ('[serve]\nhttp = ["a", "b"]\n', ":2: http: expected one value, not a list"),
+        ('format = "xml"\n', ":1: format: 'xml' is not one of"),
     ],
 )  # fmt: skip
 def test_what_the_commands_do_not_take_is_named_with_its_line(
@@ -125,3 +131,13 @@ def test_a_deeply_nested_or_single_quoted_file_gets_a_message(tmp_path: Path) ->
     quoted = _file(tmp_path, f"'data' = \"{tmp_path}\"\n")
     loaded = config.load(quoted, cli)
     assert loaded.default_map["status"]["data"] == str(tmp_path)
+
+
+def test_a_shared_format_reaches_the_commands_that_take_it(ledger: Path, tmp_path: Path) -> None:
+    config = _file(tmp_path, f'data = "{ledger}"\nformat = "csv"\n')
+    rows = run_cli("--config", config, "search")
+    assert rows.exit_code == 0, rows.stderr
+    assert rows.stdout.splitlines()[0].startswith("seq,")
+    # status has no csv format: it keeps its own default rather than refusing the file.
+    status = run_cli("--config", config, "status")
+    assert status.exit_code == 0, status.stderr

@@ -12,7 +12,10 @@ per command sets that command's own (``[serve]``, ``[detect]``, ``[token.create]
 
 What is given on the command line wins, then the environment (``OTAUDIT_DATA`` ...),
 then the file, then the built-in default. A key, table or value the commands do not take
-is an error naming its line. ``otaudit config show [COMMAND]`` prints what is in force and
+is an error naming its line; values are checked by the option's own type when the file is
+read (a word where a number goes, 1.5 workers, NaN seconds). A key at the top reaches the
+commands whose option takes its value: ``format = "csv"`` sets every command that prints
+rows, while ``status`` (text or json) keeps its own default. ``otaudit config show [COMMAND]`` prints what is in force and
 where each value came from. ``--config FILE`` (or ``OTAUDIT_CONFIG``) may come before or
 after the command's name.
 """
@@ -123,6 +126,9 @@ def load_text(text: str, path: Path, root: click.Group) -> Config:
                     f"{where(section, key)}: `otaudit {' '.join(section)}` has no option "
                     f"--{key} (it takes: {', '.join(sorted(keys)) or 'none'})"
                 )
+            problem = value_problem(_param(command, keys[key]), value)
+            if problem is not None:
+                raise ConfigError(f"{where(section, key)}: {key}: {problem}")
             settings.append(Setting(section, key, keys[key], value, lines.get((section, key), 1)))
 
     shared: dict[str, Any] = {}
@@ -135,6 +141,15 @@ def load_text(text: str, path: Path, root: click.Group) -> Config:
         takers = [p for p, c in known.items() if key in option_keys(c)]
         if not takers:
             raise ConfigError(f"{where((), key)}: no command has an option --{key}")
+        # A key for every command reaches those that take its value (``format = "json"``:
+        # every command with a json format); a value none of them takes is an error.
+        problems = {
+            p: value_problem(_param(known[p], option_keys(known[p])[key]), value) for p in takers
+        }
+        takers = [p for p in takers if problems[p] is None]
+        if not takers:
+            first = next(iter(problems.values()))
+            raise ConfigError(f"{where((), key)}: {key}: {first}")
         for command_path in takers:
             own = any(s.command == command_path and s.key == key for s in settings)
             if not own:  # a command's own table wins over the shared key
@@ -148,6 +163,34 @@ def load_text(text: str, path: Path, root: click.Group) -> Config:
             level = level.setdefault(name, {})
         level[s.param] = s.value
     return Config(path, default_map, tuple(settings))
+
+
+def _param(command: click.Command, name: str) -> click.Parameter:
+    return next(p for p in command.params if p.name == name)
+
+
+def value_problem(param: click.Parameter, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``param`` (None: nothing), as click would say it:
+    checked when the file is read, so a bad value names its line before anything runs.
+    Files are not opened here (the command opens them when it runs)."""
+    many = param.multiple or param.nargs != 1
+    if isinstance(value, dict):
+        return "expected a value, not a table"
+    if many != isinstance(value, list):
+        return "expected a list of values" if many else "expected one value, not a list"
+    if isinstance(param.type, click.File):
+        return None
+    ctx = click.Context(click.Command("config"))
+    try:
+        for item in value if many else [value]:
+            if isinstance(item, (list, dict)):
+                return "expected a value, not a list or table"
+            if isinstance(param.type, click.types.IntParamType) and isinstance(item, (float, bool)):
+                return f"{item!r} is not a whole number"
+            param.type.convert(item, param, ctx)
+    except click.BadParameter as exc:
+        return exc.message
+    return None
 
 
 _TABLE_RE: Final = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\s*(#.*)?$")
