@@ -141,3 +141,19 @@ def test_a_shared_format_reaches_the_commands_that_take_it(ledger: Path, tmp_pat
     # status has no csv format: it keeps its own default rather than refusing the file.
     status = run_cli("--config", config, "status")
     assert status.exit_code == 0, status.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--config", ""), "--config needs a FILE"),
+        (("--config=",), "--config needs a FILE"),
+        (("--config", "a.toml", "--config", "b.toml"), "--config is given twice (a.toml, b.toml)"),
+    ],
+)
+def test_a_config_option_that_names_no_single_file_is_refused(
+    args: tuple[str, ...], message: str
+) -> None:
+    result = run_cli(*args, "status")
+    assert result.exit_code == 2
+    assert message in result.stderr

@@ -15,9 +15,9 @@ then the file, then the built-in default. A key, table or value the commands do 
 is an error naming its line; values are checked by the option's own type when the file is
 read (a word where a number goes, 1.5 workers, NaN seconds). A key at the top reaches the
 commands whose option takes its value: ``format = "csv"`` sets every command that prints
-rows, while ``status`` (text or json) keeps its own default. ``otaudit config show [COMMAND]`` prints what is in force and
-where each value came from. ``--config FILE`` (or ``OTAUDIT_CONFIG``) may come before or
-after the command's name.
+rows, while ``status`` (text or json) keeps its own default. ``otaudit config show
+[COMMAND]`` prints what is in force and where each value came from. ``--config FILE``
+(or ``OTAUDIT_CONFIG``) may come before or after the command's name, once.
 """
 
 from __future__ import annotations
@@ -224,12 +224,13 @@ def take_config_option(args: list[str]) -> tuple[str | None, list[str]]:
             rest.append(arg)
             rest.extend(it)
             break
-        if arg == "--config":
-            found = next(it, None)
-            if found is None:
+        if arg == "--config" or arg.startswith("--config="):
+            given = next(it, None) if arg == "--config" else arg.split("=", 1)[1]
+            if not given:
                 raise click.UsageError("--config needs a FILE")
-        elif arg.startswith("--config="):
-            found = arg.split("=", 1)[1]
+            if found is not None:
+                raise click.UsageError(f"--config is given twice ({found}, {given}): give one")
+            found = given
         else:
             rest.append(arg)
     return found, rest
