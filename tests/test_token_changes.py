@@ -23,9 +23,15 @@ def test_the_first_token_is_announced_by_the_command_and_the_server(tmp_path: Pa
         first_id = line.split()[1]
         log = wait_for_text(log_file, f"token {first_id} (app, scopes ingest) is accepted")
         assert "authentication is now on: 1 API token(s) exist" in log
-        second = otaudit("token", "create", "--data", data, "--scope", "read")
+        forger = "x\n2026-01-01 00:00:00,000 WARNING otaudit.server: \x1b[2Jforged"
+        second = otaudit("token", "create", "--data", data, "--scope", "read", "--name", forger)
         assert second.returncode == 0, second.stderr
         assert "authentication is now on" not in second.stderr
+        assert (
+            "(x\\n2026-01-01 00:00:00,000 WARNING otaudit.server: \\x1b[2Jforged)" in second.stderr
+        )
+        log = wait_for_text(log_file, "\\x1b[2Jforged, scopes read) is accepted")
+        assert not any(line.startswith("2026-01-01") for line in log.splitlines())
         revoked = otaudit("token", "revoke", "--data", data, first_id)
         assert revoked.returncode == 0, revoked.stderr
         log = wait_for_text(log_file, f"token {first_id} (app) was revoked at")

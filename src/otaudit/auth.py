@@ -29,6 +29,7 @@ from typing import Final
 
 from otaudit.errors import ConfigError, Forbidden, OtauditError, Unauthenticated
 from otaudit.store.base import Store, StoredToken
+from otaudit.textsafety import log_text
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def _log_changes(before: dict[str, StoredToken], after: dict[str, StoredToken]) 
         old = before.get(token_id)
         if old is None:
             log.info("token %s (%s, scopes %s) is accepted from now on",
-                     token_id, token.name, token.scopes)  # fmt: skip
+                     token_id, log_text(token.name), token.scopes)  # fmt: skip
         if token.revoked_at is not None and (old is None or old.revoked_at is None):
             log.info("token %s (%s) was revoked at %s: refused from now on",
-                     token_id, token.name, token.revoked_at)  # fmt: skip
+                     token_id, log_text(token.name), token.revoked_at)  # fmt: skip

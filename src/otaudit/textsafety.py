@@ -53,6 +53,18 @@ def terminal_text(text: str) -> str:
     return _TERMINAL_UNSAFE.sub(_escape, text)
 
 
+#: The most characters of a client's or operator's text one log line shows.
+LOG_TEXT_CHARS: Final = 200
+
+
+def log_text(text: str) -> str:
+    """``text`` as one log line may show it: :func:`terminal_text` with newline and tab
+    escaped too (a name holding a newline cannot fake a second line), at most
+    :data:`LOG_TEXT_CHARS` characters (then ``...`` says it was cut)."""
+    shown = terminal_text(text).replace("\n", "\\n").replace("\t", "\\t")
+    return shown if len(shown) <= LOG_TEXT_CHARS else shown[:LOG_TEXT_CHARS] + "..."
+
+
 def spreadsheet_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as text: ``'`` before a string starting with ``=``,
     ``+``, ``-``, ``@``, tab, carriage return or ``'``, unless it is a plain decimal number.

@@ -18,6 +18,7 @@ from otaudit.cli.options import store_options
 from otaudit.errors import Conflict, NotFound
 from otaudit.ownrecords import DirectAppender
 from otaudit.store.base import Store
+from otaudit.textsafety import log_text
 
 
 def _open(data: Path, store_url: str | None) -> Store:
@@ -60,7 +61,8 @@ def token_create(data: Path, store_url: str | None, scopes: tuple[str, ...], nam
             "token, each reader a read token and each metrics scraper an admin token",
             err=True,
         )
-    click.echo(f"token {row.token_id} ({row.name}), scopes {row.scopes}; keep it secret:", err=True)
+    named = log_text(row.name)
+    click.echo(f"token {row.token_id} ({named}), scopes {row.scopes}; keep it secret:", err=True)
     click.echo(text)
 
 
@@ -99,7 +101,7 @@ def token_revoke(data: Path, store_url: str | None, token_id: str) -> None:
         ownrecords.record_token_revoked(DirectAppender(store), access.os_reader(), found)
     finally:
         store.close()
-    click.echo(f"revoked token {token_id} ({found.name})")
+    click.echo(f"revoked token {token_id} ({log_text(found.name)})")
 
 
 def register(group: click.Group) -> None:
