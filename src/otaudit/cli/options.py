@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import click
 from click.core import ParameterSource
 
+from otaudit import defaults
 from otaudit.datadir import DEFAULT_DATA
 from otaudit.errors import ConfigError
 from otaudit.timespec import parse_time
@@ -51,6 +52,18 @@ class Seconds(click.FloatRange):
         if isinstance(number, float) and not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
+
+
+def http_option(dest: str, help_text: str) -> Callable[[F], F]:
+    """``--http HOST:PORT``, the OTLP/HTTP listener (``serve`` binds it, ``status`` asks it)."""
+    return click.option(
+        "--http",
+        dest,
+        metavar="HOST:PORT",
+        default=defaults.HTTP_ADDRESS,
+        show_default=True,
+        help=help_text,
+    )
 
 
 def store_options(func: F) -> F:

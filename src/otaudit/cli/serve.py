@@ -11,6 +11,7 @@ from otaudit import defaults
 from otaudit.cli.options import (
     Count,
     Seconds,
+    http_option,
     load_rule_set,
     notify_options,
     notify_settings,
@@ -44,14 +45,7 @@ class _ServeCommand(click.Command):
 
 @click.command("serve", cls=_ServeCommand)
 @store_options
-@click.option(
-    "--http",
-    "http_addr",
-    default=defaults.HTTP_ADDRESS,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="OTLP/HTTP listen address (also /metrics and /healthz).",
-)
+@http_option("http_addr", "OTLP/HTTP listen address (also /metrics and /healthz).")
 @click.option(
     "--grpc",
     "grpc_addr",

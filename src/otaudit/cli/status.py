@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import click
 
-from otaudit import datadir, defaults
-from otaudit.cli.options import store_options
+from otaudit import datadir
+from otaudit.cli.options import http_option, store_options
 from otaudit.cli.render import print_json
 from otaudit.status import LedgerStatus, WitnessStatus, ledger_status, witness_status
 from otaudit.textsafety import terminal_text
@@ -35,14 +35,7 @@ def register(cli: click.Group) -> None:
 
 @click.command("status")
 @store_options
-@click.option(
-    "--http",
-    "address",
-    metavar="HOST:PORT",
-    default=defaults.HTTP_ADDRESS,
-    show_default=True,
-    help="The running server's OTLP/HTTP listener (or a URL, for https).",
-)
+@http_option("address", "The running server's OTLP/HTTP listener (or a URL, for https).")
 @click.option(
     "--token",
     envvar="OTAUDIT_TOKEN",
