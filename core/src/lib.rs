@@ -6,6 +6,8 @@
 //! only with the `python` feature (maturin turns it on), so `cargo test` needs no
 //! interpreter.
 
+pub mod canonical;
+pub mod columns;
 pub mod merkle;
 
 #[cfg(feature = "python")]
