@@ -9,6 +9,9 @@
 pub mod canonical;
 pub mod columns;
 pub mod merkle;
+pub mod otlp;
+pub mod redact;
+pub mod select;
 
 #[cfg(feature = "python")]
 mod python;
