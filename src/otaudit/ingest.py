@@ -155,6 +155,20 @@ def prepare(
             pass  # the reference decides (and words the DecodeError)
         else:
             return _prepared(otlp_signal, sel, entries)
+    return prepare_reference(otlp_signal, media, data, pipeline, received_ns, settings)
+
+
+def prepare_reference(
+    otlp_signal: str,
+    media: str,
+    data: bytes,
+    pipeline: str,
+    received_ns: int,
+    settings: IngestSettings,
+) -> Prepared:
+    """:func:`prepare` in Python alone, on the decompressed body ``data``: the readable
+    reference that the compiled core is held byte-for-byte equal to."""
+    limit = settings.limits.max_records
     if otlp_signal != "metrics" and media == otlp_body.PROTOBUF and records_over(data, limit):
         raise _too_many(f"more than {limit}", _SIGNALS[otlp_signal][0], limit)
     request = otlp_body.decode(otlp_signal, media, data)
