@@ -19,8 +19,19 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs escaping (the usual case).
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            if !needs_escape(x) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         if b >= 0x20 && b != b'"' && b != b'\\' {
+            i += 1;
             continue;
         }
         out.push_str(&s[start..i]);
@@ -38,10 +49,22 @@ pub fn write_str(out: &mut String, s: &str) {
                 out.push(HEX[usize::from(b & 15)] as char);
             }
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Whether any of the eight bytes of `x` is a control character, `"` or `\\`.
+#[inline]
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    // Bytes below 0x20 (those at 0x80 and above have the high bit: not counted).
+    let below = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    below | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0
 }
 
 /// Order two member names by their UTF-16 code units (RFC 8785 §3.2.3).
@@ -166,8 +189,8 @@ pub fn write_base64(out: &mut String, data: &[u8]) {
 }
 
 /// Append an integer in decimal.
-pub fn write_int<T: std::fmt::Display>(out: &mut String, value: T) {
-    let _ = write!(out, "{value}");
+pub fn write_int<T: itoa::Integer>(out: &mut String, value: T) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 #[cfg(test)]

@@ -347,7 +347,7 @@ fn write_any(out: &mut String, value: &AnyValue) {
         Some(V::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
         Some(V::IntValue(n)) => {
             out.push_str("{\"int\":\"");
-            write_int(out, n);
+            write_int(out, *n);
             out.push_str("\"}");
         }
         Some(V::DoubleValue(d)) => {
@@ -432,7 +432,7 @@ fn string_member(out: &mut String, name: &str, value: &str) {
     out.push(',');
 }
 
-fn int_member<T: std::fmt::Display>(out: &mut String, name: &str, value: T) {
+fn int_member<T: itoa::Integer>(out: &mut String, name: &str, value: T) {
     member(out, name);
     write_int(out, value);
     out.push(',');
