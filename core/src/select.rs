@@ -984,10 +984,15 @@ fn too_deep(items: &[KeyValue]) -> bool {
         .any(|kv| crate::otlp::max_depth(kv.any()) > MAX_VALUE_DEPTH)
 }
 
-fn preflight(data: &[u8], options: &Options) -> Result<(), Fatal> {
+/// The refusal for a request prost could not decode (`decoded` None) or that holds
+/// `decoded` records, over the limit: the wire count runs first in the reference, so
+/// whenever it passes the limit its refusal is the one given; it is only walked when the
+/// answer can depend on it (when prost decodes a request, the wire count and the decoded
+/// count are equal unless the walk stops at bytes prost skips, such as groups).
+fn refusal(data: &[u8], options: &Options, decoded: Option<usize>) -> Fatal {
     match crate::otlp::records_over(data, options.limits.max_records) {
-        Some(count) => Err(Fatal::TooManyOnWire(count)),
-        None => Ok(()),
+        Some(count) => Fatal::TooManyOnWire(count),
+        None => decoded.map_or(Fatal::Undecodable, Fatal::TooMany),
     }
 }
 
@@ -998,8 +1003,8 @@ pub fn prepare_spans(
     pipeline: &str,
     received_ns: i64,
 ) -> Result<Outcome, Fatal> {
-    preflight(data, options)?;
-    let request = ExportTraceServiceRequest::decode(data).map_err(|_| Fatal::Undecodable)?;
+    let request =
+        ExportTraceServiceRequest::decode(data).map_err(|_| refusal(data, options, None))?;
     let mut count = 0;
     let mut groups = Vec::with_capacity(request.resource_spans.len());
     for rs in &request.resource_spans {
@@ -1027,7 +1032,7 @@ pub fn prepare_spans(
         });
     }
     if count > options.limits.max_records {
-        return Err(Fatal::TooMany(count));
+        return Err(refusal(data, options, Some(count)));
     }
     select(
         groups,
@@ -1044,8 +1049,8 @@ pub fn prepare_logs(
     pipeline: &str,
     received_ns: i64,
 ) -> Result<Outcome, Fatal> {
-    preflight(data, options)?;
-    let request = ExportLogsServiceRequest::decode(data).map_err(|_| Fatal::Undecodable)?;
+    let request =
+        ExportLogsServiceRequest::decode(data).map_err(|_| refusal(data, options, None))?;
     let mut count = 0;
     let mut groups = Vec::with_capacity(request.resource_logs.len());
     for rl in &request.resource_logs {
@@ -1075,7 +1080,7 @@ pub fn prepare_logs(
         });
     }
     if count > options.limits.max_records {
-        return Err(Fatal::TooMany(count));
+        return Err(refusal(data, options, Some(count)));
     }
     select(
         groups,

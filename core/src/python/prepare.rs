@@ -156,19 +156,38 @@ fn opt_str<'py>(py: Python<'py>, value: &Option<String>) -> Bound<'py, PyAny> {
     }
 }
 
+/// A string most records of a request share (signal, pipeline, receive time), made once.
+struct Shared<'py> {
+    last: Option<(String, Bound<'py, PyAny>)>,
+}
+
+impl<'py> Shared<'py> {
+    fn get(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyAny> {
+        match &self.last {
+            Some((t, obj)) if t == text => obj.clone(),
+            _ => {
+                let obj = PyString::new(py, text).into_any();
+                self.last = Some((text.to_owned(), obj.clone()));
+                obj
+            }
+        }
+    }
+}
+
 fn columns<'py>(
     py: Python<'py>,
     c: &Columns,
     resource: &Bound<'py, PyAny>,
     service: &Bound<'py, PyAny>,
+    shared: &mut [Shared<'py>; 3],
 ) -> PyResult<Bound<'py, PyTuple>> {
     let s = |text: &str| PyString::new(py, text).into_any();
     let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(21);
-    items.push(s(&c.signal));
+    items.push(shared[0].get(py, &c.signal));
     items.push(c.time_unix_nano.into_pyobject(py)?.into_any());
     items.push(s(&c.timestamp));
-    items.push(s(&c.received_at));
-    items.push(s(&c.pipeline));
+    items.push(shared[1].get(py, &c.received_at));
+    items.push(shared[2].get(py, &c.pipeline));
     items.push(s(&c.trace_id));
     items.push(s(&c.span_id));
     items.push(s(&c.name));
@@ -207,13 +226,14 @@ fn outcome<'py>(py: Python<'py>, out: Outcome) -> PyResult<Bound<'py, PyTuple>> 
         ));
     }
     let records = PyList::empty(py);
+    let mut constant = [(); 3].map(|()| Shared { last: None });
     for rec in &out.records {
         let (resource, service) = &shared[rec.part];
         records.append((
             PyBytes::new(py, rec.sealed.as_bytes()),
             PyBytes::new(py, &rec.leaf),
             PyBytes::new(py, &rec.dedup_key),
-            columns(py, &rec.columns, resource, service)?,
+            columns(py, &rec.columns, resource, service, &mut constant)?,
             rec.part,
             rec.resource_at,
         ))?;
