@@ -984,6 +984,19 @@ fn too_deep(items: &[KeyValue]) -> bool {
         .any(|kv| crate::otlp::max_depth(kv.any()) > MAX_VALUE_DEPTH)
 }
 
+/// A request whose bytes could hold more records than allowed (each takes at least two
+/// bytes on the wire) is counted before it is decoded, so that one of half a million
+/// records is refused without decoding it.
+fn preflight(data: &[u8], options: &Options) -> Result<(), Fatal> {
+    if data.len() / 2 <= options.limits.max_records {
+        return Ok(());
+    }
+    match crate::otlp::records_over(data, options.limits.max_records) {
+        Some(count) => Err(Fatal::TooManyOnWire(count)),
+        None => Ok(()),
+    }
+}
+
 /// The refusal for a request prost could not decode (`decoded` None) or that holds
 /// `decoded` records, over the limit: the wire count runs first in the reference, so
 /// whenever it passes the limit its refusal is the one given; it is only walked when the
@@ -1003,6 +1016,7 @@ pub fn prepare_spans(
     pipeline: &str,
     received_ns: i64,
 ) -> Result<Outcome, Fatal> {
+    preflight(data, options)?;
     let request =
         ExportTraceServiceRequest::decode(data).map_err(|_| refusal(data, options, None))?;
     let mut count = 0;
@@ -1049,6 +1063,7 @@ pub fn prepare_logs(
     pipeline: &str,
     received_ns: i64,
 ) -> Result<Outcome, Fatal> {
+    preflight(data, options)?;
     let request =
         ExportLogsServiceRequest::decode(data).map_err(|_| refusal(data, options, None))?;
     let mut count = 0;
