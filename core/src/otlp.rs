@@ -9,10 +9,14 @@
 //! - a known field sent with another wire type is an error for prost and an unknown field
 //!   for upb; prost errors therefore never word a DecodeError themselves: the caller runs
 //!   the Python reference (upb) on the request, which raises or accepts it;
-//! - unknown fields are dropped by prost and kept by upb, so `ByteSize` (the attribute,
-//!   resource and scope limits) counts them in Python and [`prost::Message::encoded_len`]
-//!   does not: a value or resource with unknown fields measures smaller here (by those
-//!   fields' bytes), which matters only within that many bytes of a limit;
+//! - unknown fields are dropped by prost and kept by upb, so upb's `ByteSize` (the
+//!   attribute, resource and scope limits) counts them and prost's `encoded_len` does
+//!   not. A request whose bytes are not exactly the canonical encoding of what prost
+//!   decoded (`encoded_len` of the request differs from its length: unknown fields, a
+//!   field sent twice, a default value or varint written longer than needed) is
+//!   therefore left to the reference too; for every other request each message's
+//!   `encoded_len` is upb's `ByteSize`. SDKs and the Collector send canonical encodings;
+//!   a request that is not costs the Python path's time, never a different answer;
 //! - nesting: both refuse messages nested more than 100 deep; [`max_depth`] lets the
 //!   caller hand deeply nested requests to the reference anyway.
 

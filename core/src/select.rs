@@ -1019,6 +1019,9 @@ pub fn prepare_spans(
     preflight(data, options)?;
     let request =
         ExportTraceServiceRequest::decode(data).map_err(|_| refusal(data, options, None))?;
+    if request.encoded_len() != data.len() {
+        return Err(Fatal::Undecodable); // not canonical: see `crate::otlp`
+    }
     let mut count = 0;
     let mut groups = Vec::with_capacity(request.resource_spans.len());
     for rs in &request.resource_spans {
@@ -1066,6 +1069,9 @@ pub fn prepare_logs(
     preflight(data, options)?;
     let request =
         ExportLogsServiceRequest::decode(data).map_err(|_| refusal(data, options, None))?;
+    if request.encoded_len() != data.len() {
+        return Err(Fatal::Undecodable); // not canonical: see `crate::otlp`
+    }
     let mut count = 0;
     let mut groups = Vec::with_capacity(request.resource_logs.len());
     for rl in &request.resource_logs {

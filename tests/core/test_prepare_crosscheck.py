@@ -377,3 +377,17 @@ def test_doubles_are_written_as_repr(value: float) -> None:
     got = _crosscheck("logs", req.SerializeToString(), Limits(), None)
     assert isinstance(got, Prepared) and len(got.entries) == 1
     assert struct.pack("<d", value)  # any double
+
+
+def test_unknown_fields_count_in_sizes_as_upb_counts_them() -> None:
+    # An attribute value of 3 bytes (string "a") plus an unknown field of 3 bytes: upb
+    # measures 6, over a limit of 5; the core leaves such requests to the reference.
+    value = AnyValue(string_value="a").SerializeToString() + b"\xf8\x06\x01"  # field 111
+    kv = b"\x0a\x01x\x12" + _varint(len(value)) + value
+    audit = _kv("audit.action", AnyValue(string_value="a")).SerializeToString()
+    span = b"\x4a" + _varint(len(audit)) + audit + b"\x4a" + _varint(len(kv)) + kv
+    scope = b"\x12" + _varint(len(span)) + span
+    group = b"\x12" + _varint(len(scope)) + scope
+    data = b"\x0a" + _varint(len(group)) + group
+    got = _crosscheck("traces", data, Limits(max_value_bytes=5), None)
+    assert isinstance(got, Prepared) and got.rejected == 1 and "6 bytes" in got.message
