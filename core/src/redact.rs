@@ -3,9 +3,9 @@
 //! attribute or replaces its value by `hmac-sha256:<hex>`, the HMAC-SHA256 of the
 //! value's text form under the redaction key.
 //!
-//! Patterns here are `*`, `?` and literal characters; a pattern with `[` (a character
-//! set) is not compiled ([`Pattern::new`] says None) and the caller keeps such rules on
-//! the Python path.
+//! Patterns are compiled as `fnmatch.translate` (Python 3.11) compiles them: `*`, `?`,
+//! sets (`[abc]`, `[!a-z]`, with its handling of `]` first, of empty and reversed ranges
+//! and of a `[` without its `]`) and literal characters.
 
 use sha2::{Digest, Sha256};
 
@@ -21,26 +21,165 @@ enum Token {
     Star,
     Any,
     Char(char),
+    /// A character set: negated or not, its ranges (a single character is a range).
+    Set(bool, Vec<(char, char)>),
+    /// An empty set: matches nothing.
+    Never,
 }
 
-/// A shell-style pattern of `*`, `?` and literal characters.
+impl Token {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Token::Any => true,
+            Token::Char(x) => *x == c,
+            Token::Set(negated, ranges) => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+            Token::Star | Token::Never => false,
+        }
+    }
+}
+
+/// A shell-style pattern, compiled as `fnmatch.translate` (Python 3.11) compiles it.
 #[derive(Clone, Debug)]
 pub struct Pattern(Vec<Token>);
 
+/// `fnmatch.translate`'s text of a set (between `[` and `]`, escaped for `re`) from the
+/// pattern characters `pat[i..j]`.
+fn set_text(pat: &[char], mut i: usize, j: usize) -> String {
+    let escape = |chunk: &[char], dashes: bool| {
+        let mut out = String::new();
+        for &c in chunk {
+            if c == '\\' || (dashes && c == '-') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let stuff: Vec<char> = pat[i..j].to_vec();
+    let text = if !stuff.contains(&'-') {
+        escape(&stuff, false)
+    } else {
+        let mut chunks: Vec<Vec<char>> = Vec::new();
+        let mut k = if pat[i] == '!' { i + 2 } else { i + 1 };
+        loop {
+            let found = (k..j).find(|&x| pat[x] == '-');
+            let Some(at) = found else { break };
+            chunks.push(pat[i..at].to_vec());
+            i = at + 1;
+            k = at + 3;
+        }
+        let chunk = pat[i..j].to_vec();
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        } else if let Some(last) = chunks.last_mut() {
+            last.push('-');
+        }
+        let mut k = chunks.len();
+        while k > 1 {
+            k -= 1;
+            let (prev_last, first) = (chunks[k - 1].last().copied(), chunks[k].first().copied());
+            if let (Some(a), Some(b)) = (prev_last, first) {
+                if a > b {
+                    let mut merged = chunks[k - 1][..chunks[k - 1].len() - 1].to_vec();
+                    merged.extend_from_slice(&chunks[k][1..]);
+                    chunks[k - 1] = merged;
+                    chunks.remove(k);
+                }
+            }
+        }
+        chunks
+            .iter()
+            .map(|c| escape(c, true))
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let mut out = String::new();
+    for c in text.chars() {
+        if matches!(c, '&' | '~' | '|') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The token of a set as `re` reads `[text]` (`text` as [`set_text`] makes it).
+fn set_token(text: &str) -> Token {
+    if text.is_empty() {
+        return Token::Never;
+    }
+    if text == "!" {
+        return Token::Any;
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let (negated, mut at) = match chars[0] {
+        '!' => (true, 1),
+        _ => (false, 0),
+    };
+    // `^` or `[` first is escaped by translate: a literal either way.
+    let mut items: Vec<(char, bool)> = Vec::new(); // (character, escaped)
+    while at < chars.len() {
+        if chars[at] == '\\' && at + 1 < chars.len() {
+            items.push((chars[at + 1], true));
+            at += 2;
+        } else {
+            items.push((chars[at], false));
+            at += 1;
+        }
+    }
+    let mut ranges = Vec::new();
+    let mut k = 0;
+    while k < items.len() {
+        let (c, _) = items[k];
+        if k + 2 < items.len() && items[k + 1] == ('-', false) {
+            ranges.push((c, items[k + 2].0));
+            k += 3;
+        } else {
+            ranges.push((c, c));
+            k += 1;
+        }
+    }
+    Token::Set(negated, ranges)
+}
+
 impl Pattern {
-    /// The pattern, or None when it holds `[` (left to `fnmatch`).
-    pub fn new(pattern: &str) -> Option<Pattern> {
+    /// The compiled pattern.
+    pub fn new(pattern: &str) -> Pattern {
+        let pat: Vec<char> = pattern.chars().collect();
+        let n = pat.len();
         let mut tokens = Vec::new();
-        for c in pattern.chars() {
+        let mut i = 0;
+        while i < n {
+            let c = pat[i];
+            i += 1;
             match c {
-                '[' => return None,
                 '*' if tokens.last() == Some(&Token::Star) => {}
                 '*' => tokens.push(Token::Star),
                 '?' => tokens.push(Token::Any),
+                '[' => {
+                    let mut j = i;
+                    if j < n && pat[j] == '!' {
+                        j += 1;
+                    }
+                    if j < n && pat[j] == ']' {
+                        j += 1;
+                    }
+                    while j < n && pat[j] != ']' {
+                        j += 1;
+                    }
+                    if j >= n {
+                        tokens.push(Token::Char('['));
+                    } else {
+                        tokens.push(set_token(&set_text(&pat, i, j)));
+                        i = j + 1;
+                    }
+                }
                 c => tokens.push(Token::Char(c)),
             }
         }
-        Some(Pattern(tokens))
+        Pattern(tokens)
     }
 
     /// `fnmatch.fnmatchcase(text, pattern)`.
@@ -56,12 +195,7 @@ impl Pattern {
                     p += 1;
                     continue;
                 }
-                Some(Token::Any) => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                Some(Token::Char(c)) if *c == text[t] => {
+                Some(token) if token.matches(text[t]) => {
                     p += 1;
                     t += 1;
                     continue;
@@ -135,7 +269,7 @@ mod tests {
     use super::*;
 
     fn m(pattern: &str, text: &str) -> bool {
-        Pattern::new(pattern).unwrap().matches(text)
+        Pattern::new(pattern).matches(text)
     }
 
     #[test]
@@ -151,7 +285,14 @@ mod tests {
         assert!(m("*a*b*", "xxaxxbxx"));
         assert!(m("a*", "a\nb"));
         assert!(!m("A*", "a"));
-        assert!(Pattern::new("[ab]").is_none());
+        assert!(m("[ab]x", "bx"));
+        assert!(!m("[!ab]x", "bx"));
+        assert!(m("[a-c]", "b"));
+        assert!(m("[]]", "]"));
+        assert!(m("[!]]", "a"));
+        assert!(m("[", "["));
+        assert!(!m("[b-a]", "a"));
+        assert!(m("[!b-a]", "z"));
     }
 
     #[test]

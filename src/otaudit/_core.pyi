@@ -45,7 +45,7 @@ class Refused(Exception):
 class PrepareOptions:
     """The audit attribute, limits (:class:`otaudit.otlp.convert.Limits`), conventions
     (:mod:`otaudit.conventions`) and redaction rules (``(action, pattern)``, patterns
-    without ``[``) requests are prepared under."""
+    matched as ``fnmatch.fnmatchcase`` matches them) requests are prepared under."""
 
     def __init__(
         self,

@@ -132,11 +132,7 @@ def prepare(
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
     limit = settings.limits.max_records
-    if (
-        media == otlp_body.PROTOBUF
-        and otlp_signal in native.SIGNALS
-        and native.supported(settings.redactor)
-    ):
+    if media == otlp_body.PROTOBUF and otlp_signal in native.SIGNALS:
         signal = native.SIGNALS[otlp_signal]
         try:
             sel, entries = native.prepare(

@@ -244,7 +244,8 @@ REDACTORS = st.none() | st.builds(
         st.builds(
             Rule,
             st.sampled_from(["drop", "hmac"]),
-            st.sampled_from(["secret.*", "enduser.id", "a", "*", "?", "audit.?cton", "é*"]),
+            st.sampled_from(["secret.*", "enduser.id", "a", "*", "?", "audit.?cton", "é*", "[ab]"])
+            | st.text(alphabet="[]!-ab*?^\\", max_size=6),
         ),
         max_size=3,
     ),
@@ -391,3 +392,17 @@ def test_unknown_fields_count_in_sizes_as_upb_counts_them() -> None:
     data = b"\x0a" + _varint(len(group)) + group
     got = _crosscheck("traces", data, Limits(max_value_bytes=5), None)
     assert isinstance(got, Prepared) and got.rejected == 1 and "6 bytes" in got.message
+
+
+@EXAMPLES
+@given(
+    patterns=st.lists(st.text(alphabet="[]!-abz*?^\\&", max_size=7), min_size=1, max_size=3),
+    keys=st.lists(st.text(alphabet="[]!-abz^\\&", max_size=4), max_size=6, unique=True),
+)
+def test_redaction_patterns_match_as_fnmatchcase(patterns: list[str], keys: list[str]) -> None:
+    req = ExportLogsServiceRequest()
+    rec = req.resource_logs.add().scope_logs.add().log_records.add()
+    rec.attributes.append(_kv("audit.action", AnyValue(string_value="a")))
+    rec.attributes.extend(_kv(k, AnyValue(string_value=k)) for k in keys if k != "audit.action")
+    redactor = Redactor(tuple(Rule("drop", p) for p in patterns), None)
+    _crosscheck("logs", req.SerializeToString(), Limits(), redactor)

@@ -6,10 +6,11 @@ the core decodes, selects, checks, redacts, encodes and seals in one call withou
 GIL, and this module words its refusals and rejections with the reference's own wording
 functions. ``tests/core/test_prepare_crosscheck.py`` holds the two paths equal.
 
-The reference still decides two kinds of request, which are rare: bytes prost cannot
-decode (upb may read them differently, and only upb's words make the DecodeError
-message) or values nested deeper than the core takes, and requests under redaction
-rules with a character set (``[...]``), which the core does not match (:func:`supported`).
+The reference still decides the requests the core leaves to it, which are rare: bytes
+prost cannot decode (upb may read them differently, and only upb's words make the
+DecodeError message), bytes that are not the canonical encoding of what they hold
+(unknown fields: upb counts them in the sizes the limits measure), and values nested
+deeper than the core takes.
 """
 
 from __future__ import annotations
@@ -69,11 +70,6 @@ def options(
         redact_rules=list(rules),
         redaction_key=None if redactor is None else redactor.key,
     )
-
-
-def supported(redactor: Redactor | None) -> bool:
-    """Whether the core applies these redaction rules (patterns without ``[``)."""
-    return redactor is None or all("[" not in r.pattern for r in redactor.rules)
 
 
 def _reason(signal: str, reason: Reason, limits: Limits, request_bytes: int) -> str:
