@@ -1110,3 +1110,127 @@ pub fn prepare_logs(
         data.len() as u64,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::{ArrayValue, KeyValueList, ResourceSpans, ScopeSpans, Status};
+
+    fn kv(key: &str, value: Option<V>) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value }),
+            key_strindex: 0,
+        }
+    }
+
+    fn s(text: &str) -> Option<V> {
+        Some(V::StringValue(text.into()))
+    }
+
+    fn options() -> Options {
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Options {
+            audit_attribute: "audit.action".into(),
+            limits: Limits {
+                max_attributes: 128,
+                max_value_bytes: 65536,
+                max_resource_bytes: 65536,
+                max_records: 100,
+                max_sealed_ratio: 16,
+                min_sealed_budget: 1 << 20,
+            },
+            conventions: Conventions {
+                field_sources: [
+                    keys(&["enduser.id", "user.id"]),
+                    keys(&["enduser.role"]),
+                    keys(&["client.address"]),
+                    keys(&["audit.action"]),
+                    keys(&["audit.target"]),
+                    keys(&["audit.resource_type"]),
+                    keys(&["audit.result"]),
+                ],
+                status_result: vec![(1, "success".into()), (2, "failure".into())],
+                required: vec![0, 6],
+                producer_id: "audit.producer.id".into(),
+                producer_seq: "audit.producer.seq".into(),
+                service: "service.name".into(),
+            },
+            redactor: None,
+            max_reasons: 5,
+        }
+    }
+
+    /// The columns derived at sealing equal those derived from the parsed sealed bytes
+    /// (the verify path), whatever the values hold.
+    #[test]
+    fn columns_at_sealing_are_columns_at_verify() {
+        let nested = Some(V::KvlistValue(KeyValueList {
+            values: vec![
+                kv("z", Some(V::DoubleValue(-0.0))),
+                kv("\u{1f600}", Some(V::BytesValue(vec![0, 255]))),
+                kv(
+                    "\u{ff61}",
+                    Some(V::ArrayValue(ArrayValue {
+                        values: vec![
+                            AnyValue {
+                                value: Some(V::IntValue(i64::MIN)),
+                            },
+                            AnyValue { value: None },
+                            AnyValue {
+                                value: Some(V::BoolValue(true)),
+                            },
+                        ],
+                    })),
+                ),
+            ],
+        }));
+        let span = Span {
+            trace_id: (0..16).collect(),
+            span_id: (0..8).collect(),
+            name: "n\"\u{1}é".into(),
+            start_time_unix_nano: 1_764_288_000_000_000_000,
+            attributes: vec![
+                kv("audit.action", nested.clone()),
+                kv("enduser.id", Some(V::DoubleValue(f64::NAN))),
+                kv("audit.producer.seq", s("0042")),
+                kv("audit.producer.id", None),
+                kv("\u{ff61}", s("x\ny")),
+                kv("\u{1f600}", Some(V::IntValue(7))),
+            ],
+            status: Some(Status {
+                message: String::new(),
+                code: 2,
+            }),
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", nested), kv("b", s("1"))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: None,
+                    spans: vec![span],
+                    schema_url: String::new(),
+                }],
+                schema_url: "u".into(),
+            }],
+        };
+        let data = request.encode_to_vec();
+        let out = prepare_spans(&data, &options(), "otlp", 5).unwrap();
+        assert_eq!(out.records.len(), 1);
+        let rec = &out.records[0];
+        let envelope: serde_json::Value = serde_json::from_str(&rec.sealed).unwrap();
+        let at_verify = columns::derive(&envelope, &options().conventions).unwrap();
+        assert_eq!(at_verify, rec.columns);
+        assert_eq!(rec.columns.producer_seq, Some(42));
+        assert_eq!(rec.columns.fields[6].as_deref(), Some("failure"));
+        let body = &out.parts[0].body;
+        assert_eq!(
+            &rec.sealed[rec.resource_at..rec.resource_at + body.len()],
+            body
+        );
+    }
+}
