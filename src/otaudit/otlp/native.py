@@ -113,6 +113,8 @@ def prepare(
     the reference must decide.
     """
     signal = SIGNALS[otlp_signal]
+    if data.__class__ is not bytes:  # the core borrows bytes only
+        data = bytes(data)
     try:
         out = _PREPARE[otlp_signal](
             data, options(audit_attribute, limits, redactor), pipeline, received_ns
