@@ -255,6 +255,18 @@ pub fn derive_record<A: Attrs>(
     resource: &ResourceColumns,
     conventions: &Conventions,
 ) -> Result<Columns, ColumnsError> {
+    let mut columns = derive_own(rec, conventions)?;
+    columns.service.clone_from(&resource.service);
+    columns.resource.clone_from(&resource.flat);
+    Ok(columns)
+}
+
+/// [`derive_record`] without the columns a record takes from its resource (`service`
+/// None, `resource` empty): for a caller that holds them once per resource.
+pub fn derive_own<A: Attrs>(
+    rec: &Record<'_, A>,
+    conventions: &Conventions,
+) -> Result<Columns, ColumnsError> {
     let attrs = rec.attributes;
     let (when, name, status) = match rec.signal {
         Signal::Span {
@@ -317,7 +329,7 @@ pub fn derive_record<A: Attrs>(
         trace_id: rec.trace_id.to_owned(),
         span_id: rec.span_id.to_owned(),
         name: name.to_owned(),
-        service: resource.service.clone(),
+        service: None,
         fields,
         producer,
         producer_seq,
@@ -327,7 +339,7 @@ pub fn derive_record<A: Attrs>(
             Some(absent.join(","))
         },
         attributes: flat(attrs),
-        resource: resource.flat.clone(),
+        resource: String::new(),
     })
 }
 

@@ -129,6 +129,7 @@ pub struct Sealed {
     pub sealed: String,
     pub leaf: [u8; 32],
     pub dedup_key: [u8; 16],
+    /// Without `service` and `resource`: those are the part's ([`Outcome::part_columns`]).
     pub columns: Columns,
     /// Index into [`Outcome::parts`].
     pub part: usize,
@@ -916,9 +917,9 @@ fn select<T: Item>(
                     span_id: &ids.span_id,
                     attributes: &attrs,
                 };
-                let columns =
-                    columns::derive_record(&record, &out.part_columns[part], &options.conventions)
-                        .expect("the columns of a decoded record");
+                // The resource's columns are the part's (`Outcome::part_columns`).
+                let columns = columns::derive_own(&record, &options.conventions)
+                    .expect("the columns of a decoded record");
                 out.records.push(Sealed {
                     leaf: merkle::leaf_hash(sealed.as_bytes()),
                     dedup_key: key[..16].try_into().expect("16 bytes"),
@@ -1224,7 +1225,10 @@ mod tests {
         let rec = &out.records[0];
         let envelope: serde_json::Value = serde_json::from_str(&rec.sealed).unwrap();
         let at_verify = columns::derive(&envelope, &options().conventions).unwrap();
-        assert_eq!(at_verify, rec.columns);
+        let mut at_sealing = rec.columns.clone();
+        at_sealing.service.clone_from(&out.part_columns[0].service);
+        at_sealing.resource.clone_from(&out.part_columns[0].flat);
+        assert_eq!(at_verify, at_sealing);
         assert_eq!(rec.columns.producer_seq, Some(42));
         assert_eq!(rec.columns.fields[6].as_deref(), Some("failure"));
         let body = &out.parts[0].body;
