@@ -30,6 +30,34 @@ fn field_index(name: &str) -> PyResult<usize> {
         .ok_or_else(|| PyValueError::new_err(format!("unknown audit field {name:?}")))
 }
 
+/// The conventions as `otaudit.otlp.native.conventions_args` passes them (shared by
+/// every binding that derives columns).
+pub(crate) fn conventions(
+    field_sources: Vec<(String, Vec<String>)>,
+    status_result: Vec<(i64, String)>,
+    required_fields: Vec<String>,
+    producer_id: String,
+    producer_seq: String,
+    service: String,
+) -> PyResult<Conventions> {
+    let mut sources: [Vec<String>; 7] = Default::default();
+    for (name, keys) in field_sources {
+        sources[field_index(&name)?] = keys;
+    }
+    let required = required_fields
+        .iter()
+        .map(|f| field_index(f))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Conventions {
+        field_sources: sources,
+        status_result,
+        required,
+        producer_id,
+        producer_seq,
+        service,
+    })
+}
+
 #[pymethods]
 impl PrepareOptions {
     #[new]
@@ -57,14 +85,14 @@ impl PrepareOptions {
         redact_rules: Vec<(String, String)>,
         redaction_key: Option<Vec<u8>>,
     ) -> PyResult<Self> {
-        let mut sources: [Vec<String>; 7] = Default::default();
-        for (name, keys) in field_sources {
-            sources[field_index(&name)?] = keys;
-        }
-        let required = required_fields
-            .iter()
-            .map(|f| field_index(f))
-            .collect::<PyResult<Vec<_>>>()?;
+        let conventions = conventions(
+            field_sources,
+            status_result,
+            required_fields,
+            producer_id,
+            producer_seq,
+            service,
+        )?;
         let redactor = if redact_rules.is_empty() {
             None
         } else {
@@ -93,14 +121,7 @@ impl PrepareOptions {
                     max_sealed_ratio,
                     min_sealed_budget,
                 },
-                conventions: Conventions {
-                    field_sources: sources,
-                    status_result,
-                    required,
-                    producer_id,
-                    producer_seq,
-                    service,
-                },
+                conventions,
                 redactor,
                 max_reasons,
             },

@@ -16,7 +16,7 @@ deeper than the core takes.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypedDict
 
 from otaudit import _core, conventions
 from otaudit.errors import DecodeError
@@ -46,6 +46,30 @@ class TooMany(Exception):
         self.count = count
 
 
+class ConventionsArgs(TypedDict):
+    """:mod:`otaudit.conventions` as the core's bindings take it (keyword arguments)."""
+
+    field_sources: list[tuple[str, tuple[str, ...]]]
+    status_result: list[tuple[int, str]]
+    required_fields: list[str]
+    producer_id: str
+    producer_seq: str
+    service: str
+
+
+def conventions_args() -> ConventionsArgs:
+    """The conventions for the core: which attributes fill which column, the status
+    results, the required fields, the producer and service attributes."""
+    return ConventionsArgs(
+        field_sources=list(conventions.FIELD_SOURCES.items()),
+        status_result=list(conventions.STATUS_RESULT.items()),
+        required_fields=list(conventions.REQUIRED_FIELDS),
+        producer_id=conventions.PRODUCER_ID_ATTRIBUTE,
+        producer_seq=conventions.PRODUCER_SEQ_ATTRIBUTE,
+        service=conventions.SERVICE_ATTRIBUTE,
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def options(
     audit_attribute: str, limits: Limits, redactor: Redactor | None
@@ -61,12 +85,7 @@ def options(
         max_sealed_ratio=limits.max_sealed_ratio,
         min_sealed_budget=limits.min_sealed_budget,
         max_reasons=convert._MAX_REASONS,
-        field_sources=list(conventions.FIELD_SOURCES.items()),
-        status_result=list(conventions.STATUS_RESULT.items()),
-        required_fields=list(conventions.REQUIRED_FIELDS),
-        producer_id=conventions.PRODUCER_ID_ATTRIBUTE,
-        producer_seq=conventions.PRODUCER_SEQ_ATTRIBUTE,
-        service=conventions.SERVICE_ATTRIBUTE,
+        **conventions_args(),
         redact_rules=list(rules),
         redaction_key=None if redactor is None else redactor.key,
     )
