@@ -18,7 +18,8 @@ from collections.abc import Callable
 from google.protobuf.internal import api_implementation
 
 BENCHMARKS = (
-    "ingest", "latency", "scale", "verify", "postgres", "query", "detect", "attacks",
+    "ingest", "latency", "scale", "prepare", "verify", "postgres", "query", "detect",
+    "attacks",
 )  # fmt: skip
 
 
@@ -76,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import attacks, detect, ingest, postgres, query, scale, verify
+    from bench import attacks, detect, ingest, postgres, prepare, query, scale, verify
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
         "latency": lambda: ingest.latency(args.quick),
         "scale": lambda: scale.run(args.quick),
+        "prepare": lambda: prepare.run(args.quick),
         "verify": lambda: verify.run(args.quick, args.records),
         "postgres": lambda: postgres.run(args.quick),
         "query": lambda: query.run(args.quick, args.records),
