@@ -1,13 +1,14 @@
 """Transport-independent ingest: decode, select, stamp, seal, then hand to the sequencer.
 
-The CPU-heavy half (gunzip, decode, select, seal: about 80 % of the work per
-record) runs in a pool of worker processes, so it uses every core and never
-blocks the HTTP event loop or competes with the sequencer for the GIL. The
-parent keeps the cheap half: counting, queueing and the single writer.
+The CPU-heavy half (gunzip, decode, select, seal) runs off the event loop and the
+sequencer (:mod:`otaudit.ingestpools`): OTLP/protobuf spans and logs in threads,
+through the compiled core (which runs without the GIL), everything else in worker
+processes (the Python path). The server keeps the cheap half: counting, queueing and
+the single writer.
 
-A second pool of as many workers runs at a lower CPU priority (niceness
+A second pool of each kind runs at a lower CPU priority (niceness
 :data:`BULK_NICENESS`): while several sources send, the requests of one sending
-more than its share (:class:`otaudit.fairqueue.SourceRates`) are decoded there,
+more than its share (:class:`otaudit.fairqueue.SourceRates`) are prepared there,
 so that on a small machine a flood waits for the processor, not everyone else.
 
 Both receivers call :meth:`Ingest.prepare` with the raw body and the time the
@@ -17,22 +18,19 @@ returned future: it resolves only after every selected record is committed.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import re
-import signal
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Final
 
-from otaudit import access, defaults, lifeline
+from otaudit import access, defaults
 from otaudit.droplog import DropLog
-from otaudit.errors import ConfigError, DecodeError, Overloaded, PayloadTooLarge
+from otaudit.errors import ConfigError, DecodeError, PayloadTooLarge
 from otaudit.fairqueue import SourceRates
+from otaudit.ingestpools import Threads, Workers
 from otaudit.ledger import ACTIVE_S, Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
@@ -132,7 +130,7 @@ def prepare(
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
     limit = settings.limits.max_records
-    if media == otlp_body.PROTOBUF and otlp_signal in native.SIGNALS:
+    if in_core(otlp_signal, media):
         signal = native.SIGNALS[otlp_signal]
         try:
             sel, entries = native.prepare(
@@ -201,78 +199,10 @@ def _too_many(count: str, signal: str, limit: int) -> PayloadTooLarge:
     )
 
 
-def _worker_init(niceness: int) -> None:
-    """Workers leave SIGINT to the server, which shuts them down in order, and end at once
-    when the server is gone (killed or crashed) instead of waiting for work forever."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    lifeline.exit_with_parent()
-    if niceness:
-        os.nice(niceness)
-
-
-def _warm_up() -> None:
-    """Start a worker (and import the decoding path) before the first request needs it."""
-
-
-_PrepareArgs = tuple[str, str, bytes, bool, str, int, IngestSettings]
-
-
-class _Workers:
-    """One pool of decode processes, made again after one of them died."""
-
-    def __init__(self, size: int, niceness: int) -> None:
-        self._size, self._niceness = size, niceness
-        self._pool = self._new_pool()
-        self._broken = False
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: the server has threads (gRPC, sequencer) that must not be forked.
-        pool = ProcessPoolExecutor(
-            self._size,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_worker_init,
-            initargs=(self._niceness,),
-        )
-        for _ in range(self._size):
-            pool.submit(_warm_up)
-        return pool
-
-    def submit(self, args: _PrepareArgs) -> Future[Prepared]:
-        """Run :func:`prepare` on ``args``; a dead worker's requests fail with Overloaded."""
-        if self._broken:
-            self._broken = False
-            self._pool = self._new_pool()
-        try:
-            inner = self._pool.submit(prepare, *args)
-        except BrokenProcessPool:
-            self._broken = True
-            raise Overloaded("an ingest worker process died; it is being restarted") from None
-        outer: Future[Prepared] = Future()
-
-        def relay(done: Future[Prepared]) -> None:
-            if outer.cancelled():  # the client went away; nothing was queued
-                return
-            exc = done.exception()
-            if isinstance(exc, BrokenProcessPool):
-                self._broken = True
-                outer.set_exception(Overloaded("an ingest worker process died; retry"))
-            elif exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(done.result())
-
-        inner.add_done_callback(relay)
-        return outer
-
-    def close(self, deadline: float) -> None:
-        """Stop the processes; those still busy at ``deadline`` (monotonic) are killed."""
-        processes = list(self._pool._processes.values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
+def in_core(otlp_signal: str, media: str) -> bool:
+    """Whether a request of this signal and media type is prepared by the compiled core
+    (OTLP/protobuf spans and logs), so by the server's threads rather than its processes."""
+    return media == otlp_body.PROTOBUF and otlp_signal in native.SIGNALS
 
 
 class Ingest:
@@ -282,11 +212,15 @@ class Ingest:
         self.sequencer = sequencer
         self.metrics = metrics
         self.settings = settings
-        self._workers: _Workers | None = None
-        self._bulk: _Workers | None = None
+        self._workers: Workers[Prepared] | None = None
+        self._bulk: Workers[Prepared] | None = None
+        self._threads: Threads[Prepared] | None = None
+        self._bulk_threads: Threads[Prepared] | None = None
         if settings.workers > 0:
-            self._workers = _Workers(settings.workers, 0)
-            self._bulk = _Workers(settings.workers, BULK_NICENESS)
+            self._workers = Workers(prepare, settings.workers, 0)
+            self._bulk = Workers(prepare, settings.workers, BULK_NICENESS)
+            self._threads = Threads(prepare, settings.workers, 0)
+            self._bulk_threads = Threads(prepare, settings.workers, BULK_NICENESS)
         self._rates = SourceRates(ACTIVE_S)
         self._rates_lock = threading.Lock()
         self.drops = DropLog()
@@ -312,7 +246,7 @@ class Ingest:
         requests were answered or abandoned by then); log the drops held back."""
         self.drops.close()
         deadline = time.monotonic() + timeout_s
-        for workers in (self._workers, self._bulk):
+        for workers in (self._threads, self._bulk_threads, self._workers, self._bulk):
             if workers is not None:
                 workers.close(deadline)
 
@@ -337,10 +271,12 @@ class Ingest:
     ) -> Future[Prepared]:
         """Start :func:`prepare` for one request in a worker; the future raises its errors.
 
+        OTLP/protobuf spans and logs go to the server's threads (the compiled core runs
+        without the GIL), the rest to its worker processes (the Python path holds the GIL).
         ``source`` (:func:`source_of`) picks the pool: the low-priority one while it sends
         more than its share beside other sources.
         """
-        args: _PrepareArgs = (
+        args = (
             otlp_signal,
             media,
             body,
@@ -360,6 +296,8 @@ class Ingest:
             heavy = self._rates.note(source, len(body), time.monotonic())
         if heavy:
             self.metrics.bulk_decodes.inc()
+        if in_core(otlp_signal, media) and self._threads and self._bulk_threads:
+            return (self._bulk_threads if heavy else self._threads).submit(args)
         return (self._bulk if heavy else self._workers).submit(args)
 
     def commit(self, prepared: Prepared, source: str = "") -> Future[list[int | None]]:
