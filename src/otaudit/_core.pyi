@@ -4,7 +4,9 @@ Each function here has a readable Python reference that tests hold it byte-for-b
 equal to (named in its docstring).
 """
 
-from typing import TypeAlias
+from typing import TypeAlias, overload
+
+from otaudit.record import Columns, Entry, ResourcePart
 
 def leaf_hash(data: bytes) -> bytes:
     """The RFC 9162 leaf hash of ``data``; reference :func:`otaudit.merkle.leaf_hash`."""
@@ -68,12 +70,35 @@ class PrepareOptions:
         redaction_key: bytes | None,
     ) -> None: ...
 
-def prepare_spans(body: bytes, options: PrepareOptions, pipeline: str, received_ns: int) -> Outcome:
+#: The classes of :mod:`otaudit.record` the records are returned as, when passed.
+EntryTypes: TypeAlias = tuple[type[Entry], type[Columns], type[ResourcePart]]
+#: :data:`Outcome` with the resource parts as ``ResourcePart`` and the records as ``Entry``.
+EntryOutcome: TypeAlias = tuple[
+    int, int, int, list[Reason], int, list[str], list[ResourcePart], list[Entry]
+]
+
+@overload
+def prepare_spans(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: None = None
+) -> Outcome:
     """Decode, select and seal the audit spans of an ``ExportTraceServiceRequest``
     (decompressed protobuf), without the GIL; references
     :func:`otaudit.otlp.convert.select_spans` and :func:`otaudit.record.seal`.
-    :class:`Refused` for a request refused whole."""
+    With ``types`` (``(Entry, Columns, ResourcePart)``) the records come back as those
+    objects, ready for ingest. :class:`Refused` for a request refused whole."""
 
-def prepare_logs(body: bytes, options: PrepareOptions, pipeline: str, received_ns: int) -> Outcome:
+@overload
+def prepare_spans(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: EntryTypes
+) -> EntryOutcome: ...
+@overload
+def prepare_logs(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: None = None
+) -> Outcome:
     """:func:`prepare_spans` for an ``ExportLogsServiceRequest``; references
     :func:`otaudit.otlp.convert.select_logs` and :func:`otaudit.record.seal`."""
+
+@overload
+def prepare_logs(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: EntryTypes
+) -> EntryOutcome: ...

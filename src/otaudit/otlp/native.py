@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 #: The record signal of each OTLP signal the core prepares.
 SIGNALS: Final = {"traces": "span", "logs": "log"}
 _PREPARE: Final = {"traces": _core.prepare_spans, "logs": _core.prepare_logs}
+_TYPES: Final = (Entry, Columns, ResourcePart)
 
 
 class Undecodable(Exception):
@@ -136,7 +137,7 @@ def prepare(
         data = bytes(data)
     try:
         out = _PREPARE[otlp_signal](
-            data, options(audit_attribute, limits, redactor), pipeline, received_ns
+            data, options(audit_attribute, limits, redactor), pipeline, received_ns, _TYPES
         )
     except _core.Refused as exc:
         kind = exc.args[0]
@@ -150,7 +151,7 @@ def prepare(
         if kind == "too_many_on_wire":
             raise TooMany(None) from None
         raise Undecodable from None
-    received, dropped, rejected, reasons, near_misses, near_miss_keys, parts, records = out
+    received, dropped, rejected, reasons, near_misses, near_miss_keys, _, entries = out
     sel = Selection(
         signal,
         received=received,
@@ -160,10 +161,4 @@ def prepare(
         near_misses=near_misses,
         near_miss_keys=near_miss_keys,
     )
-    shared = [ResourcePart(h, body) for h, body in parts]
-    new_columns = tuple.__new__
-    entries = [
-        Entry(sealed, leaf, key, new_columns(Columns, cols), shared[part], at)
-        for sealed, leaf, key, cols, part, at in records
-    ]
     return sel, entries
