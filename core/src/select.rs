@@ -872,7 +872,10 @@ fn select<T: Item>(
                     }
                     Err(Problem::Fatal(fatal)) => return Err(fatal),
                 }
-                let attrs = AttrList::of(attributes).redact(redactor);
+                let mut attrs = AttrList::of(attributes).redact(redactor);
+                // Canonical order once: the writer then finds it sorted, and the text
+                // column's code point order differs from it only beyond the BMP.
+                attrs.0.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
                 let [(_, _, trace), (_, _, span), _] = item.ids();
                 let ids = Ids {
                     trace_id: hex(trace),
