@@ -357,8 +357,9 @@ fn refused(py: Python<'_>, fatal: Fatal) -> PyErr {
     }
 }
 
-type Prepare = fn(&[u8], &Options, &str, i64) -> Result<Outcome, Fatal>;
+type Prepare = fn(&[u8], &Options, &str, i64, Option<u64>) -> Result<Outcome, Fatal>;
 
+#[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
     prepare: Prepare,
@@ -367,9 +368,10 @@ fn run<'py>(
     pipeline: &str,
     received_ns: i64,
     types: Option<&Bound<'py, PyTuple>>,
+    request_bytes: Option<u64>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let opts = &options.get().inner;
-    match py.detach(|| prepare(body, opts, pipeline, received_ns)) {
+    match py.detach(|| prepare(body, opts, pipeline, received_ns, request_bytes)) {
         Ok(out) => outcome(py, out, types),
         Err(fatal) => Err(refused(py, fatal)),
     }
@@ -377,7 +379,7 @@ fn run<'py>(
 
 /// Decode, select and seal the audit spans of an `ExportTraceServiceRequest`.
 #[pyfunction]
-#[pyo3(signature = (body, options, pipeline, received_ns, types=None))]
+#[pyo3(signature = (body, options, pipeline, received_ns, types=None, request_bytes=None))]
 fn prepare_spans<'py>(
     py: Python<'py>,
     body: &[u8],
@@ -385,14 +387,24 @@ fn prepare_spans<'py>(
     pipeline: &str,
     received_ns: i64,
     types: Option<&Bound<'py, PyTuple>>,
+    request_bytes: Option<u64>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let prepare = select::prepare_spans;
-    run(py, prepare, body, options, pipeline, received_ns, types)
+    run(
+        py,
+        prepare,
+        body,
+        options,
+        pipeline,
+        received_ns,
+        types,
+        request_bytes,
+    )
 }
 
 /// Decode, select and seal the audit log records of an `ExportLogsServiceRequest`.
 #[pyfunction]
-#[pyo3(signature = (body, options, pipeline, received_ns, types=None))]
+#[pyo3(signature = (body, options, pipeline, received_ns, types=None, request_bytes=None))]
 fn prepare_logs<'py>(
     py: Python<'py>,
     body: &[u8],
@@ -400,9 +412,19 @@ fn prepare_logs<'py>(
     pipeline: &str,
     received_ns: i64,
     types: Option<&Bound<'py, PyTuple>>,
+    request_bytes: Option<u64>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let prepare = select::prepare_logs;
-    run(py, prepare, body, options, pipeline, received_ns, types)
+    run(
+        py,
+        prepare,
+        body,
+        options,
+        pipeline,
+        received_ns,
+        types,
+        request_bytes,
+    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
