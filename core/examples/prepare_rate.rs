@@ -55,7 +55,10 @@ fn main() {
         let started = Instant::now();
         let mut spans = 0;
         for b in &batches {
-            spans += prepare_spans(b, &options, "otlp", 1).unwrap().records.len();
+            spans += prepare_spans(b, &options, "otlp", 1, None)
+                .unwrap()
+                .records
+                .len();
         }
         let rate = spans as f64 / started.elapsed().as_secs_f64();
         println!("{rate:.0} spans/s");

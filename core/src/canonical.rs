@@ -16,22 +16,22 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Append `s` as a JSON string: `"` and `\` escaped, `\b \f \n \r \t` short, the other
 /// controls below U+0020 as `\u00xx` (lowercase), everything else as it is (raw UTF-8).
 pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
     let bytes = s.as_bytes();
+    // Whether any byte needs escaping, without an early exit (so that it vectorizes):
+    // most strings need none and are copied whole.
+    let dirty = bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    out.reserve(bytes.len() + 2);
+    out.push('"');
+    if !dirty {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time while none needs escaping (the usual case).
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            if !needs_escape(x) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
+    for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
-            i += 1;
             continue;
         }
         out.push_str(&s[start..i]);
@@ -49,22 +49,10 @@ pub fn write_str(out: &mut String, s: &str) {
                 out.push(HEX[usize::from(b & 15)] as char);
             }
         }
-        i += 1;
-        start = i;
+        start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
-}
-
-/// Whether any of the eight bytes of `x` is a control character, `"` or `\\`.
-#[inline]
-fn needs_escape(x: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    // Bytes below 0x20 (those at 0x80 and above have the high bit: not counted).
-    let below = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-    below | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0
 }
 
 /// Order two member names by their UTF-16 code units (RFC 8785 §3.2.3).

@@ -872,7 +872,10 @@ fn select<T: Item>(
                     }
                     Err(Problem::Fatal(fatal)) => return Err(fatal),
                 }
-                let attrs = AttrList::of(attributes).redact(redactor);
+                let mut attrs = AttrList::of(attributes).redact(redactor);
+                // Canonical order once: the writer then finds it sorted, and the text
+                // column's code point order differs from it only beyond the BMP.
+                attrs.0.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
                 let [(_, _, trace), (_, _, span), _] = item.ids();
                 let ids = Ids {
                     trace_id: hex(trace),
@@ -1011,11 +1014,15 @@ fn refusal(data: &[u8], options: &Options, decoded: Option<usize>) -> Fatal {
 }
 
 /// Prepare an `ExportTraceServiceRequest` (protobuf bytes, decompressed).
+/// `request_bytes`: the size of the request as received (decompressed), which sets the
+/// sealed budget; None: the length of `data` (an OTLP/JSON request is passed here as
+/// the protobuf encoding of what it decoded to, with its own size).
 pub fn prepare_spans(
     data: &[u8],
     options: &Options,
     pipeline: &str,
     received_ns: i64,
+    request_bytes: Option<u64>,
 ) -> Result<Outcome, Fatal> {
     preflight(data, options)?;
     let request =
@@ -1056,16 +1063,20 @@ pub fn prepare_spans(
         groups,
         options,
         &envelope(pipeline, received_ns),
-        data.len() as u64,
+        request_bytes.unwrap_or(data.len() as u64),
     )
 }
 
 /// Prepare an `ExportLogsServiceRequest` (protobuf bytes, decompressed).
+/// `request_bytes`: the size of the request as received (decompressed), which sets the
+/// sealed budget; None: the length of `data` (an OTLP/JSON request is passed here as
+/// the protobuf encoding of what it decoded to, with its own size).
 pub fn prepare_logs(
     data: &[u8],
     options: &Options,
     pipeline: &str,
     received_ns: i64,
+    request_bytes: Option<u64>,
 ) -> Result<Outcome, Fatal> {
     preflight(data, options)?;
     let request =
@@ -1108,7 +1119,7 @@ pub fn prepare_logs(
         groups,
         options,
         &envelope(pipeline, received_ns),
-        data.len() as u64,
+        request_bytes.unwrap_or(data.len() as u64),
     )
 }
 
@@ -1220,7 +1231,7 @@ mod tests {
             }],
         };
         let data = request.encode_to_vec();
-        let out = prepare_spans(&data, &options(), "otlp", 5).unwrap();
+        let out = prepare_spans(&data, &options(), "otlp", 5, None).unwrap();
         assert_eq!(out.records.len(), 1);
         let rec = &out.records[0];
         let envelope: serde_json::Value = serde_json::from_str(&rec.sealed).unwrap();

@@ -80,28 +80,50 @@ EntryOutcome: TypeAlias = tuple[
 
 @overload
 def prepare_spans(
-    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: None = None
+    body: bytes,
+    options: PrepareOptions,
+    pipeline: str,
+    received_ns: int,
+    types: None = None,
+    request_bytes: int | None = None,
 ) -> Outcome:
     """Decode, select and seal the audit spans of an ``ExportTraceServiceRequest``
     (decompressed protobuf), without the GIL; references
     :func:`otaudit.otlp.convert.select_spans` and :func:`otaudit.record.seal`.
     With ``types`` (``(Entry, Columns, ResourcePart)``) the records come back as those
-    objects, ready for ingest. :class:`Refused` for a request refused whole."""
+    objects, ready for ingest; ``request_bytes`` is the size of the request as received
+    (it sets the sealed budget; default ``len(body)``; an OTLP/JSON request comes here
+    re-encoded as protobuf). :class:`Refused` for a request refused whole."""
 
 @overload
 def prepare_spans(
-    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: EntryTypes
+    body: bytes,
+    options: PrepareOptions,
+    pipeline: str,
+    received_ns: int,
+    types: EntryTypes,
+    request_bytes: int | None = None,
 ) -> EntryOutcome: ...
 @overload
 def prepare_logs(
-    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: None = None
+    body: bytes,
+    options: PrepareOptions,
+    pipeline: str,
+    received_ns: int,
+    types: None = None,
+    request_bytes: int | None = None,
 ) -> Outcome:
     """:func:`prepare_spans` for an ``ExportLogsServiceRequest``; references
     :func:`otaudit.otlp.convert.select_logs` and :func:`otaudit.record.seal`."""
 
 @overload
 def prepare_logs(
-    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: EntryTypes
+    body: bytes,
+    options: PrepareOptions,
+    pipeline: str,
+    received_ns: int,
+    types: EntryTypes,
+    request_bytes: int | None = None,
 ) -> EntryOutcome: ...
 
 class Codec:

@@ -124,23 +124,31 @@ def prepare(
     Raises ``DecodeError`` for a body that cannot be taken, and ``PayloadTooLarge`` for
     one over the size or record limit (neither is worth retrying); nothing is queued then.
 
-    Protobuf spans and logs are prepared by the compiled core (``otaudit.otlp.native``),
-    byte for byte as the Python path below (the reference) prepares them; OTLP/JSON,
-    metrics, and the few requests the core leaves to the reference take that path.
+    Spans and logs are prepared by the compiled core (``otaudit.otlp.native``), byte for
+    byte as :func:`prepare_reference` prepares them (OTLP/JSON is decoded in Python and
+    handed to the core as protobuf); metrics, and the few requests the core leaves to
+    the reference, take that path.
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
     limit = settings.limits.max_records
-    if in_core(otlp_signal, media):
+    if otlp_signal in native.SIGNALS:
         signal = native.SIGNALS[otlp_signal]
+        wire, request_bytes = data, None
+        if media == otlp_body.JSON:  # decoded in Python, then handed over as protobuf
+            request = otlp_body.decode(otlp_signal, media, data)
+            if (records := count_records(request)) > limit:
+                raise _too_many(str(records), signal, limit)
+            wire, request_bytes = request.SerializeToString(), len(data)
         try:
             sel, entries = native.prepare(
                 otlp_signal,
-                data,
+                wire,
                 settings.audit_attribute,
                 settings.limits,
                 settings.redactor,
                 pipeline,
                 received_ns,
+                request_bytes,
             )
         except native.TooMany as exc:
             count = f"more than {limit}" if exc.count is None else str(exc.count)

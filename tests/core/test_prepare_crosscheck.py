@@ -13,11 +13,14 @@ cut or edited valid bodies.
 
 from __future__ import annotations
 
+import base64
 import math
 import struct
 from typing import Any
 
+import orjson
 import pytest
+from google.protobuf.json_format import MessageToDict
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -27,7 +30,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from mutation import EDITS, mutate
 from otaudit.ingest import IngestSettings, Prepared, prepare, prepare_reference
 from otaudit.otlp import native
-from otaudit.otlp.body import PROTOBUF
+from otaudit.otlp.body import JSON, PROTOBUF
 from otaudit.otlp.convert import Limits
 from otaudit.record import derive_columns, parse_sealed
 from otaudit.redaction import Redactor, Rule
@@ -261,11 +264,15 @@ def _outcome(fn: Any, *args: Any) -> Prepared | tuple[type[BaseException], str]:
 
 
 def _crosscheck(
-    otlp_signal: str, data: bytes, limits: Limits, redactor: Redactor | None
+    otlp_signal: str,
+    data: bytes,
+    limits: Limits,
+    redactor: Redactor | None,
+    media: str = PROTOBUF,
 ) -> Prepared | tuple[type[BaseException], str]:
     ingest = IngestSettings(workers=0, limits=limits, redactor=redactor)
-    ref = _outcome(prepare_reference, otlp_signal, PROTOBUF, data, PIPELINE, RECEIVED_NS, ingest)
-    got = _outcome(prepare, otlp_signal, PROTOBUF, data, False, PIPELINE, RECEIVED_NS, ingest)
+    ref = _outcome(prepare_reference, otlp_signal, media, data, PIPELINE, RECEIVED_NS, ingest)
+    got = _outcome(prepare, otlp_signal, media, data, False, PIPELINE, RECEIVED_NS, ingest)
     assert got == ref
     if isinstance(got, Prepared):
         for entry in got.entries:  # the columns at verify are those at sealing
@@ -406,3 +413,35 @@ def test_redaction_patterns_match_as_fnmatchcase(patterns: list[str], keys: list
     rec.attributes.extend(_kv(k, AnyValue(string_value=k)) for k in keys if k != "audit.action")
     redactor = Redactor(tuple(Rule("drop", p) for p in patterns), None)
     _crosscheck("logs", req.SerializeToString(), Limits(), redactor)
+
+
+_IDS = ("traceId", "spanId", "parentSpanId")
+
+
+def _hex_ids(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: base64.b64decode(v).hex() if k in _IDS else _hex_ids(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_hex_ids(v) for v in node]
+    return node
+
+
+def _otlp_json(otlp_signal: str, data: bytes) -> bytes:
+    """The OTLP/JSON form of a protobuf export request (ids in hex)."""
+    cls = ExportTraceServiceRequest if otlp_signal == "traces" else ExportLogsServiceRequest
+    message = MessageToDict(cls.FromString(data), use_integers_for_enums=True)
+    return orjson.dumps(_hex_ids(message))
+
+
+@EXAMPLES
+@given(
+    kind=st.sampled_from(["traces", "logs"]),
+    data=st.data(),
+    limits=LIMITS,
+    redactor=REDACTORS,
+)
+def test_otlp_json_is_prepared_as_the_reference_does(
+    kind: str, data: st.DataObject, limits: Limits, redactor: Redactor | None
+) -> None:
+    body = data.draw(trace_requests() if kind == "traces" else log_requests())
+    _crosscheck(kind, _otlp_json(kind, body), limits, redactor, JSON)

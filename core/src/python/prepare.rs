@@ -2,6 +2,7 @@
 //! one call, without the GIL; `otaudit.otlp.native` turns the result into `Prepared`.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
@@ -224,7 +225,55 @@ fn columns<'py>(
     PyTuple::new(py, items)
 }
 
-fn outcome<'py>(py: Python<'py>, out: Outcome) -> PyResult<Bound<'py, PyTuple>> {
+/// Python's `Entry`, `Columns` and `ResourcePart` classes (`otaudit.record`), and how to
+/// make their instances without running their `__init__`: `object.__new__` and the
+/// slots set as `object.__setattr__` sets them (the frozen dataclasses' own `__init__`
+/// does the same, one interpreted call slower), `tuple.__new__` for the named tuple.
+struct Types<'py> {
+    entry: Bound<'py, PyAny>,
+    columns: Bound<'py, PyAny>,
+    part: Bound<'py, PyAny>,
+    object_new: Bound<'py, PyAny>,
+    tuple_new: Bound<'py, PyAny>,
+}
+
+impl<'py> Types<'py> {
+    fn new(py: Python<'py>, types: &Bound<'py, PyTuple>) -> PyResult<Types<'py>> {
+        let builtins = PyModule::import(py, "builtins")?;
+        Ok(Types {
+            entry: types.get_item(0)?,
+            columns: types.get_item(1)?,
+            part: types.get_item(2)?,
+            object_new: builtins.getattr("object")?.getattr("__new__")?,
+            tuple_new: builtins.getattr("tuple")?.getattr("__new__")?,
+        })
+    }
+
+    fn instance(
+        &self,
+        cls: &Bound<'py, PyAny>,
+        fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let obj = self.object_new.call1((cls,))?;
+        for (name, value) in fields {
+            // SAFETY: three live object pointers; the call only borrows them.
+            let status = unsafe {
+                pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr())
+            };
+            if status < 0 {
+                return Err(PyErr::fetch(obj.py()));
+            }
+        }
+        Ok(obj)
+    }
+}
+
+fn outcome<'py>(
+    py: Python<'py>,
+    out: Outcome,
+    types: Option<&Bound<'py, PyTuple>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let types = types.map(|t| Types::new(py, t)).transpose()?;
     let reasons = PyList::empty(py);
     for rejection in &out.reasons {
         let [r, s, i] = rejection.at;
@@ -234,10 +283,15 @@ fn outcome<'py>(py: Python<'py>, out: Outcome) -> PyResult<Bound<'py, PyTuple>> 
     let parts = PyList::empty(py);
     let mut shared = Vec::with_capacity(out.parts.len());
     for (part, cols) in out.parts.iter().zip(&out.part_columns) {
-        parts.append((
-            PyBytes::new(py, &part.hash),
-            PyBytes::new(py, part.body.as_bytes()),
-        ))?;
+        let hash = PyBytes::new(py, &part.hash).into_any();
+        let body = PyBytes::new(py, part.body.as_bytes()).into_any();
+        match &types {
+            Some(t) => parts.append(t.instance(
+                &t.part,
+                &[(intern!(py, "hash"), hash), (intern!(py, "body"), body)],
+            )?)?,
+            None => parts.append((hash, body))?,
+        }
         shared.push((
             PyString::new(py, &cols.flat).into_any(),
             opt_str(py, &cols.service),
@@ -247,14 +301,30 @@ fn outcome<'py>(py: Python<'py>, out: Outcome) -> PyResult<Bound<'py, PyTuple>> 
     let mut constant = [(); 3].map(|()| Shared { last: None });
     for rec in &out.records {
         let (resource, service) = &shared[rec.part];
-        records.append((
-            PyBytes::new(py, rec.sealed.as_bytes()),
-            PyBytes::new(py, &rec.leaf),
-            PyBytes::new(py, &rec.dedup_key),
-            columns(py, &rec.columns, resource, service, &mut constant)?,
-            rec.part,
-            rec.resource_at,
-        ))?;
+        let sealed = PyBytes::new(py, rec.sealed.as_bytes()).into_any();
+        let leaf = PyBytes::new(py, &rec.leaf).into_any();
+        let key = PyBytes::new(py, &rec.dedup_key).into_any();
+        let cols = columns(py, &rec.columns, resource, service, &mut constant)?;
+        match &types {
+            Some(t) => {
+                let cols = t.tuple_new.call1((&t.columns, cols))?;
+                records.append(t.instance(
+                    &t.entry,
+                    &[
+                        (intern!(py, "sealed"), sealed),
+                        (intern!(py, "leaf"), leaf),
+                        (intern!(py, "dedup_key"), key),
+                        (intern!(py, "columns"), cols),
+                        (intern!(py, "resource"), parts.get_item(rec.part)?),
+                        (
+                            intern!(py, "resource_at"),
+                            rec.resource_at.into_pyobject(py)?.into_any(),
+                        ),
+                    ],
+                )?)?
+            }
+            None => records.append((sealed, leaf, key, cols, rec.part, rec.resource_at))?,
+        }
     }
     (
         out.received,
@@ -287,8 +357,9 @@ fn refused(py: Python<'_>, fatal: Fatal) -> PyErr {
     }
 }
 
-type Prepare = fn(&[u8], &Options, &str, i64) -> Result<Outcome, Fatal>;
+type Prepare = fn(&[u8], &Options, &str, i64, Option<u64>) -> Result<Outcome, Fatal>;
 
+#[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
     prepare: Prepare,
@@ -296,49 +367,63 @@ fn run<'py>(
     options: &Bound<'py, PrepareOptions>,
     pipeline: &str,
     received_ns: i64,
+    types: Option<&Bound<'py, PyTuple>>,
+    request_bytes: Option<u64>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let opts = &options.get().inner;
-    match py.detach(|| prepare(body, opts, pipeline, received_ns)) {
-        Ok(out) => outcome(py, out),
+    match py.detach(|| prepare(body, opts, pipeline, received_ns, request_bytes)) {
+        Ok(out) => outcome(py, out, types),
         Err(fatal) => Err(refused(py, fatal)),
     }
 }
 
 /// Decode, select and seal the audit spans of an `ExportTraceServiceRequest`.
 #[pyfunction]
+#[pyo3(signature = (body, options, pipeline, received_ns, types=None, request_bytes=None))]
 fn prepare_spans<'py>(
     py: Python<'py>,
     body: &[u8],
     options: &Bound<'py, PrepareOptions>,
     pipeline: &str,
     received_ns: i64,
+    types: Option<&Bound<'py, PyTuple>>,
+    request_bytes: Option<u64>,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let prepare = select::prepare_spans;
     run(
         py,
-        select::prepare_spans,
+        prepare,
         body,
         options,
         pipeline,
         received_ns,
+        types,
+        request_bytes,
     )
 }
 
 /// Decode, select and seal the audit log records of an `ExportLogsServiceRequest`.
 #[pyfunction]
+#[pyo3(signature = (body, options, pipeline, received_ns, types=None, request_bytes=None))]
 fn prepare_logs<'py>(
     py: Python<'py>,
     body: &[u8],
     options: &Bound<'py, PrepareOptions>,
     pipeline: &str,
     received_ns: i64,
+    types: Option<&Bound<'py, PyTuple>>,
+    request_bytes: Option<u64>,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let prepare = select::prepare_logs;
     run(
         py,
-        select::prepare_logs,
+        prepare,
         body,
         options,
         pipeline,
         received_ns,
+        types,
+        request_bytes,
     )
 }
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 #: The record signal of each OTLP signal the core prepares.
 SIGNALS: Final = {"traces": "span", "logs": "log"}
 _PREPARE: Final = {"traces": _core.prepare_spans, "logs": _core.prepare_logs}
+_TYPES: Final = (Entry, Columns, ResourcePart)
 
 
 class Undecodable(Exception):
@@ -122,10 +123,12 @@ def prepare(
     redactor: Redactor | None,
     pipeline: str,
     received_ns: int,
+    request_bytes: int | None = None,
 ) -> tuple[Selection, list[Entry]]:
     """Decode, select and seal one protobuf export request (``traces`` or ``logs``,
     decompressed) with the core: the Selection (its ``records`` left empty: the entries
-    hold them) and the sealed entries.
+    hold them) and the sealed entries. ``request_bytes``: the size the sealed budget is
+    measured against when it is not ``len(data)`` (an OTLP/JSON request, re-encoded).
 
     Raises ``DecodeError`` for an id of the wrong length (the whole request is refused),
     :class:`TooMany` over ``limits.max_records`` and :class:`Undecodable` for a request
@@ -136,7 +139,12 @@ def prepare(
         data = bytes(data)
     try:
         out = _PREPARE[otlp_signal](
-            data, options(audit_attribute, limits, redactor), pipeline, received_ns
+            data,
+            options(audit_attribute, limits, redactor),
+            pipeline,
+            received_ns,
+            _TYPES,
+            request_bytes,
         )
     except _core.Refused as exc:
         kind = exc.args[0]
@@ -150,20 +158,15 @@ def prepare(
         if kind == "too_many_on_wire":
             raise TooMany(None) from None
         raise Undecodable from None
-    received, dropped, rejected, reasons, near_misses, near_miss_keys, parts, records = out
+    size = len(data) if request_bytes is None else request_bytes
+    received, dropped, rejected, reasons, near_misses, near_miss_keys, _, entries = out
     sel = Selection(
         signal,
         received=received,
         dropped=dropped,
         rejected=rejected,
-        reasons=[_reason(signal, r, limits, len(data)) for r in reasons],
+        reasons=[_reason(signal, r, limits, size) for r in reasons],
         near_misses=near_misses,
         near_miss_keys=near_miss_keys,
     )
-    shared = [ResourcePart(h, body) for h, body in parts]
-    new_columns = tuple.__new__
-    entries = [
-        Entry(sealed, leaf, key, new_columns(Columns, cols), shared[part], at)
-        for sealed, leaf, key, cols, part, at in records
-    ]
     return sel, entries
