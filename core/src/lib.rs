@@ -7,6 +7,7 @@
 //! interpreter.
 
 pub mod merkle;
+pub mod verify;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,8 +1,10 @@
-"""The compiled core (``core/``, Rust): pure functions over bytes.
+"""The compiled core (``core/``, Rust): pure functions over bytes, and verify's checks.
 
 Each function here has a readable Python reference that tests hold it byte-for-byte
 equal to (named in its docstring).
 """
+
+from collections.abc import Callable, Sequence
 
 def leaf_hash(data: bytes) -> bytes:
     """The RFC 9162 leaf hash of ``data``; reference :func:`otaudit.merkle.leaf_hash`."""
@@ -12,3 +14,64 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
     ValueError unless both are 32 bytes.
     """
+
+# -- verify (steps 1 and 2 of otaudit.verify) ------------------------------------------
+
+#: Where verify fails and what kind of failure it is: ``(seq, kind)`` for the records
+#: (kinds ``missing``, ``no-leaf``, ``extra-leaf``, ``resource``, ``invalid``, ``leaf``,
+#: ``cut``, ``column``, ``dedup-key``, ``unsure``), ``(level, "tree")`` for the tree.
+Fault = tuple[int, str]
+#: A record signed too late: ``(seq, received_ns, checkpoint_size, later_seq, later_ns)``,
+#: the fields of :class:`otaudit.latesigning.LateRecord`.
+Late = tuple[int, int, int, int, int]
+#: A record row for :class:`RecordStream`: ``(seq, sealed, dedup_key, columns, kept)``.
+Row = tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
+
+def verify_sqlite(
+    uri: str,
+    begin: int,
+    end: int | None,
+    checkpoint_sizes: list[int] | None,
+    max_delay_s: int,
+    tree: bool,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[int, int, Fault | None, Fault | None, Late | None]:
+    """Steps 1 and 2 of verify over the SQLite ledger at ``uri`` (a read-only SQLite URI),
+    read by the core itself (through the same shared libsqlite3 as :mod:`sqlite3`), checked
+    in parallel without the GIL.
+
+    Records ``[begin, end)`` (``end`` None: to the last, and no leaf may be left over)
+    against their leaves, columns, dedup keys and kept resources; with
+    ``checkpoint_sizes``, the first record signed more than ``max_delay_s`` late
+    (:class:`otaudit.latesigning.LateSigning`); with ``tree``, every stored node above
+    level 0 at the records' count. ``progress`` is called as the reference calls it.
+
+    Returns ``(records checked, their sealed bytes, the records' fault, the tree's fault,
+    the late record)``; references: ``_check_stream``, ``_check_tree`` in
+    :mod:`otaudit.verify`, which word a fault. RuntimeError: not readable as a ledger.
+    """
+
+class RecordStream:
+    """Step 1 of verify over rows a Python store reads (the PostgreSQL store), fed in
+    seq order in batches and checked in parallel without the GIL; reference
+    ``otaudit.verify._check_stream``."""
+
+    def __init__(self, begin: int, checkpoint_sizes: list[int] | None, max_delay_s: int) -> None:
+        """Records from ``begin`` on; with ``checkpoint_sizes``, also look for a record
+        signed more than ``max_delay_s`` late."""
+
+    def feed(
+        self,
+        rows: Sequence[
+            tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
+        ],
+        leaves: Sequence[tuple[int, bytes]],
+    ) -> Fault | None:
+        """Take the next level-0 nodes ``(idx, hash)`` and check the next ``rows``
+        ``(seq, sealed, dedup_key, columns, kept)`` (``kept``: None, or ``(at, hash, body
+        or None)`` as :class:`otaudit.store.base.StoredResource` holds it); the first
+        fault so far, or None."""
+
+    def finish(self, end: int | None) -> tuple[int, int, Fault | None, Late | None]:
+        """The end of the stream (``end`` None: no leaf may be left over): ``(records
+        checked, their sealed bytes, the fault, the late record)``."""

@@ -1,0 +1,395 @@
+//! Steps 1 and 2 of verify read straight from a SQLite ledger file.
+//!
+//! Reading the rows is most of the work of verify (more than hashing them), so the core
+//! reads them itself: one thread steps through `records` in seq order and splices each
+//! row's resource back (as `otaudit.store.resources.stored_record` does) while the
+//! others check the previous batch. It links the system's shared libsqlite3, the one
+//! Python's `sqlite3` module uses (rusqlite without `bundled`): two copies of SQLite in
+//! one process would not see each other's POSIX locks.
+//!
+//! Everything is read in one read transaction, so a server appending meanwhile does
+//! not make the tree look longer than the records.
+
+use std::collections::HashMap;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+use super::late::LateSigning;
+use super::{check_level, Cell, Derive, Fault, Kept, Kind, Node, Records, Resource, Row};
+use super::{COLUMNS, RESOURCE_COLUMN};
+
+/// The query columns of `records`, in `otaudit.record.COLUMN_NAMES` order.
+pub const COLUMN_NAMES: [&str; COLUMNS] = [
+    "signal",
+    "time_unix_nano",
+    "timestamp",
+    "received_at",
+    "pipeline",
+    "trace_id",
+    "span_id",
+    "name",
+    "service",
+    "actor",
+    "actor_role",
+    "client_address",
+    "action",
+    "target",
+    "resource_type",
+    "result",
+    "producer",
+    "producer_seq",
+    "missing",
+    "attributes",
+    "resource",
+];
+
+const BATCH: usize = 2048;
+
+/// What verify asks of the records (`verify_ledger`: all; `verify_range`: a range).
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub begin: i64,
+    pub end: Option<i64>,
+    /// Checkpoint sizes and the bound for late signing (None: not looked for).
+    pub late: Option<(Vec<i64>, i64)>,
+    /// Check the tree too (only with `end` None: it is checked at the records' count).
+    pub tree: bool,
+}
+
+/// What the core found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Records checked (all good, up to the first fault of the records).
+    pub records: i64,
+    pub bytes: u64,
+    /// The first fault of step 1 (records against their leaves), if any.
+    pub records_fault: Option<Fault>,
+    /// The first fault of step 2 (the tree), if it ran and found one.
+    pub tree_fault: Option<Fault>,
+    /// The first record signed too late, if asked.
+    pub late: Option<super::late::LateRecord>,
+}
+
+fn sql_error(e: rusqlite::Error) -> String {
+    e.to_string()
+}
+
+fn cell(v: ValueRef<'_>) -> Cell {
+    match v {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i) => Cell::Int(i),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => Cell::Text(s.to_owned()),
+            Err(_) => Cell::Other,
+        },
+        ValueRef::Real(_) | ValueRef::Blob(_) => Cell::Other,
+    }
+}
+
+/// A kept resource's body and its flattened attributes as `str()` makes them.
+type Found = Option<(Arc<Resource>, Cell)>;
+
+struct Resources<'c> {
+    stmt: rusqlite::Statement<'c>,
+    held: HashMap<Vec<u8>, Found>,
+    /// A resources row the reference would read differently (not a BLOB body...).
+    odd: HashMap<Vec<u8>, bool>,
+}
+
+impl Resources<'_> {
+    fn get(&mut self, hash: &[u8]) -> Result<(Found, bool), String> {
+        if let Some(found) = self.held.get(hash) {
+            return Ok((found.clone(), self.odd.get(hash).copied().unwrap_or(false)));
+        }
+        let mut rows = self.stmt.query([hash]).map_err(sql_error)?;
+        let (found, odd) = match rows.next().map_err(sql_error)? {
+            None => (None, false),
+            Some(r) => {
+                let body = r.get_ref(0).map_err(sql_error)?;
+                let flat = r.get_ref(1).map_err(sql_error)?;
+                let (bytes, odd_body) = match body {
+                    ValueRef::Blob(b) => (b.to_vec(), false),
+                    other => (
+                        other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
+                        true,
+                    ),
+                };
+                // Python reads `str(flat)`: text is itself, an integer its digits, NULL "None".
+                let (flat, odd_flat) = match flat {
+                    ValueRef::Text(_) => (cell(flat), false),
+                    ValueRef::Integer(i) => (Cell::Text(i.to_string()), false),
+                    ValueRef::Null => (Cell::Text("None".into()), false),
+                    _ => (Cell::Other, true),
+                };
+                (
+                    Some((Arc::new(Resource::new(bytes, hash)), flat)),
+                    odd_body || odd_flat,
+                )
+            }
+        };
+        self.held.insert(hash.to_vec(), found.clone());
+        self.odd.insert(hash.to_vec(), odd);
+        Ok((found, odd))
+    }
+}
+
+/// The record of one `records` row, as `stored_record` makes it.
+fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, String> {
+    let get = |i: usize| r.get_ref(i).map_err(sql_error);
+    let seq = match get(0)? {
+        ValueRef::Integer(i) => i,
+        _ => return Err("records.seq is not an integer".into()),
+    };
+    let mut unsure = false;
+    let mut blob = |v: ValueRef<'_>| match v {
+        ValueRef::Blob(b) => b.to_vec(),
+        other => {
+            unsure = true;
+            other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default()
+        }
+    };
+    let stored = blob(get(1)?);
+    let dedup_key = blob(get(2)?);
+    let mut columns = Vec::with_capacity(COLUMNS);
+    for i in 0..COLUMNS {
+        columns.push(cell(get(3 + i)?));
+    }
+    let hash = get(3 + COLUMNS)?;
+    let at = get(4 + COLUMNS)?;
+    if matches!((hash, at), (ValueRef::Null, ValueRef::Null)) {
+        return Ok(Row {
+            seq,
+            sealed: stored,
+            dedup_key,
+            columns,
+            kept: None,
+            unsure,
+        });
+    }
+    let at = match at {
+        ValueRef::Null => -1,
+        ValueRef::Integer(i) => i,
+        _ => {
+            unsure = true;
+            -1
+        }
+    };
+    let (hash, found, odd) = match hash {
+        ValueRef::Null => (Vec::new(), None, false),
+        ValueRef::Blob(h) => {
+            let (found, odd) = resources.get(h)?;
+            (h.to_vec(), found, odd)
+        }
+        _ => (Vec::new(), None, true),
+    };
+    unsure |= odd;
+    let mut sealed = stored;
+    if let Some((res, _)) = &found {
+        if at >= 0 && at as usize <= sealed.len() {
+            let at = at as usize;
+            let mut whole = Vec::with_capacity(sealed.len() + res.body.len());
+            whole.extend_from_slice(&sealed[..at]);
+            whole.extend_from_slice(&res.body);
+            whole.extend_from_slice(&sealed[at..]);
+            sealed = whole;
+        }
+    }
+    if matches!(&columns[RESOURCE_COLUMN], Cell::Null)
+        || columns[RESOURCE_COLUMN] == Cell::Text(String::new())
+    {
+        columns[RESOURCE_COLUMN] = match &found {
+            Some((_, flat)) => flat.clone(),
+            None => Cell::Null,
+        };
+    }
+    let body = found.map(|(res, _)| res);
+    Ok(Row {
+        seq,
+        sealed,
+        dedup_key,
+        columns,
+        kept: Some(Kept { at, hash, body }),
+        unsure,
+    })
+}
+
+fn records_sql(end: bool) -> String {
+    let columns: Vec<String> = COLUMN_NAMES.iter().map(|c| format!("\"{c}\"")).collect();
+    format!(
+        "SELECT seq, sealed, dedup_key, {}, resource_hash, resource_at FROM records \
+         WHERE seq >= ?1{} ORDER BY seq",
+        columns.join(", "),
+        if end { " AND seq < ?2" } else { "" }
+    )
+}
+
+/// The nodes of one tree level with idx >= `begin`, in idx order.
+fn level(conn: &Connection, level: i64, begin: i64) -> Result<Vec<Node>, String> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT idx, hash FROM tree_nodes WHERE level = ?1 AND idx >= ?2 ORDER BY idx",
+        )
+        .map_err(sql_error)?;
+    let mut rows = stmt.query([level, begin]).map_err(sql_error)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let idx = match r.get_ref(0).map_err(sql_error)? {
+            ValueRef::Integer(i) => i,
+            _ => return Err("tree_nodes.idx is not an integer".into()),
+        };
+        let hash = match r.get_ref(1).map_err(sql_error)? {
+            ValueRef::Blob(b) => b.to_vec(),
+            _ => return Err("tree_nodes.hash is not a blob".into()),
+        };
+        out.push((idx, hash));
+    }
+    Ok(out)
+}
+
+/// Step 2 over the stored levels of a tree of `size` leaves, `leaves` its level 0.
+fn check_tree(conn: &Connection, size: i64, leaves: Vec<Node>) -> Result<Option<Fault>, String> {
+    let mut children = leaves;
+    let mut lvl: u32 = 1;
+    while lvl < 63 && size >> lvl > 0 {
+        let stored = level(conn, i64::from(lvl), 0)?;
+        if let Err(fault) = check_level(lvl, size, &children, &stored) {
+            return Ok(Some(fault));
+        }
+        children = stored;
+        lvl += 1;
+    }
+    if !level(conn, i64::from(lvl), 0)?.is_empty() {
+        return Ok(Some(Fault {
+            at: i64::from(lvl),
+            kind: Kind::Tree,
+        }));
+    }
+    Ok(None)
+}
+
+/// Tell `progress` each count at which the seq reached a multiple of 10,000 between
+/// `before` and `after` records checked (from `begin`).
+pub fn report_progress(
+    begin: i64,
+    before: i64,
+    after: i64,
+    progress: &mut dyn FnMut(i64) -> bool,
+) -> bool {
+    const EVERY: i64 = 10_000;
+    let mut seq = (begin + before).div_euclid(EVERY) * EVERY + EVERY;
+    while seq <= begin + after {
+        if !progress(seq - begin) {
+            return false;
+        }
+        seq += EVERY;
+    }
+    true
+}
+
+/// Open the ledger at `uri` (a SQLite URI, read-only) for verify.
+pub fn open(uri: &str) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags).map_err(sql_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql_error)?;
+    Ok(conn)
+}
+
+/// Steps 1 and 2 over the ledger at `uri`. Err: the database could not be read as a
+/// ledger (or holds something the core does not read: the caller falls back to the
+/// reference, which says what).
+///
+/// `progress` is told the number of records checked at each multiple of 10,000 (of the
+/// seq), as the reference tells it; when it returns false, verify stops with Err.
+pub fn verify(
+    uri: &str,
+    ask: &Ask,
+    derive: &dyn Derive,
+    progress: &mut dyn FnMut(i64) -> bool,
+) -> Result<Outcome, String> {
+    let conn = open(uri)?;
+    conn.execute_batch("BEGIN").map_err(sql_error)?;
+    let leaves = level(&conn, 0, ask.begin)?;
+    let late = ask
+        .late
+        .as_ref()
+        .map(|(sizes, max)| LateSigning::new(sizes, *max));
+    // The records stream consumes its own copy of the leaves; the tree needs them from 0.
+    let mut records = Records::new(derive, ask.begin, leaves.clone(), late);
+    let (tx, rx) = sync_channel::<Vec<Row>>(2);
+    let end = ask.end;
+    let begin = ask.begin;
+    // The reader owns the connection (a connection is not shared between threads) and
+    // hands it back for the tree.
+    let reader = std::thread::spawn(move || -> Result<Connection, String> {
+        {
+            let mut stmt = conn
+                .prepare(&records_sql(end.is_some()))
+                .map_err(sql_error)?;
+            let mut resources = Resources {
+                stmt: conn
+                    .prepare("SELECT body, flat FROM resources WHERE hash = ?1")
+                    .map_err(sql_error)?,
+                held: HashMap::new(),
+                odd: HashMap::new(),
+            };
+            let mut rows = match end {
+                Some(end) => stmt.query([begin, end]),
+                None => stmt.query([begin]),
+            }
+            .map_err(sql_error)?;
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(r) = rows.next().map_err(sql_error)? {
+                batch.push(row(r, &mut resources)?);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() {
+                        break; // the checker stopped at a fault
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+        }
+        Ok(conn)
+    });
+    let mut stopped = false;
+    for rows in rx.iter() {
+        let before = records.count();
+        let good = records.feed(&rows);
+        if !report_progress(begin, before, records.count(), progress) {
+            stopped = true;
+            break;
+        }
+        if !good {
+            break;
+        }
+    }
+    drop(rx);
+    let conn = reader
+        .join()
+        .map_err(|_| "the reader thread panicked".to_string())??;
+    if stopped {
+        return Err("stopped by its progress callback".into());
+    }
+    let records_fault = records.finish(ask.end);
+    let count = records.count();
+    let mut tree_fault = None;
+    if ask.tree && records_fault.is_none() && ask.begin == 0 && ask.end.is_none() {
+        tree_fault = check_tree(&conn, count, leaves)?;
+    }
+    conn.execute_batch("COMMIT").map_err(sql_error)?;
+    Ok(Outcome {
+        records: count,
+        bytes: records.bytes(),
+        records_fault,
+        tree_fault,
+        late: records.late.and_then(|l| l.found),
+    })
+}
