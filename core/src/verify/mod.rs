@@ -53,19 +53,43 @@ pub struct Kept {
     pub body: Option<Arc<Resource>>,
 }
 
-/// A kept resource: its bytes and whether their SHA-256 is the hash it is kept under.
+/// A kept resource: its bytes, whether their SHA-256 is the hash it is kept under, and
+/// the searcher for its record-level member (`,"resource":` + body + `,"scope":`).
 #[derive(Debug)]
 pub struct Resource {
     pub body: Vec<u8>,
     pub hash_ok: bool,
+    member: memmem::FinderRev<'static>,
 }
 
 impl Resource {
     /// The resource `body` kept under `hash` (its SHA-256 checked once, here).
     pub fn new(body: Vec<u8>, hash: &[u8]) -> Self {
         let hash_ok = Sha256::digest(&body).as_slice() == hash;
-        Resource { body, hash_ok }
+        let member = memmem::FinderRev::new(&member_of(&body)).into_owned();
+        Resource {
+            body,
+            hash_ok,
+            member,
+        }
     }
+
+    /// `otaudit.record.resource_offset(sealed, body)`: where the body starts as the
+    /// record's resource member (the last occurrence of the member), -1: nowhere.
+    pub fn offset_in(&self, sealed: &[u8]) -> i64 {
+        match self.member.rfind(sealed) {
+            Some(at) => (at + RESOURCE_KEY.len()) as i64,
+            None => -1,
+        }
+    }
+}
+
+fn member_of(body: &[u8]) -> Vec<u8> {
+    let mut needle = Vec::with_capacity(RESOURCE_KEY.len() + body.len() + SCOPE_KEY.len());
+    needle.extend_from_slice(RESOURCE_KEY);
+    needle.extend_from_slice(body);
+    needle.extend_from_slice(SCOPE_KEY);
+    needle
 }
 
 /// One record row as `otaudit.store.base.StoredRecord` holds it: the sealed bytes whole
@@ -171,11 +195,7 @@ fn received_ns(v: Option<&Value>) -> Option<i64> {
 /// `otaudit.record.resource_offset`: where `body` starts as the record's resource
 /// member in `sealed` (the last `,"resource":` + body + `,"scope":`), -1: nowhere.
 pub fn resource_offset(sealed: &[u8], body: &[u8]) -> i64 {
-    let mut needle = Vec::with_capacity(RESOURCE_KEY.len() + body.len() + SCOPE_KEY.len());
-    needle.extend_from_slice(RESOURCE_KEY);
-    needle.extend_from_slice(body);
-    needle.extend_from_slice(SCOPE_KEY);
-    match memmem::rfind(sealed, &needle) {
+    match memmem::rfind(sealed, &member_of(body)) {
         Some(at) => (at + RESOURCE_KEY.len()) as i64,
         None => -1,
     }
@@ -232,7 +252,7 @@ fn check_record(row: &Row, leaf: &[u8], derive: &dyn Derive) -> Result<Seen, Kin
         ..
     }) = &row.kept
     {
-        if resource_offset(sealed, &res.body) != *at {
+        if res.offset_in(sealed) != *at {
             return Err(Kind::Cut);
         }
     }

@@ -297,6 +297,9 @@ pub fn open(uri: &str) -> Result<Connection, String> {
     let conn = Connection::open_with_flags(uri, flags).map_err(sql_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sql_error)?;
+    // Pages read through a memory map (up to SQLite's limit) rather than copied by read(2).
+    conn.pragma_update(None, "mmap_size", 1i64 << 40)
+        .map_err(sql_error)?;
     Ok(conn)
 }
 
