@@ -75,3 +75,11 @@ class RecordStream:
     def finish(self, end: int | None) -> tuple[int, int, Fault | None, Late | None]:
         """The end of the stream (``end`` None: no leaf may be left over): ``(records
         checked, their sealed bytes, the fault, the late record)``."""
+
+def scan_sqlite(uri: str, parse: bool) -> tuple[int, int]:
+    """What :func:`verify_sqlite` costs at the least, for the benchmark: every record row
+    of the SQLite ledger at ``uri`` read as it reads them (resources spliced back), with
+    ``parse`` their sealed bytes also parsed as JSON (in parallel), nothing checked.
+
+    Returns ``(records, sealed bytes)``. RuntimeError: not readable as a ledger.
+    """

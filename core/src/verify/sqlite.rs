@@ -303,32 +303,16 @@ pub fn open(uri: &str) -> Result<Connection, String> {
     Ok(conn)
 }
 
-/// Steps 1 and 2 over the ledger at `uri`. Err: the database could not be read as a
-/// ledger (or holds something the core does not read: the caller falls back to the
-/// reference, which says what).
-///
-/// `progress` is told the number of records checked at each multiple of 10,000 (of the
-/// seq), as the reference tells it; when it returns false, verify stops with Err.
-pub fn verify(
-    uri: &str,
-    ask: &Ask,
-    derive: &dyn Derive,
-    progress: &mut dyn FnMut(i64) -> bool,
-) -> Result<Outcome, String> {
-    let conn = open(uri)?;
-    conn.execute_batch("BEGIN").map_err(sql_error)?;
-    let leaves = level(&conn, 0, ask.begin)?;
-    let late = ask
-        .late
-        .as_ref()
-        .map(|(sizes, max)| LateSigning::new(sizes, *max));
-    // The records stream consumes its own copy of the leaves; the tree needs them from 0.
-    let mut records = Records::new(derive, ask.begin, leaves.clone(), late);
+/// Read records `[begin, end)` (`end` None: all from `begin`) in seq order on a thread
+/// of their own, handing them to `sink` in batches on this one until it returns false;
+/// the connection is handed back (a connection is not shared between threads).
+fn stream_rows(
+    conn: Connection,
+    begin: i64,
+    end: Option<i64>,
+    mut sink: impl FnMut(Vec<Row>) -> bool,
+) -> Result<Connection, String> {
     let (tx, rx) = sync_channel::<Vec<Row>>(2);
-    let end = ask.end;
-    let begin = ask.begin;
-    // The reader owns the connection (a connection is not shared between threads) and
-    // hands it back for the tree.
     let reader = std::thread::spawn(move || -> Result<Connection, String> {
         {
             let mut stmt = conn
@@ -352,7 +336,7 @@ pub fn verify(
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if tx.send(full).is_err() {
-                        break; // the checker stopped at a fault
+                        break; // the sink stopped
                     }
                 }
             }
@@ -362,22 +346,73 @@ pub fn verify(
         }
         Ok(conn)
     });
-    let mut stopped = false;
     for rows in rx.iter() {
-        let before = records.count();
-        let good = records.feed(&rows);
-        if !report_progress(begin, before, records.count(), progress) {
-            stopped = true;
-            break;
-        }
-        if !good {
+        if !sink(rows) {
             break;
         }
     }
     drop(rx);
-    let conn = reader
+    reader
         .join()
-        .map_err(|_| "the reader thread panicked".to_string())??;
+        .map_err(|_| "the reader thread panicked".to_string())?
+}
+
+/// What verify costs at the least, for the benchmark: every record row of the ledger at
+/// `uri` read and its resource spliced back as verify does it (with `parse`, its sealed
+/// bytes also parsed as JSON, in parallel), nothing checked. Returns (records, bytes).
+pub fn scan(uri: &str, parse: bool) -> Result<(i64, u64), String> {
+    use rayon::prelude::*;
+    let conn = open(uri)?;
+    conn.execute_batch("BEGIN").map_err(sql_error)?;
+    let (mut count, mut bytes) = (0i64, 0u64);
+    let conn = stream_rows(conn, 0, None, |rows| {
+        if parse {
+            let parsed = rows
+                .par_iter()
+                .with_min_len(64)
+                .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.sealed).is_ok())
+                .count();
+            count += parsed as i64 - rows.len() as i64; // rows that do not parse do not count
+        }
+        count += rows.len() as i64;
+        bytes += rows.iter().map(|r| r.sealed.len() as u64).sum::<u64>();
+        true
+    })?;
+    conn.execute_batch("COMMIT").map_err(sql_error)?;
+    Ok((count, bytes))
+}
+
+/// Steps 1 and 2 over the ledger at `uri`. Err: the database could not be read as a
+/// ledger (or holds something the core does not read: the caller falls back to the
+/// reference, which says what).
+///
+/// `progress` is told the number of records checked at each multiple of 10,000 (of the
+/// seq), as the reference tells it; when it returns false, verify stops with Err.
+pub fn verify(
+    uri: &str,
+    ask: &Ask,
+    derive: &dyn Derive,
+    progress: &mut dyn FnMut(i64) -> bool,
+) -> Result<Outcome, String> {
+    let conn = open(uri)?;
+    conn.execute_batch("BEGIN").map_err(sql_error)?;
+    let leaves = level(&conn, 0, ask.begin)?;
+    let late = ask
+        .late
+        .as_ref()
+        .map(|(sizes, max)| LateSigning::new(sizes, *max));
+    // The records stream consumes its own copy of the leaves; the tree needs them from 0.
+    let mut records = Records::new(derive, ask.begin, leaves.clone(), late);
+    let mut stopped = false;
+    let conn = stream_rows(conn, ask.begin, ask.end, |rows| {
+        let before = records.count();
+        let good = records.feed(&rows);
+        if !report_progress(ask.begin, before, records.count(), progress) {
+            stopped = true;
+            return false;
+        }
+        good
+    })?;
     if stopped {
         return Err("stopped by its progress callback".into());
     }
