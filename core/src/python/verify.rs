@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyTuple};
 
 use crate::verify::late::{LateRecord, LateSigning};
 use crate::verify::sqlite::{self, Ask};
-use crate::verify::{self as v, Cell, Fault, Kept, Node, Records, Resource, Row};
+use crate::verify::{self as v, Cell, Fault, Kept, Node, Records, Resource, Row, Stored};
 
 /// A fault as Python sees it: (seq or tree level, kind name).
 type PyFault = Option<(i64, &'static str)>;
@@ -150,7 +150,7 @@ fn row(item: &Bound<'_, PyAny>) -> PyResult<Row> {
         let body = if body.is_none() {
             None
         } else {
-            Some(Arc::new(Resource::new(blob(body), &hash)))
+            Some(Arc::new(Resource::new(blob(body), &hash, Cell::Null)))
         };
         Some(Kept { at, hash, body })
     };
@@ -158,7 +158,7 @@ fn row(item: &Bound<'_, PyAny>) -> PyResult<Row> {
         seq,
         sealed,
         dedup_key,
-        columns,
+        columns: Stored::Cells(columns),
         kept,
         unsure,
     })

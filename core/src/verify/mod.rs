@@ -59,17 +59,21 @@ pub struct Kept {
 pub struct Resource {
     pub body: Vec<u8>,
     pub hash_ok: bool,
+    /// Its flattened attributes as the resources row holds them (as Python reads them).
+    pub flat: Cell,
     member: memmem::FinderRev<'static>,
 }
 
 impl Resource {
-    /// The resource `body` kept under `hash` (its SHA-256 checked once, here).
-    pub fn new(body: Vec<u8>, hash: &[u8]) -> Self {
+    /// The resource `body` kept under `hash` with its flattened attributes `flat` (its
+    /// SHA-256 checked once, here).
+    pub fn new(body: Vec<u8>, hash: &[u8], flat: Cell) -> Self {
         let hash_ok = Sha256::digest(&body).as_slice() == hash;
         let member = memmem::FinderRev::new(&member_of(&body)).into_owned();
         Resource {
             body,
             hash_ok,
+            flat,
             member,
         }
     }
@@ -100,10 +104,88 @@ pub struct Row {
     pub seq: i64,
     pub sealed: Vec<u8>,
     pub dedup_key: Vec<u8>,
-    pub columns: Vec<Cell>,
+    pub columns: Stored,
     pub kept: Option<Kept>,
     /// Something in the row the reference would read differently (or fail on).
     pub unsure: bool,
+}
+
+/// The stored columns of a row.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// As values (the rows a Python store reads).
+    Cells(Vec<Cell>),
+    /// As SQLite handed them over, their bytes in one buffer (the rows the core reads
+    /// itself): compared with the derived columns without being taken apart.
+    Raw { buf: Vec<u8>, spans: Vec<Span> },
+}
+
+/// Where one raw stored column is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Null,
+    Int(i64),
+    /// Text, `buf[start..end]` (its bytes as stored: not necessarily UTF-8).
+    Text(u32, u32),
+    /// A REAL or a BLOB: see [`Cell::Other`].
+    Other,
+    /// The row has no resource column of its own (NULL or ''): the kept resource's
+    /// flattened attributes stand in (NULL if there is none).
+    Flat,
+}
+
+/// Whether a derived column equals a stored one: None when the reference might judge
+/// it differently (a value the core does not compare).
+fn same(derived: &Cell, stored: &Cell) -> Option<bool> {
+    match (derived, stored) {
+        (Cell::Other, _) | (_, Cell::Other) => None,
+        _ => Some(derived == stored),
+    }
+}
+
+/// Compare the derived columns with the stored ones: Err(Column) at a difference,
+/// Err(Unsure) where the core does not judge.
+fn compare(derived: &[Cell], row: &Row) -> Result<(), Kind> {
+    if derived.len() != COLUMNS {
+        return Err(Kind::Unsure);
+    }
+    let mut verdict = Ok(());
+    let mut note = |same: Option<bool>| match same {
+        Some(true) => {}
+        Some(false) => verdict = verdict.and(Err(Kind::Column)),
+        None => verdict = Err(Kind::Unsure),
+    };
+    match &row.columns {
+        Stored::Cells(cells) => {
+            if cells.len() != COLUMNS {
+                return Err(Kind::Unsure);
+            }
+            for (d, c) in derived.iter().zip(cells) {
+                note(same(d, c));
+            }
+        }
+        Stored::Raw { buf, spans } => {
+            if spans.len() != COLUMNS {
+                return Err(Kind::Unsure);
+            }
+            for (d, span) in derived.iter().zip(spans) {
+                note(match (span, d) {
+                    (_, Cell::Other) | (Span::Other, _) => None,
+                    (Span::Null, d) => Some(*d == Cell::Null),
+                    (Span::Int(i), d) => Some(*d == Cell::Int(*i)),
+                    (Span::Text(a, b), Cell::Text(t)) => {
+                        Some(t.as_bytes() == &buf[*a as usize..*b as usize])
+                    }
+                    (Span::Text(..), _) => Some(false),
+                    (Span::Flat, d) => match row.kept.as_ref().and_then(|k| k.body.as_ref()) {
+                        Some(res) => same(d, &res.flat),
+                        None => Some(*d == Cell::Null),
+                    },
+                });
+            }
+        }
+    }
+    verdict
 }
 
 /// What went wrong, in the order of the reference's checks.
@@ -256,17 +338,7 @@ fn check_record(row: &Row, leaf: &[u8], derive: &dyn Derive) -> Result<Seen, Kin
             return Err(Kind::Cut);
         }
     }
-    if derived.len() != COLUMNS || row.columns.len() != COLUMNS {
-        return Err(Kind::Unsure);
-    }
-    if derived != row.columns {
-        // An Other on either side may compare equal in Python (5 == 5.0): not ours to say.
-        let unsure = derived
-            .iter()
-            .chain(&row.columns)
-            .any(|c| *c == Cell::Other);
-        return Err(if unsure { Kind::Unsure } else { Kind::Column });
-    }
+    compare(&derived, row)?;
     let Some(pipeline) = envelope.get("pipeline").and_then(Value::as_str) else {
         return Err(Kind::Unsure);
     };

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::late::LateSigning;
 use super::{check_level, Cell, Derive, Fault, Kept, Kind, Node, Records, Resource, Row};
+use super::{Span, Stored};
 use super::{COLUMNS, RESOURCE_COLUMN};
 
 /// The query columns of `records`, in `otaudit.record.COLUMN_NAMES` order.
@@ -89,8 +90,8 @@ fn cell(v: ValueRef<'_>) -> Cell {
     }
 }
 
-/// A kept resource's body and its flattened attributes as `str()` makes them.
-type Found = Option<(Arc<Resource>, Cell)>;
+/// A kept resource (its flattened attributes as `str()` makes them), or none.
+type Found = Option<Arc<Resource>>;
 
 struct Resources<'c> {
     stmt: rusqlite::Statement<'c>,
@@ -125,7 +126,7 @@ impl Resources<'_> {
                     _ => (Cell::Other, true),
                 };
                 (
-                    Some((Arc::new(Resource::new(bytes, hash)), flat)),
+                    Some(Arc::new(Resource::new(bytes, hash, flat))),
                     odd_body || odd_flat,
                 )
             }
@@ -153,9 +154,19 @@ fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, Stri
     };
     let stored = blob(get(1)?);
     let dedup_key = blob(get(2)?);
-    let mut columns = Vec::with_capacity(COLUMNS);
+    let mut buf = Vec::new();
+    let mut spans = Vec::with_capacity(COLUMNS);
     for i in 0..COLUMNS {
-        columns.push(cell(get(3 + i)?));
+        spans.push(match get(3 + i)? {
+            ValueRef::Null => Span::Null,
+            ValueRef::Integer(v) => Span::Int(v),
+            ValueRef::Text(t) => {
+                let start = buf.len() as u32;
+                buf.extend_from_slice(t);
+                Span::Text(start, buf.len() as u32)
+            }
+            ValueRef::Real(_) | ValueRef::Blob(_) => Span::Other,
+        });
     }
     let hash = get(3 + COLUMNS)?;
     let at = get(4 + COLUMNS)?;
@@ -164,7 +175,7 @@ fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, Stri
             seq,
             sealed: stored,
             dedup_key,
-            columns,
+            columns: Stored::Raw { buf, spans },
             kept: None,
             unsure,
         });
@@ -187,7 +198,7 @@ fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, Stri
     };
     unsure |= odd;
     let mut sealed = stored;
-    if let Some((res, _)) = &found {
+    if let Some(res) = &found {
         if at >= 0 && at as usize <= sealed.len() {
             let at = at as usize;
             let mut whole = Vec::with_capacity(sealed.len() + res.body.len());
@@ -197,21 +208,22 @@ fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, Stri
             sealed = whole;
         }
     }
-    if matches!(&columns[RESOURCE_COLUMN], Cell::Null)
-        || columns[RESOURCE_COLUMN] == Cell::Text(String::new())
-    {
-        columns[RESOURCE_COLUMN] = match &found {
-            Some((_, flat)) => flat.clone(),
-            None => Cell::Null,
-        };
+    // No resource column of its own (NULL or ''): the kept resource's stands in.
+    match spans[RESOURCE_COLUMN] {
+        Span::Null => spans[RESOURCE_COLUMN] = Span::Flat,
+        Span::Text(a, b) if a == b => spans[RESOURCE_COLUMN] = Span::Flat,
+        _ => {}
     }
-    let body = found.map(|(res, _)| res);
     Ok(Row {
         seq,
         sealed,
         dedup_key,
-        columns,
-        kept: Some(Kept { at, hash, body }),
+        columns: Stored::Raw { buf, spans },
+        kept: Some(Kept {
+            at,
+            hash,
+            body: found,
+        }),
         unsure,
     })
 }

@@ -40,9 +40,16 @@ fn row(i: i64) -> Row {
         seq: i,
         dedup_key: key.finalize()[..16].to_vec(),
         sealed: s,
-        columns,
+        columns: Stored::Cells(columns),
         kept: None,
         unsure: false,
+    }
+}
+
+fn set(row: &mut Row, i: usize, value: Cell) {
+    match &mut row.columns {
+        Stored::Cells(cells) => cells[i] = value,
+        Stored::Raw { .. } => unreachable!(),
     }
 }
 
@@ -85,7 +92,7 @@ fn a_good_ledger_passes() {
 #[test]
 fn each_kind_of_record_fault_is_found_at_its_seq() {
     let (mut rows, leaves) = ledger(10);
-    rows[4].columns[0] = Cell::Text("other".into());
+    set(&mut rows[4], 0, Cell::Text("other".into()));
     rows[7].sealed[20] ^= 1;
     assert_eq!(run(&rows, leaves.clone(), None), fault(4, Kind::Column));
     rows[4] = row(4);
@@ -98,7 +105,7 @@ fn each_kind_of_record_fault_is_found_at_its_seq() {
     rows[2].dedup_key[0] ^= 1;
     assert_eq!(run(&rows, leaves.clone(), None), fault(2, Kind::DedupKey));
     rows[2] = row(2);
-    rows[3].columns[5] = Cell::Other;
+    set(&mut rows[3], 5, Cell::Other);
     assert_eq!(run(&rows, leaves, None), fault(3, Kind::Unsure));
 }
 
@@ -136,7 +143,7 @@ fn a_kept_resource_is_checked_and_its_cut_too() {
     let hash = Sha256::digest(&body).to_vec();
     let at = resource_offset(&rows[0].sealed, &body);
     assert!(at > 0);
-    let res = Arc::new(Resource::new(body.clone(), &hash));
+    let res = Arc::new(Resource::new(body.clone(), &hash, Cell::Null));
     rows[0].kept = Some(Kept {
         at,
         hash: hash.clone(),
@@ -155,7 +162,7 @@ fn a_kept_resource_is_checked_and_its_cut_too() {
         body: None,
     });
     assert_eq!(run(&rows, leaves.clone(), None), fault(0, Kind::Resource));
-    let wrong = Arc::new(Resource::new(b"{}".to_vec(), &hash));
+    let wrong = Arc::new(Resource::new(b"{}".to_vec(), &hash, Cell::Null));
     rows[0].kept = Some(Kept {
         at,
         hash,
@@ -203,4 +210,73 @@ fn tree_levels_are_checked_against_their_children() {
     let mut extra = tree[1].clone();
     extra.push((5, vec![0; 32]));
     assert!(check_level(1, 11, &tree[0], &extra).is_err());
+}
+
+/// Row `i` with its columns as the SQLite reader keeps them.
+fn raw(i: i64, resource: Span) -> Row {
+    let mut r = row(i);
+    let mut spans = vec![Span::Null; COLUMNS];
+    spans[0] = Span::Text(0, 4);
+    spans[RESOURCE_COLUMN] = resource;
+    r.columns = Stored::Raw {
+        buf: b"otlp".to_vec(),
+        spans,
+    };
+    r
+}
+
+#[test]
+fn raw_columns_compare_as_the_cells_do() {
+    let (_, leaves) = ledger(3);
+    let rows: Vec<Row> = (0..3).map(|i| raw(i, Span::Null)).collect();
+    assert_eq!(run(&rows, leaves.clone(), None), None);
+    let mut bad = rows.clone();
+    if let Stored::Raw { spans, .. } = &mut bad[1].columns {
+        spans[0] = Span::Text(0, 3); // "otl"
+    }
+    assert_eq!(run(&bad, leaves.clone(), None), fault(1, Kind::Column));
+    let mut bad = rows.clone();
+    if let Stored::Raw { spans, .. } = &mut bad[2].columns {
+        spans[7] = Span::Int(0);
+    }
+    assert_eq!(run(&bad, leaves.clone(), None), fault(2, Kind::Column));
+    let mut odd = rows;
+    if let Stored::Raw { spans, .. } = &mut odd[0].columns {
+        spans[3] = Span::Other;
+    }
+    assert_eq!(run(&odd, leaves, None), fault(0, Kind::Unsure));
+}
+
+#[test]
+fn a_row_without_its_own_resource_column_takes_the_kept_one() {
+    // The fake derivation derives NULL for the resource column: a kept resource whose
+    // flat is NULL-like passes only if it is NULL; no kept resource means NULL.
+    let (_, leaves) = ledger(1);
+    let rows = vec![raw(0, Span::Flat)];
+    assert_eq!(run(&rows, leaves.clone(), None), None);
+    let mut with_flat = rows;
+    let body = b"{\"attributes\":{}}".to_vec();
+    let hash = Sha256::digest(&body).to_vec();
+    let at = resource_offset(&with_flat[0].sealed, &body);
+    let res = Resource::new(body, &hash, Cell::Text("{}".into()));
+    with_flat[0].kept = Some(Kept {
+        at,
+        hash,
+        body: Some(Arc::new(res)),
+    });
+    assert_eq!(run(&with_flat, leaves, None), fault(0, Kind::Column));
+}
+
+#[test]
+fn progress_is_told_at_each_multiple_of_ten_thousand() {
+    let mut told = Vec::new();
+    let mut tell = |n: i64| {
+        told.push(n);
+        true
+    };
+    assert!(sqlite::report_progress(5, 0, 9_994, &mut tell));
+    assert!(sqlite::report_progress(5, 9_994, 9_995, &mut tell));
+    assert!(sqlite::report_progress(5, 9_995, 40_000, &mut tell));
+    assert_eq!(told, vec![9_995, 19_995, 29_995, 39_995]);
+    assert!(!sqlite::report_progress(0, 0, 20_000, &mut |_| false));
 }
