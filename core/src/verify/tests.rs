@@ -3,13 +3,14 @@
 
 use super::*;
 
-/// Columns of a fake derivation: the pipeline, then NULLs.
+/// Columns of a fake derivation: the pipeline, NULLs, and `{}` for the resource.
 struct Fake;
 
 impl Derive for Fake {
     fn columns(&self, envelope: &Value) -> Option<Vec<Cell>> {
         let mut out = vec![Cell::Null; COLUMNS];
         out[0] = Cell::Text(envelope.get("pipeline")?.as_str()?.to_owned());
+        out[RESOURCE_COLUMN] = Cell::Text("{}".into());
         Some(out)
     }
 }
@@ -36,6 +37,7 @@ fn row(i: i64) -> Row {
     key.update(b"}");
     let mut columns = vec![Cell::Null; COLUMNS];
     columns[0] = Cell::Text("otlp".into());
+    columns[RESOURCE_COLUMN] = Cell::Text("{}".into());
     Row {
         seq: i,
         dedup_key: key.finalize()[..16].to_vec(),
@@ -219,7 +221,7 @@ fn raw(i: i64, resource: Span) -> Row {
     spans[0] = Span::Text(0, 4);
     spans[RESOURCE_COLUMN] = resource;
     r.columns = Stored::Raw {
-        buf: b"otlp".to_vec(),
+        buf: b"otlp{}".to_vec(),
         spans,
     };
     r
@@ -228,7 +230,7 @@ fn raw(i: i64, resource: Span) -> Row {
 #[test]
 fn raw_columns_compare_as_the_cells_do() {
     let (_, leaves) = ledger(3);
-    let rows: Vec<Row> = (0..3).map(|i| raw(i, Span::Null)).collect();
+    let rows: Vec<Row> = (0..3).map(|i| raw(i, Span::Text(4, 6))).collect();
     assert_eq!(run(&rows, leaves.clone(), None), None);
     let mut bad = rows.clone();
     if let Stored::Raw { spans, .. } = &mut bad[1].columns {
@@ -249,22 +251,23 @@ fn raw_columns_compare_as_the_cells_do() {
 
 #[test]
 fn a_row_without_its_own_resource_column_takes_the_kept_one() {
-    // The fake derivation derives NULL for the resource column: a kept resource whose
-    // flat is NULL-like passes only if it is NULL; no kept resource means NULL.
     let (_, leaves) = ledger(1);
     let rows = vec![raw(0, Span::Flat)];
-    assert_eq!(run(&rows, leaves.clone(), None), None);
-    let mut with_flat = rows;
+    // No kept resource: NULL stands in, not what the record says.
+    assert_eq!(run(&rows, leaves.clone(), None), fault(0, Kind::Column));
     let body = b"{\"attributes\":{}}".to_vec();
     let hash = Sha256::digest(&body).to_vec();
-    let at = resource_offset(&with_flat[0].sealed, &body);
-    let res = Resource::new(body, &hash, Cell::Text("{}".into()));
-    with_flat[0].kept = Some(Kept {
-        at,
-        hash,
-        body: Some(Arc::new(res)),
-    });
-    assert_eq!(run(&with_flat, leaves, None), fault(0, Kind::Column));
+    let at = resource_offset(&rows[0].sealed, &body);
+    for (flat, want) in [("{}", None), ("{\"a\":\"b\"}", fault(0, Kind::Column))] {
+        let mut with_flat = rows.clone();
+        let res = Resource::new(body.clone(), &hash, Cell::Text(flat.into()));
+        with_flat[0].kept = Some(Kept {
+            at,
+            hash: hash.clone(),
+            body: Some(Arc::new(res)),
+        });
+        assert_eq!(run(&with_flat, leaves.clone(), None), want);
+    }
 }
 
 #[test]
@@ -279,4 +282,148 @@ fn progress_is_told_at_each_multiple_of_ten_thousand() {
     assert!(sqlite::report_progress(5, 9_995, 40_000, &mut tell));
     assert_eq!(told, vec![9_995, 19_995, 29_995, 39_995]);
     assert!(!sqlite::report_progress(0, 0, 20_000, &mut |_| false));
+}
+
+// -- the SQLite reader -------------------------------------------------------------------
+
+/// A SQLite ledger file of `n` records in this process's temp directory: records
+/// 0..n/2 whole, the others with their resource kept once; every tree node stored.
+fn sqlite_ledger(name: &str, n: i64) -> (std::path::PathBuf, rusqlite::Connection) {
+    let path = std::env::temp_dir().join(format!("otaudit-core-{}-{name}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let columns: Vec<String> = sqlite::COLUMN_NAMES
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY, sealed BLOB, dedup_key BLOB, {},
+           resource_hash BLOB, resource_at INTEGER);
+         CREATE TABLE resources (hash BLOB PRIMARY KEY, body BLOB, flat TEXT);
+         CREATE TABLE tree_nodes (level INTEGER, idx INTEGER, hash BLOB,
+           PRIMARY KEY (level, idx));",
+        columns.join(", ")
+    ))
+    .unwrap();
+    let body = b"{\"attributes\":{}}".to_vec();
+    let hash = Sha256::digest(&body).to_vec();
+    conn.execute(
+        "INSERT INTO resources VALUES (?1, ?2, '{}')",
+        rusqlite::params![hash, body],
+    )
+    .unwrap();
+    let (rows, leaves) = ledger(n);
+    let marks = vec!["?"; COLUMNS + 5].join(", ");
+    for r in &rows {
+        let mut values: Vec<rusqlite::types::Value> = vec![r.seq.into()];
+        let (stored, resource, kept_hash, at) = if r.seq < n / 2 {
+            (r.sealed.clone(), "{}", None, None)
+        } else {
+            let at = resource_offset(&r.sealed, &body) as usize;
+            let mut cut = r.sealed[..at].to_vec();
+            cut.extend_from_slice(&r.sealed[at + body.len()..]);
+            (cut, "", Some(hash.clone()), Some(at as i64))
+        };
+        values.push(stored.into());
+        values.push(r.dedup_key.clone().into());
+        values.push("otlp".to_string().into());
+        for _ in 1..RESOURCE_COLUMN {
+            values.push(rusqlite::types::Value::Null);
+        }
+        values.push(resource.to_string().into());
+        values.push(kept_hash.into());
+        values.push(at.into());
+        conn.execute(
+            &format!("INSERT INTO records VALUES ({marks})"),
+            rusqlite::params_from_iter(values),
+        )
+        .unwrap();
+    }
+    for (lvl, nodes) in levels(&leaves).iter().enumerate() {
+        for (idx, h) in nodes {
+            conn.execute(
+                "INSERT INTO tree_nodes VALUES (?1, ?2, ?3)",
+                rusqlite::params![lvl as i64, idx, h],
+            )
+            .unwrap();
+        }
+    }
+    (path, conn)
+}
+
+fn verify_file(path: &std::path::Path, begin: i64, end: Option<i64>) -> sqlite::Outcome {
+    let ask = sqlite::Ask {
+        begin,
+        end,
+        late: None,
+        tree: true,
+    };
+    let uri = format!("file:{}?mode=ro", path.display());
+    sqlite::verify(&uri, &ask, &Fake, &mut |_| true).unwrap()
+}
+
+#[test]
+fn the_sqlite_reader_splices_resources_back_and_checks_the_tree() {
+    let (path, conn) = sqlite_ledger("good", 13);
+    let out = verify_file(&path, 0, None);
+    assert_eq!(
+        (out.records, out.records_fault, out.tree_fault),
+        (13, None, None)
+    );
+    let (rows, _) = ledger(13);
+    assert_eq!(
+        out.bytes,
+        rows.iter().map(|r| r.sealed.len() as u64).sum::<u64>()
+    );
+    let ranged = verify_file(&path, 4, Some(9));
+    assert_eq!((ranged.records, ranged.records_fault), (5, None));
+    let tampered: [(&str, Option<Fault>, Option<Fault>); 6] = [
+        (
+            "UPDATE records SET resource_at = resource_at + 1 WHERE seq = 8",
+            fault(8, Kind::Invalid),
+            None,
+        ),
+        (
+            "UPDATE records SET pipeline = 'otlq' WHERE seq = 2",
+            fault(2, Kind::Column),
+            None,
+        ),
+        (
+            "UPDATE records SET resource = '' WHERE seq = 3",
+            fault(3, Kind::Column),
+            None,
+        ),
+        (
+            "UPDATE resources SET flat = '{\"x\":\"y\"}'",
+            fault(6, Kind::Column),
+            None,
+        ),
+        (
+            "DELETE FROM records WHERE seq = 4",
+            fault(4, Kind::Missing),
+            None,
+        ),
+        (
+            "DELETE FROM tree_nodes WHERE level = 2 AND idx = 1",
+            None,
+            Some(Fault {
+                at: 2,
+                kind: Kind::Tree,
+            }),
+        ),
+    ];
+    drop(conn);
+    let _ = std::fs::remove_file(&path);
+    for (i, (statement, records_fault, tree_fault)) in tampered.into_iter().enumerate() {
+        let (path, conn) = sqlite_ledger(&format!("case{i}"), 13);
+        conn.execute_batch(statement).unwrap();
+        drop(conn);
+        let out = verify_file(&path, 0, None);
+        assert_eq!(
+            (out.records_fault, out.tree_fault),
+            (records_fault, tree_fault),
+            "{statement}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
 }
