@@ -35,7 +35,8 @@ def verify_sqlite(
     max_delay_s: int,
     tree: bool,
     progress: Callable[[int], object] | None = None,
-) -> tuple[int, int, Fault | None, Fault | None, Late | None]:
+    inclusion: tuple[int, bytes] | None = None,
+) -> tuple[int, int, Fault | None, Fault | None, Late | None, int | None]:
     """Steps 1 and 2 of verify over the SQLite ledger at ``uri`` (a read-only SQLite URI),
     read by the core itself (through the same shared libsqlite3 as :mod:`sqlite3`), checked
     in parallel without the GIL.
@@ -44,11 +45,15 @@ def verify_sqlite(
     against their leaves, columns, dedup keys and kept resources; with
     ``checkpoint_sizes``, the first record signed more than ``max_delay_s`` late
     (:class:`otaudit.latesigning.LateSigning`); with ``tree``, every stored node above
-    level 0 at the records' count. ``progress`` is called as the reference calls it.
+    level 0 at the records' count; with ``inclusion`` (a signed tree size and its root)
+    and ``end``, once the records are good, each leaf of the range proven into that root
+    with an RFC 9162 inclusion proof from stored nodes (as ``verify_range`` proves them).
+    ``progress`` is called as the reference calls it.
 
     Returns ``(records checked, their sealed bytes, the records' fault, the tree's fault,
-    the late record)``; references: ``_check_stream``, ``_check_tree`` in
-    :mod:`otaudit.verify`, which word a fault. RuntimeError: not readable as a ledger.
+    the late record, the first leaf not proven)``; references: ``_check_stream``,
+    ``_check_tree`` and ``verify_range`` in :mod:`otaudit.verify`, which word a fault.
+    RuntimeError: not readable as a ledger.
     """
 
 class RecordStream:

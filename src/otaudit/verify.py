@@ -362,6 +362,8 @@ class _CoreRun:
     tree_checked: bool
     tree_fault: tuple[int, str] | None
     late: LateRecord | None
+    inclusion_checked: bool = False
+    excluded: int | None = None
 
 
 def _core_run(
@@ -371,9 +373,12 @@ def _core_run(
     sizes: list[int] | None,
     max_delay_s: int,
     progress: Progress | None,
+    inclusion: tuple[int, bytes] | None = None,
 ) -> _CoreRun | None:
     """Steps 1 and 2 in the core: records ``[begin, end)`` (with ``sizes``, the checkpoint
-    sizes, also the late signing of step 5) and, for the whole ledger, the tree.
+    sizes, also the late signing of step 5) and, for the whole ledger, the tree; with
+    ``inclusion`` (a signed tree size and root), on a SQLite ledger, also each leaf of
+    the range proven into that root from stored nodes (``verify_range``).
 
     A SQLite ledger the core reads itself; other stores' rows are read here and fed to
     it. None: the core could not read the ledger (the reference then reads it, and says
@@ -381,12 +386,22 @@ def _core_run(
     """
     if isinstance(store, SQLiteStore):
         try:
-            records, nbytes, fault, tree_fault, late = _core.verify_sqlite(
-                read_uri(store.path), begin, end, sizes, max_delay_s, end is None, progress
+            records, nbytes, fault, tree_fault, late, excluded = _core.verify_sqlite(
+                read_uri(store.path),
+                begin,
+                end,
+                sizes,
+                max_delay_s,
+                end is None,
+                progress,
+                inclusion if end is not None else None,
             )
         except RuntimeError:
             return None
-        return _CoreRun(records, nbytes, fault, end is None, tree_fault, _late(late))
+        proved = inclusion is not None and end is not None
+        return _CoreRun(
+            records, nbytes, fault, end is None, tree_fault, _late(late), proved, excluded
+        )
     stream = _core.RecordStream(begin, sizes, max_delay_s)
     with ExitStack() as streams:  # closed (their cursors too) also when a check fails
         leaves = store.iter_level(0, begin)
@@ -548,16 +563,21 @@ def _verify_range(
             ) from exc
 
     # 1. Each record against its stored leaf; 2. each (now checked) leaf into the signed root.
-    run = _core_run(store, begin, end, None, 0, progress) if core else None
+    run = _core_run(store, begin, end, None, 0, progress, (cp_size, root)) if core else None
     if run is None:
         checked, total_bytes = _check_records(store, progress, begin, end)
     elif run.fault is not None:
         raise _explain_records(store, run.fault[0], end)
     else:
         checked, total_bytes = run.records, run.bytes
-    for idx, leaf in store.iter_level(0, begin):
-        if idx >= end:
-            break
-        included(idx, bytes(leaf))
+    if run is not None and run.inclusion_checked:
+        if run.excluded is not None:  # the reference words it, or decides
+            included(run.excluded, store.nodes([(0, run.excluded)])[0])
+            raise _Disagreement
+    else:
+        for idx, leaf in store.iter_level(0, begin):
+            if idx >= end:
+                break
+            included(idx, bytes(leaf))
     seconds = time.perf_counter() - started
     return VerifyReport(checked, total_bytes, seconds, store.tree_size(), count, cp_size)

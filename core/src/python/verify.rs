@@ -43,11 +43,15 @@ fn late_signing(checkpoint_sizes: Option<Vec<i64>>, max_delay_s: i64) -> Option<
 /// `[begin, end)` against their leaves (with `checkpoint_sizes`, also looking for a
 /// record signed more than `max_delay_s` late) and, with `tree`, the whole tree.
 ///
+/// With `inclusion` (a tree size and its signed root) and `end`, once the records are
+/// good, each leaf of the range is proven into that root from stored nodes.
+///
 /// Returns (records checked, their sealed bytes, the records' fault, the tree's fault,
-/// the late record). RuntimeError: the file could not be read as a ledger.
+/// the late record, the first leaf not proven). RuntimeError: the file could not be read
+/// as a ledger.
 #[pyfunction]
-#[pyo3(signature = (uri, begin, end, checkpoint_sizes, max_delay_s, tree, progress=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (uri, begin, end, checkpoint_sizes, max_delay_s, tree, progress=None, inclusion=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn verify_sqlite(
     py: Python<'_>,
     uri: &str,
@@ -57,12 +61,14 @@ fn verify_sqlite(
     max_delay_s: i64,
     tree: bool,
     progress: Option<Py<PyAny>>,
-) -> PyResult<(i64, u64, PyFault, PyFault, PyLate)> {
+    inclusion: Option<(i64, Vec<u8>)>,
+) -> PyResult<(i64, u64, PyFault, PyFault, PyLate, Option<i64>)> {
     let ask = Ask {
         begin,
         end,
         late: checkpoint_sizes.map(|s| (s, max_delay_s)),
         tree,
+        inclusion,
     };
     let uri = uri.to_owned();
     let mut raised: Option<PyErr> = None;
@@ -85,6 +91,7 @@ fn verify_sqlite(
         fault(out.records_fault),
         fault(out.tree_fault),
         late(out.late),
+        out.excluded,
     ))
 }
 

@@ -9,6 +9,7 @@
 //! integer, text that is not UTF-8...) is flagged [`Kind::Unsure`], and the reference
 //! decides.
 
+pub mod inclusion;
 pub mod late;
 pub mod sqlite;
 

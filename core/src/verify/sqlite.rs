@@ -17,6 +17,7 @@ use std::sync::Arc;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use super::inclusion;
 use super::late::LateSigning;
 use super::{check_level, Cell, Derive, Fault, Kept, Kind, Node, Records, Resource, Row};
 use super::{Span, Stored};
@@ -58,6 +59,9 @@ pub struct Ask {
     pub late: Option<(Vec<i64>, i64)>,
     /// Check the tree too (only with `end` None: it is checked at the records' count).
     pub tree: bool,
+    /// Prove each leaf of `[begin, end)` into this (tree size, root) from stored nodes
+    /// (`verify_range`), once the records are good.
+    pub inclusion: Option<(i64, Vec<u8>)>,
 }
 
 /// What the core found.
@@ -72,6 +76,8 @@ pub struct Outcome {
     pub tree_fault: Option<Fault>,
     /// The first record signed too late, if asked.
     pub late: Option<super::late::LateRecord>,
+    /// The first leaf not proven into the root, if asked and the records are good.
+    pub excluded: Option<i64>,
 }
 
 fn sql_error(e: rusqlite::Error) -> String {
@@ -301,6 +307,46 @@ pub fn report_progress(
     true
 }
 
+/// The stored nodes of `keys` (those there are), read a run of neighbouring indexes of
+/// a level at a time.
+fn nodes_of(
+    conn: &Connection,
+    keys: std::collections::HashSet<inclusion::Key>,
+) -> Result<HashMap<inclusion::Key, Vec<u8>>, String> {
+    let mut by_level: HashMap<u32, Vec<u64>> = HashMap::new();
+    for (level, idx) in keys {
+        by_level.entry(level).or_default().push(idx);
+    }
+    let mut stmt = conn
+        .prepare("SELECT idx, hash FROM tree_nodes WHERE level = ?1 AND idx >= ?2 AND idx <= ?3")
+        .map_err(sql_error)?;
+    let mut out = HashMap::new();
+    for (level, mut idxs) in by_level {
+        idxs.sort_unstable();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for idx in idxs {
+            match runs.last_mut() {
+                Some((_, last)) if idx <= *last + 256 => *last = idx,
+                _ => runs.push((idx, idx)),
+            }
+        }
+        for (lo, hi) in runs {
+            let mut rows = stmt
+                .query([i64::from(level), lo as i64, hi as i64])
+                .map_err(sql_error)?;
+            while let Some(r) = rows.next().map_err(sql_error)? {
+                if let (ValueRef::Integer(idx), ValueRef::Blob(hash)) = (
+                    r.get_ref(0).map_err(sql_error)?,
+                    r.get_ref(1).map_err(sql_error)?,
+                ) {
+                    out.insert((level, idx as u64), hash.to_vec());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Open the ledger at `uri` (a SQLite URI, read-only) for verify.
 pub fn open(uri: &str) -> Result<Connection, String> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -408,7 +454,7 @@ pub fn verify(
 ) -> Result<Outcome, String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
-    let leaves = level(&conn, 0, ask.begin)?;
+    let mut leaves = level(&conn, 0, ask.begin)?;
     let late = ask
         .late
         .as_ref()
@@ -432,7 +478,17 @@ pub fn verify(
     let count = records.count();
     let mut tree_fault = None;
     if ask.tree && records_fault.is_none() && ask.begin == 0 && ask.end.is_none() {
-        tree_fault = check_tree(&conn, count, leaves)?;
+        tree_fault = check_tree(&conn, count, std::mem::take(&mut leaves))?;
+    }
+    let mut excluded = None;
+    if let (Some((size, root)), None, Some(end)) = (&ask.inclusion, records_fault, ask.end) {
+        let size = (*size).max(0) as u64;
+        let range: Vec<Node> = leaves.into_iter().filter(|(idx, _)| *idx < end).collect();
+        if let (Some(first), Some(last)) = (range.first(), range.last()) {
+            let keys = inclusion::needed(first.0.max(0) as u64, last.0.max(0) as u64 + 1, size);
+            let nodes = nodes_of(&conn, keys)?;
+            excluded = inclusion::first_excluded(&range, size, root, &nodes);
+        }
     }
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok(Outcome {
@@ -441,5 +497,6 @@ pub fn verify(
         records_fault,
         tree_fault,
         late: records.late.and_then(|l| l.found),
+        excluded,
     })
 }

@@ -357,6 +357,7 @@ fn verify_file(path: &std::path::Path, begin: i64, end: Option<i64>) -> sqlite::
         end,
         late: None,
         tree: true,
+        inclusion: None,
     };
     let uri = format!("file:{}?mode=ro", path.display());
     sqlite::verify(&uri, &ask, &Fake, &mut |_| true).unwrap()
