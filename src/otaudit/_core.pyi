@@ -48,7 +48,8 @@ def verify_sqlite(
     level 0 at the records' count; with ``inclusion`` (a signed tree size and its root)
     and ``end``, once the records are good, each leaf of the range proven into that root
     with an RFC 9162 inclusion proof from stored nodes (as ``verify_range`` proves them).
-    ``progress`` is called as the reference calls it.
+    ``progress`` is called as the reference calls it (every 10,000 records), and there an
+    exception of a signal handler (KeyboardInterrupt) stops the core and is raised.
 
     Returns ``(records checked, their sealed bytes, the records' fault, the tree's fault,
     the late record, the first leaf not proven)``; references: ``_check_stream``,

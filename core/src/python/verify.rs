@@ -73,11 +73,18 @@ fn verify_sqlite(
     let uri = uri.to_owned();
     let mut raised: Option<PyErr> = None;
     let out = py.detach(|| {
-        let mut tell = |n: i64| match &progress {
-            None => true,
-            Some(f) => Python::attach(|py| f.call1(py, (n,)))
-                .map_err(|e| raised = Some(e))
-                .is_ok(),
+        // Every 10,000 records: the progress callback, and Ctrl-C (a signal handler
+        // that raises) stops verify there.
+        let mut tell = |n: i64| {
+            Python::attach(|py| {
+                py.check_signals()?;
+                match &progress {
+                    None => Ok(()),
+                    Some(f) => f.call1(py, (n,)).map(drop),
+                }
+            })
+            .map_err(|e| raised = Some(e))
+            .is_ok()
         };
         sqlite::verify(&uri, &ask, v::derivation(), &mut tell)
     });
