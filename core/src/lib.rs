@@ -2,10 +2,13 @@
 //!
 //! Pure functions over bytes: RFC 9162 hashing, and (in the modules added beside this
 //! one) OTLP decoding, sealing and verification. The Python package keeps every policy,
-//! every message a user reads and all I/O; [`python`] is the thin binding layer, built
+//! every message a user reads and all I/O but one: verify reads a SQLite ledger itself
+//! ([`verify::sqlite`]), read-only; [`python`] is the thin binding layer, built
 //! only with the `python` feature (maturin turns it on), so `cargo test` needs no
 //! interpreter.
 
+pub mod canonical;
+pub mod columns;
 pub mod merkle;
 pub mod verify;
 
