@@ -10,6 +10,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
+use crate::columns::{self, Conventions};
 use crate::verify::late::{LateRecord, LateSigning};
 use crate::verify::sqlite::{self, Ask};
 use crate::verify::{self as v, Cell, Fault, Kept, Node, Records, Resource, Row, Stored};
@@ -33,6 +34,42 @@ fn late(l: Option<LateRecord>) -> PyLate {
             l.later_ns,
         )
     })
+}
+
+/// The derivation of the columns under `otaudit.conventions` (the core owns none).
+fn derivation(py: Python<'_>) -> PyResult<Arc<dyn v::Derive>> {
+    let m = py.import("otaudit.conventions")?;
+    let sources = m.getattr("FIELD_SOURCES")?;
+    let mut field_sources: [Vec<String>; 7] = Default::default();
+    for (keys, name) in field_sources.iter_mut().zip(columns::FIELDS) {
+        *keys = sources.get_item(name)?.extract()?;
+    }
+    let status_result: Vec<(i64, String)> = m
+        .getattr("STATUS_RESULT")?
+        .call_method0("items")?
+        .try_iter()?
+        .map(|item| item?.extract())
+        .collect::<PyResult<_>>()?;
+    let required = m
+        .getattr("REQUIRED_FIELDS")?
+        .extract::<Vec<String>>()?
+        .iter()
+        .map(|name| {
+            columns::FIELDS
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown required field {name}")))
+        })
+        .collect::<PyResult<_>>()?;
+    let conventions = Conventions {
+        field_sources,
+        status_result,
+        required,
+        producer_id: m.getattr("PRODUCER_ID_ATTRIBUTE")?.extract()?,
+        producer_seq: m.getattr("PRODUCER_SEQ_ATTRIBUTE")?.extract()?,
+        service: m.getattr("SERVICE_ATTRIBUTE")?.extract()?,
+    };
+    Ok(Arc::new(v::Derivation::new(conventions)))
 }
 
 fn late_signing(checkpoint_sizes: Option<Vec<i64>>, max_delay_s: i64) -> Option<LateSigning> {
@@ -70,6 +107,7 @@ fn verify_sqlite(
         tree,
         inclusion,
     };
+    let derivation = derivation(py)?;
     let uri = uri.to_owned();
     let mut raised: Option<PyErr> = None;
     let out = py.detach(|| {
@@ -86,7 +124,7 @@ fn verify_sqlite(
             .map_err(|e| raised = Some(e))
             .is_ok()
         };
-        sqlite::verify(&uri, &ask, v::derivation(), &mut tell)
+        sqlite::verify(&uri, &ask, derivation, &mut tell)
     });
     if let Some(e) = raised {
         return Err(e);
@@ -196,7 +234,7 @@ fn nodes(items: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
 /// with the level-0 nodes from `begin` on (idx order), in batches.
 #[pyclass(module = "otaudit._core")]
 struct RecordStream {
-    records: Records<'static>,
+    records: Records,
 }
 
 #[pymethods]
@@ -204,11 +242,16 @@ impl RecordStream {
     /// Start at `begin`; with `checkpoint_sizes`, look for a record signed late.
     #[new]
     #[pyo3(signature = (begin, checkpoint_sizes, max_delay_s))]
-    fn new(begin: i64, checkpoint_sizes: Option<Vec<i64>>, max_delay_s: i64) -> Self {
+    fn new(
+        py: Python<'_>,
+        begin: i64,
+        checkpoint_sizes: Option<Vec<i64>>,
+        max_delay_s: i64,
+    ) -> PyResult<Self> {
         let late = late_signing(checkpoint_sizes, max_delay_s);
-        RecordStream {
-            records: Records::new(v::derivation(), begin, Vec::new(), late),
-        }
+        Ok(RecordStream {
+            records: Records::new(derivation(py)?, begin, Vec::new(), late),
+        })
     }
 
     /// Check the next `rows` (tuples `(seq, sealed, dedup_key, columns, kept)`, `kept`

@@ -1,21 +1,51 @@
-//! The boundary between the checks and the derivation of the query columns.
-//!
-//! PENDING: the derivation (`crate::columns`, the 21 columns of a parsed sealed envelope,
-//! exactly as `otaudit.record.derive_columns`) is not in this crate yet. Until it is,
-//! no envelope derives here: every record is flagged and `otaudit.verify` checks the
-//! ledger with the Python reference (the same verdicts, at the reference's speed).
+//! The boundary between the checks and the derivation of the query columns: the
+//! columns of a parsed sealed envelope by [`crate::columns::derive`] (the same derivation
+//! as sealing, held equal to `otaudit.record.derive_columns`), as [`Cell`]s in the order
+//! of `otaudit.record.COLUMN_NAMES`.
 
 use serde_json::Value;
 
 use super::{Cell, Derive};
+use crate::columns::{self, Conventions};
 
-/// The columns of a record, as `otaudit.record.derive_columns` derives them.
-pub struct ColumnsOfRecord;
+/// The columns of a record under `conventions` (`otaudit.conventions`).
+pub struct Derivation {
+    conventions: Conventions,
+}
 
-pub static COLUMNS_OF_RECORD: ColumnsOfRecord = ColumnsOfRecord;
+impl Derivation {
+    pub fn new(conventions: Conventions) -> Self {
+        Derivation { conventions }
+    }
+}
 
-impl Derive for ColumnsOfRecord {
-    fn columns(&self, _envelope: &Value) -> Option<Vec<Cell>> {
-        None
+fn text(value: Option<String>) -> Cell {
+    value.map_or(Cell::Null, Cell::Text)
+}
+
+impl Derive for Derivation {
+    fn columns(&self, envelope: &Value) -> Option<Vec<Cell>> {
+        let c = columns::derive(envelope, &self.conventions).ok()?;
+        let mut out = Vec::with_capacity(super::COLUMNS);
+        out.extend([
+            Cell::Text(c.signal),
+            Cell::Int(c.time_unix_nano),
+            Cell::Text(c.timestamp),
+            Cell::Text(c.received_at),
+            Cell::Text(c.pipeline),
+            Cell::Text(c.trace_id),
+            Cell::Text(c.span_id),
+            Cell::Text(c.name),
+            text(c.service),
+        ]);
+        out.extend(c.fields.into_iter().map(text));
+        out.extend([
+            text(c.producer),
+            c.producer_seq.map_or(Cell::Null, Cell::Int),
+            text(c.missing),
+            Cell::Text(c.attributes),
+            Cell::Text(c.resource),
+        ]);
+        Some(out)
     }
 }

@@ -246,7 +246,7 @@ pub struct Fault {
 /// The query columns of a parsed sealed envelope, the core's way: the boundary to the
 /// derivation (`otaudit.record.derive_columns`), so that the checks here do not depend
 /// on how it is written. None: the envelope is not a valid record.
-pub trait Derive: Sync {
+pub trait Derive: Send + Sync {
     fn columns(&self, envelope: &Value) -> Option<Vec<Cell>>;
 }
 
@@ -359,8 +359,8 @@ pub type Node = (i64, Vec<u8>);
 /// Step 1 of verify over a stream of rows in seq order (`_check_stream`): records
 /// `[begin, end)` (`end` None: to the last record, and no leaf may follow), each against
 /// the level-0 node of its seq, fed in batches; then [`Records::finish`].
-pub struct Records<'a> {
-    derive: &'a dyn Derive,
+pub struct Records {
+    derive: Arc<dyn Derive>,
     expected: i64,
     begin: i64,
     bytes: u64,
@@ -371,10 +371,10 @@ pub struct Records<'a> {
     pub fault: Option<Fault>,
 }
 
-impl<'a> Records<'a> {
+impl Records {
     /// Start at `begin`, with the level-0 nodes from `begin` on (idx order).
     pub fn new(
-        derive: &'a dyn Derive,
+        derive: Arc<dyn Derive>,
         begin: i64,
         leaves: Vec<Node>,
         late: Option<LateSigning>,
@@ -438,7 +438,7 @@ impl<'a> Records<'a> {
         }
         let good = &rows[..leaf_at.len()];
         let leaves = &self.leaves;
-        let derive = self.derive;
+        let derive = &*self.derive;
         let results: Vec<Result<Seen, Kind>> = good
             .par_iter()
             .zip(leaf_at.par_iter())
@@ -537,12 +537,8 @@ pub fn check_level(level: u32, size: i64, children: &[Node], stored: &[Node]) ->
     }
 }
 
-/// The derivation the checks use: `crate::columns` (`otaudit.record.derive_columns`).
-pub fn derivation() -> &'static dyn Derive {
-    &derive::COLUMNS_OF_RECORD
-}
-
 mod derive;
+pub use derive::Derivation;
 
 #[cfg(test)]
 mod tests;

@@ -449,7 +449,7 @@ pub fn scan(uri: &str, parse: bool) -> Result<(i64, u64), String> {
 pub fn verify(
     uri: &str,
     ask: &Ask,
-    derive: &dyn Derive,
+    derive: Arc<dyn Derive>,
     progress: &mut dyn FnMut(i64) -> bool,
 ) -> Result<Outcome, String> {
     let conn = open(uri)?;

@@ -65,7 +65,7 @@ fn ledger(n: i64) -> (Vec<Row>, Vec<Node>) {
 }
 
 fn run(rows: &[Row], leaves: Vec<Node>, end: Option<i64>) -> Option<Fault> {
-    let mut records = Records::new(&Fake, 0, leaves, None);
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None);
     for chunk in rows.chunks(3) {
         if !records.feed(chunk) {
             break;
@@ -81,7 +81,7 @@ fn fault(at: i64, kind: Kind) -> Option<Fault> {
 #[test]
 fn a_good_ledger_passes() {
     let (rows, leaves) = ledger(10);
-    let mut records = Records::new(&Fake, 0, leaves, None);
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None);
     assert!(records.feed(&rows));
     assert_eq!(records.finish(None), None);
     assert_eq!(records.count(), 10);
@@ -360,7 +360,7 @@ fn verify_file(path: &std::path::Path, begin: i64, end: Option<i64>) -> sqlite::
         inclusion: None,
     };
     let uri = format!("file:{}?mode=ro", path.display());
-    sqlite::verify(&uri, &ask, &Fake, &mut |_| true).unwrap()
+    sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
 }
 
 #[test]
