@@ -82,6 +82,12 @@ class RecordStream:
         """The end of the stream (``end`` None: no leaf may be left over): ``(records
         checked, their sealed bytes, the fault, the late record)``."""
 
+def sqlite_entry() -> int:
+    """The address of ``sqlite3_libversion`` in the SQLite library the core links; equal
+    to its address in the library :mod:`sqlite3` uses when both are one copy of SQLite
+    (two copies in one process do not see each other's POSIX locks: then
+    :func:`verify_sqlite` must not open a ledger that :mod:`sqlite3` has open)."""
+
 def scan_sqlite(uri: str, parse: bool) -> tuple[int, int]:
     """What :func:`verify_sqlite` costs at the least, for the benchmark: every record row
     of the SQLite ledger at ``uri`` read as it reads them (resources spliced back), with

@@ -30,6 +30,8 @@ alone (tests hold both to the same verdicts).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import itertools
 import time
@@ -384,7 +386,7 @@ def _core_run(
     it. None: the core could not read the ledger (the reference then reads it, and says
     what is wrong).
     """
-    if isinstance(store, SQLiteStore):
+    if isinstance(store, SQLiteStore) and one_sqlite():
         try:
             records, nbytes, fault, tree_fault, late, excluded = _core.verify_sqlite(
                 read_uri(store.path),
@@ -423,6 +425,24 @@ def _core_run(
 
 
 _FEED_BATCH: Final = 4096
+
+
+@functools.cache
+def one_sqlite() -> bool:
+    """Whether the compiled core links the very SQLite library :mod:`sqlite3` uses.
+
+    Only then does the core read a SQLite ledger itself: two copies of SQLite in one
+    process do not see each other's POSIX locks, and closing a file in one drops the
+    locks the other holds on it. A Python whose ``_sqlite3`` has SQLite built in (or a
+    wheel with a copy of its own) gets the core's checks over rows read by Python.
+    """
+    try:
+        import _sqlite3
+
+        python_side = ctypes.PyDLL(_sqlite3.__file__).sqlite3_libversion
+    except (ImportError, AttributeError, OSError):
+        return False
+    return ctypes.cast(python_side, ctypes.c_void_p).value == _core.sqlite_entry()
 
 
 def _row(rec: StoredRecord) -> tuple[Any, ...]:

@@ -90,8 +90,17 @@ def test_an_untampered_ledger_is_verified_by_the_core_alone(
     assert core_only  # the reference itself
 
 
+@pytest.mark.parametrize("reader", ["core", "python"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_core_and_the_reference_agree(ledger: Ledger, case: str, core_only: list[int]) -> None:
+def test_the_core_and_the_reference_agree(
+    ledger: Ledger, case: str, reader: str, core_only: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with the rows read by Python and fed to the core, as on PostgreSQL (and on
+    SQLite when the core's SQLite library is not Python's)."""
+    if reader == "python":
+        if not isinstance(ledger.store, SQLiteStore):
+            pytest.skip("Python reads the rows of every other store anyway")
+        monkeypatch.setattr(verify, "one_sqlite", lambda: False)
     tamper, seq, _ = CASES[case]
     tamper(ledger)
     key = ledger.verifier()
@@ -217,3 +226,4 @@ def test_one_sqlite_library_is_mapped_after_the_core_read_a_ledger(tmp_path: Pat
         store.close()
     libraries = {Path(p).resolve() for p in _sqlite_libraries()}
     assert len(libraries) == 1, libraries
+    assert verify.one_sqlite()  # so the core read the ledger itself

@@ -150,6 +150,14 @@ fn scan_sqlite(py: Python<'_>, uri: &str, parse: bool) -> PyResult<(i64, u64)> {
         .map_err(PyRuntimeError::new_err)
 }
 
+/// The address of `sqlite3_libversion` in the SQLite library the core links: the same
+/// as in the one Python's `sqlite3` uses when they are one library (one copy of SQLite
+/// in the process, whose POSIX locks both see).
+#[pyfunction]
+fn sqlite_entry() -> usize {
+    rusqlite::ffi::sqlite3_libversion as *const () as usize
+}
+
 fn cell(value: &Bound<'_, PyAny>) -> Cell {
     if value.is_none() {
         Cell::Null
@@ -292,6 +300,7 @@ impl RecordStream {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_sqlite, m)?)?;
     m.add_function(wrap_pyfunction!(scan_sqlite, m)?)?;
+    m.add_function(wrap_pyfunction!(sqlite_entry, m)?)?;
     m.add_class::<RecordStream>()?;
     Ok(())
 }
