@@ -462,6 +462,11 @@ impl Records {
             }
         }
         self.fault = structural;
+        // The leaves taken are done with: a long stream keeps only those still ahead.
+        if self.fault.is_none() {
+            self.leaves.drain(..self.taken);
+            self.taken = 0;
+        }
         self.fault.is_none()
     }
 
@@ -489,52 +494,78 @@ impl Records {
     }
 }
 
-/// One level of step 2 (`_check_tree`): the stored nodes of `level` (idx >= 0, in
-/// order) against the hashes of their children (`children`: level - 1, idx >= 0, in
-/// order) in a tree of `size` leaves. Errs with the level if the reference would fail.
-pub fn check_level(level: u32, size: i64, children: &[Node], stored: &[Node]) -> Result<(), Fault> {
+/// How many parents [`check_level`] checks at a time.
+const LEVEL_CHUNK: usize = 1 << 16;
+
+/// One level of step 2 (`_check_tree`), streamed: the stored nodes of `level` (`stored`
+/// yields them, idx >= 0 in order) against the hashes of their children (`children`
+/// yields level - 1 the same way) in a tree of `size` leaves, a chunk of parents at a
+/// time (hashed in parallel). `Ok(Err(fault))` where the reference fails; `Err`: a
+/// node could not be read.
+pub fn check_level<E>(
+    level: u32,
+    size: i64,
+    mut children: impl FnMut() -> Result<Option<Node>, E>,
+    mut stored: impl FnMut() -> Result<Option<Node>, E>,
+) -> Result<Result<(), Fault>, E> {
     let fault = Err(Fault {
         at: i64::from(level),
         kind: Kind::Tree,
     });
     let want = size >> level;
-    // Pair the children as the reference does, stopping at the first parent >= want.
-    let mut pairs = Vec::new();
-    for chunk in children.chunks(2) {
-        let [(idx, left), (next, right)] = chunk else {
-            break;
-        };
-        if idx % 2 != 0 || *next != idx + 1 {
-            return fault;
+    let mut count = 0i64;
+    loop {
+        // Pair the children as the reference does, stopping at the first parent >= want.
+        let mut pairs = Vec::with_capacity(LEVEL_CHUNK.min(want.max(0) as usize));
+        let mut last = false;
+        while pairs.len() < LEVEL_CHUNK {
+            let (Some((idx, left)), Some((next, right))) = (children()?, children()?) else {
+                last = true;
+                break;
+            };
+            if idx % 2 != 0 || next != idx + 1 {
+                return Ok(fault);
+            }
+            let parent = idx / 2;
+            if parent >= want {
+                last = true;
+                break;
+            }
+            pairs.push((parent, left, right));
         }
-        let parent = idx / 2;
-        if parent >= want {
+        let mut rows = Vec::with_capacity(pairs.len());
+        for _ in 0..pairs.len() {
+            match stored()? {
+                Some(row) => rows.push(row),
+                None => return Ok(fault), // a node missing
+            }
+        }
+        let good = pairs
+            .par_iter()
+            .zip(rows.par_iter())
+            .with_min_len(1024)
+            .all(|((parent, left, right), (idx, hash))| {
+                *idx == *parent
+                    && match (
+                        <&[u8; 32]>::try_from(left.as_slice()),
+                        <&[u8; 32]>::try_from(right.as_slice()),
+                    ) {
+                        (Ok(l), Ok(r)) => merkle::node_hash(l, r).as_slice() == hash.as_slice(),
+                        _ => false,
+                    }
+            });
+        if !good {
+            return Ok(fault);
+        }
+        count += pairs.len() as i64;
+        if last {
             break;
         }
-        pairs.push((parent, left, right));
     }
-    if pairs.len() as i64 != want || stored.len() != pairs.len() {
-        return fault; // missing nodes, or a node beyond the tree
+    if stored()?.is_some() || count != want {
+        return Ok(fault); // a node beyond the tree, or nodes missing
     }
-    let good = pairs
-        .par_iter()
-        .zip(stored.par_iter())
-        .with_min_len(1024)
-        .all(|((parent, left, right), (idx, hash))| {
-            *idx == *parent
-                && match (
-                    <&[u8; 32]>::try_from(left.as_slice()),
-                    <&[u8; 32]>::try_from(right.as_slice()),
-                ) {
-                    (Ok(l), Ok(r)) => merkle::node_hash(l, r).as_slice() == hash.as_slice(),
-                    _ => false,
-                }
-        });
-    if good {
-        Ok(())
-    } else {
-        fault
-    }
+    Ok(Ok(()))
 }
 
 mod derive;

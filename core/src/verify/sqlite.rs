@@ -99,12 +99,17 @@ fn cell(v: ValueRef<'_>) -> Cell {
 /// A kept resource (its flattened attributes as `str()` makes them), or none.
 type Found = Option<Arc<Resource>>;
 
+/// The resources a reader has looked up, by hash, up to [`RESOURCE_BYTES`] of bodies
+/// (then it starts again), as `otaudit.store.resources.ResourceCache` keeps them.
 struct Resources<'c> {
     stmt: rusqlite::Statement<'c>,
     held: HashMap<Vec<u8>, Found>,
     /// A resources row the reference would read differently (not a BLOB body...).
     odd: HashMap<Vec<u8>, bool>,
+    bytes: usize,
 }
+
+const RESOURCE_BYTES: usize = 64 << 20;
 
 impl Resources<'_> {
     fn get(&mut self, hash: &[u8]) -> Result<(Found, bool), String> {
@@ -137,6 +142,13 @@ impl Resources<'_> {
                 )
             }
         };
+        let size = found.as_ref().map_or(0, |res| res.body.len());
+        if self.bytes + size > RESOURCE_BYTES {
+            self.held.clear();
+            self.odd.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
         self.held.insert(hash.to_vec(), found.clone());
         self.odd.insert(hash.to_vec(), odd);
         Ok((found, odd))
@@ -244,46 +256,93 @@ fn records_sql(end: bool) -> String {
     )
 }
 
-/// The nodes of one tree level with idx >= `begin`, in idx order.
-fn level(conn: &Connection, level: i64, begin: i64) -> Result<Vec<Node>, String> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT idx, hash FROM tree_nodes WHERE level = ?1 AND idx >= ?2 ORDER BY idx",
-        )
-        .map_err(sql_error)?;
-    let mut rows = stmt.query([level, begin]).map_err(sql_error)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(sql_error)? {
-        let idx = match r.get_ref(0).map_err(sql_error)? {
-            ValueRef::Integer(i) => i,
-            _ => return Err("tree_nodes.idx is not an integer".into()),
-        };
-        let hash = match r.get_ref(1).map_err(sql_error)? {
-            ValueRef::Blob(b) => b.to_vec(),
-            _ => return Err("tree_nodes.hash is not a blob".into()),
-        };
-        out.push((idx, hash));
-    }
-    Ok(out)
+/// The nodes of one tree level with idx >= ?2, in idx order (?1: the level).
+const LEVEL_SQL: &str =
+    "SELECT idx, hash FROM tree_nodes WHERE level = ?1 AND idx >= ?2 ORDER BY idx";
+
+/// The next node of a [`LEVEL_SQL`] query.
+fn next_node(rows: &mut rusqlite::Rows<'_>) -> Result<Option<Node>, String> {
+    let Some(r) = rows.next().map_err(sql_error)? else {
+        return Ok(None);
+    };
+    let idx = match r.get_ref(0).map_err(sql_error)? {
+        ValueRef::Integer(i) => i,
+        _ => return Err("tree_nodes.idx is not an integer".into()),
+    };
+    let hash = match r.get_ref(1).map_err(sql_error)? {
+        ValueRef::Blob(b) => b.to_vec(),
+        _ => return Err("tree_nodes.hash is not a blob".into()),
+    };
+    Ok(Some((idx, hash)))
 }
 
-/// Step 2 over the stored levels of a tree of `size` leaves, `leaves` its level 0.
-fn check_tree(conn: &Connection, size: i64, leaves: Vec<Node>) -> Result<Option<Fault>, String> {
-    let mut children = leaves;
+/// Step 2 over the stored levels of a tree of `size` leaves, each level streamed
+/// against the one below it.
+fn check_tree(conn: &Connection, size: i64) -> Result<Option<Fault>, String> {
+    let mut below = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
+    let mut above = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
     let mut lvl: u32 = 1;
     while lvl < 63 && size >> lvl > 0 {
-        let stored = level(conn, i64::from(lvl), 0)?;
-        if let Err(fault) = check_level(lvl, size, &children, &stored) {
+        let level = i64::from(lvl);
+        let mut children = below.query([level - 1, 0]).map_err(sql_error)?;
+        let mut stored = above.query([level, 0]).map_err(sql_error)?;
+        let checked = check_level(
+            lvl,
+            size,
+            || next_node(&mut children),
+            || next_node(&mut stored),
+        )?;
+        if let Err(fault) = checked {
             return Ok(Some(fault));
         }
-        children = stored;
         lvl += 1;
     }
-    if !level(conn, i64::from(lvl), 0)?.is_empty() {
+    let mut beyond = above.query([i64::from(lvl), 0]).map_err(sql_error)?;
+    if next_node(&mut beyond)?.is_some() {
         return Ok(Some(Fault {
             at: i64::from(lvl),
             kind: Kind::Tree,
         }));
+    }
+    Ok(None)
+}
+
+/// How many leaves of a range [`first_excluded_of`] proves at a time.
+const PROOF_CHUNK: usize = 1 << 16;
+
+/// The first leaf of `[begin, end)` not proven into `root` of a tree of `size` leaves
+/// from the stored nodes, a chunk of leaves at a time (their proofs' nodes read, then
+/// checked in parallel).
+fn first_excluded_of(
+    conn: &Connection,
+    begin: i64,
+    end: i64,
+    size: i64,
+    root: &[u8],
+) -> Result<Option<i64>, String> {
+    let size = size.max(0) as u64;
+    let mut stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
+    let mut leaves = stmt.query([0, begin]).map_err(sql_error)?;
+    let mut done = false;
+    while !done {
+        let mut chunk: Vec<Node> = Vec::with_capacity(PROOF_CHUNK);
+        while chunk.len() < PROOF_CHUNK {
+            match next_node(&mut leaves)? {
+                Some(leaf) if leaf.0 < end => chunk.push(leaf),
+                _ => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+            break;
+        };
+        let (lo, hi) = (first.0.max(0) as u64, (last.0.max(0) as u64 + 1).min(size));
+        let nodes = nodes_of(conn, inclusion::needed(lo, hi.max(lo), size))?;
+        if let Some(seq) = inclusion::first_excluded(&chunk, size, root, &nodes) {
+            return Ok(Some(seq));
+        }
     }
     Ok(None)
 }
@@ -362,26 +421,31 @@ pub fn open(uri: &str) -> Result<Connection, String> {
 }
 
 /// Read records `[begin, end)` (`end` None: all from `begin`) in seq order on a thread
-/// of their own, handing them to `sink` in batches on this one until it returns false;
+/// of their own, with as many level-0 nodes from `begin` on as there are records (the
+/// i-th leaf for the i-th record, as the reference pairs them) and then one more (a leaf
+/// left over), handing them to `sink` in batches on this one until it returns false;
 /// the connection is handed back (a connection is not shared between threads).
 fn stream_rows(
     conn: Connection,
     begin: i64,
     end: Option<i64>,
-    mut sink: impl FnMut(Vec<Row>) -> bool,
+    mut sink: impl FnMut(Vec<Row>, Vec<Node>) -> bool,
 ) -> Result<Connection, String> {
-    let (tx, rx) = sync_channel::<Vec<Row>>(2);
+    let (tx, rx) = sync_channel::<(Vec<Row>, Vec<Node>)>(2);
     let reader = std::thread::spawn(move || -> Result<Connection, String> {
         {
             let mut stmt = conn
                 .prepare(&records_sql(end.is_some()))
                 .map_err(sql_error)?;
+            let mut leaf_stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
+            let mut leaves = leaf_stmt.query([0, begin]).map_err(sql_error)?;
             let mut resources = Resources {
                 stmt: conn
                     .prepare("SELECT body, flat FROM resources WHERE hash = ?1")
                     .map_err(sql_error)?,
                 held: HashMap::new(),
                 odd: HashMap::new(),
+                bytes: 0,
             };
             let mut rows = match end {
                 Some(end) => stmt.query([begin, end]),
@@ -389,23 +453,39 @@ fn stream_rows(
             }
             .map_err(sql_error)?;
             let mut batch = Vec::with_capacity(BATCH);
-            while let Some(r) = rows.next().map_err(sql_error)? {
-                batch.push(row(r, &mut resources)?);
-                if batch.len() == BATCH {
+            let mut stopped = false;
+            loop {
+                let next = rows.next().map_err(sql_error)?;
+                if let Some(r) = next {
+                    batch.push(row(r, &mut resources)?);
+                }
+                if batch.len() == BATCH || (next.is_none() && !batch.is_empty()) {
+                    let mut nodes = Vec::with_capacity(batch.len());
+                    while nodes.len() < batch.len() {
+                        match next_node(&mut leaves)? {
+                            Some(node) => nodes.push(node),
+                            None => break,
+                        }
+                    }
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.send(full).is_err() {
-                        break; // the sink stopped
+                    if tx.send((full, nodes)).is_err() {
+                        stopped = true; // the sink stopped
+                        break;
                     }
                 }
+                if next.is_none() {
+                    break;
+                }
             }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
+            if !stopped {
+                let extra: Vec<Node> = next_node(&mut leaves)?.into_iter().collect();
+                let _ = tx.send((Vec::new(), extra));
             }
         }
         Ok(conn)
     });
-    for rows in rx.iter() {
-        if !sink(rows) {
+    for (rows, leaves) in rx.iter() {
+        if !sink(rows, leaves) {
             break;
         }
     }
@@ -423,7 +503,7 @@ pub fn scan(uri: &str, parse: bool) -> Result<(i64, u64), String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
     let (mut count, mut bytes) = (0i64, 0u64);
-    let conn = stream_rows(conn, 0, None, |rows| {
+    let conn = stream_rows(conn, 0, None, |rows, _| {
         if parse {
             let parsed = rows
                 .par_iter()
@@ -454,15 +534,14 @@ pub fn verify(
 ) -> Result<Outcome, String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
-    let mut leaves = level(&conn, 0, ask.begin)?;
     let late = ask
         .late
         .as_ref()
         .map(|(sizes, max)| LateSigning::new(sizes, *max));
-    // The records stream consumes its own copy of the leaves; the tree needs them from 0.
-    let mut records = Records::new(derive, ask.begin, leaves.clone(), late);
+    let mut records = Records::new(derive, ask.begin, Vec::new(), late);
     let mut stopped = false;
-    let conn = stream_rows(conn, ask.begin, ask.end, |rows| {
+    let conn = stream_rows(conn, ask.begin, ask.end, |rows, leaves| {
+        records.add_leaves(leaves);
         let before = records.count();
         let good = records.feed(&rows);
         if !report_progress(ask.begin, before, records.count(), progress) {
@@ -478,17 +557,11 @@ pub fn verify(
     let count = records.count();
     let mut tree_fault = None;
     if ask.tree && records_fault.is_none() && ask.begin == 0 && ask.end.is_none() {
-        tree_fault = check_tree(&conn, count, std::mem::take(&mut leaves))?;
+        tree_fault = check_tree(&conn, count)?;
     }
     let mut excluded = None;
     if let (Some((size, root)), None, Some(end)) = (&ask.inclusion, records_fault, ask.end) {
-        let size = (*size).max(0) as u64;
-        let range: Vec<Node> = leaves.into_iter().filter(|(idx, _)| *idx < end).collect();
-        if let (Some(first), Some(last)) = (range.first(), range.last()) {
-            let keys = inclusion::needed(first.0.max(0) as u64, last.0.max(0) as u64 + 1, size);
-            let nodes = nodes_of(&conn, keys)?;
-            excluded = inclusion::first_excluded(&range, size, root, &nodes);
-        }
+        excluded = first_excluded_of(&conn, ask.begin, end, *size, root)?;
     }
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok(Outcome {

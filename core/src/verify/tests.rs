@@ -193,6 +193,12 @@ fn levels(leaves: &[Node]) -> Vec<Vec<Node>> {
     out
 }
 
+fn check_level(level: u32, size: i64, children: &[Node], stored: &[Node]) -> Result<(), Fault> {
+    let mut c = children.iter().cloned();
+    let mut s = stored.iter().cloned();
+    super::check_level::<()>(level, size, || Ok(c.next()), || Ok(s.next())).unwrap()
+}
+
 #[test]
 fn tree_levels_are_checked_against_their_children() {
     let (_, leaves) = ledger(11);
