@@ -434,3 +434,56 @@ fn the_sqlite_reader_splices_resources_back_and_checks_the_tree() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+fn root_of(leaves: &[Node]) -> Vec<u8> {
+    fn mth(h: &[[u8; 32]]) -> [u8; 32] {
+        if h.len() == 1 {
+            return h[0];
+        }
+        let k = 1usize << (usize::BITS - 1 - (h.len() - 1).leading_zeros());
+        merkle::node_hash(&mth(&h[..k]), &mth(&h[k..]))
+    }
+    let hashes: Vec<[u8; 32]> = leaves
+        .iter()
+        .map(|(_, h)| h.as_slice().try_into().unwrap())
+        .collect();
+    mth(&hashes).to_vec()
+}
+
+#[test]
+fn a_range_is_proven_into_the_signed_root_from_the_stored_nodes() {
+    let (_, leaves) = ledger(13);
+    let root = root_of(&leaves);
+    let prove = |path: &std::path::Path, begin: i64, end: i64, root: &[u8]| {
+        let ask = sqlite::Ask {
+            begin,
+            end: Some(end),
+            late: None,
+            tree: false,
+            inclusion: Some((13, root.to_vec())),
+        };
+        let uri = format!("file:{}?mode=ro", path.display());
+        sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+    };
+    let (path, conn) = sqlite_ledger("proofs", 13);
+    drop(conn);
+    for (begin, end) in [(0, 13), (3, 9), (12, 13), (5, 5)] {
+        let out = prove(&path, begin, end, &root);
+        assert_eq!(
+            (out.records, out.excluded),
+            (end - begin, None),
+            "{begin}..{end}"
+        );
+    }
+    let mut other = root.clone();
+    other[0] ^= 1;
+    assert_eq!(prove(&path, 3, 9, &other).excluded, Some(3));
+    let _ = std::fs::remove_file(&path);
+    // A node of the right edge changed: every leaf left of it reads it in its proof.
+    let (path, conn) = sqlite_ledger("edge", 13);
+    conn.execute_batch("UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 12")
+        .unwrap();
+    drop(conn);
+    assert_eq!(prove(&path, 2, 12, &root).excluded, Some(2));
+    let _ = std::fs::remove_file(&path);
+}
