@@ -4,6 +4,7 @@
 //! what kind of failure it is; `otaudit.verify` words it (the reference's own check,
 //! run there).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -177,7 +178,33 @@ fn bytes_of(value: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
 
 /// One row from Python: (seq, sealed, dedup_key, columns, kept), `kept` None or
 /// (at, hash, body or None); as `otaudit.store.base.StoredRecord` holds them.
-fn row(item: &Bound<'_, PyAny>) -> PyResult<Row> {
+/// The kept resources a stream has seen, by hash (a run of records shares one: its
+/// SHA-256 and searcher are made once), up to 64 MiB of bodies, then again.
+#[derive(Default)]
+struct Kepts {
+    held: HashMap<Vec<u8>, Arc<Resource>>,
+    bytes: usize,
+}
+
+impl Kepts {
+    fn get(&mut self, hash: &[u8], body: Vec<u8>) -> Arc<Resource> {
+        if let Some(res) = self.held.get(hash) {
+            if res.body == body {
+                return res.clone();
+            }
+        }
+        if self.bytes + body.len() > 64 << 20 {
+            self.held.clear();
+            self.bytes = 0;
+        }
+        self.bytes += body.len();
+        let res = Arc::new(Resource::new(body, hash, Cell::Null));
+        self.held.insert(hash.to_vec(), res.clone());
+        res
+    }
+}
+
+fn row(item: &Bound<'_, PyAny>, kepts: &mut Kepts) -> PyResult<Row> {
     let t = item.cast::<PyTuple>()?;
     if t.len() != 5 {
         return Err(PyValueError::new_err(
@@ -210,7 +237,7 @@ fn row(item: &Bound<'_, PyAny>) -> PyResult<Row> {
         let body = if body.is_none() {
             None
         } else {
-            Some(Arc::new(Resource::new(blob(body), &hash, Cell::Null)))
+            Some(kepts.get(&hash, blob(body)))
         };
         Some(Kept { at, hash, body })
     };
@@ -243,6 +270,7 @@ fn nodes(items: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
 #[pyclass(module = "otaudit._core")]
 struct RecordStream {
     records: Records,
+    kepts: Kepts,
 }
 
 #[pymethods]
@@ -259,6 +287,7 @@ impl RecordStream {
         let late = late_signing(checkpoint_sizes, max_delay_s);
         Ok(RecordStream {
             records: Records::new(derivation(py)?, begin, Vec::new(), late),
+            kepts: Kepts::default(),
         })
     }
 
@@ -274,7 +303,7 @@ impl RecordStream {
         let leaves = nodes(leaves)?;
         let rows: Vec<Row> = rows
             .try_iter()?
-            .map(|r| row(&r?))
+            .map(|r| row(&r?, &mut self.kepts))
             .collect::<PyResult<_>>()?;
         let records = &mut self.records;
         records.add_leaves(leaves);
