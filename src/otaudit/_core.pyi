@@ -5,6 +5,7 @@ equal to (named in its docstring).
 """
 
 from collections.abc import Callable, Sequence
+from typing import final
 
 def leaf_hash(data: bytes) -> bytes:
     """The RFC 9162 leaf hash of ``data``; reference :func:`otaudit.merkle.leaf_hash`."""
@@ -20,12 +21,12 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 #: Where verify fails and what kind of failure it is: ``(seq, kind)`` for the records
 #: (kinds ``missing``, ``no-leaf``, ``extra-leaf``, ``resource``, ``invalid``, ``leaf``,
 #: ``cut``, ``column``, ``dedup-key``, ``unsure``), ``(level, "tree")`` for the tree.
-Fault = tuple[int, str]
+_Fault = tuple[int, str]
 #: A record signed too late: ``(seq, received_ns, checkpoint_size, later_seq, later_ns)``,
 #: the fields of :class:`otaudit.latesigning.LateRecord`.
-Late = tuple[int, int, int, int, int]
+_Late = tuple[int, int, int, int, int]
 #: A record row for :class:`RecordStream`: ``(seq, sealed, dedup_key, columns, kept)``.
-Row = tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
+_Row = tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
 
 def verify_sqlite(
     uri: str,
@@ -36,7 +37,7 @@ def verify_sqlite(
     tree: bool,
     progress: Callable[[int], object] | None = None,
     inclusion: tuple[int, bytes] | None = None,
-) -> tuple[int, int, Fault | None, Fault | None, Late | None, int | None]:
+) -> tuple[int, int, _Fault | None, _Fault | None, _Late | None, int | None]:
     """Steps 1 and 2 of verify over the SQLite ledger at ``uri`` (a read-only SQLite URI),
     read by the core itself (through the same shared libsqlite3 as :mod:`sqlite3`), checked
     in parallel without the GIL.
@@ -57,12 +58,15 @@ def verify_sqlite(
     RuntimeError: not readable as a ledger.
     """
 
+@final
 class RecordStream:
     """Step 1 of verify over rows a Python store reads (the PostgreSQL store), fed in
     seq order in batches and checked in parallel without the GIL; reference
     ``otaudit.verify._check_stream``."""
 
-    def __init__(self, begin: int, checkpoint_sizes: list[int] | None, max_delay_s: int) -> None:
+    def __new__(
+        cls, begin: int, checkpoint_sizes: list[int] | None, max_delay_s: int
+    ) -> RecordStream:
         """Records from ``begin`` on; with ``checkpoint_sizes``, also look for a record
         signed more than ``max_delay_s`` late."""
 
@@ -72,13 +76,13 @@ class RecordStream:
             tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
         ],
         leaves: Sequence[tuple[int, bytes]],
-    ) -> Fault | None:
+    ) -> _Fault | None:
         """Take the next level-0 nodes ``(idx, hash)`` and check the next ``rows``
         ``(seq, sealed, dedup_key, columns, kept)`` (``kept``: None, or ``(at, hash, body
         or None)`` as :class:`otaudit.store.base.StoredResource` holds it); the first
         fault so far, or None."""
 
-    def finish(self, end: int | None) -> tuple[int, int, Fault | None, Late | None]:
+    def finish(self, end: int | None) -> tuple[int, int, _Fault | None, _Late | None]:
         """The end of the stream (``end`` None: no leaf may be left over): ``(records
         checked, their sealed bytes, the fault, the late record)``."""
 
