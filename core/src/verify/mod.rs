@@ -364,7 +364,8 @@ pub struct Records {
     expected: i64,
     begin: i64,
     bytes: u64,
-    /// Level-0 nodes with idx >= begin, in idx order, and how many have been taken.
+    /// The level-0 nodes given and not yet matched with a record (idx order), and how
+    /// many of them the batch being checked has taken.
     leaves: Vec<Node>,
     taken: usize,
     pub late: Option<LateSigning>,
@@ -372,7 +373,8 @@ pub struct Records {
 }
 
 impl Records {
-    /// Start at `begin`, with the level-0 nodes from `begin` on (idx order).
+    /// Start at `begin`, with the first level-0 nodes from `begin` on (idx order; more
+    /// come with [`Records::add_leaves`]).
     pub fn new(
         derive: Arc<dyn Derive>,
         begin: i64,

@@ -1,11 +1,13 @@
 //! Steps 1 and 2 of verify read straight from a SQLite ledger file.
 //!
 //! Reading the rows is most of the work of verify (more than hashing them), so the core
-//! reads them itself: one thread steps through `records` in seq order and splices each
-//! row's resource back (as `otaudit.store.resources.stored_record` does) while the
-//! others check the previous batch. It links the system's shared libsqlite3, the one
+//! reads them itself: one thread steps through `records` in seq order, with the level-0
+//! nodes beside them, and splices each row's resource back (as
+//! `otaudit.store.resources.stored_record` does) while the others check the previous
+//! batch; the tree is then checked level against level, streamed too. It links the system's shared libsqlite3, the one
 //! Python's `sqlite3` module uses (rusqlite without `bundled`): two copies of SQLite in
-//! one process would not see each other's POSIX locks.
+//! one process would not see each other's POSIX locks (`otaudit.verify.one_sqlite`
+//! makes sure they are one library before it calls the core here).
 //!
 //! Everything is read in one read transaction, so a server appending meanwhile does
 //! not make the tree look longer than the records.
