@@ -36,6 +36,7 @@ import hashlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Final
@@ -405,21 +406,29 @@ def _core_run(
             records, nbytes, fault, end is None, tree_fault, _late(late), proved, excluded
         )
     stream = _core.RecordStream(begin, sizes, max_delay_s)
-    with ExitStack() as streams:  # closed (their cursors too) also when a check fails
+    # The core checks one batch (without the GIL, on a thread of its own) while the next
+    # is read here.
+    with ExitStack() as streams, ThreadPoolExecutor(1) as checker:
         leaves = store.iter_level(0, begin)
         rows = store.iter_records(begin, end)
         for it in (leaves, rows):
             streams.callback(getattr(it, "close", lambda: None))
         checked = 0
-        while batch := [_row(rec) for rec in itertools.islice(rows, _FEED_BATCH)]:
-            fault = stream.feed(batch, list(itertools.islice(leaves, len(batch))))
-            good = batch[-1][0] + 1 if fault is None else fault[0]
-            before, checked = checked, good - begin
-            _tell(progress, begin, before, checked)
-            if fault is not None:
+        pending: tuple[Future[tuple[int, str] | None], int] | None = None
+        while True:
+            batch = [_row(rec) for rec in itertools.islice(rows, _FEED_BATCH)]
+            ahead = list(itertools.islice(leaves, len(batch) or 1))  # 1: a leaf left over?
+            if pending is not None:
+                fault = pending[0].result()
+                good = pending[1] if fault is None else fault[0]
+                before, checked = checked, good - begin
+                _tell(progress, begin, before, checked)
+                if fault is not None:
+                    break
+            if not batch:
+                stream.feed([], ahead)
                 break
-        else:
-            stream.feed([], list(itertools.islice(leaves, 1)))  # a leaf left over?
+            pending = checker.submit(stream.feed, batch, ahead), batch[-1][0] + 1
     records, nbytes, fault, late = stream.finish(end)
     return _CoreRun(records, nbytes, fault, False, None, _late(late))
 
