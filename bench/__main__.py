@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 from google.protobuf.internal import api_implementation
 
-BENCHMARKS = ("ingest", "latency", "verify", "postgres", "query", "detect", "attacks")
+BENCHMARKS = (
+    "ingest", "latency", "prepare", "verify", "postgres", "query", "detect", "attacks",
+)  # fmt: skip
 
 
 def cpu_model() -> str:
@@ -74,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import attacks, detect, ingest, postgres, query, verify
+    from bench import attacks, detect, ingest, postgres, prepare, query, verify
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
         "latency": lambda: ingest.latency(args.quick),
+        "prepare": lambda: prepare.run(args.quick),
         "verify": lambda: verify.run(args.quick, args.records),
         "postgres": lambda: postgres.run(args.quick),
         "query": lambda: query.run(args.quick, args.records),

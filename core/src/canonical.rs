@@ -16,8 +16,19 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Append `s` as a JSON string: `"` and `\` escaped, `\b \f \n \r \t` short, the other
 /// controls below U+0020 as `\u00xx` (lowercase), everything else as it is (raw UTF-8).
 pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
     let bytes = s.as_bytes();
+    // Whether any byte needs escaping, without an early exit (so that it vectorizes):
+    // most strings need none and are copied whole.
+    let dirty = bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    out.reserve(bytes.len() + 2);
+    out.push('"');
+    if !dirty {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
@@ -166,8 +177,8 @@ pub fn write_base64(out: &mut String, data: &[u8]) {
 }
 
 /// Append an integer in decimal.
-pub fn write_int<T: std::fmt::Display>(out: &mut String, value: T) {
-    let _ = write!(out, "{value}");
+pub fn write_int<T: itoa::Integer>(out: &mut String, value: T) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 #[cfg(test)]

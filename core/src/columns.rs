@@ -255,6 +255,18 @@ pub fn derive_record<A: Attrs>(
     resource: &ResourceColumns,
     conventions: &Conventions,
 ) -> Result<Columns, ColumnsError> {
+    let mut columns = derive_own(rec, conventions)?;
+    columns.service.clone_from(&resource.service);
+    columns.resource.clone_from(&resource.flat);
+    Ok(columns)
+}
+
+/// [`derive_record`] without the columns a record takes from its resource (`service`
+/// None, `resource` empty): for a caller that holds them once per resource.
+pub fn derive_own<A: Attrs>(
+    rec: &Record<'_, A>,
+    conventions: &Conventions,
+) -> Result<Columns, ColumnsError> {
     let attrs = rec.attributes;
     let (when, name, status) = match rec.signal {
         Signal::Span {
@@ -317,7 +329,7 @@ pub fn derive_record<A: Attrs>(
         trace_id: rec.trace_id.to_owned(),
         span_id: rec.span_id.to_owned(),
         name: name.to_owned(),
-        service: resource.service.clone(),
+        service: None,
         fields,
         producer,
         producer_seq,
@@ -327,7 +339,7 @@ pub fn derive_record<A: Attrs>(
             Some(absent.join(","))
         },
         attributes: flat(attrs),
-        resource: resource.flat.clone(),
+        resource: String::new(),
     })
 }
 
@@ -347,12 +359,46 @@ pub fn rfc3339_ns(ns: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let mut out = String::with_capacity(30);
+    let digits = |value: i64, width: usize, out: &mut String| {
+        let text = itoa::Buffer::new().format(value).to_owned();
+        for _ in text.len()..width {
+            out.push('0');
+        }
+        out.push_str(&text);
+    };
+    if (0..10_000).contains(&year) {
+        let y = year as u32;
+        out.extend(
+            [y / 1000, y / 100 % 10, y / 10 % 10, y % 10].map(|d| char::from(b'0' + d as u8)),
+        );
+    } else {
+        digits(year, 4, &mut out);
+    }
+    let two = |v: i64, out: &mut String| {
+        out.push(char::from(b'0' + (v / 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
+    };
+    out.push('-');
+    two(month, &mut out);
+    out.push('-');
+    two(day, &mut out);
+    out.push('T');
+    two(secs / 3600, &mut out);
+    out.push(':');
+    two(secs / 60 % 60, &mut out);
+    out.push(':');
+    two(secs % 60, &mut out);
+    out.push('.');
+    let mut frac_digits = [b'0'; 9];
+    let mut f = frac;
+    for slot in frac_digits.iter_mut().rev() {
+        *slot = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    out.extend(frac_digits.map(char::from));
+    out.push('Z');
+    out
 }
 
 // ---- the verify path: a parsed sealed envelope ----

@@ -5,7 +5,9 @@ equal to (named in its docstring).
 """
 
 from collections.abc import Callable, Sequence
-from typing import final
+from typing import TypeAlias, final, overload
+
+from otaudit.record import Columns, Entry, ResourcePart
 
 def leaf_hash(data: bytes) -> bytes:
     """The RFC 9162 leaf hash of ``data``; reference :func:`otaudit.merkle.leaf_hash`."""
@@ -15,6 +17,92 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
     ValueError unless both are 32 bytes.
     """
+
+# ---- prepare: one OTLP/protobuf export request decoded, selected and sealed ----
+
+#: A rejected record: (resource group, scope group, record, kind, data); kind and data:
+#: ``attributes`` (what, count, limit), ``value`` (what, key, size, limit), ``size``
+#: (what, size, limit) with what ``""`` (the record), ``resource`` or ``scope``;
+#: ``budget`` (budget, request bytes); ``duplicate`` (key,); ``time`` (member, value).
+Reason: TypeAlias = tuple[int, int, int, str, tuple[str | int, ...]]
+#: The 21 values of :class:`otaudit.record.Columns`, in its field order.
+ColumnValues: TypeAlias = tuple[
+    str, int, str, str, str, str, str, str,
+    str | None, str | None, str | None, str | None, str | None, str | None, str | None,
+    str | None, str | None, int | None, str | None, str, str,
+]  # fmt: skip
+#: One sealed record: sealed bytes, leaf hash, dedup key, columns, index of its resource
+#: part, offset of the resource body in the sealed bytes.
+SealedRecord: TypeAlias = tuple[bytes, bytes, bytes, ColumnValues, int, int]
+#: received, dropped, rejected, the first rejection reasons, near misses, near-miss keys,
+#: resource parts (SHA-256, canonical body), sealed records.
+Outcome: TypeAlias = tuple[
+    int, int, int, list[Reason], int, list[str], list[tuple[bytes, bytes]], list[SealedRecord]
+]
+
+class Refused(Exception):
+    """The whole request is refused; ``args``: ``("bad_id", r, s, i, member, size, got)``
+    (an id of the wrong length), ``("too_many", count)``, ``("too_many_on_wire", count)``
+    (over ``max_records``), or ``("undecodable",)`` (left to the reference decoder)."""
+
+class PrepareOptions:
+    """The audit attribute, limits (:class:`otaudit.otlp.convert.Limits`), conventions
+    (:mod:`otaudit.conventions`) and redaction rules (``(action, pattern)``, patterns
+    matched as ``fnmatch.fnmatchcase`` matches them) requests are prepared under."""
+
+    def __init__(
+        self,
+        *,
+        audit_attribute: str,
+        max_attributes: int,
+        max_value_bytes: int,
+        max_resource_bytes: int,
+        max_records: int,
+        max_sealed_ratio: int,
+        min_sealed_budget: int,
+        max_reasons: int,
+        field_sources: list[tuple[str, tuple[str, ...]]],
+        status_result: list[tuple[int, str]],
+        required_fields: list[str],
+        producer_id: str,
+        producer_seq: str,
+        service: str,
+        redact_rules: list[tuple[str, str]],
+        redaction_key: bytes | None,
+    ) -> None: ...
+
+#: The classes of :mod:`otaudit.record` the records are returned as, when passed.
+EntryTypes: TypeAlias = tuple[type[Entry], type[Columns], type[ResourcePart]]
+#: :data:`Outcome` with the resource parts as ``ResourcePart`` and the records as ``Entry``.
+EntryOutcome: TypeAlias = tuple[
+    int, int, int, list[Reason], int, list[str], list[ResourcePart], list[Entry]
+]
+
+@overload
+def prepare_spans(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: None = None
+) -> Outcome:
+    """Decode, select and seal the audit spans of an ``ExportTraceServiceRequest``
+    (decompressed protobuf), without the GIL; references
+    :func:`otaudit.otlp.convert.select_spans` and :func:`otaudit.record.seal`.
+    With ``types`` (``(Entry, Columns, ResourcePart)``) the records come back as those
+    objects, ready for ingest. :class:`Refused` for a request refused whole."""
+
+@overload
+def prepare_spans(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: EntryTypes
+) -> EntryOutcome: ...
+@overload
+def prepare_logs(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: None = None
+) -> Outcome:
+    """:func:`prepare_spans` for an ``ExportLogsServiceRequest``; references
+    :func:`otaudit.otlp.convert.select_logs` and :func:`otaudit.record.seal`."""
+
+@overload
+def prepare_logs(
+    body: bytes, options: PrepareOptions, pipeline: str, received_ns: int, types: EntryTypes
+) -> EntryOutcome: ...
 
 # -- verify (steps 1 and 2 of otaudit.verify) ------------------------------------------
 

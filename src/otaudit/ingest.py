@@ -36,8 +36,10 @@ from otaudit.fairqueue import SourceRates
 from otaudit.ledger import ACTIVE_S, Sequencer
 from otaudit.metrics import Metrics
 from otaudit.otlp import body as otlp_body
+from otaudit.otlp import native
 from otaudit.otlp.convert import (
     Limits,
+    Selection,
     count_data_points,
     count_records,
     select_logs,
@@ -123,8 +125,45 @@ def prepare(
 
     Raises ``DecodeError`` for a body that cannot be taken, and ``PayloadTooLarge`` for
     one over the size or record limit (neither is worth retrying); nothing is queued then.
+
+    Protobuf spans and logs are prepared by the compiled core (``otaudit.otlp.native``),
+    byte for byte as the Python path below (the reference) prepares them; OTLP/JSON,
+    metrics, and the few requests the core leaves to the reference take that path.
     """
     data = otlp_body.gunzip(body, settings.max_body_bytes) if gzipped else body
+    limit = settings.limits.max_records
+    if media == otlp_body.PROTOBUF and otlp_signal in native.SIGNALS:
+        signal = native.SIGNALS[otlp_signal]
+        try:
+            sel, entries = native.prepare(
+                otlp_signal,
+                data,
+                settings.audit_attribute,
+                settings.limits,
+                settings.redactor,
+                pipeline,
+                received_ns,
+            )
+        except native.TooMany as exc:
+            count = f"more than {limit}" if exc.count is None else str(exc.count)
+            raise _too_many(count, signal, limit) from None
+        except native.Undecodable:
+            pass  # the reference decides (and words the DecodeError)
+        else:
+            return _prepared(otlp_signal, sel, entries)
+    return prepare_reference(otlp_signal, media, data, pipeline, received_ns, settings)
+
+
+def prepare_reference(
+    otlp_signal: str,
+    media: str,
+    data: bytes,
+    pipeline: str,
+    received_ns: int,
+    settings: IngestSettings,
+) -> Prepared:
+    """:func:`prepare` in Python alone, on the decompressed body ``data``: the readable
+    reference that the compiled core is held byte-for-byte equal to."""
     limit = settings.limits.max_records
     if otlp_signal != "metrics" and media == otlp_body.PROTOBUF and records_over(data, limit):
         raise _too_many(f"more than {limit}", _SIGNALS[otlp_signal][0], limit)
@@ -137,9 +176,13 @@ def prepare(
         raise _too_many(str(records), signal, limit)
     sel = select(request, settings.audit_attribute, settings.limits, settings.redactor, len(data))
     entries = [seal(obj, content, pipeline, received_ns) for obj, content in sel.records]
+    return _prepared(otlp_signal, sel, entries)
+
+
+def _prepared(otlp_signal: str, sel: Selection, entries: list[Entry]) -> Prepared:
     return Prepared(
         otlp_signal,
-        signal,
+        sel.signal,
         sel.received,
         sel.dropped,
         sel.rejected,

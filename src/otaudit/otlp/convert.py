@@ -100,9 +100,47 @@ def key_values(items: Iterable[Any]) -> dict[str, Any]:
         seen: set[str] = set()
         for kv in items:
             if kv.key in seen:
-                raise RecordRejected(f"duplicate attribute key {kv.key!r}")
+                raise RecordRejected(duplicate_key(kv.key))
             seen.add(kv.key)
     return out
+
+
+def duplicate_key(key: str) -> str:
+    """Why a record with a repeated attribute ``key`` is rejected."""
+    return f"duplicate attribute key {key!r}"
+
+
+def time_too_late(name: str, value: int) -> str:
+    """Why a record whose time ``name`` is ``value`` (past :data:`MAX_TIME_NS`) is rejected."""
+    return (
+        f"{name} {value} is after 2262-04-11T23:47:16.854775807Z (2^63-1 ns since 1970),"
+        " the latest time otaudit can store and order"
+    )
+
+
+def bad_id(where: str, name: str, size: int, got: int) -> str:
+    """Why a request with an id of ``got`` bytes (not ``size``) is refused whole."""
+    return f"{where}.{name}: expected {size} bytes, got {got}"
+
+
+def too_many_attributes(count: int, limit: int) -> str:
+    """Why a record (resource, scope) with ``count`` attributes is rejected."""
+    return f"{count} attributes, over the limit of {limit}"
+
+
+def value_too_large(key: str, size: int, limit: int) -> str:
+    """Why a record (resource, scope) whose attribute ``key`` is ``size`` bytes is rejected."""
+    return f"attribute {key!r} is {size} bytes, over the limit of {limit}"
+
+
+def context_problem(what: str, problem: str) -> str:
+    """A resource's or scope's problem, said of it (``what``: ``resource``, ``scope``)."""
+    return f"{what}: {problem}"
+
+
+def context_too_large(size: int, limit: int) -> str:
+    """Why the records of a resource or scope of ``size`` bytes are rejected."""
+    return f"{size} bytes, over the limit of {limit}"
 
 
 def _resource(res: Any, schema_url: str) -> dict[str, Any]:
@@ -134,16 +172,13 @@ def _scope(scope: Any, schema_url: str) -> dict[str, Any]:
 
 def _time(value: int, name: str) -> str:
     if value > MAX_TIME_NS:
-        raise RecordRejected(
-            f"{name} {value} is after 2262-04-11T23:47:16.854775807Z (2^63-1 ns since 1970),"
-            " the latest time otaudit can store and order"
-        )
+        raise RecordRejected(time_too_late(name, value))
     return str(value)
 
 
 def _check_id(value: bytes, size: int, where: str, name: str) -> str:
     if len(value) not in (0, size):
-        raise DecodeError(f"{where}.{name}: expected {size} bytes, got {len(value)}")
+        raise DecodeError(bad_id(where, name, size, len(value)))
     return value.hex()
 
 
@@ -251,23 +286,21 @@ class Limits:
 
 def _over_limits(item: Any, limits: Limits) -> str | None:
     if len(item.attributes) > limits.max_attributes:
-        return f"{len(item.attributes)} attributes, over the limit of {limits.max_attributes}"
+        return too_many_attributes(len(item.attributes), limits.max_attributes)
     for kv in item.attributes:
         size = kv.value.ByteSize()
         if size > limits.max_value_bytes:
-            return (
-                f"attribute {kv.key!r} is {size} bytes, over the limit of {limits.max_value_bytes}"
-            )
+            return value_too_large(kv.key, size, limits.max_value_bytes)
     return None
 
 
 def _context_over_limits(message: Any, what: str, limits: Limits) -> str | None:
     """What is wrong with a resource or scope under ``limits`` (None if nothing)."""
     if (over := _over_limits(message, limits)) is not None:
-        return f"{what}: {over}"
+        return context_problem(what, over)
     size = message.ByteSize()
     if size > limits.max_resource_bytes:
-        return f"{what}: {size} bytes, over the limit of {limits.max_resource_bytes}"
+        return context_problem(what, context_too_large(size, limits.max_resource_bytes))
     return None
 
 
@@ -311,7 +344,7 @@ def _select(
             scope: dict[str, Any] | None = None
             shared = resource_problem or _context_over_limits(scoped.scope, "scope", limits)
             for i, item in enumerate(getattr(scoped, shape.items)):
-                where = f"{shape.resources}[{r}].{shape.scopes}[{s}].{shape.items}[{i}]"
+                where = record_where(shape.signal, r, s, i)
                 sel.received += 1
                 for name, size in shape.ids:
                     _check_id(getattr(item, name), size, where, name)
@@ -325,7 +358,7 @@ def _select(
                     sel.reject(where, problem)
                     continue
                 if sealed_bytes > budget:
-                    sel.reject(where, _over_budget(budget, request_bytes, limits))
+                    sel.reject(where, over_budget(budget, request_bytes, limits))
                     continue
                 try:
                     if resource is None:
@@ -345,13 +378,14 @@ def _select(
                     continue
                 sealed_bytes += len(encoded)
                 if sealed_bytes > budget:
-                    sel.reject(where, _over_budget(budget, request_bytes, limits))
+                    sel.reject(where, over_budget(budget, request_bytes, limits))
                     continue
                 sel.records.append((content, encoded))
     return sel
 
 
-def _over_budget(budget: int, request_bytes: int, limits: Limits) -> str:
+def over_budget(budget: int, request_bytes: int, limits: Limits) -> str:
+    """Why a record past the request's sealed budget is rejected."""
     return (
         f"the request's records would seal more than {budget} bytes (the larger of"
         f" {limits.max_sealed_ratio} times its {request_bytes} bytes and"
@@ -367,6 +401,16 @@ _LOGS = _Shape(
     "log", "resource_logs", "scope_logs", "log_records",
     (("trace_id", 16), ("span_id", 8)), lambda rec, _where: _log(rec),
 )  # fmt: skip
+
+
+_SHAPES: Final = {"span": _SPANS, "log": _LOGS}
+
+
+def record_where(signal: str, r: int, s: int, i: int) -> str:
+    """Where record ``i`` of scope group ``s`` of resource group ``r`` is in a request of
+    ``signal`` (span, log) records, as messages name it."""
+    shape = _SHAPES[signal]
+    return f"{shape.resources}[{r}].{shape.scopes}[{s}].{shape.items}[{i}]"
 
 
 def select_spans(
