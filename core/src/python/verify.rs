@@ -11,7 +11,6 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use crate::columns::{self, Conventions};
 use crate::verify::late::{LateRecord, LateSigning};
 use crate::verify::sqlite::{self, Ask};
 use crate::verify::{self as v, Cell, Fault, Kept, Node, Records, Resource, Row, Stored};
@@ -37,39 +36,20 @@ fn late(l: Option<LateRecord>) -> PyLate {
     })
 }
 
-/// The derivation of the columns under `otaudit.conventions` (the core owns none).
+/// The derivation of the columns under `otaudit.conventions` (the core owns none), as
+/// every binding that derives columns takes them (`otaudit.otlp.native.conventions_args`).
 fn derivation(py: Python<'_>) -> PyResult<Arc<dyn v::Derive>> {
-    let m = py.import("otaudit.conventions")?;
-    let sources = m.getattr("FIELD_SOURCES")?;
-    let mut field_sources: [Vec<String>; 7] = Default::default();
-    for (keys, name) in field_sources.iter_mut().zip(columns::FIELDS) {
-        *keys = sources.get_item(name)?.extract()?;
-    }
-    let status_result: Vec<(i64, String)> = m
-        .getattr("STATUS_RESULT")?
-        .call_method0("items")?
-        .try_iter()?
-        .map(|item| item?.extract())
-        .collect::<PyResult<_>>()?;
-    let required = m
-        .getattr("REQUIRED_FIELDS")?
-        .extract::<Vec<String>>()?
-        .iter()
-        .map(|name| {
-            columns::FIELDS
-                .iter()
-                .position(|f| f == name)
-                .ok_or_else(|| PyValueError::new_err(format!("unknown required field {name}")))
-        })
-        .collect::<PyResult<_>>()?;
-    let conventions = Conventions {
-        field_sources,
-        status_result,
-        required,
-        producer_id: m.getattr("PRODUCER_ID_ATTRIBUTE")?.extract()?,
-        producer_seq: m.getattr("PRODUCER_SEQ_ATTRIBUTE")?.extract()?,
-        service: m.getattr("SERVICE_ATTRIBUTE")?.extract()?,
-    };
+    let args = py
+        .import("otaudit.otlp.native")?
+        .call_method0("conventions_args")?;
+    let conventions = super::prepare::conventions(
+        args.get_item("field_sources")?.extract()?,
+        args.get_item("status_result")?.extract()?,
+        args.get_item("required_fields")?.extract()?,
+        args.get_item("producer_id")?.extract()?,
+        args.get_item("producer_seq")?.extract()?,
+        args.get_item("service")?.extract()?,
+    )?;
     Ok(Arc::new(v::Derivation::new(conventions)))
 }
 
