@@ -6,7 +6,10 @@ prepared by ``otaudit.datadir``, spans encoded as OTLP protobuf and selected by
 transactions of 10,000 through ``store.append`` (a checkpoint signed after each, as the
 server's sequencer does about once a second). Verification then runs on a read-only
 connection, like ``otaudit verify``; its baseline is raw SHA-256 over the same sealed
-bytes read back from the store.
+bytes read back from the store. Beside it: the Python reference (``reference=True``), and
+what the compiled core cannot go below, measured on the same ledger in the same run: its
+reading of every row (:func:`otaudit._core.scan_sqlite`), and that with every record's
+JSON parsed.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.payloads import AUDIT_KEY, SPANS_PER_BATCH, PayloadFactory
 from bench.report import num, percentile, progress, ratio, table, timed
 from bench.server import describe_fs, scratch_dir
-from otaudit import datadir, merkle, tree
+from otaudit import _core, datadir, merkle, tree
 from otaudit.checkpointer import Checkpointer
 from otaudit.keys import VerifierKey
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal
 from otaudit.store.base import Store
+from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.sqlite_query import read_uri
 from otaudit.verify import verify_ledger
 
 APPEND_BATCH: Final = 10_000
@@ -113,6 +118,19 @@ def hash_baseline(store: Store) -> dict[str, float]:
     return dict(records=records, bytes=nbytes, sha=per_record, stream=streaming, read=read)
 
 
+def core_floor(store: Store) -> dict[str, float]:
+    """Seconds the core takes to read every record row (``read``), and to read and parse
+    them (``parse``): what verify in the core cannot go below."""
+    assert isinstance(store, SQLiteStore)
+    uri = read_uri(store.path)
+    out = {}
+    for label, parse in (("read", False), ("parse", True)):
+        started = time.perf_counter()
+        _core.scan_sqlite(uri, parse)
+        out[label] = time.perf_counter() - started
+    return out
+
+
 def proofs(store: Store, size: int) -> list[list[Any]]:
     """p50/p99/max ms of proof generation and verification at ``size`` leaves."""
     rng = random.Random(5)
@@ -176,6 +194,10 @@ def run(quick: bool, records: int) -> str:
                     progress("verify", done, n, started)
 
             report = verify_ledger(ro, vkey, progress=tick)
+            print("verify: the core's floor (scan_sqlite)", file=sys.stderr)
+            floor = core_floor(ro)
+            print("verify: verify_ledger, reference=True", file=sys.stderr)
+            ref = verify_ledger(ro, vkey, reference=True)
             print("verify: proofs", file=sys.stderr)
             proof_rows = proofs(ro, n)
         finally:
@@ -218,12 +240,15 @@ def run(quick: bool, records: int) -> str:
         step("baseline: read back sealed bytes (iter_records)", h["read"], True),
         step("baseline: raw SHA-256 per record", h["sha"], True),
         step("baseline: raw SHA-256 over all bytes (one hash)", h["stream"], True),
+        step("floor: the core reads every row (scan_sqlite)", floor["read"], True),
+        step("floor: the core reads and parses every row", floor["parse"], True),
         step(
-            "**verify_ledger** (records, tree, checkpoints)",
+            "**verify_ledger** (records, tree, checkpoints; the core)",
             report.seconds,
             True,
             f">= 50% of per-record SHA-256: {verdict}",
         ),
+        step("verify_ledger, reference=True (Python)", ref.seconds, True),
     ]
     headers = [
         "step",

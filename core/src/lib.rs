@@ -2,12 +2,14 @@
 //!
 //! Pure functions over bytes: RFC 9162 hashing, and (in the modules added beside this
 //! one) OTLP decoding, sealing and verification. The Python package keeps every policy,
-//! every message a user reads and all I/O; [`python`] is the thin binding layer, built
+//! every message a user reads and all I/O but one: verify reads a SQLite ledger itself
+//! ([`verify::sqlite`]), read-only; [`python`] is the thin binding layer, built
 //! only with the `python` feature (maturin turns it on), so `cargo test` needs no
 //! interpreter.
 
 /// Small, short-lived allocations dominate decoding and sealing; mimalloc serves them
-/// faster than the system allocator (Rust allocations only: Python objects keep Python's).
+/// faster than the system allocator (Rust allocations only: Python objects keep Python's),
+/// and verify's rows, made on its reader thread and freed on the others, too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -19,6 +21,7 @@ pub mod otlp;
 pub mod pgcopy;
 pub mod redact;
 pub mod select;
+pub mod verify;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,11 +1,11 @@
-"""The compiled core (``core/``, Rust): pure functions over bytes.
+"""The compiled core (``core/``, Rust): pure functions over bytes, and verify's checks.
 
 Each function here has a readable Python reference that tests hold it byte-for-byte
 equal to (named in its docstring).
 """
 
-from collections.abc import Sequence
-from typing import Any, TypeAlias, overload
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, final, overload
 
 from otaudit.record import Columns, Entry, ResourcePart
 
@@ -163,3 +163,87 @@ def pg_copy_binary(rows: Sequence[tuple[Any, ...]], kinds: str) -> bytes:
     per letter of ``kinds`` (``q`` bigint, ``i`` integer, ``b`` bytea, ``t`` text, ``h``
     hstore given as the JSON text of a flat object of strings; None is NULL). TypeError
     for a value of the wrong type, ValueError for an hstore text that is not flat."""
+
+# -- verify (steps 1 and 2 of otaudit.verify) ------------------------------------------
+
+#: Where verify fails and what kind of failure it is: ``(seq, kind)`` for the records
+#: (kinds ``missing``, ``no-leaf``, ``extra-leaf``, ``resource``, ``invalid``, ``leaf``,
+#: ``cut``, ``column``, ``dedup-key``, ``unsure``), ``(level, "tree")`` for the tree.
+_Fault = tuple[int, str]
+#: A record signed too late: ``(seq, received_ns, checkpoint_size, later_seq, later_ns)``,
+#: the fields of :class:`otaudit.latesigning.LateRecord`.
+_Late = tuple[int, int, int, int, int]
+#: A record row for :class:`RecordStream`: ``(seq, sealed, dedup_key, columns, kept)``.
+_Row = tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
+
+def verify_sqlite(
+    uri: str,
+    begin: int,
+    end: int | None,
+    checkpoint_sizes: list[int] | None,
+    max_delay_s: int,
+    tree: bool,
+    progress: Callable[[int], object] | None = None,
+    inclusion: tuple[int, bytes] | None = None,
+) -> tuple[int, int, _Fault | None, _Fault | None, _Late | None, int | None]:
+    """Steps 1 and 2 of verify over the SQLite ledger at ``uri`` (a read-only SQLite URI),
+    read by the core itself (through the same shared libsqlite3 as :mod:`sqlite3`), checked
+    in parallel without the GIL.
+
+    Records ``[begin, end)`` (``end`` None: to the last, and no leaf may be left over)
+    against their leaves, columns, dedup keys and kept resources; with
+    ``checkpoint_sizes``, the first record signed more than ``max_delay_s`` late
+    (:class:`otaudit.latesigning.LateSigning`); with ``tree``, every stored node above
+    level 0 at the records' count; with ``inclusion`` (a signed tree size and its root)
+    and ``end``, once the records are good, each leaf of the range proven into that root
+    with an RFC 9162 inclusion proof from stored nodes (as ``verify_range`` proves them).
+    ``progress`` is called as the reference calls it (every 10,000 records), and there an
+    exception of a signal handler (KeyboardInterrupt) stops the core and is raised.
+
+    Returns ``(records checked, their sealed bytes, the records' fault, the tree's fault,
+    the late record, the first leaf not proven)``; references: ``_check_stream``,
+    ``_check_tree`` and ``verify_range`` in :mod:`otaudit.verify`, which word a fault.
+    RuntimeError: not readable as a ledger.
+    """
+
+@final
+class RecordStream:
+    """Step 1 of verify over rows a Python store reads (the PostgreSQL store), fed in
+    seq order in batches and checked in parallel without the GIL; reference
+    ``otaudit.verify._check_stream``."""
+
+    def __new__(
+        cls, begin: int, checkpoint_sizes: list[int] | None, max_delay_s: int
+    ) -> RecordStream:
+        """Records from ``begin`` on; with ``checkpoint_sizes``, also look for a record
+        signed more than ``max_delay_s`` late."""
+
+    def feed(
+        self,
+        rows: Sequence[
+            tuple[int, bytes, bytes, Sequence[object], tuple[int, bytes, bytes | None] | None]
+        ],
+        leaves: Sequence[tuple[int, bytes]],
+    ) -> _Fault | None:
+        """Take the next level-0 nodes ``(idx, hash)`` and check the next ``rows``
+        ``(seq, sealed, dedup_key, columns, kept)`` (``kept``: None, or ``(at, hash, body
+        or None)`` as :class:`otaudit.store.base.StoredResource` holds it); the first
+        fault so far, or None."""
+
+    def finish(self, end: int | None) -> tuple[int, int, _Fault | None, _Late | None]:
+        """The end of the stream (``end`` None: no leaf may be left over): ``(records
+        checked, their sealed bytes, the fault, the late record)``."""
+
+def sqlite_entry() -> int:
+    """The address of ``sqlite3_libversion`` in the SQLite library the core links; equal
+    to its address in the library :mod:`sqlite3` uses when both are one copy of SQLite
+    (two copies in one process do not see each other's POSIX locks: then
+    :func:`verify_sqlite` must not open a ledger that :mod:`sqlite3` has open)."""
+
+def scan_sqlite(uri: str, parse: bool) -> tuple[int, int]:
+    """What :func:`verify_sqlite` costs at the least, for the benchmark: every record row
+    of the SQLite ledger at ``uri`` read as it reads them (resources spliced back), with
+    ``parse`` their sealed bytes also parsed as JSON (in parallel), nothing checked.
+
+    Returns ``(records, sealed bytes)``. RuntimeError: not readable as a ledger.
+    """

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from otaudit import merkle
+from otaudit import _core, merkle
+from otaudit.errors import StoreError
 from otaudit.record import RESOURCE_COLUMN, Entry
 
 
@@ -92,10 +93,20 @@ def plan_append(
     ``range_keys(0, size)``, in that order. An entry that says where its resource lies
     is stored with the resource cut out and ``no_resource`` as its own ``resource``
     column (the resource goes to ``resources`` once). Called inside the store's write
-    lock.
+    lock. The new nodes are hashed by the compiled core (:func:`otaudit._core.node_hash`,
+    held equal to :func:`otaudit.merkle.node_hash`); StoreError if a stored node of the
+    edge is not a 32-byte hash.
     """
     held = set(held)
     edge = list(edge)
+    for at, digest in enumerate(edge):
+        if len(digest) != merkle.HASH_SIZE:
+            level, idx = range_keys(0, size)[at]
+            raise StoreError(
+                f"tree node level {level} idx {idx} is {len(digest)} bytes, not a hash;"
+                " run `otaudit verify`"
+            )
+    node_hash = _core.node_hash
     records: list[tuple[Any, ...]] = []
     resources: dict[bytes, tuple[bytes, bytes, str]] = {}
     nodes: list[tuple[int, int, bytes]] = []
@@ -122,7 +133,7 @@ def plan_append(
         level, idx, digest = 0, seq, entry.leaf
         nodes.append((0, seq, digest))
         while idx & 1:
-            digest = merkle.node_hash(edge.pop(), digest)
+            digest = node_hash(edge.pop(), digest)
             level += 1
             idx >>= 1
             nodes.append((level, idx, digest))

@@ -19,24 +19,35 @@ everything from the sealed bytes, in five steps:
 5. timing: no record stayed unsigned while the server went on receiving client
    records more than ``max_signing_delay_s`` later (:mod:`otaudit.latesigning`:
    the trace of a history rewritten and signed again).
+
+Steps 1 and 2 run in the compiled core (:mod:`otaudit._core`, in parallel and without
+the GIL; it reads a SQLite ledger itself, and takes the rows a PostgreSQL store reads
+in batches). The core only says where the first failure is; the functions here, the
+readable reference, are then run at that place, so the message is theirs. Called with
+``reference=True``, :func:`verify_ledger` and :func:`verify_range` run the reference
+alone (tests hold both to the same verdicts).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from otaudit import merkle, tree
+from otaudit import _core, merkle, tree
 from otaudit._core import is_frame
 from otaudit.checkpoint import open_checkpoint
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.errors import VerificationError
 from otaudit.keys import VerifierKey
-from otaudit.latesigning import DEFAULT_MAX_DELAY_S, LateSigning
+from otaudit.latesigning import DEFAULT_MAX_DELAY_S, LateRecord, LateSigning
 from otaudit.record import (
     COLUMN_NAMES,
     dedup_keys,
@@ -45,6 +56,8 @@ from otaudit.record import (
     resource_offset,
 )
 from otaudit.store.base import Store, StoredRecord
+from otaudit.store.sqlite import SQLiteStore
+from otaudit.store.sqlite_query import read_uri
 
 Progress = Callable[[int], object]
 
@@ -293,12 +306,36 @@ def verify_ledger(
     *,
     progress: Progress | None = None,
     max_signing_delay_s: int = DEFAULT_MAX_DELAY_S,
+    reference: bool = False,
 ) -> VerifyReport:
-    """Verify the whole ledger (steps in the module docstring); raise at the first problem."""
+    """Verify the whole ledger (steps in the module docstring); raise at the first problem.
+
+    Steps 1 and 2 run in the compiled core unless ``reference`` is true (then, and for a
+    store the core cannot read, in the Python reference); the verdict, the seq and the
+    message are the same either way.
+    """
+    if not reference:
+        try:
+            return _verify_ledger(store, key, progress, max_signing_delay_s, core=True)
+        except _Disagreement:
+            pass  # the core flagged what the reference finds good: the reference decides
+    return _verify_ledger(store, key, progress, max_signing_delay_s, core=False)
+
+
+def _verify_ledger(
+    store: Store, key: VerifierKey, progress: Progress | None, max_delay_s: int, *, core: bool
+) -> VerifyReport:
     started = time.perf_counter()
     sizes = [cp.tree_size for cp in store.checkpoints()]
-    late = LateSigning(sizes, max_signing_delay_s)
-    records, record_bytes = _check_records(store, progress, late=late)
+    run = _core_run(store, 0, None, sizes, max_delay_s, progress) if core else None
+    if run is None:
+        late = LateSigning(sizes, max_delay_s)
+        records, record_bytes = _check_records(store, progress, late=late)
+        found = late.found
+    else:
+        if run.fault is not None:
+            raise _explain_records(store, run.fault[0], None)
+        records, record_bytes, found = run.records, run.bytes, run.late
     latest = max(sizes, default=0)
     if latest > records:
         raise VerificationError(
@@ -308,13 +345,164 @@ def verify_ledger(
             expected=latest,
             computed=records,
         )
-    _check_tree(store, records)
+    if run is None or not run.tree_checked:
+        _check_tree(store, records)
+    elif run.tree_fault is not None:
+        _check_tree(store, records)  # the reference words the failure...
+        raise _Disagreement  # ...and, were it to find none, decides
     count, cp_size = _check_checkpoints(store, key, records)
-    if late.found is not None:  # reported once the checkpoints it relies on are known good
-        raise VerificationError(late.found.message(max_signing_delay_s), late.found.seq)
+    if found is not None:  # reported once the checkpoints it relies on are known good
+        raise VerificationError(found.message(max_delay_s), found.seq)
     return VerifyReport(
         records, record_bytes, time.perf_counter() - started, records, count, cp_size
     )
+
+
+class _Disagreement(Exception):
+    """The core flagged a record or node that the reference, run there, finds good."""
+
+
+@dataclass(frozen=True)
+class _CoreRun:
+    """What the core found in steps 1 and 2 (see :func:`_core_run`)."""
+
+    records: int
+    bytes: int
+    fault: tuple[int, str] | None
+    tree_checked: bool
+    tree_fault: tuple[int, str] | None
+    late: LateRecord | None
+    inclusion_checked: bool = False
+    excluded: int | None = None
+
+
+def _core_run(
+    store: Store,
+    begin: int,
+    end: int | None,
+    sizes: list[int] | None,
+    max_delay_s: int,
+    progress: Progress | None,
+    inclusion: tuple[int, bytes] | None = None,
+) -> _CoreRun | None:
+    """Steps 1 and 2 in the core: records ``[begin, end)`` (with ``sizes``, the checkpoint
+    sizes, also the late signing of step 5) and, for the whole ledger, the tree; with
+    ``inclusion`` (a signed tree size and root), on a SQLite ledger, also each leaf of
+    the range proven into that root from stored nodes (``verify_range``).
+
+    A SQLite ledger the core reads itself; other stores' rows are read here and fed to
+    it. None: the core could not read the ledger (the reference then reads it, and says
+    what is wrong).
+    """
+    if isinstance(store, SQLiteStore) and one_sqlite():
+        try:
+            records, nbytes, fault, tree_fault, late, excluded = _core.verify_sqlite(
+                read_uri(store.path),
+                begin,
+                end,
+                sizes,
+                max_delay_s,
+                end is None,
+                progress,
+                inclusion if end is not None else None,
+            )
+        except RuntimeError:
+            return None
+        proved = inclusion is not None and end is not None
+        return _CoreRun(
+            records, nbytes, fault, end is None, tree_fault, _late(late), proved, excluded
+        )
+    stream = _core.RecordStream(begin, sizes, max_delay_s)
+    # The core checks one batch (without the GIL, on a thread of its own) while the next
+    # is read here.
+    with ExitStack() as streams, ThreadPoolExecutor(1) as checker:
+        leaves = store.iter_level(0, begin)
+        rows = store.iter_records(begin, end)
+        for it in (leaves, rows):
+            streams.callback(getattr(it, "close", lambda: None))
+        checked = 0
+        pending: tuple[Future[tuple[int, str] | None], int] | None = None
+        while True:
+            batch = [_row(rec) for rec in itertools.islice(rows, _FEED_BATCH)]
+            ahead = list(itertools.islice(leaves, len(batch) or 1))  # 1: a leaf left over?
+            if pending is not None:
+                fault = pending[0].result()
+                good = pending[1] if fault is None else fault[0]
+                before, checked = checked, good - begin
+                _tell(progress, begin, before, checked)
+                if fault is not None:
+                    break
+            if not batch:
+                stream.feed([], ahead)
+                break
+            pending = checker.submit(stream.feed, batch, ahead), batch[-1][0] + 1
+    records, nbytes, fault, late = stream.finish(end)
+    return _CoreRun(records, nbytes, fault, False, None, _late(late))
+
+
+_FEED_BATCH: Final = 4096
+
+
+@functools.cache
+def one_sqlite() -> bool:
+    """Whether the compiled core links the very SQLite library :mod:`sqlite3` uses.
+
+    Only then does the core read a SQLite ledger itself: two copies of SQLite in one
+    process do not see each other's POSIX locks, and closing a file in one drops the
+    locks the other holds on it. A Python whose ``_sqlite3`` has SQLite built in (or a
+    wheel with a copy of its own) gets the core's checks over rows read by Python.
+    """
+    try:
+        import _sqlite3
+
+        python_side = ctypes.PyDLL(_sqlite3.__file__).sqlite3_libversion
+    except (ImportError, AttributeError, OSError):
+        return False
+    return ctypes.cast(python_side, ctypes.c_void_p).value == _core.sqlite_entry()
+
+
+def _row(rec: StoredRecord) -> tuple[Any, ...]:
+    kept = rec.resource
+    part = None if kept is None else (kept.at, kept.hash, kept.body)
+    return rec.seq, rec.sealed, rec.dedup_key, rec.columns, part
+
+
+def _tell(progress: Progress | None, begin: int, before: int, after: int) -> None:
+    """Report each multiple of 10,000 of the seq passed between ``before`` and ``after``
+    records checked, as the reference does record by record."""
+    if progress is None:
+        return
+    for seq in range((begin + before) // 10_000 * 10_000 + 10_000, begin + after + 1, 10_000):
+        progress(seq - begin)
+
+
+def _late(found: tuple[int, int, int, int, int] | None) -> LateRecord | None:
+    return None if found is None else LateRecord(*found)
+
+
+def _explain_records(store: Store, seq: int, end: int | None) -> VerificationError:
+    """The reference's own failure at ``seq``, where the core found one in step 1.
+
+    The reference runs from ``seq`` on and must fail there; if it passes that record
+    instead, :class:`_Disagreement`.
+    """
+
+    def through(records: Iterator[StoredRecord]) -> Iterator[StoredRecord]:
+        for rec in records:
+            yield rec
+            if rec.seq >= seq:
+                raise _Disagreement
+
+    with ExitStack() as streams:
+        leaves = store.iter_level(0, seq)
+        records = store.iter_records(seq, end)
+        for it in (leaves, records):
+            streams.callback(getattr(it, "close", lambda: None))
+        try:
+            _check_stream(leaves, through(records), None, seq, end, None)
+        except VerificationError as exc:
+            return exc
+    raise _Disagreement
 
 
 def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
@@ -355,14 +543,38 @@ def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
 
 
 def verify_range(
-    store: Store, key: VerifierKey, begin: int, end: int | None, *, progress: Progress | None = None
+    store: Store,
+    key: VerifierKey,
+    begin: int,
+    end: int | None,
+    *,
+    progress: Progress | None = None,
+    reference: bool = False,
 ) -> VerifyReport:
     """Verify records ``[begin, end)`` and their inclusion in the latest signed checkpoint.
 
-    Each record's columns and leaf hash are rechecked, and its leaf is proven
+    Each record's columns and leaf hash are rechecked (in the compiled core unless
+    ``reference`` is true, as in :func:`verify_ledger`), and its leaf is proven
     into the signed root with an RFC 9162 inclusion proof built from stored
     nodes (path nodes shared by neighbouring records are computed once).
     """
+    if not reference:
+        try:
+            return _verify_range(store, key, begin, end, progress, core=True)
+        except _Disagreement:
+            pass  # the core flagged what the reference finds good: the reference decides
+    return _verify_range(store, key, begin, end, progress, core=False)
+
+
+def _verify_range(
+    store: Store,
+    key: VerifierKey,
+    begin: int,
+    end: int | None,
+    progress: Progress | None,
+    *,
+    core: bool,
+) -> VerifyReport:
     started = time.perf_counter()
     count, cp_size = _check_checkpoints(store, key, store.tree_size())
     root = store.checkpoints()[-1].root_hash
@@ -387,10 +599,21 @@ def verify_range(
             ) from exc
 
     # 1. Each record against its stored leaf; 2. each (now checked) leaf into the signed root.
-    checked, total_bytes = _check_records(store, progress, begin, end)
-    for idx, leaf in store.iter_level(0, begin):
-        if idx >= end:
-            break
-        included(idx, bytes(leaf))
+    run = _core_run(store, begin, end, None, 0, progress, (cp_size, root)) if core else None
+    if run is None:
+        checked, total_bytes = _check_records(store, progress, begin, end)
+    elif run.fault is not None:
+        raise _explain_records(store, run.fault[0], end)
+    else:
+        checked, total_bytes = run.records, run.bytes
+    if run is not None and run.inclusion_checked:
+        if run.excluded is not None:  # the reference words it, or decides
+            included(run.excluded, store.nodes([(0, run.excluded)])[0])
+            raise _Disagreement
+    else:
+        for idx, leaf in store.iter_level(0, begin):
+            if idx >= end:
+                break
+            included(idx, bytes(leaf))
     seconds = time.perf_counter() - started
     return VerifyReport(checked, total_bytes, seconds, store.tree_size(), count, cp_size)

@@ -1,0 +1,489 @@
+//! The checks of step 1 and 2 on small hand-made ledgers (the cross-check against the
+//! Python reference on real ledgers is `tests/core/test_verify_crosscheck.py`).
+
+use super::*;
+
+/// Columns of a fake derivation: the pipeline, NULLs, and `{}` for the resource.
+struct Fake;
+
+impl Derive for Fake {
+    fn columns(&self, envelope: &Value) -> Option<Vec<Cell>> {
+        let mut out = vec![Cell::Null; COLUMNS];
+        out[0] = Cell::Text(envelope.get("pipeline")?.as_str()?.to_owned());
+        out[RESOURCE_COLUMN] = Cell::Text("{}".into());
+        Some(out)
+    }
+}
+
+fn sealed(i: i64) -> Vec<u8> {
+    format!(
+        "{{\"otaudit\":1,\"pipeline\":\"otlp\",\"received_at\":\"{}\",\"record\":{{\"n\":{i},\"resource\":{{\"attributes\":{{}}}},\"scope\":{{}}}}}}",
+        1_000 + i
+    )
+    .into_bytes()
+}
+
+fn content(s: &[u8]) -> &[u8] {
+    let at = memmem::find(s, RECORD_MARKER).unwrap();
+    &s[at + RECORD_MARKER.len()..s.len() - 1]
+}
+
+fn row(i: i64) -> Row {
+    let s = sealed(i);
+    let mut key = Sha256::new();
+    key.update(b"{\"otaudit\":1,\"pipeline\":\"otlp\"");
+    key.update(RECORD_MARKER);
+    key.update(content(&s));
+    key.update(b"}");
+    let mut columns = vec![Cell::Null; COLUMNS];
+    columns[0] = Cell::Text("otlp".into());
+    columns[RESOURCE_COLUMN] = Cell::Text("{}".into());
+    Row {
+        seq: i,
+        dedup_key: key.finalize()[..16].to_vec(),
+        sealed: s,
+        columns: Stored::Cells(columns),
+        kept: None,
+        unsure: false,
+    }
+}
+
+fn set(row: &mut Row, i: usize, value: Cell) {
+    match &mut row.columns {
+        Stored::Cells(cells) => cells[i] = value,
+        Stored::Raw { .. } => unreachable!(),
+    }
+}
+
+fn ledger(n: i64) -> (Vec<Row>, Vec<Node>) {
+    let rows: Vec<Row> = (0..n).map(row).collect();
+    let leaves = rows
+        .iter()
+        .map(|r| (r.seq, merkle::leaf_hash(&r.sealed).to_vec()))
+        .collect();
+    (rows, leaves)
+}
+
+fn run(rows: &[Row], leaves: Vec<Node>, end: Option<i64>) -> Option<Fault> {
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None);
+    for chunk in rows.chunks(3) {
+        if !records.feed(chunk) {
+            break;
+        }
+    }
+    records.finish(end)
+}
+
+fn fault(at: i64, kind: Kind) -> Option<Fault> {
+    Some(Fault { at, kind })
+}
+
+#[test]
+fn a_good_ledger_passes() {
+    let (rows, leaves) = ledger(10);
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None);
+    assert!(records.feed(&rows));
+    assert_eq!(records.finish(None), None);
+    assert_eq!(records.count(), 10);
+    assert_eq!(
+        records.bytes(),
+        rows.iter().map(|r| r.sealed.len() as u64).sum::<u64>()
+    );
+}
+
+#[test]
+fn each_kind_of_record_fault_is_found_at_its_seq() {
+    let (mut rows, leaves) = ledger(10);
+    set(&mut rows[4], 0, Cell::Text("other".into()));
+    rows[7].sealed[20] ^= 1;
+    assert_eq!(run(&rows, leaves.clone(), None), fault(4, Kind::Column));
+    rows[4] = row(4);
+    assert_eq!(run(&rows, leaves.clone(), None), fault(7, Kind::Invalid));
+    rows[7] = row(7);
+    let at = memmem::find(&rows[7].sealed, b"1007").unwrap();
+    rows[7].sealed[at + 3] = b'9'; // still a valid record: only its leaf differs
+    assert_eq!(run(&rows, leaves.clone(), None), fault(7, Kind::Leaf));
+    rows[7] = row(7);
+    rows[2].dedup_key[0] ^= 1;
+    assert_eq!(run(&rows, leaves.clone(), None), fault(2, Kind::DedupKey));
+    rows[2] = row(2);
+    set(&mut rows[3], 5, Cell::Other);
+    assert_eq!(run(&rows, leaves, None), fault(3, Kind::Unsure));
+}
+
+#[test]
+fn the_old_content_key_is_accepted() {
+    let (mut rows, leaves) = ledger(3);
+    rows[1].dedup_key = Sha256::digest(content(&rows[1].sealed))[..16].to_vec();
+    assert_eq!(run(&rows, leaves, None), None);
+}
+
+#[test]
+fn gaps_missing_and_extra_leaves_are_found() {
+    let (rows, leaves) = ledger(10);
+    let mut gap = rows.clone();
+    gap.remove(5);
+    assert_eq!(run(&gap, leaves.clone(), None), fault(5, Kind::Missing));
+    let mut no_leaf = leaves.clone();
+    no_leaf.remove(6);
+    assert_eq!(run(&rows, no_leaf, None), fault(6, Kind::NoLeaf));
+    assert_eq!(
+        run(&rows[..8], leaves.clone(), None),
+        fault(8, Kind::ExtraLeaf)
+    );
+    assert_eq!(
+        run(&rows[..8], leaves.clone(), Some(10)),
+        fault(8, Kind::Missing)
+    );
+    assert_eq!(run(&rows[..8], leaves, Some(8)), None);
+}
+
+#[test]
+fn a_kept_resource_is_checked_and_its_cut_too() {
+    let (mut rows, leaves) = ledger(2);
+    let body = b"{\"attributes\":{}}".to_vec();
+    let hash = Sha256::digest(&body).to_vec();
+    let at = resource_offset(&rows[0].sealed, &body);
+    assert!(at > 0);
+    let res = Arc::new(Resource::new(body.clone(), &hash, Cell::Null));
+    rows[0].kept = Some(Kept {
+        at,
+        hash: hash.clone(),
+        body: Some(res.clone()),
+    });
+    assert_eq!(run(&rows, leaves.clone(), None), None);
+    rows[0].kept = Some(Kept {
+        at: at + 1,
+        hash: hash.clone(),
+        body: Some(res),
+    });
+    assert_eq!(run(&rows, leaves.clone(), None), fault(0, Kind::Cut));
+    rows[0].kept = Some(Kept {
+        at,
+        hash: hash.clone(),
+        body: None,
+    });
+    assert_eq!(run(&rows, leaves.clone(), None), fault(0, Kind::Resource));
+    let wrong = Arc::new(Resource::new(b"{}".to_vec(), &hash, Cell::Null));
+    rows[0].kept = Some(Kept {
+        at,
+        hash,
+        body: Some(wrong),
+    });
+    assert_eq!(run(&rows, leaves, None), fault(0, Kind::Resource));
+}
+
+fn levels(leaves: &[Node]) -> Vec<Vec<Node>> {
+    let mut out = vec![leaves.to_vec()];
+    loop {
+        let below = out.last().unwrap();
+        if below.len() < 2 {
+            break;
+        }
+        let next: Vec<Node> = below
+            .chunks_exact(2)
+            .map(|p| {
+                let l: &[u8; 32] = p[0].1.as_slice().try_into().unwrap();
+                let r: &[u8; 32] = p[1].1.as_slice().try_into().unwrap();
+                (p[0].0 / 2, merkle::node_hash(l, r).to_vec())
+            })
+            .collect();
+        out.push(next);
+    }
+    out
+}
+
+fn check_level(level: u32, size: i64, children: &[Node], stored: &[Node]) -> Result<(), Fault> {
+    let mut c = children.iter().cloned();
+    let mut s = stored.iter().cloned();
+    super::check_level::<()>(level, size, || Ok(c.next()), || Ok(s.next())).unwrap()
+}
+
+#[test]
+fn tree_levels_are_checked_against_their_children() {
+    let (_, leaves) = ledger(11);
+    let tree = levels(&leaves);
+    for lvl in 1..tree.len() {
+        assert_eq!(
+            check_level(lvl as u32, 11, &tree[lvl - 1], &tree[lvl]),
+            Ok(())
+        );
+    }
+    let mut bad = tree[2].clone();
+    bad[1].1[3] ^= 1;
+    assert!(check_level(2, 11, &tree[1], &bad).is_err());
+    let mut short = tree[1].clone();
+    short.pop();
+    assert!(check_level(1, 11, &tree[0], &short).is_err());
+    let mut extra = tree[1].clone();
+    extra.push((5, vec![0; 32]));
+    assert!(check_level(1, 11, &tree[0], &extra).is_err());
+}
+
+/// Row `i` with its columns as the SQLite reader keeps them.
+fn raw(i: i64, resource: Span) -> Row {
+    let mut r = row(i);
+    let mut spans = vec![Span::Null; COLUMNS];
+    spans[0] = Span::Text(0, 4);
+    spans[RESOURCE_COLUMN] = resource;
+    r.columns = Stored::Raw {
+        buf: b"otlp{}".to_vec(),
+        spans,
+    };
+    r
+}
+
+#[test]
+fn raw_columns_compare_as_the_cells_do() {
+    let (_, leaves) = ledger(3);
+    let rows: Vec<Row> = (0..3).map(|i| raw(i, Span::Text(4, 6))).collect();
+    assert_eq!(run(&rows, leaves.clone(), None), None);
+    let mut bad = rows.clone();
+    if let Stored::Raw { spans, .. } = &mut bad[1].columns {
+        spans[0] = Span::Text(0, 3); // "otl"
+    }
+    assert_eq!(run(&bad, leaves.clone(), None), fault(1, Kind::Column));
+    let mut bad = rows.clone();
+    if let Stored::Raw { spans, .. } = &mut bad[2].columns {
+        spans[7] = Span::Int(0);
+    }
+    assert_eq!(run(&bad, leaves.clone(), None), fault(2, Kind::Column));
+    let mut odd = rows;
+    if let Stored::Raw { spans, .. } = &mut odd[0].columns {
+        spans[3] = Span::Other;
+    }
+    assert_eq!(run(&odd, leaves, None), fault(0, Kind::Unsure));
+}
+
+#[test]
+fn a_row_without_its_own_resource_column_takes_the_kept_one() {
+    let (_, leaves) = ledger(1);
+    let rows = vec![raw(0, Span::Flat)];
+    // No kept resource: NULL stands in, not what the record says.
+    assert_eq!(run(&rows, leaves.clone(), None), fault(0, Kind::Column));
+    let body = b"{\"attributes\":{}}".to_vec();
+    let hash = Sha256::digest(&body).to_vec();
+    let at = resource_offset(&rows[0].sealed, &body);
+    for (flat, want) in [("{}", None), ("{\"a\":\"b\"}", fault(0, Kind::Column))] {
+        let mut with_flat = rows.clone();
+        let res = Resource::new(body.clone(), &hash, Cell::Text(flat.into()));
+        with_flat[0].kept = Some(Kept {
+            at,
+            hash: hash.clone(),
+            body: Some(Arc::new(res)),
+        });
+        assert_eq!(run(&with_flat, leaves.clone(), None), want);
+    }
+}
+
+#[test]
+fn progress_is_told_at_each_multiple_of_ten_thousand() {
+    let mut told = Vec::new();
+    let mut tell = |n: i64| {
+        told.push(n);
+        true
+    };
+    assert!(sqlite::report_progress(5, 0, 9_994, &mut tell));
+    assert!(sqlite::report_progress(5, 9_994, 9_995, &mut tell));
+    assert!(sqlite::report_progress(5, 9_995, 40_000, &mut tell));
+    assert_eq!(told, vec![9_995, 19_995, 29_995, 39_995]);
+    assert!(!sqlite::report_progress(0, 0, 20_000, &mut |_| false));
+}
+
+// -- the SQLite reader -------------------------------------------------------------------
+
+/// A SQLite ledger file of `n` records in this process's temp directory: records
+/// 0..n/2 whole, the others with their resource kept once; every tree node stored.
+fn sqlite_ledger(name: &str, n: i64) -> (std::path::PathBuf, rusqlite::Connection) {
+    let path = std::env::temp_dir().join(format!("otaudit-core-{}-{name}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let columns: Vec<String> = sqlite::COLUMN_NAMES
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY, sealed BLOB, dedup_key BLOB, {},
+           resource_hash BLOB, resource_at INTEGER);
+         CREATE TABLE resources (hash BLOB PRIMARY KEY, body BLOB, flat TEXT);
+         CREATE TABLE tree_nodes (level INTEGER, idx INTEGER, hash BLOB,
+           PRIMARY KEY (level, idx));",
+        columns.join(", ")
+    ))
+    .unwrap();
+    let body = b"{\"attributes\":{}}".to_vec();
+    let hash = Sha256::digest(&body).to_vec();
+    conn.execute(
+        "INSERT INTO resources VALUES (?1, ?2, '{}')",
+        rusqlite::params![hash, body],
+    )
+    .unwrap();
+    let (rows, leaves) = ledger(n);
+    let marks = vec!["?"; COLUMNS + 5].join(", ");
+    for r in &rows {
+        let mut values: Vec<rusqlite::types::Value> = vec![r.seq.into()];
+        let (stored, resource, kept_hash, at) = if r.seq < n / 2 {
+            (r.sealed.clone(), "{}", None, None)
+        } else {
+            let at = resource_offset(&r.sealed, &body) as usize;
+            let mut cut = r.sealed[..at].to_vec();
+            cut.extend_from_slice(&r.sealed[at + body.len()..]);
+            (cut, "", Some(hash.clone()), Some(at as i64))
+        };
+        values.push(stored.into());
+        values.push(r.dedup_key.clone().into());
+        values.push("otlp".to_string().into());
+        for _ in 1..RESOURCE_COLUMN {
+            values.push(rusqlite::types::Value::Null);
+        }
+        values.push(resource.to_string().into());
+        values.push(kept_hash.into());
+        values.push(at.into());
+        conn.execute(
+            &format!("INSERT INTO records VALUES ({marks})"),
+            rusqlite::params_from_iter(values),
+        )
+        .unwrap();
+    }
+    for (lvl, nodes) in levels(&leaves).iter().enumerate() {
+        for (idx, h) in nodes {
+            conn.execute(
+                "INSERT INTO tree_nodes VALUES (?1, ?2, ?3)",
+                rusqlite::params![lvl as i64, idx, h],
+            )
+            .unwrap();
+        }
+    }
+    (path, conn)
+}
+
+fn verify_file(path: &std::path::Path, begin: i64, end: Option<i64>) -> sqlite::Outcome {
+    let ask = sqlite::Ask {
+        begin,
+        end,
+        late: None,
+        tree: true,
+        inclusion: None,
+    };
+    let uri = format!("file:{}?mode=ro", path.display());
+    sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+}
+
+#[test]
+fn the_sqlite_reader_splices_resources_back_and_checks_the_tree() {
+    let (path, conn) = sqlite_ledger("good", 13);
+    let out = verify_file(&path, 0, None);
+    assert_eq!(
+        (out.records, out.records_fault, out.tree_fault),
+        (13, None, None)
+    );
+    let (rows, _) = ledger(13);
+    assert_eq!(
+        out.bytes,
+        rows.iter().map(|r| r.sealed.len() as u64).sum::<u64>()
+    );
+    let ranged = verify_file(&path, 4, Some(9));
+    assert_eq!((ranged.records, ranged.records_fault), (5, None));
+    let tampered: [(&str, Option<Fault>, Option<Fault>); 6] = [
+        (
+            "UPDATE records SET resource_at = resource_at + 1 WHERE seq = 8",
+            fault(8, Kind::Invalid),
+            None,
+        ),
+        (
+            "UPDATE records SET pipeline = 'otlq' WHERE seq = 2",
+            fault(2, Kind::Column),
+            None,
+        ),
+        (
+            "UPDATE records SET resource = '' WHERE seq = 3",
+            fault(3, Kind::Column),
+            None,
+        ),
+        (
+            "UPDATE resources SET flat = '{\"x\":\"y\"}'",
+            fault(6, Kind::Column),
+            None,
+        ),
+        (
+            "DELETE FROM records WHERE seq = 4",
+            fault(4, Kind::Missing),
+            None,
+        ),
+        (
+            "DELETE FROM tree_nodes WHERE level = 2 AND idx = 1",
+            None,
+            Some(Fault {
+                at: 2,
+                kind: Kind::Tree,
+            }),
+        ),
+    ];
+    drop(conn);
+    let _ = std::fs::remove_file(&path);
+    for (i, (statement, records_fault, tree_fault)) in tampered.into_iter().enumerate() {
+        let (path, conn) = sqlite_ledger(&format!("case{i}"), 13);
+        conn.execute_batch(statement).unwrap();
+        drop(conn);
+        let out = verify_file(&path, 0, None);
+        assert_eq!(
+            (out.records_fault, out.tree_fault),
+            (records_fault, tree_fault),
+            "{statement}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+fn root_of(leaves: &[Node]) -> Vec<u8> {
+    fn mth(h: &[[u8; 32]]) -> [u8; 32] {
+        if h.len() == 1 {
+            return h[0];
+        }
+        let k = 1usize << (usize::BITS - 1 - (h.len() - 1).leading_zeros());
+        merkle::node_hash(&mth(&h[..k]), &mth(&h[k..]))
+    }
+    let hashes: Vec<[u8; 32]> = leaves
+        .iter()
+        .map(|(_, h)| h.as_slice().try_into().unwrap())
+        .collect();
+    mth(&hashes).to_vec()
+}
+
+#[test]
+fn a_range_is_proven_into_the_signed_root_from_the_stored_nodes() {
+    let (_, leaves) = ledger(13);
+    let root = root_of(&leaves);
+    let prove = |path: &std::path::Path, begin: i64, end: i64, root: &[u8]| {
+        let ask = sqlite::Ask {
+            begin,
+            end: Some(end),
+            late: None,
+            tree: false,
+            inclusion: Some((13, root.to_vec())),
+        };
+        let uri = format!("file:{}?mode=ro", path.display());
+        sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+    };
+    let (path, conn) = sqlite_ledger("proofs", 13);
+    drop(conn);
+    for (begin, end) in [(0, 13), (3, 9), (12, 13), (5, 5)] {
+        let out = prove(&path, begin, end, &root);
+        assert_eq!(
+            (out.records, out.excluded),
+            (end - begin, None),
+            "{begin}..{end}"
+        );
+    }
+    let mut other = root.clone();
+    other[0] ^= 1;
+    assert_eq!(prove(&path, 3, 9, &other).excluded, Some(3));
+    let _ = std::fs::remove_file(&path);
+    // A node of the right edge changed: every leaf left of it reads it in its proof.
+    let (path, conn) = sqlite_ledger("edge", 13);
+    conn.execute_batch("UPDATE tree_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 12")
+        .unwrap();
+    drop(conn);
+    assert_eq!(prove(&path, 2, 12, &root).excluded, Some(2));
+    let _ = std::fs::remove_file(&path);
+}
