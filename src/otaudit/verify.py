@@ -394,7 +394,7 @@ def _core_run(
     it. None: the core could not read the ledger (the reference then reads it, and says
     what is wrong).
     """
-    if isinstance(store, SQLiteStore) and one_sqlite():
+    if isinstance(store, SQLiteStore) and one_sqlite() and not _has_frames(store):
         try:
             records, nbytes, fault, tree_fault, late, excluded = _core.verify_sqlite(
                 read_uri(store.path),
@@ -444,6 +444,13 @@ _FEED_BATCH: Final = 4096
 
 
 @functools.cache
+def _has_frames(store: SQLiteStore) -> bool:
+    """Whether the ledger may hold compressed rows (schema 6 on: ``store.codec``). The
+    core's own SQLite reader reads rows as they are stored, so such a ledger's rows are
+    read (and decompressed) by Python and checked by the core in batches."""
+    return store.schema_version() >= 6
+
+
 def one_sqlite() -> bool:
     """Whether the compiled core links the very SQLite library :mod:`sqlite3` uses.
 
