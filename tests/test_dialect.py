@@ -60,6 +60,19 @@ ORDER BY time_unix_nano DESC"""
             "WHERE timestamp < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+7.0 days')",
         ),
         ("SELECT now_column FROM t -- NOW()", "SELECT now_column FROM t -- NOW()"),
+        (
+            "SELECT r.attributes['audit.action'] FROM t r WHERE attributes['audit.action'] = 'x'",
+            "SELECT r.action FROM t r WHERE action = 'x'",
+        ),
+        (
+            "WITH t AS (SELECT attributes FROM x) SELECT attributes['audit.action'] FROM t",
+            "WITH t AS (SELECT attributes FROM x)"
+            " SELECT json_extract(attributes, '$.\"audit.action\"') FROM t",
+        ),
+        (
+            "SELECT resource['audit.action'] FROM t",
+            "SELECT json_extract(resource, '$.\"audit.action\"') FROM t",
+        ),
     ],
     ids=[
         "attribute",
@@ -70,6 +83,9 @@ ORDER BY time_unix_nano DESC"""
         "now-minus-interval",
         "current-timestamp-plus-week",
         "comment",
+        "action-column",
+        "action-in-a-cte",
+        "action-of-resource",
     ],
 )
 def test_translation(sql: str, expected: str) -> None:

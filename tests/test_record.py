@@ -184,3 +184,20 @@ def test_a_map_attribute_sent_out_of_order_gives_the_columns_verify_derives() ->
     envelope, _ = parse_sealed(entry.sealed)
     assert entry.columns == derive_columns(envelope)
     assert entry.columns.actor_role == '{"a":"2","z":"1"}'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [s("login"), AnyValue(int_value=-(2**63)), AnyValue(bool_value=True),
+     AnyValue(double_value=0.5), AnyValue(bytes_value=b"\x00\xff"), s("")],
+    ids=["string", "int", "bool", "double", "bytes", "empty"],
+)  # fmt: skip
+def test_the_action_column_is_the_text_the_attributes_column_holds(value: AnyValue) -> None:
+    # The SQL dialect reads attributes['audit.action'] from the action column (indexed).
+    req = golden_request()
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    del span.attributes[:]
+    span.attributes.extend([kv("audit.action", value)])
+    ((obj, content),) = select_spans(req, "audit.action").records
+    columns = seal(obj, content, "otlp", RECEIVED_NS).columns
+    assert columns.action == json.loads(columns.attributes)["audit.action"]

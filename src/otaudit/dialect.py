@@ -12,7 +12,10 @@ literals and quoted identifiers only:
 
 - ``attributes['key']`` and ``resource['key']`` (optionally qualified, e.g.
   ``r.attributes['key']``) read the attribute's text value:
-  ``json_extract(attributes, '$."key"')``;
+  ``json_extract(attributes, '$."key"')``; in a query with one ``SELECT`` (no subquery
+  or CTE that could name its own ``attributes``), ``attributes['audit.action']`` reads
+  the ``action`` column instead, which holds that same text for every record (both
+  are derived from the sealed bytes and checked by ``verify``) and is indexed;
 - ``NOW()`` and ``CURRENT_TIMESTAMP`` are the current UTC time in the
   ``timestamp`` column's RFC 3339 form;
 - ``NOW() - INTERVAL 'N unit'`` (and ``+``) shifts it by seconds, minutes,
@@ -47,6 +50,8 @@ WHERE attributes['audit.action'] = 'role_update'
 ORDER BY timestamp DESC;"""
 
 _MAP_COLUMNS: Final = frozenset({"attributes", "resource"})
+#: Attributes a typed column of every ledger view and table holds as the same text.
+_TYPED_ATTRIBUTES: Final = {("attributes", "audit.action"): "action"}
 _INTERVAL_RE: Final = re.compile(
     r"\s*([0-9]+(?:\.[0-9]+)?)\s*(second|minute|hour|day|week|month|year)s?\s*", re.IGNORECASE
 )
@@ -188,6 +193,7 @@ def _extract(tokens: list[tuple[str, str]], open_at: int) -> tuple[str, int] | N
 def to_sqlite(sql: str) -> str:
     """Translate the user dialect to SQLite (see the module docstring)."""
     tokens = _tokens(sql)
+    typed = sum(1 for kind, text in tokens if kind == "word" and text.lower() == "select") == 1
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -220,7 +226,11 @@ def to_sqlite(sql: str) -> str:
                         column = out[-2] + "." + text  # a qualified column: r.attributes[...]
                         del out[-2:]
                     path = _sql_string('$."' + key + '"')
-                    out.append(f"json_extract({column}, {path})")
+                    field = _TYPED_ATTRIBUTES.get((lower, key)) if typed else None
+                    if field is None:
+                        out.append(f"json_extract({column}, {path})")
+                    else:
+                        out.append(column[: -len(text)] + field)
                     i = k + 1
                     continue
         if kind == "word" and lower in ("now", "current_timestamp"):

@@ -33,6 +33,7 @@ from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guard
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
 from otaudit.status import ServerInfo
+from otaudit.store.sqlite import SQLiteStore
 from otaudit.tls import TlsSettings
 
 log = logging.getLogger("otaudit.server")
@@ -133,6 +134,8 @@ def serve(settings: ServeSettings) -> None:
         )
         servers.append((read_app, read_socket))
     detector, notifier = _detector(settings, data, sequencer)
+    if isinstance(store, SQLiteStore):  # checkpoints of its WAL off the writer's path
+        sequencer.on_commit.append(store.checkpoint_in_background().wake)
     sequencer.start()
     if detector is not None:
         detector.start()

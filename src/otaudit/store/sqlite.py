@@ -27,6 +27,7 @@ from otaudit.store.migrations import Migration
 from otaudit.store.sql import SQLStore
 from otaudit.store.sqlite_query import read_uri
 from otaudit.store.sqlite_schema import DEDUP_TIME, MIGRATIONS
+from otaudit.store.walcheckpoint import WalCheckpointer
 from otaudit.tree import AppendPlan
 
 _INSERT_RECORD: Final = (
@@ -75,6 +76,7 @@ class SQLiteDriver:
         self.label = str(path)
         self._bytes = stored_bytes_reader(conn)
         self._encoder_loaded = False
+        self.wal: WalCheckpointer | None = None
 
     def _error(self, action: str, exc: Exception) -> StoreError:
         return StoreError(f"{action} failed on {self.path}: {exc}")
@@ -241,7 +243,10 @@ class SQLiteDriver:
         return (bytes(rows[0][0]), str(rows[0][1])) if rows else None
 
     def close(self) -> None:
-        """Close the connection."""
+        """Stop the WAL checkpoints, if they run in a thread; close the connection."""
+        if self.wal is not None:
+            self.wal.stop()
+            self.wal = None
         self.conn.close()
 
 
@@ -266,7 +271,8 @@ class SQLiteStore(SQLStore):
             uri = f"file:{path}?mode=rwc"
         try:
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            super().__init__(SQLiteDriver(conn, path))
+            self._sqlite = SQLiteDriver(conn, path)
+            super().__init__(self._sqlite)
             conn.execute("PRAGMA busy_timeout = 10000")
             if readonly:
                 conn.execute("PRAGMA query_only = ON")
@@ -280,3 +286,12 @@ class SQLiteStore(SQLStore):
                 mig.require_current(self.schema_version(), MIGRATIONS, str(path))
         except sqlite3.Error as exc:
             raise StoreError(f"opening the ledger failed on {path}: {exc}") from exc
+
+    def checkpoint_in_background(self) -> WalCheckpointer:
+        """Run the WAL's checkpoints in a thread of their own from now until :meth:`close`
+        (``serve``: :mod:`otaudit.store.walcheckpoint`); wake it after each commit."""
+        driver = self._sqlite
+        if driver.wal is None:
+            driver.wal = WalCheckpointer(self.path, driver.conn)
+            driver.wal.start()
+        return driver.wal
