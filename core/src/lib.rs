@@ -2,8 +2,9 @@
 //!
 //! Pure functions over bytes: RFC 9162 hashing, and (in the modules added beside this
 //! one) OTLP decoding, sealing and verification. The Python package keeps every policy,
-//! every message a user reads and all I/O but one: verify reads a SQLite ledger itself
-//! ([`verify::sqlite`]), read-only; [`python`] is the thin binding layer, built
+//! every message a user reads and all I/O but two: verify reads a SQLite ledger itself
+//! ([`verify::sqlite`]), read-only, and the SQLite store's appends run their statements
+//! here ([`append`]); [`python`] is the thin binding layer, built
 //! only with the `python` feature (maturin turns it on), so `cargo test` needs no
 //! interpreter.
 
@@ -13,6 +14,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod append;
 pub mod canonical;
 pub mod codec;
 pub mod columns;

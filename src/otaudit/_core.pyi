@@ -126,6 +126,24 @@ def prepare_logs(
     request_bytes: int | None = None,
 ) -> EntryOutcome: ...
 
+class SqliteWriter:
+    """One writing connection to an existing SQLite ledger (``synchronous=FULL``), on the
+    system libsqlite3; statements run without the GIL. Errors are ``sqlite3.IntegrityError``
+    (a constraint or trigger refused a row) or ``sqlite3.OperationalError``."""
+
+    def __init__(self, path: str) -> None: ...
+    def execute(self, sql: str) -> None:
+        """Run statements without parameters (``BEGIN IMMEDIATE``, ``COMMIT``, a pragma)."""
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open."""
+    def insert(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run ``sql`` once per row (None, int, float, str or bytes values), in order."""
+    def close(self) -> None:
+        """Close the connection."""
+
 class Codec:
     """zstd frames for stored record bytes, with at most one dictionary to compress with
     and any number to read with; bytes that are not a frame read back as they are."""

@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod append;
 mod codec;
 mod hashing;
 mod pgcopy;
@@ -10,6 +11,7 @@ mod verify;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    append::register(m)?;
     codec::register(m)?;
     hashing::register(m)?;
     pgcopy::register(m)?;

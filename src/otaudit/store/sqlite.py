@@ -1,12 +1,14 @@
 """The embedded store: one SQLite database in WAL mode.
 
 Durability: ``synchronous=FULL``, so a commit is on disk (the WAL is fsynced)
-before ``append`` returns. Append-only: triggers abort any UPDATE or DELETE
-on the ledger tables. One ``serve`` owns a SQLite ledger, so the head lock
-is SQLite's own write lock (``BEGIN IMMEDIATE``) and the signer's turn is
-always its own. User SQL runs elsewhere, on connections of its own
-(:mod:`otaudit.store.sqlite_query`). The statements themselves are shared
-with PostgreSQL (:mod:`otaudit.store.sql`).
+before ``append`` returns. An append's rows are written by the compiled core
+(:class:`otaudit._core.SqliteWriter`, a second connection on the same libsqlite3,
+statements stepped without the GIL); everything else uses Python's ``sqlite3``.
+Append-only: triggers abort any UPDATE or DELETE on the ledger tables. One
+``serve`` owns a SQLite ledger, so the head lock is SQLite's own write lock
+(``BEGIN IMMEDIATE``) and the signer's turn is always its own. User SQL runs
+elsewhere, on connections of its own (:mod:`otaudit.store.sqlite_query`). The
+statements themselves are shared with PostgreSQL (:mod:`otaudit.store.sql`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
+from otaudit import _core
 from otaudit.errors import ConfigError, StoreError, UnstorableRecords
 from otaudit.record import COLUMN_NAMES, Entry
 from otaudit.store import codec
@@ -77,6 +80,8 @@ class SQLiteDriver:
         self._bytes = stored_bytes_reader(conn)
         self._encoder_loaded = False
         self.wal: WalCheckpointer | None = None
+        self._writer: _core.SqliteWriter | None = None
+        self._autocheckpoint = ""
 
     def _error(self, action: str, exc: Exception) -> StoreError:
         return StoreError(f"{action} failed on {self.path}: {exc}")
@@ -130,17 +135,34 @@ class SQLiteDriver:
             out.append(bytes(rows[0][0]) if rows else None)
         return out
 
+    def _writing(self) -> _core.SqliteWriter:
+        """The appends' connection, opened on first use."""
+        if self._writer is None:
+            self._writer = _core.SqliteWriter(str(self.path))
+            if self._autocheckpoint:
+                self._writer.execute(self._autocheckpoint)
+        return self._writer
+
+    def set_checkpoints(self, pragmas: str) -> None:
+        """Run the WAL checkpoint pragmas on both connections (each commits)."""
+        self._autocheckpoint = pragmas
+        self.conn.executescript(pragmas)
+        if self._writer is not None:
+            self._writer.execute(pragmas)
+
     @contextmanager
     def head_lock(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` (SQLite's write lock) ... ``COMMIT``; rolled back on error."""
-        conn = self.conn
+        """``BEGIN IMMEDIATE`` (SQLite's write lock) ... ``COMMIT`` on the appends'
+        connection; rolled back on error. Reads inside it on ``conn`` see the last commit,
+        which nothing else can change while the lock is held."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            writer = self._writing()
+            writer.execute("BEGIN IMMEDIATE")
             try:
                 yield
-                conn.execute("COMMIT")
+                writer.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                writer.rollback()
                 raise
         except (OverflowError, sqlite3.DataError) as exc:  # a value SQLite cannot hold
             raise UnstorableRecords(f"SQLite cannot store a value of these records: {exc}") from exc
@@ -164,8 +186,9 @@ class SQLiteDriver:
         return held
 
     def insert(self, plan: AppendPlan) -> None:
-        """``executemany`` of the records (their bytes compressed), resources and tree
-        nodes; trains the ledger's dictionary first when it is time (``store.codec``)."""
+        """The records (their bytes compressed), resources and tree nodes, written by the
+        core's writer; trains the ledger's dictionary first when it is time
+        (``store.codec``)."""
         records = plan.records
         if records:
             if not self._encoder_loaded:
@@ -173,9 +196,10 @@ class SQLiteDriver:
             if self._bytes.wants_dictionary(records[0][0]):
                 self._train(records)
             records = self._bytes.encode_rows(records)
-        self.conn.executemany(_INSERT_RECORD, records)
-        self.conn.executemany(_INSERT_RESOURCE, plan.resources)
-        self.conn.executemany(_INSERT_NODE, plan.nodes)
+        writer = self._writing()
+        writer.insert(_INSERT_RECORD, records)
+        writer.insert(_INSERT_RESOURCE, plan.resources)
+        writer.insert(_INSERT_NODE, plan.nodes)
 
     def _load_encoder(self) -> None:
         """Compress with the ledger's latest dictionary, if it has one."""
@@ -195,9 +219,9 @@ class SQLiteDriver:
         samples += [bytes(r[1]) for r in records[: codec.TRAIN_SAMPLES]]
         trained = self._bytes.train(samples, int(records[0][0]))
         if trained is not None:
-            self.conn.execute(
+            self._writing().insert(
                 "INSERT INTO dictionaries (id, body, created_at) VALUES (?, ?, ?)",
-                (trained[0], trained[1], codec.created_at()),
+                [(trained[0], trained[1], codec.created_at())],
             )
 
     def signer_turn(self) -> AbstractContextManager[bool]:
@@ -247,6 +271,9 @@ class SQLiteDriver:
         if self.wal is not None:
             self.wal.stop()
             self.wal = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.conn.close()
 
 
@@ -292,6 +319,6 @@ class SQLiteStore(SQLStore):
         (``serve``: :mod:`otaudit.store.walcheckpoint`); wake it after each commit."""
         driver = self._sqlite
         if driver.wal is None:
-            driver.wal = WalCheckpointer(self.path, driver.conn)
+            driver.wal = WalCheckpointer(self.path, driver.set_checkpoints)
             driver.wal.start()
         return driver.wal

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -41,14 +42,15 @@ JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 class WalCheckpointer:
     """A daemon thread that checkpoints ``path``'s WAL while it changes.
 
-    ``writer`` is the appending connection: its automatic checkpoints are moved to
-    :data:`FALLBACK_PAGES` while the thread runs and given back by :meth:`stop`.
+    ``pragmas`` runs pragmas on the ledger's writing connections: their automatic
+    checkpoints are moved to :data:`FALLBACK_PAGES` while the thread runs and given
+    back by :meth:`stop`.
     """
 
-    def __init__(self, path: Path, writer: sqlite3.Connection, *, gap_s: float = GAP_S) -> None:
+    def __init__(self, path: Path, pragmas: Callable[[str], None], *, gap_s: float = GAP_S) -> None:
         self.path = path
         self.wal = path.with_name(path.name + "-wal")
-        self.writer = writer
+        self.pragmas = pragmas
         self.gap_s = gap_s
         #: Checkpoints run (a figure for tests and benchmarks).
         self.checkpoints = 0
@@ -64,8 +66,10 @@ class WalCheckpointer:
 
     def start(self) -> None:
         """Take the writer's checkpoints over and start the thread."""
-        self.writer.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")
-        self.writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        self.pragmas(
+            f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES};"
+            f" PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};"
+        )
         self._thread.start()
 
     def wake(self) -> None:
@@ -80,7 +84,7 @@ class WalCheckpointer:
             self._thread.join()
         self._checkpoint()
         self._conn.close()
-        self.writer.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_PAGES}")
+        self.pragmas(f"PRAGMA wal_autocheckpoint = {DEFAULT_PAGES};")
 
     def _changed(self) -> bool:
         try:
