@@ -8,8 +8,11 @@
 
 use std::time::Duration;
 
+use rayon::prelude::*;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::codec::Codec;
 
 /// Why a statement failed: SQLite's message, and whether a constraint refused it (a
 /// trigger's `RAISE(ABORT)`, a `NOT NULL`, a key already held).
@@ -87,6 +90,24 @@ impl Writer {
     }
 }
 
+/// Replace the blob in `column` of every row by its zstd frame (rows in parallel); a
+/// row whose `column` is not a blob is left as it is.
+pub fn compress_column(
+    rows: &mut [Vec<Value>],
+    column: usize,
+    codec: &Codec,
+) -> Result<(), WriteError> {
+    rows.par_iter_mut().try_for_each(|row| {
+        if let Some(Value::Blob(bytes)) = row.get_mut(column) {
+            *bytes = codec.compress(bytes).map_err(|e| WriteError {
+                constraint: false,
+                message: format!("compressing a record failed: {e}"),
+            })?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +175,25 @@ mod tests {
                 message: "append-only: UPDATE on t refused".into()
             }
         );
+    }
+
+    #[test]
+    fn a_compressed_column_reads_back_as_the_bytes_it_was() {
+        let codec = Codec::new(3);
+        let body = b"a record, a record, a record, a record".to_vec();
+        let mut rows = vec![
+            row(0, None),
+            vec![Value::Integer(1), Value::Blob(body.clone())],
+        ];
+        rows[1].push(Value::Null);
+        compress_column(&mut rows, 1, &codec).unwrap();
+        let Value::Blob(frame) = &rows[1][1] else {
+            panic!("not a blob")
+        };
+        assert!(crate::codec::is_frame(frame));
+        assert_eq!(codec.decode(frame, 1 << 20).unwrap().as_ref(), &body[..]);
+        compress_column(&mut rows, 2, &codec).unwrap(); // text and NULL stay as they are
+        assert_eq!(rows[0][2], Value::Null);
     }
 
     #[test]

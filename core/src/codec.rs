@@ -59,6 +59,8 @@ thread_local! {
     /// One decompression context per thread, made once (making one costs more than
     /// decompressing a record).
     static DCTX: std::cell::RefCell<DCtx<'static>> = std::cell::RefCell::new(DCtx::create());
+    /// One compression context per thread, kept between calls (creating one allocates).
+    static CCTX: std::cell::RefCell<CCtx<'static>> = std::cell::RefCell::new(CCtx::create());
 }
 
 /// Whether stored bytes are a zstd frame (else they are the record's bytes as they are).
@@ -130,18 +132,21 @@ impl Codec {
 
     /// One zstd frame per item, compressed in parallel.
     pub fn compress_many(&self, items: &[&[u8]]) -> std::io::Result<Vec<Vec<u8>>> {
-        items
-            .par_iter()
-            .map_init(CCtx::create, |cctx, item| {
-                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(item.len()));
-                match &self.encoder {
-                    Some((_, cdict)) => cctx.compress_using_cdict(&mut out, item, cdict),
-                    None => cctx.compress(&mut out, item, self.level),
-                }
-                .map_err(|code| std::io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
-                Ok(out)
-            })
-            .collect()
+        items.par_iter().map(|item| self.compress(item)).collect()
+    }
+
+    /// One zstd frame of `item`, on this thread.
+    pub fn compress(&self, item: &[u8]) -> std::io::Result<Vec<u8>> {
+        CCTX.with(|cctx| {
+            let mut cctx = cctx.borrow_mut();
+            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(item.len()));
+            match &self.encoder {
+                Some((_, cdict)) => cctx.compress_using_cdict(&mut out, item, cdict),
+                None => cctx.compress(&mut out, item, self.level),
+            }
+            .map_err(|code| std::io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
+            Ok(out)
+        })
     }
 
     /// The record's bytes: `stored` itself unless it is a zstd frame, which is

@@ -139,8 +139,14 @@ class SqliteWriter:
     @property
     def in_transaction(self) -> bool:
         """Whether a transaction is open."""
-    def insert(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Run ``sql`` once per row (None, int, float, str or bytes values), in order."""
+    def insert(
+        self,
+        sql: str,
+        rows: Sequence[tuple[Any, ...]],
+        compress: tuple[int, Codec] | None = None,
+    ) -> None:
+        """Run ``sql`` once per row (None, int, float, str or bytes values), in order; with
+        ``compress``, that column's bytes become zstd frames of ``Codec`` first."""
     def close(self) -> None:
         """Close the connection."""
 

@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString, PyTuple};
 use rusqlite::types::Value;
 
-use crate::append::{WriteError, Writer};
+use super::codec::PyCodec;
+use crate::append::{compress_column, WriteError, Writer};
 
 /// One writing connection to a SQLite ledger. Errors are `sqlite3.IntegrityError` (a
 /// constraint or trigger refused a row) or `sqlite3.OperationalError`, with SQLite's
@@ -69,14 +70,31 @@ impl PyWriter {
     }
 
     /// Run `sql` once per row (a tuple of None, int, float, str or bytes); the values are
-    /// copied first, then the rows written without the GIL. OverflowError for an int
-    /// beyond 64 bits, TypeError for any other type, before anything is written.
-    fn insert(&self, py: Python<'_>, sql: &str, rows: Vec<Bound<'_, PyTuple>>) -> PyResult<()> {
-        let values = rows
+    /// copied first, then the rows written without the GIL. With `compress` (a column
+    /// index and a Codec), that column's bytes are written as zstd frames, compressed in
+    /// parallel. OverflowError for an int beyond 64 bits, TypeError for any other type,
+    /// before anything is written.
+    #[pyo3(signature = (sql, rows, compress = None))]
+    fn insert(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        rows: Vec<Bound<'_, PyTuple>>,
+        compress: Option<(usize, PyRef<'_, PyCodec>)>,
+    ) -> PyResult<()> {
+        let mut values = rows
             .iter()
             .map(|row| row.iter().map(|v| value(&v)).collect::<PyResult<Vec<_>>>())
             .collect::<PyResult<Vec<_>>>()?;
-        self.with(py, |w| w.insert(sql, &values))
+        let codec = compress
+            .as_ref()
+            .map(|(column, codec)| (*column, &codec.inner));
+        self.with(py, move |w| {
+            if let Some((column, codec)) = codec {
+                compress_column(&mut values, column, codec)?;
+            }
+            w.insert(sql, &values)
+        })
     }
 
     /// Close the connection (later calls raise RuntimeError).

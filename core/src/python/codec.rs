@@ -10,8 +10,8 @@ use crate::codec;
 /// frames compressed with any dictionary it holds; bytes that are not a frame read back
 /// as they are.
 #[pyclass(name = "Codec", module = "otaudit._core")]
-struct PyCodec {
-    inner: codec::Codec,
+pub(crate) struct PyCodec {
+    pub(crate) inner: codec::Codec,
 }
 
 #[pymethods]

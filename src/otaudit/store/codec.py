@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from otaudit import _core
 
@@ -72,10 +72,10 @@ class StoredBytes:
             return None
         return dictionary_id, body
 
-    def encode_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The record rows ``(seq, stored, ...)`` with their stored bytes compressed."""
-        frames = self._codec.compress_many([row[1] for row in rows])
-        return [(row[0], frame, *row[2:]) for row, frame in zip(rows, frames, strict=True)]
+    @property
+    def encoder(self) -> _core.Codec:
+        """The codec new rows are compressed with (the writer compresses as it binds)."""
+        return self._codec
 
     def decode(self, stored: bytes) -> bytes:
         """The bytes a row keeps, decompressed if they are a frame. A frame that cannot be

@@ -186,8 +186,8 @@ class SQLiteDriver:
         return held
 
     def insert(self, plan: AppendPlan) -> None:
-        """The records (their bytes compressed), resources and tree nodes, written by the
-        core's writer; trains the ledger's dictionary first when it is time
+        """The records (their bytes compressed as they are bound), resources and tree nodes,
+        written by the core's writer; trains the ledger's dictionary first when it is time
         (``store.codec``)."""
         records = plan.records
         if records:
@@ -195,9 +195,8 @@ class SQLiteDriver:
                 self._load_encoder()
             if self._bytes.wants_dictionary(records[0][0]):
                 self._train(records)
-            records = self._bytes.encode_rows(records)
         writer = self._writing()
-        writer.insert(_INSERT_RECORD, records)
+        writer.insert(_INSERT_RECORD, records, (1, self._bytes.encoder))
         writer.insert(_INSERT_RESOURCE, plan.resources)
         writer.insert(_INSERT_NODE, plan.nodes)
 
