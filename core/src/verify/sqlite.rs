@@ -1,27 +1,34 @@
 //! Steps 1 and 2 of verify read straight from a SQLite ledger file.
 //!
 //! Reading the rows is most of the work of verify (more than hashing them), so the core
-//! reads them itself: one thread steps through `records` in seq order, with the level-0
-//! nodes beside them, and splices each row's resource back (as
-//! `otaudit.store.resources.stored_record` does) while the others check the previous
-//! batch; the tree is then checked level against level, streamed too. It links the system's shared libsqlite3, the one
+//! reads them itself, on as many threads as there are cores: each has a connection of
+//! its own and takes a chunk of seqs at a time (the k-th chunk on the (k mod threads)-th
+//! thread), steps through its `records` rows in seq order with the level-0 nodes beside
+//! them, decodes each row's stored bytes (a zstd frame decompressed: [`super::frames`]),
+//! splices its resource back (as `otaudit.store.resources.stored_record` does) and
+//! checks it; the chunks' outcomes are taken in seq order. The tree is then checked
+//! level against level, streamed too. It links the system's shared libsqlite3, the one
 //! Python's `sqlite3` module uses (rusqlite without `bundled`): two copies of SQLite in
 //! one process would not see each other's POSIX locks (`otaudit.verify.one_sqlite`
 //! makes sure they are one library before it calls the core here).
 //!
-//! Everything is read in one read transaction, so a server appending meanwhile does
-//! not make the tree look longer than the records.
+//! The records' end and the tree are read in one read transaction, so a server
+//! appending meanwhile does not make the tree look longer than the records; the reading
+//! threads' own transactions start later, and read only seqs below that end (rows are
+//! append-only: the same in every later snapshot).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use super::frames::Frames;
 use super::inclusion;
 use super::late::LateSigning;
-use super::{check_level, Cell, Derive, Fault, Kept, Kind, Node, Records, Resource, Row};
+use super::{check_level, Cell, Derive, Fault, Kept, Kind, Node, Resource, Row, Run};
 use super::{Span, Stored};
 use super::{COLUMNS, RESOURCE_COLUMN};
 
@@ -50,7 +57,8 @@ pub const COLUMN_NAMES: [&str; COLUMNS] = [
     "resource",
 ];
 
-const BATCH: usize = 2048;
+/// How many seqs a reading thread takes at a time.
+const CHUNK: i64 = 8192;
 
 /// What verify asks of the records (`verify_ledger`: all; `verify_range`: a range).
 #[derive(Debug, Clone)]
@@ -64,6 +72,9 @@ pub struct Ask {
     /// Prove each leaf of `[begin, end)` into this (tree size, root) from stored nodes
     /// (`verify_range`), once the records are good.
     pub inclusion: Option<(i64, Vec<u8>)>,
+    /// The most bytes a stored frame may decompress to
+    /// (`otaudit.store.codec.MAX_RECORD_BYTES`).
+    pub max_record_bytes: usize,
 }
 
 /// What the core found.
@@ -157,8 +168,13 @@ impl Resources<'_> {
     }
 }
 
-/// The record of one `records` row, as `stored_record` makes it.
-fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, String> {
+/// The record of one `records` row, as `stored_record` makes it (its stored bytes
+/// decoded first, as `SQLiteDriver.record_values` decodes them).
+fn row(
+    r: &rusqlite::Row<'_>,
+    resources: &mut Resources<'_>,
+    frames: &mut Frames<'_>,
+) -> Result<Row, String> {
     let get = |i: usize| r.get_ref(i).map_err(sql_error);
     let seq = match get(0)? {
         ValueRef::Integer(i) => i,
@@ -172,8 +188,17 @@ fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, Stri
             other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default()
         }
     };
-    let stored = blob(get(1)?);
+    let mut odd_frame = false;
+    let stored = match get(1)? {
+        ValueRef::Blob(b) => {
+            let (bytes, odd) = frames.decode(b);
+            odd_frame = odd;
+            bytes
+        }
+        other => blob(other),
+    };
     let dedup_key = blob(get(2)?);
+    unsure |= odd_frame;
     let mut buf = Vec::new();
     let mut spans = Vec::with_capacity(COLUMNS);
     for i in 0..COLUMNS {
@@ -422,102 +447,179 @@ pub fn open(uri: &str) -> Result<Connection, String> {
     Ok(conn)
 }
 
-/// Read records `[begin, end)` (`end` None: all from `begin`) in seq order on a thread
-/// of their own, with as many level-0 nodes from `begin` on as there are records (the
-/// i-th leaf for the i-th record, as the reference pairs them) and then one more (a leaf
-/// left over), handing them to `sink` in batches on this one until it returns false;
-/// the connection is handed back (a connection is not shared between threads).
-fn stream_rows(
-    conn: Connection,
-    begin: i64,
-    end: Option<i64>,
-    mut sink: impl FnMut(Vec<Row>, Vec<Node>) -> bool,
-) -> Result<Connection, String> {
-    let (tx, rx) = sync_channel::<(Vec<Row>, Vec<Node>)>(2);
-    let reader = std::thread::spawn(move || -> Result<Connection, String> {
-        {
-            let mut stmt = conn
-                .prepare(&records_sql(end.is_some()))
-                .map_err(sql_error)?;
-            let mut leaf_stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
-            let mut leaves = leaf_stmt.query([0, begin]).map_err(sql_error)?;
-            let mut resources = Resources {
+/// The level-0 nodes with idx in `[?1, ?2)`, in idx order.
+const LEAVES_SQL: &str =
+    "SELECT idx, hash FROM tree_nodes WHERE level = 0 AND idx >= ?1 AND idx < ?2 ORDER BY idx";
+
+/// What one thread reads record rows with: statements of its own connection.
+struct Reader<'c> {
+    records: rusqlite::Statement<'c>,
+    leaves: rusqlite::Statement<'c>,
+    resources: Resources<'c>,
+    frames: Frames<'c>,
+}
+
+impl<'c> Reader<'c> {
+    fn new(conn: &'c Connection, max_record_bytes: usize) -> Result<Self, String> {
+        Ok(Reader {
+            records: conn.prepare(&records_sql(true)).map_err(sql_error)?,
+            leaves: conn.prepare(LEAVES_SQL).map_err(sql_error)?,
+            resources: Resources {
                 stmt: conn
                     .prepare("SELECT body, flat FROM resources WHERE hash = ?1")
                     .map_err(sql_error)?,
                 held: HashMap::new(),
                 odd: HashMap::new(),
                 bytes: 0,
-            };
-            let mut rows = match end {
-                Some(end) => stmt.query([begin, end]),
-                None => stmt.query([begin]),
+            },
+            frames: Frames::new(conn, max_record_bytes),
+        })
+    }
+
+    /// The rows of seqs `[lo, hi)` in seq order, each with the next level-0 node of
+    /// idx in `[lo, hi)` (the i-th for the i-th row, as the reference pairs them), to
+    /// `each` until it returns false.
+    fn rows(
+        &mut self,
+        lo: i64,
+        hi: i64,
+        mut each: impl FnMut(&Row, Option<&Node>) -> bool,
+    ) -> Result<(), String> {
+        let mut rows = self.records.query([lo, hi]).map_err(sql_error)?;
+        let mut leaves = self.leaves.query([lo, hi]).map_err(sql_error)?;
+        while let Some(r) = rows.next().map_err(sql_error)? {
+            let record = row(r, &mut self.resources, &mut self.frames)?;
+            let leaf = next_node(&mut leaves)?;
+            if !each(&record, leaf.as_ref()) {
+                break;
             }
-            .map_err(sql_error)?;
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut stopped = false;
-            loop {
-                let next = rows.next().map_err(sql_error)?;
-                if let Some(r) = next {
-                    batch.push(row(r, &mut resources)?);
-                }
-                if batch.len() == BATCH || (next.is_none() && !batch.is_empty()) {
-                    let mut nodes = Vec::with_capacity(batch.len());
-                    while nodes.len() < batch.len() {
-                        match next_node(&mut leaves)? {
-                            Some(node) => nodes.push(node),
-                            None => break,
+        }
+        Ok(())
+    }
+}
+
+/// How many threads read (and check) records: one a core, at least two.
+fn readers() -> i64 {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 16)) as i64
+}
+
+/// The end of the records from `begin` (`end`: at most that): one past the highest seq
+/// (`begin`: none).
+fn records_end(conn: &Connection, begin: i64, end: Option<i64>) -> Result<i64, String> {
+    let highest: Option<i64> = conn
+        .query_row(
+            "SELECT max(seq) FROM records WHERE seq >= ?1",
+            [begin],
+            |r| r.get(0),
+        )
+        .map_err(sql_error)?;
+    let after = highest.map_or(begin, |seq| seq.saturating_add(1));
+    Ok(end.map_or(after, |end| after.min(end)).max(begin))
+}
+
+/// Seqs `[begin, end)` read in chunks on [`readers`] threads, each with a connection of
+/// its own to `uri` in a read transaction: `work` makes a `T` of each chunk `[lo, hi)`
+/// there, and `take` is handed them here in seq order until it returns false.
+fn in_chunks<T: Send>(
+    uri: &str,
+    begin: i64,
+    end: i64,
+    max_record_bytes: usize,
+    work: impl Fn(&mut Reader<'_>, i64, i64) -> Result<T, String> + Sync,
+    mut take: impl FnMut(T) -> bool,
+) -> Result<(), String> {
+    let threads = readers();
+    let chunks = (end.saturating_sub(begin).max(0) + CHUNK - 1) / CHUNK;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let mut outs = Vec::new();
+        let mut handles = Vec::new();
+        for first in 0..threads.min(chunks) {
+            let (tx, rx) = sync_channel::<Result<T, String>>(2);
+            outs.push(rx);
+            let (work, stop) = (&work, &stop);
+            handles.push(scope.spawn(move || {
+                let read = || -> Result<(), String> {
+                    let conn = open(uri)?;
+                    conn.execute_batch("BEGIN").map_err(sql_error)?;
+                    let mut reader = Reader::new(&conn, max_record_bytes)?;
+                    let mut k = first;
+                    while k < chunks && !stop.load(Ordering::Relaxed) {
+                        let lo = begin + k * CHUNK;
+                        let out = work(&mut reader, lo, (lo + CHUNK).min(end))?;
+                        if tx.send(Ok(out)).is_err() {
+                            break; // the taker stopped
                         }
+                        k += threads;
                     }
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.send((full, nodes)).is_err() {
-                        stopped = true; // the sink stopped
+                    Ok(())
+                };
+                if let Err(e) = read() {
+                    let _ = tx.send(Err(e));
+                }
+            }));
+        }
+        let mut outcome = Ok(());
+        for k in 0..chunks {
+            match outs[(k % threads) as usize].recv() {
+                Ok(Ok(out)) => {
+                    if !take(out) {
                         break;
                     }
                 }
-                if next.is_none() {
+                Ok(Err(e)) => {
+                    outcome = Err(e);
+                    break;
+                }
+                Err(_) => {
+                    outcome = Err("a reader thread stopped".to_string());
                     break;
                 }
             }
-            if !stopped {
-                let extra: Vec<Node> = next_node(&mut leaves)?.into_iter().collect();
-                let _ = tx.send((Vec::new(), extra));
+        }
+        stop.store(true, Ordering::Relaxed);
+        drop(outs);
+        for handle in handles {
+            if handle.join().is_err() {
+                outcome = Err("a reader thread panicked".to_string());
             }
         }
-        Ok(conn)
-    });
-    for (rows, leaves) in rx.iter() {
-        if !sink(rows, leaves) {
-            break;
-        }
-    }
-    drop(rx);
-    reader
-        .join()
-        .map_err(|_| "the reader thread panicked".to_string())?
+        outcome
+    })
 }
 
 /// What verify costs at the least, for the benchmark: every record row of the ledger at
-/// `uri` read and its resource spliced back as verify does it (with `parse`, its sealed
-/// bytes also parsed as JSON, in parallel), nothing checked. Returns (records, bytes).
-pub fn scan(uri: &str, parse: bool) -> Result<(i64, u64), String> {
-    use rayon::prelude::*;
+/// `uri` read, decoded and its resource spliced back as verify does it (with `parse`,
+/// its sealed bytes also parsed as JSON), on verify's reading threads, nothing checked.
+/// Returns (records, bytes).
+pub fn scan(uri: &str, parse: bool, max_record_bytes: usize) -> Result<(i64, u64), String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
+    let end = records_end(&conn, 0, None)?;
     let (mut count, mut bytes) = (0i64, 0u64);
-    let conn = stream_rows(conn, 0, None, |rows, _| {
-        if parse {
-            let parsed = rows
-                .par_iter()
-                .with_min_len(64)
-                .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.sealed).is_ok())
-                .count();
-            count += parsed as i64 - rows.len() as i64; // rows that do not parse do not count
-        }
-        count += rows.len() as i64;
-        bytes += rows.iter().map(|r| r.sealed.len() as u64).sum::<u64>();
-        true
-    })?;
+    in_chunks(
+        uri,
+        0,
+        end,
+        max_record_bytes,
+        |reader, lo, hi| {
+            let (mut count, mut bytes) = (0i64, 0u64);
+            reader.rows(lo, hi, |r, _| {
+                // rows that do not parse do not count
+                if !parse || serde_json::from_slice::<serde_json::Value>(&r.sealed).is_ok() {
+                    count += 1;
+                }
+                bytes += r.sealed.len() as u64;
+                true
+            })?;
+            Ok((count, bytes))
+        },
+        |(n, b)| {
+            count += n;
+            bytes += b;
+            true
+        },
+    )?;
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok((count, bytes))
 }
@@ -536,27 +638,63 @@ pub fn verify(
 ) -> Result<Outcome, String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
-    let late = ask
+    let mut late = ask
         .late
         .as_ref()
         .map(|(sizes, max)| LateSigning::new(sizes, *max));
-    let mut records = Records::new(derive, ask.begin, Vec::new(), late);
+    let end = records_end(&conn, ask.begin, ask.end)?;
+    let (mut count, mut bytes) = (0i64, 0u64);
+    let mut records_fault = None;
     let mut stopped = false;
-    let conn = stream_rows(conn, ask.begin, ask.end, |rows, leaves| {
-        records.add_leaves(leaves);
-        let before = records.count();
-        let good = records.feed(&rows);
-        if !report_progress(ask.begin, before, records.count(), progress) {
-            stopped = true;
-            return false;
-        }
-        good
-    })?;
+    in_chunks(
+        uri,
+        ask.begin,
+        end,
+        ask.max_record_bytes,
+        |reader, lo, hi| {
+            let mut run = Run::new(lo);
+            reader.rows(lo, hi, |row, leaf| run.push(row, leaf, &*derive))?;
+            run.end(hi);
+            Ok(run)
+        },
+        |run| {
+            if let Some(late) = &mut late {
+                run.tell(late);
+            }
+            let before = count;
+            count += run.count();
+            bytes += run.bytes;
+            if !report_progress(ask.begin, before, count, progress) {
+                stopped = true;
+                return false;
+            }
+            records_fault = run.fault;
+            records_fault.is_none()
+        },
+    )?;
     if stopped {
         return Err("stopped by its progress callback".into());
     }
-    let records_fault = records.finish(ask.end);
-    let count = records.count();
+    // The stream's end: with `end`, every seq below it was there; without, no leaf is
+    // left over.
+    let next = ask.begin + count;
+    if records_fault.is_none() {
+        records_fault = match ask.end {
+            Some(end) if next < end => Some(Fault {
+                at: next,
+                kind: Kind::Missing,
+            }),
+            Some(_) => None,
+            None => {
+                let mut stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
+                let mut leaves = stmt.query([0, next]).map_err(sql_error)?;
+                next_node(&mut leaves)?.map(|_| Fault {
+                    at: next,
+                    kind: Kind::ExtraLeaf,
+                })
+            }
+        };
+    }
     let mut tree_fault = None;
     if ask.tree && records_fault.is_none() && ask.begin == 0 && ask.end.is_none() {
         tree_fault = check_tree(&conn, count)?;
@@ -568,10 +706,10 @@ pub fn verify(
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok(Outcome {
         records: count,
-        bytes: records.bytes(),
+        bytes,
         records_fault,
         tree_fault,
-        late: records.late.and_then(|l| l.found),
+        late: late.and_then(|l| l.found),
         excluded,
     })
 }
