@@ -39,9 +39,10 @@ impl<'c> Frames<'c> {
         }
     }
 
-    /// The bytes a row keeps, decompressed if they are a frame, and whether the
-    /// reference might read them differently (its dictionary's row is not a BLOB).
-    pub fn decode(&mut self, stored: &[u8]) -> (Vec<u8>, bool) {
+    /// The bytes a row keeps, decompressed if they are a frame (with room for `spare`
+    /// more bytes), and whether the reference might read them differently (its
+    /// dictionary's row is not a BLOB).
+    pub fn decode(&mut self, stored: &[u8], spare: usize) -> (Vec<u8>, bool) {
         if !codec::is_frame(stored) {
             return (stored.to_vec(), false);
         }
@@ -50,8 +51,12 @@ impl<'c> Frames<'c> {
             self.fetch_dictionary(wanted);
         }
         let odd = !self.odd.is_empty() && self.odd.contains(&wanted);
-        match self.codec.decode(stored, self.max_bytes) {
-            Ok(bytes) => (bytes.into_owned(), odd),
+        let mut out = Vec::new();
+        match self
+            .codec
+            .decompress(stored, self.max_bytes, spare, &mut out)
+        {
+            Ok(()) => (out, odd),
             Err(_) => (stored.to_vec(), odd),
         }
     }

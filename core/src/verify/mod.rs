@@ -88,6 +88,20 @@ impl Resource {
             None => -1,
         }
     }
+
+    /// Whether `offset_in(sealed) == at`, searching only from `at` on: the member is
+    /// there, and no occurrence of it starts after it (the last one is the one there).
+    pub fn is_cut_at(&self, sealed: &[u8], at: i64) -> bool {
+        let key = RESOURCE_KEY.len();
+        let Some(start) = usize::try_from(at).ok().and_then(|at| at.checked_sub(key)) else {
+            return self.offset_in(sealed) == at;
+        };
+        let member = self.member.needle();
+        sealed
+            .get(start..)
+            .is_some_and(|tail| tail.starts_with(member))
+            && self.member.rfind(&sealed[start + 1..]).is_none()
+    }
 }
 
 fn member_of(body: &[u8]) -> Vec<u8> {
@@ -336,7 +350,7 @@ fn check_record(row: &Row, leaf: &[u8], derive: &dyn Derive) -> Result<Seen, Kin
         ..
     }) = &row.kept
     {
-        if res.offset_in(sealed) != *at {
+        if !res.is_cut_at(sealed, *at) {
             return Err(Kind::Cut);
         }
     }

@@ -116,9 +116,9 @@ type Found = Option<Arc<Resource>>;
 /// (then it starts again), as `otaudit.store.resources.ResourceCache` keeps them.
 struct Resources<'c> {
     stmt: rusqlite::Statement<'c>,
-    held: HashMap<Vec<u8>, Found>,
-    /// A resources row the reference would read differently (not a BLOB body...).
-    odd: HashMap<Vec<u8>, bool>,
+    /// Each with whether the reference would read its row differently (not a BLOB
+    /// body...).
+    held: HashMap<Vec<u8>, (Found, bool)>,
     bytes: usize,
 }
 
@@ -126,8 +126,8 @@ const RESOURCE_BYTES: usize = 64 << 20;
 
 impl Resources<'_> {
     fn get(&mut self, hash: &[u8]) -> Result<(Found, bool), String> {
-        if let Some(found) = self.held.get(hash) {
-            return Ok((found.clone(), self.odd.get(hash).copied().unwrap_or(false)));
+        if let Some((found, odd)) = self.held.get(hash) {
+            return Ok((found.clone(), *odd));
         }
         let mut rows = self.stmt.query([hash]).map_err(sql_error)?;
         let (found, odd) = match rows.next().map_err(sql_error)? {
@@ -158,12 +158,10 @@ impl Resources<'_> {
         let size = found.as_ref().map_or(0, |res| res.body.len());
         if self.bytes + size > RESOURCE_BYTES {
             self.held.clear();
-            self.odd.clear();
             self.bytes = 0;
         }
         self.bytes += size;
-        self.held.insert(hash.to_vec(), found.clone());
-        self.odd.insert(hash.to_vec(), odd);
+        self.held.insert(hash.to_vec(), (found.clone(), odd));
         Ok((found, odd))
     }
 }
@@ -181,6 +179,38 @@ fn row(
         _ => return Err("records.seq is not an integer".into()),
     };
     let mut unsure = false;
+    // The resource kept once, first: the stored bytes are decoded with room for it.
+    let (hash, at) = (get(3 + COLUMNS)?, get(4 + COLUMNS)?);
+    let kept = if matches!((hash, at), (ValueRef::Null, ValueRef::Null)) {
+        None
+    } else {
+        let at = match at {
+            ValueRef::Null => -1,
+            ValueRef::Integer(i) => i,
+            _ => {
+                unsure = true;
+                -1
+            }
+        };
+        let (hash, found, odd) = match hash {
+            ValueRef::Null => (Vec::new(), None, false),
+            ValueRef::Blob(h) => {
+                let (found, odd) = resources.get(h)?;
+                (h.to_vec(), found, odd)
+            }
+            _ => (Vec::new(), None, true),
+        };
+        unsure |= odd;
+        Some(Kept {
+            at,
+            hash,
+            body: found,
+        })
+    };
+    let spare = kept
+        .as_ref()
+        .and_then(|k| k.body.as_ref())
+        .map_or(0, |res| res.body.len());
     let mut blob = |v: ValueRef<'_>| match v {
         ValueRef::Blob(b) => b.to_vec(),
         other => {
@@ -189,9 +219,9 @@ fn row(
         }
     };
     let mut odd_frame = false;
-    let stored = match get(1)? {
+    let mut sealed = match get(1)? {
         ValueRef::Blob(b) => {
-            let (bytes, odd) = frames.decode(b);
+            let (bytes, odd) = frames.decode(b, spare);
             odd_frame = odd;
             bytes
         }
@@ -199,7 +229,7 @@ fn row(
     };
     let dedup_key = blob(get(2)?);
     unsure |= odd_frame;
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(1024);
     let mut spans = Vec::with_capacity(COLUMNS);
     for i in 0..COLUMNS {
         spans.push(match get(3 + i)? {
@@ -213,62 +243,31 @@ fn row(
             ValueRef::Real(_) | ValueRef::Blob(_) => Span::Other,
         });
     }
-    let hash = get(3 + COLUMNS)?;
-    let at = get(4 + COLUMNS)?;
-    if matches!((hash, at), (ValueRef::Null, ValueRef::Null)) {
-        return Ok(Row {
-            seq,
-            sealed: stored,
-            dedup_key,
-            columns: Stored::Raw { buf, spans },
-            kept: None,
-            unsure,
-        });
-    }
-    let at = match at {
-        ValueRef::Null => -1,
-        ValueRef::Integer(i) => i,
-        _ => {
-            unsure = true;
-            -1
-        }
-    };
-    let (hash, found, odd) = match hash {
-        ValueRef::Null => (Vec::new(), None, false),
-        ValueRef::Blob(h) => {
-            let (found, odd) = resources.get(h)?;
-            (h.to_vec(), found, odd)
-        }
-        _ => (Vec::new(), None, true),
-    };
-    unsure |= odd;
-    let mut sealed = stored;
-    if let Some(res) = &found {
-        if at >= 0 && at as usize <= sealed.len() {
-            let at = at as usize;
-            let mut whole = Vec::with_capacity(sealed.len() + res.body.len());
-            whole.extend_from_slice(&sealed[..at]);
-            whole.extend_from_slice(&res.body);
-            whole.extend_from_slice(&sealed[at..]);
-            sealed = whole;
+    if let Some(Kept {
+        at,
+        body: Some(res),
+        ..
+    }) = &kept
+    {
+        if *at >= 0 && *at as usize <= sealed.len() {
+            let at = *at as usize;
+            sealed.splice(at..at, res.body.iter().copied());
         }
     }
-    // No resource column of its own (NULL or ''): the kept resource's stands in.
-    match spans[RESOURCE_COLUMN] {
-        Span::Null => spans[RESOURCE_COLUMN] = Span::Flat,
-        Span::Text(a, b) if a == b => spans[RESOURCE_COLUMN] = Span::Flat,
-        _ => {}
+    if kept.is_some() {
+        // No resource column of its own (NULL or ''): the kept resource's stands in.
+        match spans[RESOURCE_COLUMN] {
+            Span::Null => spans[RESOURCE_COLUMN] = Span::Flat,
+            Span::Text(a, b) if a == b => spans[RESOURCE_COLUMN] = Span::Flat,
+            _ => {}
+        }
     }
     Ok(Row {
         seq,
         sealed,
         dedup_key,
         columns: Stored::Raw { buf, spans },
-        kept: Some(Kept {
-            at,
-            hash,
-            body: found,
-        }),
+        kept,
         unsure,
     })
 }
@@ -469,7 +468,6 @@ impl<'c> Reader<'c> {
                     .prepare("SELECT body, flat FROM resources WHERE hash = ?1")
                     .map_err(sql_error)?,
                 held: HashMap::new(),
-                odd: HashMap::new(),
                 bytes: 0,
             },
             frames: Frames::new(conn, max_record_bytes),

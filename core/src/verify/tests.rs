@@ -682,3 +682,23 @@ fn the_sqlite_readers_chunks_meet_at_their_edges() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn the_cut_is_checked_from_where_it_is_as_from_the_start() {
+    let body = b"{\"attributes\":{}}".to_vec();
+    let res = Resource::new(body.clone(), &Sha256::digest(&body), Cell::Null);
+    let member = [RESOURCE_KEY, body.as_slice(), SCOPE_KEY].concat();
+    let once = [b"{\"a\":1".as_slice(), &member, b"{}}"].concat();
+    let twice = [once.as_slice(), &member, b"{}}"].concat();
+    let early = [member.as_slice(), b"{}}"].concat();
+    for sealed in [once, twice, early, b"{}".to_vec(), member.clone()] {
+        for at in -2..sealed.len() as i64 + 2 {
+            assert_eq!(
+                res.is_cut_at(&sealed, at),
+                res.offset_in(&sealed) == at,
+                "{at} in {}",
+                String::from_utf8_lossy(&sealed)
+            );
+        }
+    }
+}
