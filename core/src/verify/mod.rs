@@ -12,6 +12,7 @@
 mod frames;
 pub mod inclusion;
 pub mod late;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
