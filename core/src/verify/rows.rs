@@ -290,7 +290,8 @@ pub(super) fn in_chunks<T: Send>(
     mut take: impl FnMut(T) -> bool,
 ) -> Result<(), String> {
     let threads = readers();
-    let chunks = (end.saturating_sub(begin).max(0) + CHUNK - 1) / CHUNK;
+    let chunks = end.saturating_sub(begin).max(0).div_euclid(CHUNK)
+        + i64::from(end.saturating_sub(begin).max(0) % CHUNK != 0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let mut outs = Vec::new();
@@ -307,7 +308,7 @@ pub(super) fn in_chunks<T: Send>(
                     let mut k = first;
                     while k < chunks && !stop.load(Ordering::Relaxed) {
                         let lo = begin + k * CHUNK;
-                        let out = work(&mut reader, lo, (lo + CHUNK).min(end))?;
+                        let out = work(&mut reader, lo, lo.saturating_add(CHUNK).min(end))?;
                         if tx.send(Ok(out)).is_err() {
                             break; // the taker stopped
                         }

@@ -635,8 +635,12 @@ fn the_sqlite_readers_chunks_meet_at_their_edges() {
     // Three chunks of seqs, read on two threads or more: faults at their edges are found
     // where one stream would find them.
     let n = 17_000;
-    let cases: [(&str, Option<Fault>); 7] = [
+    let cases: [(&str, Option<Fault>); 8] = [
         ("", None),
+        (
+            "UPDATE records SET seq = 9223372036854775807 WHERE seq = 16999",
+            fault(16999, Kind::Missing),
+        ),
         (
             "DELETE FROM records WHERE seq = 8191",
             fault(8191, Kind::Missing),
