@@ -31,6 +31,7 @@ from otaudit.checkpointer import Checkpointer
 from otaudit.keys import VerifierKey
 from otaudit.otlp.convert import select_spans
 from otaudit.record import Entry, seal
+from otaudit.store import codec
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
 from otaudit.store.sqlite_query import read_uri
@@ -126,7 +127,7 @@ def core_floor(store: Store) -> dict[str, float]:
     out = {}
     for label, parse in (("read", False), ("parse", True)):
         started = time.perf_counter()
-        _core.scan_sqlite(uri, parse)
+        _core.scan_sqlite(uri, parse, codec.MAX_RECORD_BYTES)
         out[label] = time.perf_counter() - started
     return out
 

@@ -159,6 +159,20 @@ impl Codec {
         if !is_frame(stored) {
             return Ok(Cow::Borrowed(stored));
         }
+        let mut out = Vec::new();
+        self.decompress(stored, max_bytes, 0, &mut out)?;
+        Ok(Cow::Owned(out))
+    }
+
+    /// Decompress the frame `stored` (at most `max_bytes`) into `out` (emptied first),
+    /// with room for `spare` more bytes after them.
+    pub fn decompress(
+        &self,
+        stored: &[u8],
+        max_bytes: usize,
+        spare: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
         let declared = zstd::zstd_safe::get_frame_content_size(stored)
             .ok()
             .flatten();
@@ -181,11 +195,12 @@ impl Codec {
                     .ok_or(CodecError::UnknownDictionary(id))?,
             )
         };
-        let mut out: Vec<u8> = Vec::with_capacity(size);
+        out.clear();
+        out.reserve_exact(size.saturating_add(spare));
         DCTX.with_borrow_mut(|dctx| {
             match ddict {
-                Some(d) => dctx.decompress_using_ddict(&mut out, stored, d),
-                None => dctx.decompress(&mut out, stored),
+                Some(d) => dctx.decompress_using_ddict(out, stored, d),
+                None => dctx.decompress(out, stored),
             }
             .map_err(|code| CodecError::Corrupt(zstd::zstd_safe::get_error_name(code).to_string()))
         })?;
@@ -195,7 +210,7 @@ impl Codec {
                 out.len()
             )));
         }
-        Ok(Cow::Owned(out))
+        Ok(())
     }
 }
 

@@ -207,6 +207,7 @@ def verify_sqlite(
     checkpoint_sizes: list[int] | None,
     max_delay_s: int,
     tree: bool,
+    max_record_bytes: int,
     progress: Callable[[int], object] | None = None,
     inclusion: tuple[int, bytes] | None = None,
 ) -> tuple[int, int, _Fault | None, _Fault | None, _Late | None, int | None]:
@@ -214,7 +215,10 @@ def verify_sqlite(
     read by the core itself (through the same shared libsqlite3 as :mod:`sqlite3`), checked
     in parallel without the GIL.
 
-    Records ``[begin, end)`` (``end`` None: to the last, and no leaf may be left over)
+    Records ``[begin, end)`` (``end`` None: to the last, and no leaf may be left over),
+    their stored bytes decoded as :meth:`otaudit.store.codec.StoredBytes.decode` decodes
+    them (a zstd frame decompressed to at most ``max_record_bytes``, with the dictionary
+    of the ``dictionaries`` table its header names; one that cannot be read left as it is),
     against their leaves, columns, dedup keys and kept resources; with
     ``checkpoint_sizes``, the first record signed more than ``max_delay_s`` late
     (:class:`otaudit.latesigning.LateSigning`); with ``tree``, every stored node above
@@ -264,10 +268,10 @@ def sqlite_entry() -> int:
     (two copies in one process do not see each other's POSIX locks: then
     :func:`verify_sqlite` must not open a ledger that :mod:`sqlite3` has open)."""
 
-def scan_sqlite(uri: str, parse: bool) -> tuple[int, int]:
+def scan_sqlite(uri: str, parse: bool, max_record_bytes: int) -> tuple[int, int]:
     """What :func:`verify_sqlite` costs at the least, for the benchmark: every record row
-    of the SQLite ledger at ``uri`` read as it reads them (resources spliced back), with
-    ``parse`` their sealed bytes also parsed as JSON (in parallel), nothing checked.
+    of the SQLite ledger at ``uri`` read as it reads them (frames decompressed, resources
+    spliced back), with ``parse`` their sealed bytes also parsed as JSON, nothing checked.
 
     Returns ``(records, sealed bytes)``. RuntimeError: not readable as a ledger.
     """

@@ -31,7 +31,6 @@ alone (tests hold both to the same verdicts).
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import itertools
 import time
@@ -55,6 +54,7 @@ from otaudit.record import (
     parse_sealed,
     resource_offset,
 )
+from otaudit.store import codec
 from otaudit.store.base import Store, StoredRecord
 from otaudit.store.sqlite import SQLiteStore
 from otaudit.store.sqlite_query import read_uri
@@ -394,7 +394,7 @@ def _core_run(
     it. None: the core could not read the ledger (the reference then reads it, and says
     what is wrong).
     """
-    if isinstance(store, SQLiteStore) and one_sqlite() and not _has_frames(store):
+    if isinstance(store, SQLiteStore) and one_sqlite():
         try:
             records, nbytes, fault, tree_fault, late, excluded = _core.verify_sqlite(
                 read_uri(store.path),
@@ -403,6 +403,7 @@ def _core_run(
                 sizes,
                 max_delay_s,
                 end is None,
+                codec.MAX_RECORD_BYTES,
                 progress,
                 inclusion if end is not None else None,
             )
@@ -441,14 +442,6 @@ def _core_run(
 
 
 _FEED_BATCH: Final = 4096
-
-
-@functools.cache
-def _has_frames(store: SQLiteStore) -> bool:
-    """Whether the ledger may hold compressed rows (schema 6 on: ``store.codec``). The
-    core's own SQLite reader reads rows as they are stored, so such a ledger's rows are
-    read (and decompressed) by Python and checked by the core in batches."""
-    return store.schema_version() >= 6
 
 
 def one_sqlite() -> bool:

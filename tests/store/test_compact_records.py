@@ -5,19 +5,20 @@ still reads back and verifies."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from otaudit import _core
+from otaudit import _core, verify
 from otaudit.canonical import canonical_bytes
 from otaudit.errors import VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.record import Entry, derive_columns, parse_sealed, seal
 from otaudit.store import codec
 from otaudit.store.sqlite import SQLiteStore, stored_bytes_reader
-from otaudit.verify import verify_ledger
+from otaudit.verify import verify_ledger, verify_range
 from sealing import entries, sign
 
 ORIGIN = "example.com/compact"
@@ -181,3 +182,68 @@ def test_the_append_only_triggers_still_refuse_changes(store: SQLiteStore) -> No
                 conn.execute(statement)
     finally:
         conn.close()
+
+
+def _outcome(call: Callable[[], object]) -> tuple[object, ...]:
+    try:
+        call()
+    except VerificationError as exc:
+        return ("failed", exc.seq, str(exc))
+    return ("ok",)
+
+
+def test_the_cores_own_reader_decompresses_and_fails_as_the_reference(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compressed ledger (frames with and without its dictionary) is read by the core's
+    own SQLite reader, not by Python; an altered frame or dictionary fails there with the
+    reference's own failure."""
+    _two_appends(store, codec.TRAIN_AFTER + 10)
+    key = _signed(store)
+    store.close()
+    read: list[str] = []
+    original = _core.verify_sqlite
+
+    def spied(uri: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(uri)
+        return original(uri, *args, **kwargs)
+
+    monkeypatch.setattr(_core, "verify_sqlite", spied)
+    monkeypatch.setattr(verify, "_check_records", None)  # no fallback to the reference
+
+    def both(ledger: SQLiteStore, seq: int | None) -> None:
+        core = _outcome(lambda: verify_ledger(ledger, key))
+        monkeypatch.undo()
+        reference = _outcome(lambda: verify_ledger(ledger, key, reference=True))
+        assert core == reference
+        if seq is not None:
+            assert core[:2] == ("failed", seq)
+            ranged = _outcome(lambda: verify_range(ledger, key, seq - 3, seq + 1))
+            assert ranged[:2] == ("failed", seq)
+
+    reopened = SQLiteStore(store.path, readonly=True)
+    try:
+        assert verify_ledger(reopened, key).records == codec.TRAIN_AFTER + 10
+        assert verify_range(reopened, key, 5, codec.TRAIN_AFTER + 5).records == codec.TRAIN_AFTER
+        assert len(read) == 2
+    finally:
+        reopened.close()
+    stored = _stored(store.path)
+    cases = [
+        ("UPDATE records SET sealed = ? WHERE seq = ?", (stored[-1][:-3], len(stored) - 1)),
+        ("UPDATE records SET sealed = ? WHERE seq = ?", (stored[7][:-3], 7)),
+        ("UPDATE dictionaries SET body = zeroblob(length(body))", ()),
+    ]
+    for (sql, params), seq in zip(cases, [len(stored) - 1, 7, codec.TRAIN_AFTER], strict=True):
+        _tamper(store.path, sql, params)
+        monkeypatch.setattr(_core, "verify_sqlite", spied)
+        monkeypatch.setattr(verify, "_check_records", None)
+        read.clear()
+        reopened = SQLiteStore(store.path, readonly=True)
+        try:
+            both(reopened, seq)
+            assert read
+        finally:
+            reopened.close()
+        for put_back, seq_back in ((stored[-1], len(stored) - 1), (stored[7], 7)):
+            _tamper(store.path, "UPDATE records SET sealed = ? WHERE seq = ?", (put_back, seq_back))

@@ -58,7 +58,8 @@ fn late_signing(checkpoint_sizes: Option<Vec<i64>>, max_delay_s: i64) -> Option<
 }
 
 /// Steps 1 and 2 over the SQLite ledger at `uri` (a read-only SQLite URI): records
-/// `[begin, end)` against their leaves (with `checkpoint_sizes`, also looking for a
+/// `[begin, end)` (their stored frames decompressed, to at most `max_record_bytes`)
+/// against their leaves (with `checkpoint_sizes`, also looking for a
 /// record signed more than `max_delay_s` late) and, with `tree`, the whole tree.
 ///
 /// With `inclusion` (a tree size and its signed root) and `end`, once the records are
@@ -68,7 +69,7 @@ fn late_signing(checkpoint_sizes: Option<Vec<i64>>, max_delay_s: i64) -> Option<
 /// the late record, the first leaf not proven). RuntimeError: the file could not be read
 /// as a ledger.
 #[pyfunction]
-#[pyo3(signature = (uri, begin, end, checkpoint_sizes, max_delay_s, tree, progress=None, inclusion=None))]
+#[pyo3(signature = (uri, begin, end, checkpoint_sizes, max_delay_s, tree, max_record_bytes, progress=None, inclusion=None))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn verify_sqlite(
     py: Python<'_>,
@@ -78,6 +79,7 @@ fn verify_sqlite(
     checkpoint_sizes: Option<Vec<i64>>,
     max_delay_s: i64,
     tree: bool,
+    max_record_bytes: usize,
     progress: Option<Py<PyAny>>,
     inclusion: Option<(i64, Vec<u8>)>,
 ) -> PyResult<(i64, u64, PyFault, PyFault, PyLate, Option<i64>)> {
@@ -87,6 +89,7 @@ fn verify_sqlite(
         late: checkpoint_sizes.map(|s| (s, max_delay_s)),
         tree,
         inclusion,
+        max_record_bytes,
     };
     let derivation = derivation(py)?;
     let uri = uri.to_owned();
@@ -123,11 +126,16 @@ fn verify_sqlite(
 
 /// What verify costs at the least, for the benchmark: every record row of the SQLite
 /// ledger at `uri` read as `verify_sqlite` reads it (with `parse`, its sealed bytes also
-/// parsed as JSON, in parallel), nothing checked. Returns (records, sealed bytes).
+/// parsed as JSON), nothing checked. Returns (records, sealed bytes).
 #[pyfunction]
-fn scan_sqlite(py: Python<'_>, uri: &str, parse: bool) -> PyResult<(i64, u64)> {
+fn scan_sqlite(
+    py: Python<'_>,
+    uri: &str,
+    parse: bool,
+    max_record_bytes: usize,
+) -> PyResult<(i64, u64)> {
     let uri = uri.to_owned();
-    py.detach(move || sqlite::scan(&uri, parse))
+    py.detach(move || sqlite::scan(&uri, parse, max_record_bytes))
         .map_err(PyRuntimeError::new_err)
 }
 

@@ -9,8 +9,10 @@
 //! integer, text that is not UTF-8...) is flagged [`Kind::Unsure`], and the reference
 //! decides.
 
+mod frames;
 pub mod inclusion;
 pub mod late;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -86,6 +88,20 @@ impl Resource {
             Some(at) => (at + RESOURCE_KEY.len()) as i64,
             None => -1,
         }
+    }
+
+    /// Whether `offset_in(sealed) == at`, searching only from `at` on: the member is
+    /// there, and no occurrence of it starts after it (the last one is the one there).
+    pub fn is_cut_at(&self, sealed: &[u8], at: i64) -> bool {
+        let key = RESOURCE_KEY.len();
+        let Some(start) = usize::try_from(at).ok().and_then(|at| at.checked_sub(key)) else {
+            return self.offset_in(sealed) == at;
+        };
+        let member = self.member.needle();
+        sealed
+            .get(start..)
+            .is_some_and(|tail| tail.starts_with(member))
+            && self.member.rfind(&sealed[start + 1..]).is_none()
     }
 }
 
@@ -335,7 +351,7 @@ fn check_record(row: &Row, leaf: &[u8], derive: &dyn Derive) -> Result<Seen, Kin
         ..
     }) = &row.kept
     {
-        if res.offset_in(sealed) != *at {
+        if !res.is_cut_at(sealed, *at) {
             return Err(Kind::Cut);
         }
     }
@@ -493,6 +509,93 @@ impl Records {
             }
         }
         self.fault
+    }
+}
+
+/// Step 1 over records `[lo, hi)` of a stream, on one thread: the reference's
+/// `_check_stream` from `lo` on, given that every record before `lo` was good (then the
+/// stream's next row is the first with seq `lo` or above, and its next leaf the first
+/// with idx `lo` or above). Rows are taken one at a time with the next level-0 node of
+/// the run (idx order); [`Run::end`] then says whether a seq below `hi` was not there.
+#[derive(Debug)]
+pub struct Run {
+    pub lo: i64,
+    expected: i64,
+    /// What each good record tells the rest of verify, from `lo` on.
+    seen: Vec<Seen>,
+    pub bytes: u64,
+    pub fault: Option<Fault>,
+}
+
+impl Run {
+    /// A run starting at `lo`.
+    pub fn new(lo: i64) -> Self {
+        Run {
+            lo,
+            expected: lo,
+            seen: Vec::new(),
+            bytes: 0,
+            fault: None,
+        }
+    }
+
+    /// Good records so far.
+    pub fn count(&self) -> i64 {
+        self.expected - self.lo
+    }
+
+    /// Check the next row against `leaf`, the run's next level-0 node (None: there is
+    /// none); false once a fault is found (then `fault`).
+    pub fn push(&mut self, row: &Row, leaf: Option<&Node>, derive: &dyn Derive) -> bool {
+        if self.fault.is_some() {
+            return false;
+        }
+        let checked = if row.seq != self.expected {
+            Err(Fault {
+                at: self.expected,
+                kind: Kind::Missing,
+            })
+        } else {
+            match leaf {
+                Some((idx, hash)) if *idx == row.seq => {
+                    check_record(row, hash, derive).map_err(|kind| Fault { at: row.seq, kind })
+                }
+                _ => Err(Fault {
+                    at: row.seq,
+                    kind: Kind::NoLeaf,
+                }),
+            }
+        };
+        match checked {
+            Ok(seen) => {
+                self.seen.push(seen);
+                self.bytes += row.sealed.len() as u64;
+                self.expected += 1;
+                true
+            }
+            Err(fault) => {
+                self.fault = Some(fault);
+                false
+            }
+        }
+    }
+
+    /// The end of the rows of the run, which covers seqs below `hi`: one not there is
+    /// missing.
+    pub fn end(&mut self, hi: i64) {
+        if self.fault.is_none() && self.expected < hi {
+            self.fault = Some(Fault {
+                at: self.expected,
+                kind: Kind::Missing,
+            });
+        }
+    }
+
+    /// Tell `late` the receive time of each good record, in seq order.
+    pub fn tell(&self, late: &mut LateSigning) {
+        for (seq, seen) in (self.lo..).zip(&self.seen) {
+            late.see(seq, seen.received_ns, seen.client);
+        }
     }
 }
 

@@ -1,19 +1,23 @@
 //! Steps 1 and 2 of verify read straight from a SQLite ledger file.
 //!
 //! Reading the rows is most of the work of verify (more than hashing them), so the core
-//! reads them itself: one thread steps through `records` in seq order, with the level-0
-//! nodes beside them, and splices each row's resource back (as
-//! `otaudit.store.resources.stored_record` does) while the others check the previous
-//! batch; the tree is then checked level against level, streamed too. It links the system's shared libsqlite3, the one
+//! reads them itself ([`super::rows`]), on as many threads as there are cores: each has
+//! a connection of its own and takes a chunk of seqs at a time (the k-th chunk on the
+//! (k mod threads)-th thread), steps through its `records` rows in seq order with the level-0 nodes beside
+//! them, decodes each row's stored bytes (a zstd frame decompressed: [`super::frames`]),
+//! splices its resource back (as `otaudit.store.resources.stored_record` does) and
+//! checks it; the chunks' outcomes are taken in seq order. The tree is then checked
+//! level against level, streamed too. It links the system's shared libsqlite3, the one
 //! Python's `sqlite3` module uses (rusqlite without `bundled`): two copies of SQLite in
 //! one process would not see each other's POSIX locks (`otaudit.verify.one_sqlite`
 //! makes sure they are one library before it calls the core here).
 //!
-//! Everything is read in one read transaction, so a server appending meanwhile does
-//! not make the tree look longer than the records.
+//! The records' end and the tree are read in one read transaction, so a server
+//! appending meanwhile does not make the tree look longer than the records; the reading
+//! threads' own transactions start later, and read only seqs below that end (rows are
+//! append-only: the same in every later snapshot).
 
 use std::collections::HashMap;
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use rusqlite::types::ValueRef;
@@ -21,9 +25,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::inclusion;
 use super::late::LateSigning;
-use super::{check_level, Cell, Derive, Fault, Kept, Kind, Node, Records, Resource, Row};
-use super::{Span, Stored};
-use super::{COLUMNS, RESOURCE_COLUMN};
+use super::rows::{in_chunks, records_end, sql_error};
+use super::{check_level, Derive, Fault, Kind, Node, Run, COLUMNS};
 
 /// The query columns of `records`, in `otaudit.record.COLUMN_NAMES` order.
 pub const COLUMN_NAMES: [&str; COLUMNS] = [
@@ -50,8 +53,6 @@ pub const COLUMN_NAMES: [&str; COLUMNS] = [
     "resource",
 ];
 
-const BATCH: usize = 2048;
-
 /// What verify asks of the records (`verify_ledger`: all; `verify_range`: a range).
 #[derive(Debug, Clone)]
 pub struct Ask {
@@ -64,6 +65,9 @@ pub struct Ask {
     /// Prove each leaf of `[begin, end)` into this (tree size, root) from stored nodes
     /// (`verify_range`), once the records are good.
     pub inclusion: Option<(i64, Vec<u8>)>,
+    /// The most bytes a stored frame may decompress to
+    /// (`otaudit.store.codec.MAX_RECORD_BYTES`).
+    pub max_record_bytes: usize,
 }
 
 /// What the core found.
@@ -82,188 +86,12 @@ pub struct Outcome {
     pub excluded: Option<i64>,
 }
 
-fn sql_error(e: rusqlite::Error) -> String {
-    e.to_string()
-}
-
-fn cell(v: ValueRef<'_>) -> Cell {
-    match v {
-        ValueRef::Null => Cell::Null,
-        ValueRef::Integer(i) => Cell::Int(i),
-        ValueRef::Text(t) => match std::str::from_utf8(t) {
-            Ok(s) => Cell::Text(s.to_owned()),
-            Err(_) => Cell::Other,
-        },
-        ValueRef::Real(_) | ValueRef::Blob(_) => Cell::Other,
-    }
-}
-
-/// A kept resource (its flattened attributes as `str()` makes them), or none.
-type Found = Option<Arc<Resource>>;
-
-/// The resources a reader has looked up, by hash, up to [`RESOURCE_BYTES`] of bodies
-/// (then it starts again), as `otaudit.store.resources.ResourceCache` keeps them.
-struct Resources<'c> {
-    stmt: rusqlite::Statement<'c>,
-    held: HashMap<Vec<u8>, Found>,
-    /// A resources row the reference would read differently (not a BLOB body...).
-    odd: HashMap<Vec<u8>, bool>,
-    bytes: usize,
-}
-
-const RESOURCE_BYTES: usize = 64 << 20;
-
-impl Resources<'_> {
-    fn get(&mut self, hash: &[u8]) -> Result<(Found, bool), String> {
-        if let Some(found) = self.held.get(hash) {
-            return Ok((found.clone(), self.odd.get(hash).copied().unwrap_or(false)));
-        }
-        let mut rows = self.stmt.query([hash]).map_err(sql_error)?;
-        let (found, odd) = match rows.next().map_err(sql_error)? {
-            None => (None, false),
-            Some(r) => {
-                let body = r.get_ref(0).map_err(sql_error)?;
-                let flat = r.get_ref(1).map_err(sql_error)?;
-                let (bytes, odd_body) = match body {
-                    ValueRef::Blob(b) => (b.to_vec(), false),
-                    other => (
-                        other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
-                        true,
-                    ),
-                };
-                // Python reads `str(flat)`: text is itself, an integer its digits, NULL "None".
-                let (flat, odd_flat) = match flat {
-                    ValueRef::Text(_) => (cell(flat), false),
-                    ValueRef::Integer(i) => (Cell::Text(i.to_string()), false),
-                    ValueRef::Null => (Cell::Text("None".into()), false),
-                    _ => (Cell::Other, true),
-                };
-                (
-                    Some(Arc::new(Resource::new(bytes, hash, flat))),
-                    odd_body || odd_flat,
-                )
-            }
-        };
-        let size = found.as_ref().map_or(0, |res| res.body.len());
-        if self.bytes + size > RESOURCE_BYTES {
-            self.held.clear();
-            self.odd.clear();
-            self.bytes = 0;
-        }
-        self.bytes += size;
-        self.held.insert(hash.to_vec(), found.clone());
-        self.odd.insert(hash.to_vec(), odd);
-        Ok((found, odd))
-    }
-}
-
-/// The record of one `records` row, as `stored_record` makes it.
-fn row(r: &rusqlite::Row<'_>, resources: &mut Resources<'_>) -> Result<Row, String> {
-    let get = |i: usize| r.get_ref(i).map_err(sql_error);
-    let seq = match get(0)? {
-        ValueRef::Integer(i) => i,
-        _ => return Err("records.seq is not an integer".into()),
-    };
-    let mut unsure = false;
-    let mut blob = |v: ValueRef<'_>| match v {
-        ValueRef::Blob(b) => b.to_vec(),
-        other => {
-            unsure = true;
-            other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default()
-        }
-    };
-    let stored = blob(get(1)?);
-    let dedup_key = blob(get(2)?);
-    let mut buf = Vec::new();
-    let mut spans = Vec::with_capacity(COLUMNS);
-    for i in 0..COLUMNS {
-        spans.push(match get(3 + i)? {
-            ValueRef::Null => Span::Null,
-            ValueRef::Integer(v) => Span::Int(v),
-            ValueRef::Text(t) => {
-                let start = buf.len() as u32;
-                buf.extend_from_slice(t);
-                Span::Text(start, buf.len() as u32)
-            }
-            ValueRef::Real(_) | ValueRef::Blob(_) => Span::Other,
-        });
-    }
-    let hash = get(3 + COLUMNS)?;
-    let at = get(4 + COLUMNS)?;
-    if matches!((hash, at), (ValueRef::Null, ValueRef::Null)) {
-        return Ok(Row {
-            seq,
-            sealed: stored,
-            dedup_key,
-            columns: Stored::Raw { buf, spans },
-            kept: None,
-            unsure,
-        });
-    }
-    let at = match at {
-        ValueRef::Null => -1,
-        ValueRef::Integer(i) => i,
-        _ => {
-            unsure = true;
-            -1
-        }
-    };
-    let (hash, found, odd) = match hash {
-        ValueRef::Null => (Vec::new(), None, false),
-        ValueRef::Blob(h) => {
-            let (found, odd) = resources.get(h)?;
-            (h.to_vec(), found, odd)
-        }
-        _ => (Vec::new(), None, true),
-    };
-    unsure |= odd;
-    let mut sealed = stored;
-    if let Some(res) = &found {
-        if at >= 0 && at as usize <= sealed.len() {
-            let at = at as usize;
-            let mut whole = Vec::with_capacity(sealed.len() + res.body.len());
-            whole.extend_from_slice(&sealed[..at]);
-            whole.extend_from_slice(&res.body);
-            whole.extend_from_slice(&sealed[at..]);
-            sealed = whole;
-        }
-    }
-    // No resource column of its own (NULL or ''): the kept resource's stands in.
-    match spans[RESOURCE_COLUMN] {
-        Span::Null => spans[RESOURCE_COLUMN] = Span::Flat,
-        Span::Text(a, b) if a == b => spans[RESOURCE_COLUMN] = Span::Flat,
-        _ => {}
-    }
-    Ok(Row {
-        seq,
-        sealed,
-        dedup_key,
-        columns: Stored::Raw { buf, spans },
-        kept: Some(Kept {
-            at,
-            hash,
-            body: found,
-        }),
-        unsure,
-    })
-}
-
-fn records_sql(end: bool) -> String {
-    let columns: Vec<String> = COLUMN_NAMES.iter().map(|c| format!("\"{c}\"")).collect();
-    format!(
-        "SELECT seq, sealed, dedup_key, {}, resource_hash, resource_at FROM records \
-         WHERE seq >= ?1{} ORDER BY seq",
-        columns.join(", "),
-        if end { " AND seq < ?2" } else { "" }
-    )
-}
-
 /// The nodes of one tree level with idx >= ?2, in idx order (?1: the level).
 const LEVEL_SQL: &str =
     "SELECT idx, hash FROM tree_nodes WHERE level = ?1 AND idx >= ?2 ORDER BY idx";
 
 /// The next node of a [`LEVEL_SQL`] query.
-fn next_node(rows: &mut rusqlite::Rows<'_>) -> Result<Option<Node>, String> {
+pub(super) fn next_node(rows: &mut rusqlite::Rows<'_>) -> Result<Option<Node>, String> {
     let Some(r) = rows.next().map_err(sql_error)? else {
         return Ok(None);
     };
@@ -422,102 +250,38 @@ pub fn open(uri: &str) -> Result<Connection, String> {
     Ok(conn)
 }
 
-/// Read records `[begin, end)` (`end` None: all from `begin`) in seq order on a thread
-/// of their own, with as many level-0 nodes from `begin` on as there are records (the
-/// i-th leaf for the i-th record, as the reference pairs them) and then one more (a leaf
-/// left over), handing them to `sink` in batches on this one until it returns false;
-/// the connection is handed back (a connection is not shared between threads).
-fn stream_rows(
-    conn: Connection,
-    begin: i64,
-    end: Option<i64>,
-    mut sink: impl FnMut(Vec<Row>, Vec<Node>) -> bool,
-) -> Result<Connection, String> {
-    let (tx, rx) = sync_channel::<(Vec<Row>, Vec<Node>)>(2);
-    let reader = std::thread::spawn(move || -> Result<Connection, String> {
-        {
-            let mut stmt = conn
-                .prepare(&records_sql(end.is_some()))
-                .map_err(sql_error)?;
-            let mut leaf_stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
-            let mut leaves = leaf_stmt.query([0, begin]).map_err(sql_error)?;
-            let mut resources = Resources {
-                stmt: conn
-                    .prepare("SELECT body, flat FROM resources WHERE hash = ?1")
-                    .map_err(sql_error)?,
-                held: HashMap::new(),
-                odd: HashMap::new(),
-                bytes: 0,
-            };
-            let mut rows = match end {
-                Some(end) => stmt.query([begin, end]),
-                None => stmt.query([begin]),
-            }
-            .map_err(sql_error)?;
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut stopped = false;
-            loop {
-                let next = rows.next().map_err(sql_error)?;
-                if let Some(r) = next {
-                    batch.push(row(r, &mut resources)?);
-                }
-                if batch.len() == BATCH || (next.is_none() && !batch.is_empty()) {
-                    let mut nodes = Vec::with_capacity(batch.len());
-                    while nodes.len() < batch.len() {
-                        match next_node(&mut leaves)? {
-                            Some(node) => nodes.push(node),
-                            None => break,
-                        }
-                    }
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.send((full, nodes)).is_err() {
-                        stopped = true; // the sink stopped
-                        break;
-                    }
-                }
-                if next.is_none() {
-                    break;
-                }
-            }
-            if !stopped {
-                let extra: Vec<Node> = next_node(&mut leaves)?.into_iter().collect();
-                let _ = tx.send((Vec::new(), extra));
-            }
-        }
-        Ok(conn)
-    });
-    for (rows, leaves) in rx.iter() {
-        if !sink(rows, leaves) {
-            break;
-        }
-    }
-    drop(rx);
-    reader
-        .join()
-        .map_err(|_| "the reader thread panicked".to_string())?
-}
-
 /// What verify costs at the least, for the benchmark: every record row of the ledger at
-/// `uri` read and its resource spliced back as verify does it (with `parse`, its sealed
-/// bytes also parsed as JSON, in parallel), nothing checked. Returns (records, bytes).
-pub fn scan(uri: &str, parse: bool) -> Result<(i64, u64), String> {
-    use rayon::prelude::*;
+/// `uri` read, decoded and its resource spliced back as verify does it (with `parse`,
+/// its sealed bytes also parsed as JSON), on verify's reading threads, nothing checked.
+/// Returns (records, bytes).
+pub fn scan(uri: &str, parse: bool, max_record_bytes: usize) -> Result<(i64, u64), String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
+    let end = records_end(&conn, 0, None)?;
     let (mut count, mut bytes) = (0i64, 0u64);
-    let conn = stream_rows(conn, 0, None, |rows, _| {
-        if parse {
-            let parsed = rows
-                .par_iter()
-                .with_min_len(64)
-                .filter(|r| serde_json::from_slice::<serde_json::Value>(&r.sealed).is_ok())
-                .count();
-            count += parsed as i64 - rows.len() as i64; // rows that do not parse do not count
-        }
-        count += rows.len() as i64;
-        bytes += rows.iter().map(|r| r.sealed.len() as u64).sum::<u64>();
-        true
-    })?;
+    in_chunks(
+        uri,
+        0,
+        end,
+        max_record_bytes,
+        |reader, lo, hi| {
+            let (mut count, mut bytes) = (0i64, 0u64);
+            reader.rows(lo, hi, |r, _| {
+                // rows that do not parse do not count
+                if !parse || serde_json::from_slice::<serde_json::Value>(&r.sealed).is_ok() {
+                    count += 1;
+                }
+                bytes += r.sealed.len() as u64;
+                true
+            })?;
+            Ok((count, bytes))
+        },
+        |(n, b)| {
+            count += n;
+            bytes += b;
+            true
+        },
+    )?;
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok((count, bytes))
 }
@@ -536,27 +300,63 @@ pub fn verify(
 ) -> Result<Outcome, String> {
     let conn = open(uri)?;
     conn.execute_batch("BEGIN").map_err(sql_error)?;
-    let late = ask
+    let mut late = ask
         .late
         .as_ref()
         .map(|(sizes, max)| LateSigning::new(sizes, *max));
-    let mut records = Records::new(derive, ask.begin, Vec::new(), late);
+    let end = records_end(&conn, ask.begin, ask.end)?;
+    let (mut count, mut bytes) = (0i64, 0u64);
+    let mut records_fault = None;
     let mut stopped = false;
-    let conn = stream_rows(conn, ask.begin, ask.end, |rows, leaves| {
-        records.add_leaves(leaves);
-        let before = records.count();
-        let good = records.feed(&rows);
-        if !report_progress(ask.begin, before, records.count(), progress) {
-            stopped = true;
-            return false;
-        }
-        good
-    })?;
+    in_chunks(
+        uri,
+        ask.begin,
+        end,
+        ask.max_record_bytes,
+        |reader, lo, hi| {
+            let mut run = Run::new(lo);
+            reader.rows(lo, hi, |row, leaf| run.push(row, leaf, &*derive))?;
+            run.end(hi);
+            Ok(run)
+        },
+        |run| {
+            if let Some(late) = &mut late {
+                run.tell(late);
+            }
+            let before = count;
+            count += run.count();
+            bytes += run.bytes;
+            if !report_progress(ask.begin, before, count, progress) {
+                stopped = true;
+                return false;
+            }
+            records_fault = run.fault;
+            records_fault.is_none()
+        },
+    )?;
     if stopped {
         return Err("stopped by its progress callback".into());
     }
-    let records_fault = records.finish(ask.end);
-    let count = records.count();
+    // The stream's end: with `end`, every seq below it was there; without, no leaf is
+    // left over.
+    let next = ask.begin + count;
+    if records_fault.is_none() {
+        records_fault = match ask.end {
+            Some(end) if next < end => Some(Fault {
+                at: next,
+                kind: Kind::Missing,
+            }),
+            Some(_) => None,
+            None => {
+                let mut stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
+                let mut leaves = stmt.query([0, next]).map_err(sql_error)?;
+                next_node(&mut leaves)?.map(|_| Fault {
+                    at: next,
+                    kind: Kind::ExtraLeaf,
+                })
+            }
+        };
+    }
     let mut tree_fault = None;
     if ask.tree && records_fault.is_none() && ask.begin == 0 && ask.end.is_none() {
         tree_fault = check_tree(&conn, count)?;
@@ -568,10 +368,10 @@ pub fn verify(
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok(Outcome {
         records: count,
-        bytes: records.bytes(),
+        bytes,
         records_fault,
         tree_fault,
-        late: records.late.and_then(|l| l.found),
+        late: late.and_then(|l| l.found),
         excluded,
     })
 }

@@ -2,6 +2,7 @@
 //! Python reference on real ledgers is `tests/core/test_verify_crosscheck.py`).
 
 use super::*;
+use crate::codec;
 
 /// Columns of a fake derivation: the pipeline, NULLs, and `{}` for the resource.
 struct Fake;
@@ -320,6 +321,7 @@ fn sqlite_ledger(name: &str, n: i64) -> (std::path::PathBuf, rusqlite::Connectio
     .unwrap();
     let (rows, leaves) = ledger(n);
     let marks = vec!["?"; COLUMNS + 5].join(", ");
+    conn.execute_batch("BEGIN").unwrap();
     for r in &rows {
         let mut values: Vec<rusqlite::types::Value> = vec![r.seq.into()];
         let (stored, resource, kept_hash, at) = if r.seq < n / 2 {
@@ -354,6 +356,7 @@ fn sqlite_ledger(name: &str, n: i64) -> (std::path::PathBuf, rusqlite::Connectio
             .unwrap();
         }
     }
+    conn.execute_batch("COMMIT").unwrap();
     (path, conn)
 }
 
@@ -364,6 +367,7 @@ fn verify_file(path: &std::path::Path, begin: i64, end: Option<i64>) -> sqlite::
         late: None,
         tree: true,
         inclusion: None,
+        max_record_bytes: 1 << 20,
     };
     let uri = format!("file:{}?mode=ro", path.display());
     sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
@@ -461,6 +465,7 @@ fn a_range_is_proven_into_the_signed_root_from_the_stored_nodes() {
             late: None,
             tree: false,
             inclusion: Some((13, root.to_vec())),
+            max_record_bytes: 1 << 20,
         };
         let uri = format!("file:{}?mode=ro", path.display());
         sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
@@ -486,4 +491,218 @@ fn a_range_is_proven_into_the_signed_root_from_the_stored_nodes() {
     drop(conn);
     assert_eq!(prove(&path, 2, 12, &root).excluded, Some(2));
     let _ = std::fs::remove_file(&path);
+}
+
+/// Store the records of a [`sqlite_ledger`] as zstd frames, as a schema-6 ledger keeps
+/// them: those below `plain` without a dictionary, the others with one trained on them
+/// and kept in `dictionaries`. Returns the dictionary's ID.
+fn compress(conn: &rusqlite::Connection, plain: i64) -> u32 {
+    let stored: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT seq, sealed FROM records ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let views: Vec<&[u8]> = stored.iter().map(|(_, s)| s.as_slice()).collect();
+    let dictionary = codec::train(&views, 4096).unwrap();
+    let id = codec::dictionary_id(&dictionary).unwrap();
+    let without = codec::Codec::new(3);
+    let mut with = codec::Codec::new(3);
+    assert!(with.add_dictionary(id, &dictionary, true));
+    conn.execute_batch(
+        "BEGIN; CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, body BLOB, created_at TEXT);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO dictionaries VALUES (?1, ?2, '')",
+        rusqlite::params![i64::from(id), dictionary],
+    )
+    .unwrap();
+    for (seq, s) in &stored {
+        let codec = if *seq < plain { &without } else { &with };
+        let frame = codec.compress_many(&[s.as_slice()]).unwrap().remove(0);
+        assert!(codec::is_frame(&frame));
+        conn.execute(
+            "UPDATE records SET sealed = ?1 WHERE seq = ?2",
+            rusqlite::params![frame, seq],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    id
+}
+
+#[test]
+fn the_sqlite_reader_decompresses_frames_with_the_ledgers_dictionary() {
+    let (n, plain) = (600, 200);
+    let (rows, _) = ledger(n);
+    let frame_of = |conn: &rusqlite::Connection, seq: i64| -> Vec<u8> {
+        conn.query_row("SELECT sealed FROM records WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    type Tamper = fn(&rusqlite::Connection, Vec<u8>);
+    let cases: [(&str, Tamper, Option<Fault>); 6] = [
+        ("intact", |_, _| {}, None),
+        (
+            "a frame cut short",
+            |conn, frame| {
+                conn.execute(
+                    "UPDATE records SET sealed = ?1 WHERE seq = 450",
+                    [&frame[..frame.len() - 3]],
+                )
+                .unwrap();
+            },
+            fault(450, Kind::Invalid),
+        ),
+        (
+            "a frame without a dictionary cut short",
+            |conn, _| {
+                let frame: Vec<u8> = conn
+                    .query_row("SELECT sealed FROM records WHERE seq = 7", [], |r| r.get(0))
+                    .unwrap();
+                conn.execute(
+                    "UPDATE records SET sealed = ?1 WHERE seq = 7",
+                    [&frame[..frame.len() - 3]],
+                )
+                .unwrap();
+            },
+            fault(7, Kind::Invalid),
+        ),
+        (
+            "the dictionary gone",
+            |conn, _| {
+                conn.execute_batch("DELETE FROM dictionaries").unwrap();
+            },
+            fault(200, Kind::Invalid),
+        ),
+        (
+            "the dictionary's tables zeroed",
+            |conn, _| {
+                let body: Vec<u8> = conn
+                    .query_row("SELECT body FROM dictionaries", [], |r| r.get(0))
+                    .unwrap();
+                let mut forged = body[..8].to_vec(); // its ID kept
+                forged.resize(body.len(), 0);
+                conn.execute("UPDATE dictionaries SET body = ?1", [forged])
+                    .unwrap();
+            },
+            fault(200, Kind::Invalid),
+        ),
+        (
+            "the dictionary as text",
+            |conn, _| {
+                conn.execute_batch("UPDATE dictionaries SET body = 'x'")
+                    .unwrap();
+            },
+            fault(200, Kind::Unsure),
+        ),
+    ];
+    for (i, (case, tamper, want)) in cases.into_iter().enumerate() {
+        let (path, conn) = sqlite_ledger(&format!("frames{i}"), n);
+        compress(&conn, plain);
+        let frame = frame_of(&conn, 450);
+        tamper(&conn, frame);
+        drop(conn);
+        let out = verify_file(&path, 0, None);
+        assert_eq!((out.records_fault, out.tree_fault), (want, None), "{case}");
+        if want.is_none() {
+            assert_eq!(out.records, n);
+            let bytes: u64 = rows.iter().map(|r| r.sealed.len() as u64).sum();
+            assert_eq!(out.bytes, bytes);
+            let uri = format!("file:{}?mode=ro", path.display());
+            assert_eq!(sqlite::scan(&uri, true, 1 << 20).unwrap(), (n, bytes));
+            // A frame declaring more than the limit is not read.
+            let ask = sqlite::Ask {
+                begin: 0,
+                end: None,
+                late: None,
+                tree: false,
+                inclusion: None,
+                max_record_bytes: 64,
+            };
+            let out = sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap();
+            assert_eq!(out.records_fault, fault(0, Kind::Invalid));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[test]
+fn the_sqlite_readers_chunks_meet_at_their_edges() {
+    // Three chunks of seqs, read on two threads or more: faults at their edges are found
+    // where one stream would find them.
+    let n = 17_000;
+    let cases: [(&str, Option<Fault>); 8] = [
+        ("", None),
+        (
+            "UPDATE records SET seq = 9223372036854775807 WHERE seq = 16999",
+            fault(16999, Kind::Missing),
+        ),
+        (
+            "DELETE FROM records WHERE seq = 8191",
+            fault(8191, Kind::Missing),
+        ),
+        (
+            "DELETE FROM records WHERE seq = 8192",
+            fault(8192, Kind::Missing),
+        ),
+        (
+            "DELETE FROM tree_nodes WHERE level = 0 AND idx = 16384",
+            fault(16384, Kind::NoLeaf),
+        ),
+        (
+            "UPDATE records SET pipeline = 'x' WHERE seq = 16383",
+            fault(16383, Kind::Column),
+        ),
+        (
+            "DELETE FROM records WHERE seq = 16999",
+            fault(16999, Kind::ExtraLeaf),
+        ),
+        (
+            "UPDATE records SET seq = 99999 WHERE seq = 16999",
+            fault(16999, Kind::Missing),
+        ),
+    ];
+    let (path, conn) = sqlite_ledger("chunks", n);
+    drop(conn);
+    let pristine = std::fs::read(&path).unwrap();
+    for (statement, want) in cases {
+        std::fs::write(&path, &pristine).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(statement).unwrap();
+        drop(conn);
+        let out = verify_file(&path, 0, None);
+        assert_eq!(out.records_fault, want, "{statement}");
+        match want {
+            None => assert_eq!((out.records, out.tree_fault), (n, None)),
+            Some(fault) => assert_eq!(out.records, fault.at),
+        }
+        let ranged = verify_file(&path, 8000, Some(16500));
+        let want = want.filter(|f| f.at < 16500 && f.kind != Kind::ExtraLeaf);
+        assert_eq!(ranged.records_fault, want, "{statement} (a range)");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn the_cut_is_checked_from_where_it_is_as_from_the_start() {
+    let body = b"{\"attributes\":{}}".to_vec();
+    let res = Resource::new(body.clone(), &Sha256::digest(&body), Cell::Null);
+    let member = [RESOURCE_KEY, body.as_slice(), SCOPE_KEY].concat();
+    let once = [b"{\"a\":1".as_slice(), &member, b"{}}"].concat();
+    let twice = [once.as_slice(), &member, b"{}}"].concat();
+    let early = [member.as_slice(), b"{}}"].concat();
+    for sealed in [once, twice, early, b"{}".to_vec(), member.clone()] {
+        for at in -2..sealed.len() as i64 + 2 {
+            assert_eq!(
+                res.is_cut_at(&sealed, at),
+                res.offset_in(&sealed) == at,
+                "{at} in {}",
+                String::from_utf8_lossy(&sealed)
+            );
+        }
+    }
 }
