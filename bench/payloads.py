@@ -84,13 +84,14 @@ class PayloadFactory:
     ) -> None:
         """``role_update_share``: the fraction of spans that are role updates (default: one
         action in ten, like every other action); ``spread_s``: start times lie that many
-        seconds back from ``now_ns`` (default: now)."""
+        seconds back from ``now_ns``, or without it from the time each batch is made (a
+        client's clock advances: a long fill does not pile every span into one minute)."""
         self.role_update_share = role_update_share
         self.spread_ns = spread_s * 1_000_000_000
         self.rng = random.Random(seed)
         self.prefix = os.urandom(8)  # distinct across runs too
         self.counter = 0
-        self.now_ns = time.time_ns() if now_ns is None else now_ns
+        self.now_ns = now_ns
         rng = self.rng
         users = [f"user-{rng.randrange(100_000):05d}@example.com" for _ in range(_POOL)]
         self._actors = [_attr("enduser.id", u) for u in users]
@@ -115,7 +116,8 @@ class PayloadFactory:
         return _field(0x2A, name.encode()), _attr(audit_key, action), change
 
     def _spans(self, count: int, audit_key: str) -> list[bytes]:
-        rng, prefix, now = self.rng, self.prefix, self.now_ns
+        rng, prefix = self.rng, self.prefix
+        now = time.time_ns() if self.now_ns is None else self.now_ns
         actions = [self._action(i, audit_key) for i in range(len(_ACTIONS))]
         routes = [_attr("http.route", a[2].split(" ", 1)[1]) for a in _ACTIONS]
         ok_status, err_status = _field(0x7A, b"\x18\x01"), _field(0x7A, b"\x18\x02")
