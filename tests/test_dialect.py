@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from otaudit.dialect import AUDITOR_QUERY, to_sqlite
 from otaudit.errors import QueryError
+from otaudit.store.sqlite import SQLiteStore
 from support import Server, otaudit
 
 ARTICLE_QUERY = """SELECT
@@ -139,3 +142,13 @@ def test_the_article_query_runs_as_written(server: Server) -> None:
     native = otaudit("sql", "--data", str(server.data), "--format", "json", NATIVE_QUERY)
     assert native.returncode == 0, native.stderr
     assert json.loads(native.stdout) == rows
+
+
+def test_the_article_query_is_one_index_range_scan_in_its_order(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "ledger.db").close()
+    conn = sqlite3.connect(tmp_path / "ledger.db")
+    try:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + to_sqlite(AUDITOR_QUERY))]
+    finally:
+        conn.close()
+    assert plan == ["SEARCH r USING INDEX records_action_timestamp (action=? AND timestamp>?)"]

@@ -15,7 +15,8 @@ literals and quoted identifiers only:
   ``json_extract(attributes, '$."key"')``; in a query with one ``SELECT`` (no subquery
   or CTE that could name its own ``attributes``), ``attributes['audit.action']`` reads
   the ``action`` column instead, which holds that same text for every record (both
-  are derived from the sealed bytes and checked by ``verify``) and is indexed;
+  are derived from the sealed bytes and checked by ``verify``) and indexed with the
+  timestamp;
 - ``NOW()`` and ``CURRENT_TIMESTAMP`` are the current UTC time in the
   ``timestamp`` column's RFC 3339 form;
 - ``NOW() - INTERVAL 'N unit'`` (and ``+``) shifts it by seconds, minutes,
