@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from otaudit import merkle, signerstate, tree
+from otaudit import keyhistory, merkle, signerstate, tree
 from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import ConfigError, StoreError, VerificationError
 from otaudit.keys import SigningKey
@@ -133,6 +133,14 @@ class Checkpointer:
         return proof
 
     def _sign(self, size: int, root: bytes, latest: StoredCheckpoint | None) -> StoredCheckpoint:
+        retired_at = keyhistory.retired_at(self.store, self.key.verifier())
+        if retired_at is not None:
+            # 0. A server still running with a key `otaudit key rotate` retired signs nothing.
+            raise VerificationError(
+                f"refusing to sign tree size {size}: this server's signing key was retired by "
+                f"the key rotation at seq {retired_at}; restart `otaudit serve` to sign with "
+                "the new key"
+            )
         proof: list[bytes] = []
         if latest is not None and latest.tree_size > 0:
             # 2. The new head must extend the previous signed one in the store.
