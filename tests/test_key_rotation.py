@@ -31,9 +31,11 @@ from otaudit.ownrecords import DirectAppender, append_one
 from otaudit.record import seal
 from otaudit.rotation import RETIRED_SUFFIX, rotate, rotation_entry
 from otaudit.verify import verify_ledger
-from otaudit.witness import WitnessVerifier, open_cosigned
+from otaudit.witness import RotationProof, WitnessVerifier, open_cosigned
+from otaudit.witness.rotation import follow
 from sealing import sign
 from support import Server, audit_request, otaudit, post
+from test_bundle import run_docs_script
 
 READER = Reader("tester")
 
@@ -333,3 +335,40 @@ def test_rotation_on_each_store(kind: str, tmp_path: Path, request: pytest.Fixtu
         verify_ledger(store, done.new)
     finally:
         store.close()
+
+
+def test_the_docs_script_checks_a_rotated_bundle_with_the_key_in_force(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "bundle"
+    old, new, _ = _rotated(data)
+    assert run_cli("export", "--data", data, "--out", out).exit_code == 0
+    assert run_docs_script(out, str(new), tmp_path).returncode == 0
+    refused = run_docs_script(out, str(old), tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "checkpoint is not signed by that key"
+
+
+# --------------------------------------------------------------------------------------------
+# Proofs
+
+
+def test_proofs_name_the_key_that_signed_and_carry_the_rotation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    old, new, seq = _rotated(data)
+    store = datadir.open_store(data, None, readonly=True)
+    try:
+        sizes = [cp.tree_size for cp in store.checkpoints()]
+    finally:
+        store.close()
+    before, after = sizes[0], sizes[-1]
+    assert before <= seq < after
+    included = json.loads(run_cli("prove", "inclusion", "--data", data, "--seq", "0").output)
+    assert included["verifier_key"] == str(new)
+    open_checkpoint(included["checkpoint"], VerifierKey.parse(included["verifier_key"]))
+    args = ["--data", str(data), "--from", str(before), "--to", str(after)]
+    doc = json.loads(run_cli("prove", "consistency", *args).output)
+    assert (doc["verifier_key1"], doc["verifier_key2"]) == (str(old), str(new))
+    (rotation,) = doc["rotations"]
+    # Whoever trusts the old key follows the rotation to the new one, as a witness does.
+    proof = RotationProof.parse(json.dumps(rotation))
+    cp2 = open_checkpoint(doc["checkpoint2"], new)
+    assert follow(old, old.name, cp2, before, proof) == new

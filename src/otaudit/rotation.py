@@ -24,7 +24,6 @@ new one in, as step 5 does).
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Final
 
 import orjson
 
-from otaudit import datadir, merkle, signerstate, tree
+from otaudit import datadir, merkle, proofs, signerstate, tree
 from otaudit.access import Reader, log_request, seal_request
 from otaudit.checkpoint import Checkpoint, sign_checkpoint
 from otaudit.checkpointer import Checkpointer
@@ -79,15 +78,7 @@ def rotation_entry(reader: Reader, note: str, old: VerifierKey, new: VerifierKey
 def rotation_document(store: Store, seq: int, size: int) -> bytes:
     """``rotation.<size>`` of a witness directory: the rotation record at ``seq`` (its
     canonical bytes, base64) and its RFC 9162 inclusion proof in the tree of ``size``."""
-    record = next(store.iter_records(seq, seq + 1))
-    hashes = tree.stored_inclusion_proof(store, seq, size)
-    doc = {
-        "index": seq,
-        "tree_size": size,
-        "leaf_input_b64": base64.b64encode(record.sealed).decode("ascii"),
-        "hashes": [h.hex() for h in hashes],
-    }
-    return orjson.dumps(doc) + b"\n"
+    return orjson.dumps(proofs.proven_record(store, seq, size)) + b"\n"
 
 
 def rotate(
