@@ -372,3 +372,14 @@ def test_proofs_name_the_key_that_signed_and_carry_the_rotation(tmp_path: Path) 
     proof = RotationProof.parse(json.dumps(rotation))
     cp2 = open_checkpoint(doc["checkpoint2"], new)
     assert follow(old, old.name, cp2, before, proof) == new
+
+
+def test_status_shows_the_key_in_force_and_the_rotations(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _, new, seq = _rotated(data)
+    result = run_cli("status", "--data", data, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    key = json.loads(result.output)["ledger"]["signing_key"]
+    assert key == {"in_force": str(new), "rotations": [seq], "problem": None}
+    lines = run_cli("status", "--data", data).output.splitlines()
+    assert f"signing key:        {new} (rotated at seq {seq})" in lines
