@@ -383,3 +383,30 @@ def test_status_shows_the_key_in_force_and_the_rotations(tmp_path: Path) -> None
     assert key == {"in_force": str(new), "rotations": [seq], "problem": None}
     lines = run_cli("status", "--data", data).output.splitlines()
     assert f"signing key:        {new} (rotated at seq {seq})" in lines
+
+
+def test_a_rotation_stopped_before_its_transition_checkpoint_can_be_finished(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    old_vkey = VerifierKey.parse(sealed_ledger(data, audit_request(3)))
+    old = SigningKey.load(data / "signing.key")
+    new = SigningKey.generate(old.name)
+    new.save(data / "signing.key.next")
+    store = datadir.open_store(data, None, readonly=False)
+    try:  # steps 1 to 3 of `key rotate`, then a crash
+        seq = store.tree_size()
+        note = rotation_note(old.name, seq, old, new)
+        entry = rotation_entry(READER, note, old_vkey, new.verifier())
+        assert append_one(DirectAppender(store), entry) == seq
+        with pytest.raises(ConfigError, match=r"signing\.key\.next"):
+            datadir.signing_key(data, store, None, None)
+    finally:
+        store.close()
+    # Finishing by hand (docs/operations.md): the new key in place; the server then signs the
+    # first checkpoint after the rotation with it, from the old key's saved checkpoint.
+    (data / "signing.key").rename(data / f"signing.key{RETIRED_SUFFIX}{old.key_id.hex()}")
+    (data / "signing.key.next").rename(data / "signing.key")
+    _grow(data, 2)
+    result = run_cli("verify", "--data", data, "--key", str(old_vkey))
+    assert result.exit_code == 0, result.stderr
