@@ -9,6 +9,7 @@ build the ledger in this process (tests/minilog.py) and change one thing each.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from conftest import STORE_KINDS, new_store_url
 from minilog import run_cli, sealed_ledger
-from otaudit import datadir
+from otaudit import datadir, tree
 from otaudit.access import Reader
 from otaudit.checkpoint import open_checkpoint
 from otaudit.checkpointer import Checkpointer
@@ -31,7 +32,14 @@ from otaudit.ownrecords import DirectAppender, append_one
 from otaudit.record import seal
 from otaudit.rotation import RETIRED_SUFFIX, rotate, rotation_entry
 from otaudit.verify import verify_ledger
-from otaudit.witness import RotationProof, WitnessVerifier, open_cosigned
+from otaudit.witness import (
+    ConsistencyProof,
+    Refused,
+    RotationProof,
+    Witness,
+    WitnessVerifier,
+    open_cosigned,
+)
 from otaudit.witness.rotation import follow
 from sealing import sign
 from support import Server, audit_request, otaudit, post
@@ -145,6 +153,7 @@ def test_verify_checks_each_checkpoint_with_the_key_in_force(tmp_path: Path) -> 
     for key in ([], ["--key", str(old)], ["--key", str(new)]):
         result = run_cli("verify", "--data", data, *key)
         assert result.exit_code == 0, result.output + result.stderr
+        assert f"OK: key history of 2 keys (rotated at seq {seq}, each" in result.output
     checkpoints = run_cli("checkpoint", "--data", data, "--size", str(seq + 1)).output
     open_checkpoint(checkpoints, old)
     open_checkpoint(checkpoints, new)
@@ -410,3 +419,46 @@ def test_a_rotation_stopped_before_its_transition_checkpoint_can_be_finished(
     _grow(data, 2)
     result = run_cli("verify", "--data", data, "--key", str(old_vkey))
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_witness_follows_only_a_proven_rotation(tmp_path: Path) -> None:
+    data, state = tmp_path / "data", tmp_path / "state"
+    old, new, seq = _rotated(data)
+    store = datadir.open_store(data, None, readonly=True)
+    try:
+        checkpoints = {cp.tree_size: cp.note for cp in store.checkpoints()}
+    finally:
+        store.close()
+    before, after = min(checkpoints), max(checkpoints)
+    witness = Witness.init(state, "w.example/w1")
+    witness.add_log(old)
+    witness.witness(checkpoints[before])
+    args = ["--data", str(data), "--from", str(before), "--to", str(after)]
+    doc = json.loads(run_cli("prove", "consistency", *args).output)
+    proof = ConsistencyProof(before, after, tuple(bytes.fromhex(h) for h in doc["hashes"]))
+    # Without the rotation record, the new key's checkpoint is refused...
+    with pytest.raises(Refused, match=f"no signature by {re.escape(old.name)}"):
+        witness.witness(checkpoints[after], proof)
+    # ...and a rotation record that is not in that checkpoint's tree too.
+    (rotation,) = doc["rotations"]
+    bad = RotationProof.parse(json.dumps({**rotation, "hashes": ["00" * 32]}))
+    with pytest.raises(Refused, match="not in the checkpoint"):
+        witness.witness(checkpoints[after], proof, rotation=bad)
+    # With it, the witness cosigns and trusts the new key only.
+    done = witness.witness(
+        checkpoints[after], proof, rotation=RotationProof.parse(json.dumps(rotation))
+    )
+    assert open_cosigned(done.note, witness.key.verifier(), log_key=new)
+    retired = SigningKey.load(data / f"signing.key{RETIRED_SUFFIX}{old.key_id.hex()}")
+    store = datadir.open_store(data, None, readonly=False)
+    try:
+        request = ExportTraceServiceRequest.FromString(audit_request(1))
+        records = select_spans(request, "audit.action").records
+        store.append([seal(obj, content, "otlp", time.time_ns()) for obj, content in records])
+        forged = sign(store, retired, old.name)  # the retired key, past its rotation
+        hashes = tuple(tree.stored_consistency_proof(store, after, forged.tree_size))
+    finally:
+        store.close()
+    with pytest.raises(Refused, match="no signature by"):
+        witness.witness(forged.note, ConsistencyProof(after, forged.tree_size, hashes))
+    assert seq < after
