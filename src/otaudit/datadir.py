@@ -8,12 +8,17 @@ Layout of ``--data DIR`` (default ``./otaudit-data``)::
                                   database (next to ``--key-file`` when the key is elsewhere;
                                   see :mod:`otaudit.signerstate`)
     DIR/verifier.key              the log's verifier key, pinned by ``otaudit key pin``
+    DIR/signing.key.retired-<id>  a signing key retired by ``otaudit key rotate`` (kept, 0600)
+    DIR/signing.key.next          the new key while a rotation is under way (see
+                                  :mod:`otaudit.rotation`)
 
 The log's origin (the first line of every checkpoint) is the signing key's
 name; it is chosen on first start (``--origin``) and recorded in the ledger.
 
 The verifier key recorded in the ledger is only the database's word: whoever can
-write the database can replace it along with the history it signs. :func:`log_key`
+write the database can replace it along with the history it signs. After a key rotation
+it stays the log's original key; the key in force comes from the key history
+(:mod:`otaudit.keyhistory`). :func:`log_key`
 says what confirms the key it returns (``--key``, the pinned key, or the signing key).
 """
 
