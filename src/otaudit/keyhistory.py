@@ -32,9 +32,9 @@ forge without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -48,6 +48,7 @@ __all__ = [
     "NOTE_ATTRIBUTE",
     "ROTATE_ACTION",
     "STATEMENT_HEADER",
+    "HistoryStore",
     "KeyHistory",
     "Rotation",
     "add_signature",
@@ -228,7 +229,22 @@ class KeyHistory:
         return f"KeyHistory({[str(k) for k in self.keys]!r})"
 
 
-def load_history(store: Any, original: VerifierKey | None = None) -> KeyHistory:
+class HistoryStore(Protocol):
+    """What the key history is read from: a store's meta and otaudit's own records
+    (:class:`otaudit.store.base.Store` is one)."""
+
+    def meta(self, key: str) -> str | None:
+        """A set-once ledger setting (``origin``, ``verifier_key``)."""
+        ...
+
+    def action_rows(
+        self, actions: Sequence[str], *, since_ns: int | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """(seq, time, actor, target, attributes) of own records with one of ``actions``."""
+        ...
+
+
+def load_history(store: HistoryStore, original: VerifierKey | None = None) -> KeyHistory:
     """The key history of a store: ``meta.verifier_key`` (or ``original``) and every rotation
     record among otaudit's own records, each checked in sequence order.
 
@@ -246,7 +262,7 @@ def load_history(store: Any, original: VerifierKey | None = None) -> KeyHistory:
     return history
 
 
-def retired_at(store: Any, key: VerifierKey) -> int | None:
+def retired_at(store: HistoryStore, key: VerifierKey) -> int | None:
     """The seq of a rotation record that retires ``key`` (by its stated old key, unchecked:
     enough for a signer to stop), or None."""
     for row in store.action_rows((ROTATE_ACTION,)):
@@ -255,7 +271,7 @@ def retired_at(store: Any, key: VerifierKey) -> int | None:
     return None
 
 
-def history_for(store: Any, trusted: VerifierKey | KeyHistory) -> KeyHistory:
+def history_for(store: HistoryStore, trusted: VerifierKey | KeyHistory) -> KeyHistory:
     """The store's key history anchored at ``trusted`` (see :meth:`KeyHistory.anchored`).
 
     The chain starts at the ledger's recorded original key when ``trusted`` is one of its
