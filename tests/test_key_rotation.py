@@ -462,3 +462,28 @@ def test_a_witness_follows_only_a_proven_rotation(tmp_path: Path) -> None:
     with pytest.raises(Refused, match="no signature by"):
         witness.witness(forged.note, ConsistencyProof(after, forged.tree_size, hashes))
     assert seq < after
+
+
+def test_a_witness_that_took_the_transition_under_the_old_key_still_follows(
+    tmp_path: Path,
+) -> None:
+    data, state = tmp_path / "data", tmp_path / "state"
+    old, new, seq = _rotated(data)
+    store = datadir.open_store(data, None, readonly=True)
+    try:
+        checkpoints = {cp.tree_size: cp.note for cp in store.checkpoints()}
+    finally:
+        store.close()
+    transition, after = seq + 1, max(checkpoints)
+    witness = Witness.init(state, "w.example/w1")
+    witness.add_log(old)
+    witness.witness(checkpoints[transition])  # no rotation.<size>: accepted under the old key
+    args = ["--data", str(data), "--from", str(transition), "--to", str(after)]
+    doc = json.loads(run_cli("prove", "consistency", *args).output)
+    assert doc["verifier_key1"] == doc["verifier_key2"] == str(new)
+    (rotation,) = doc["rotations"]
+    proof = ConsistencyProof(transition, after, tuple(bytes.fromhex(h) for h in doc["hashes"]))
+    done = witness.witness(
+        checkpoints[after], proof, rotation=RotationProof.parse(json.dumps(rotation))
+    )
+    assert open_cosigned(done.note, witness.key.verifier(), log_key=new)

@@ -115,10 +115,12 @@ def _keys(store: Store, sizes: dict[str, int]) -> dict[str, str]:
 
 
 def _rotations(store: Store, size1: int, size2: int) -> dict[str, list[dict[str, Any]]]:
-    """``{"rotations": [...]}``: the rotation records ``size1 <= seq < size2``, each proven
-    into the tree of ``size2`` (the form of a witness's ``rotation.<size>``); {} if none."""
+    """``{"rotations": [...]}``: the rotation records that hand over in ``[size1, size2]``
+    (``size1 - 1 <= seq < size2``: a checkpoint at ``size1`` that is a transition checkpoint
+    was also signed by the older key), each proven into the tree of ``size2`` (the form of a
+    witness's ``rotation.<size>``); {} if none."""
     history = _history(store)
-    found = [r for r in history.rotations if size1 <= r.seq < size2] if history else []
+    found = [r for r in history.rotations if size1 <= r.first_size <= size2] if history else []
     if not found:
         return {}
     return {"rotations": [proven_record(store, r.seq, size2) for r in found]}

@@ -7,9 +7,10 @@ record's canonical bytes and its RFC 9162 inclusion proof in that checkpoint, JS
 checks, before it cosigns: (1) the proof is for this checkpoint's size, (2) the record is in
 the checkpoint's tree, (3) it is one of otaudit's own rotation records, (4) it is a valid
 rotation of the key the witness trusts (both keys signed it, :func:`rotation_from_attributes`)
-made after the last size this witness accepted, and (5) the checkpoint is signed by the new
-key. The witness then trusts the new key only: a checkpoint the old key signs afterwards is
-refused.
+that hands over no earlier than the last size this witness accepted (the transition
+checkpoint, which the old key signs too, may be that size), and (5) the checkpoint is
+signed by the new key. The witness then trusts the new key only: a checkpoint the old key
+signs afterwards is refused.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def follow(
     if columns.pipeline != OWN_PIPELINE or columns.action != ROTATE_ACTION:
         raise Refused(f"{what}: record {proof.index} is not a key rotation record")
     # 4. A rotation of the trusted key, after what this witness accepted.
-    if proof.index < last_size:
+    if proof.index + 1 < last_size:  # the transition checkpoint, index + 1, the old key signs
         raise Refused(
             f"{what}: the rotation at seq {proof.index} is older than size {last_size}, which "
             "this witness accepted under the old key"
