@@ -106,6 +106,7 @@ def test_prove_inclusion_prints_a_checkable_proof(data: Path) -> None:
         "hashes",
         "root_hash",
         "checkpoint",
+        "verifier_key",  # the key that signed the checkpoint (the log's key history)
     ]
     assert (doc["index"], doc["tree_size"]) == (5, 7)
     leaf = merkle.leaf_hash(base64.b64decode(doc["leaf_input_b64"]))

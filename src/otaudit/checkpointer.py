@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from otaudit import merkle, signerstate, tree
+from otaudit import keyhistory, merkle, signerstate, tree
 from otaudit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from otaudit.errors import ConfigError, StoreError, VerificationError
 from otaudit.keys import SigningKey
@@ -99,7 +99,12 @@ class Checkpointer:
         """The saved checkpoint; without one, the latest stored checkpoint signed by this
         signer's key, adopted (and saved) with a warning."""
         verifier = self.key.verifier()
-        saved = signerstate.load(self.saved_path, verifier, self.origin)
+        try:
+            saved = signerstate.load(self.saved_path, verifier, self.origin)
+        except VerificationError:
+            if self.store.meta("verifier_key") is None:
+                raise  # no key history to try
+            saved = self._saved_before_rotation()
         if saved is not None:
             return saved
         for stored in reversed(self.store.checkpoints()):
@@ -119,6 +124,19 @@ class Checkpointer:
             return adopted
         return None
 
+    def _saved_before_rotation(self) -> Checkpoint:
+        """The saved checkpoint, signed by the key in force at its size when that is not
+        this signer's key: the last one the previous key signed before a key rotation that
+        signed no transition checkpoint (:mod:`otaudit.keyhistory`); VerificationError if it
+        is not signed by that key either."""
+        history = keyhistory.load_history(self.store)
+        data = read_small_file(self.saved_path, "saved checkpoint", signerstate.MAX_FILE_BYTES)
+        assert data is not None
+        try:
+            return history.open_checkpoint(data, self.origin)
+        except VerificationError as exc:
+            raise VerificationError(f"saved checkpoint {self.saved_path}: {exc}") from exc
+
     def _check_extends(
         self, size1: int, root1: bytes, size2: int, root2: bytes, where: str
     ) -> list[bytes]:
@@ -133,6 +151,14 @@ class Checkpointer:
         return proof
 
     def _sign(self, size: int, root: bytes, latest: StoredCheckpoint | None) -> StoredCheckpoint:
+        retired_at = keyhistory.retired_at(self.store, self.key.verifier())
+        if retired_at is not None:
+            # 0. A server still running with a key `otaudit key rotate` retired signs nothing.
+            raise VerificationError(
+                f"refusing to sign tree size {size}: this server's signing key was retired by "
+                f"the key rotation at seq {retired_at}; restart `otaudit serve` to sign with "
+                "the new key"
+            )
         proof: list[bytes] = []
         if latest is not None and latest.tree_size > 0:
             # 2. The new head must extend the previous signed one in the store.

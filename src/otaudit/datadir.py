@@ -8,12 +8,17 @@ Layout of ``--data DIR`` (default ``./otaudit-data``)::
                                   database (next to ``--key-file`` when the key is elsewhere;
                                   see :mod:`otaudit.signerstate`)
     DIR/verifier.key              the log's verifier key, pinned by ``otaudit key pin``
+    DIR/signing.key.retired-<id>  a signing key retired by ``otaudit key rotate`` (kept, 0600)
+    DIR/signing.key.next          the new key while a rotation is under way (see
+                                  :mod:`otaudit.rotation`)
 
 The log's origin (the first line of every checkpoint) is the signing key's
 name; it is chosen on first start (``--origin``) and recorded in the ledger.
 
 The verifier key recorded in the ledger is only the database's word: whoever can
-write the database can replace it along with the history it signs. :func:`log_key`
+write the database can replace it along with the history it signs. After a key rotation
+it stays the log's original key; the key in force comes from the key history
+(:mod:`otaudit.keyhistory`). :func:`log_key`
 says what confirms the key it returns (``--key``, the pinned key, or the signing key).
 """
 
@@ -24,11 +29,12 @@ import os
 import secrets
 import socket
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from otaudit import defaults, signerstate
+from otaudit import defaults, keyhistory, signerstate
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.smallfile import read_small_file
@@ -150,16 +156,37 @@ def signing_key(data: Path, store: Store, origin: str | None, key_file: Path | N
     if recorded is None:
         store.set_meta("origin", key.name)
         store.set_meta("verifier_key", key.verifier_key())
-    elif recorded != key.name or store.meta("verifier_key") != key.verifier_key():
-        raise ConfigError(
-            f"signing key {path} ({key.name!r}) is not the key of this ledger ({recorded!r})"
-        )
+        keys = [key.verifier()]
+    else:
+        keys = _check_in_force(key, path, store, recorded)
     pinned = pinned_key(data / PIN_FILE)
-    if pinned is not None and pinned != key.verifier():
+    if pinned is not None and pinned not in keys:
         raise ConfigError(
             f"signing key {path} is not the key pinned in {data / PIN_FILE} ({pinned})"
         )
     return key
+
+
+def _check_in_force(key: SigningKey, path: Path, store: Store, recorded: str) -> list[VerifierKey]:
+    """ConfigError unless ``key`` is the key in force of the ledger's key history (the
+    recorded key, or the newest of its rotations); return the history's keys."""
+    if recorded != key.name:
+        raise ConfigError(
+            f"signing key {path} ({key.name!r}) is not the key of this ledger ({recorded!r})"
+        )
+    history = keyhistory.load_history(store)
+    if history.current == key.verifier():
+        return history.keys
+    retired = [r for r in history.rotations if r.old == key.verifier()]
+    if retired:
+        raise ConfigError(
+            f"signing key {path} was retired by the key rotation at seq {retired[0].seq}; the "
+            f"key in force is {history.current} (an unfinished `otaudit key rotate` left it in "
+            f"{path.with_name(path.name + keyhistory.NEXT_SUFFIX)})"
+        )
+    raise ConfigError(
+        f"signing key {path} ({key.name!r}) is not the key of this ledger ({recorded!r})"
+    )
 
 
 @dataclass(frozen=True)
@@ -188,15 +215,17 @@ def pinned_key(path: Path) -> VerifierKey | None:
         raise ConfigError(f"pinned verifier key {path}: {exc}") from None
 
 
-def pin_key(path: Path, key: VerifierKey) -> bool:
+def pin_key(path: Path, key: VerifierKey, chain: Sequence[VerifierKey] = ()) -> bool:
     """Write ``key`` to ``path`` (mode 0644, atomically); False if it already pins ``key``.
 
-    VerificationError if ``path`` pins another key: a pin is never replaced silently.
+    VerificationError if ``path`` pins another key: a pin is never replaced silently, except
+    by a later key of ``chain`` (the log's checked key history, oldest first).
     """
     pinned = pinned_key(path)
     if pinned == key:
         return False
-    if pinned is not None:
+    forward = pinned in chain and key in chain and chain.index(key) > chain.index(pinned)
+    if pinned is not None and not forward:
         raise VerificationError(
             f"{path} already pins {pinned}; if the log's key really changed, remove that file first"
         )
@@ -231,7 +260,7 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
     if pinned is not None and name is not None and pinned.name != name:
         pinned = None
     if pinned is not None:
-        if str(pinned) != recorded:
+        if str(pinned) != recorded and not _in_history(store, pinned):
             raise VerificationError(
                 f"the ledger's verifier key {recorded} is not the key pinned in {pin_path} "
                 f"({pinned}): the key in the database was replaced, or the pin belongs to "
@@ -244,7 +273,7 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
         own = SigningKey.load(key_path).verifier()
         own = None if name is not None and own.name != name else own
     if own is not None:
-        if str(own) != recorded:
+        if str(own) != recorded and not _in_history(store, own):
             raise VerificationError(
                 f"the ledger's verifier key {recorded} is not the key of the signing key "
                 f"{key_path} ({own}): the key in the database was replaced, or the signing "
@@ -252,6 +281,11 @@ def log_key(data: Path, store: Store, key_text: str | None) -> LogKey:
             )
         return LogKey(own, f"the signing key {key_path}")
     return LogKey(VerifierKey.parse(recorded), None)
+
+
+def _in_history(store: Store, key: VerifierKey) -> bool:
+    """Whether ``key`` is a key of the ledger's (checked) key history: a rotation brought it in."""
+    return key in keyhistory.load_history(store).keys
 
 
 def require_ledger(data: Path) -> None:

@@ -4,6 +4,12 @@
 prove`` prints, anchored to a signed checkpoint kept by the store. Hashes
 are lowercase hex, sizes integers; ``leaf_input_b64`` is the record's
 canonical bytes, so the leaf hash can be recomputed (RFC 9162 §2.1.1).
+
+Each checkpoint is named with the verifier key that signed it, from the log's key
+history (:mod:`otaudit.keyhistory`: the ledger's word, checked link by link; confirm the
+keys out of band). A consistency proof across a key rotation also carries the rotation
+records between its sizes, each with its inclusion proof in the newer tree, so whoever
+trusts the older key can follow to the newer one.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 
 from otaudit import merkle, tree
 from otaudit.errors import IndexNotInTree, NoCheckpoint, SizesOutOfOrder, VerificationError
+from otaudit.keyhistory import KeyHistory, load_history
 from otaudit.store.base import Store, StoredCheckpoint
 
 
@@ -62,6 +69,7 @@ def inclusion(store: Store, seq: int, size: int | None = None) -> dict[str, Any]
         "hashes": [h.hex() for h in hashes],
         "root_hash": cp.root_hash.hex(),
         "checkpoint": cp.note,
+        **_keys(store, {"verifier_key": cp.tree_size}),
     }
 
 
@@ -88,4 +96,44 @@ def consistency(store: Store, size1: int, size2: int | None = None) -> dict[str,
         "hashes": [h.hex() for h in hashes],
         "checkpoint1": first.note,
         "checkpoint2": second.note,
+        **_keys(store, {"verifier_key1": first.tree_size, "verifier_key2": second.tree_size}),
+        **_rotations(store, first.tree_size, second.tree_size),
+    }
+
+
+def _history(store: Store) -> KeyHistory | None:
+    """The log's key history; None for a store that records no key (a bare test store)."""
+    return load_history(store) if store.meta("verifier_key") is not None else None
+
+
+def _keys(store: Store, sizes: dict[str, int]) -> dict[str, str]:
+    """Each named tree size's signing key, as verifier key text."""
+    history = _history(store)
+    if history is None:
+        return {}
+    return {name: str(history.key_for(size)) for name, size in sizes.items()}
+
+
+def _rotations(store: Store, size1: int, size2: int) -> dict[str, list[dict[str, Any]]]:
+    """``{"rotations": [...]}``: the rotation records that hand over in ``[size1, size2]``
+    (``size1 - 1 <= seq < size2``: a checkpoint at ``size1`` that is a transition checkpoint
+    was also signed by the older key), each proven into the tree of ``size2`` (the form of a
+    witness's ``rotation.<size>``); {} if none."""
+    history = _history(store)
+    found = [r for r in history.rotations if size1 <= r.first_size <= size2] if history else []
+    if not found:
+        return {}
+    return {"rotations": [proven_record(store, r.seq, size2) for r in found]}
+
+
+def proven_record(store: Store, seq: int, size: int) -> dict[str, Any]:
+    """Record ``seq`` and its inclusion proof in the tree of ``size`` (RFC 9162 §2.1.3):
+    ``{"index", "tree_size", "leaf_input_b64", "hashes"}``."""
+    record = next(store.iter_records(seq, seq + 1))
+    hashes = tree.stored_inclusion_proof(store, seq, size)
+    return {
+        "index": seq,
+        "tree_size": size,
+        "leaf_input_b64": base64.b64encode(record.sealed).decode("ascii"),
+        "hashes": [h.hex() for h in hashes],
     }

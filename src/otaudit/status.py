@@ -28,7 +28,8 @@ import orjson
 
 from otaudit.access import READ_ACTION
 from otaudit.detect.alerts import read_alerts
-from otaudit.errors import ConfigError, VerificationError
+from otaudit.errors import ConfigError, OtauditError, VerificationError
+from otaudit.keyhistory import load_history
 from otaudit.metrics import Metrics
 from otaudit.note import parse_note
 from otaudit.ownrecords import VERIFY_ACTION
@@ -71,6 +72,11 @@ class LedgerStatus:
     #: Open alerts (no decision yet, or investigating/escalated) per severity.
     open_alerts: dict[str, int] = field(default_factory=dict)
     alerts_total: int = 0
+    #: The signing key in force (the log's key history, :mod:`otaudit.keyhistory`), the seqs
+    #: of the rotation records, or why the history does not check.
+    signing_key: str | None = None
+    key_rotations: tuple[int, ...] = ()
+    key_problem: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The status as a JSON object (``ledger``, ``auth``, ``detection``)."""
@@ -88,6 +94,11 @@ class LedgerStatus:
                 "last_verification": None
                 if self.last_verification is None
                 else asdict(self.last_verification),
+                "signing_key": {
+                    "in_force": self.signing_key,
+                    "rotations": list(self.key_rotations),
+                    "problem": self.key_problem,
+                },
             },
             "auth": {"required": self.auth_required, "tokens": self.tokens},
             "detection": {"open_alerts": self.open_alerts, "alerts_total": self.alerts_total},
@@ -115,7 +126,20 @@ def ledger_status(store: Store, now_ns: int | None = None) -> LedgerStatus:
         tokens=tokens_by_scope(tokens),
         open_alerts=dict(sorted(open_alerts.items())),
         alerts_total=len(alerts),
+        **_key_history(store),
     )
+
+
+def _key_history(store: Store) -> dict[str, Any]:
+    """The key in force and the rotations, or the problem with the key history."""
+    try:
+        history = load_history(store)
+    except OtauditError as exc:
+        return {"key_problem": str(exc)}
+    return {
+        "signing_key": str(history.current),
+        "key_rotations": tuple(r.seq for r in history.rotations),
+    }
 
 
 def tokens_by_scope(tokens: list[StoredToken]) -> dict[str, dict[str, int]]:

@@ -45,6 +45,7 @@ from otaudit._core import is_frame
 from otaudit.checkpoint import open_checkpoint
 from otaudit.conventions import OWN_PIPELINE
 from otaudit.errors import VerificationError
+from otaudit.keyhistory import KeyHistory, history_for
 from otaudit.keys import VerifierKey
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, LateRecord, LateSigning
 from otaudit.record import (
@@ -60,6 +61,9 @@ from otaudit.store.sqlite import SQLiteStore
 from otaudit.store.sqlite_query import read_uri
 
 Progress = Callable[[int], object]
+#: What checkpoints are checked with: a trusted verifier key (the ledger's key history is read
+#: from the ledger and must contain it, see :mod:`otaudit.keyhistory`) or a history.
+Keys = VerifierKey | KeyHistory
 
 
 @dataclass(frozen=True)
@@ -270,15 +274,16 @@ def _check_tree(store: Store, size: int) -> None:
         raise VerificationError(f"tree has a node at level {level} beyond a tree of {size} leaves")
 
 
-def _check_checkpoints(store: Store, key: VerifierKey, size: int) -> tuple[int, int]:
+def _check_checkpoints(store: Store, key: Keys, size: int) -> tuple[int, int]:
     stored = store.checkpoints()
     if not stored:
         raise VerificationError("the ledger has no signed checkpoint")
     origin = store.meta("origin")
+    history = history_for(store, key)  # each rotation record checked, in sequence order
     for cp in stored:
         where = f"checkpoint at tree size {cp.tree_size}"
         try:
-            opened = open_checkpoint(cp.note, key, origin)
+            opened = open_checkpoint(cp.note, history.key_for(cp.tree_size), origin)
         except VerificationError as exc:
             raise VerificationError(f"{where}: {exc}") from exc
         if opened.tree_size != cp.tree_size or opened.root_hash != cp.root_hash:
@@ -302,7 +307,7 @@ def _check_checkpoints(store: Store, key: VerifierKey, size: int) -> tuple[int, 
 
 def verify_ledger(
     store: Store,
-    key: VerifierKey,
+    key: Keys,
     *,
     progress: Progress | None = None,
     max_signing_delay_s: int = DEFAULT_MAX_DELAY_S,
@@ -323,7 +328,7 @@ def verify_ledger(
 
 
 def _verify_ledger(
-    store: Store, key: VerifierKey, progress: Progress | None, max_delay_s: int, *, core: bool
+    store: Store, key: Keys, progress: Progress | None, max_delay_s: int, *, core: bool
 ) -> VerifyReport:
     started = time.perf_counter()
     sizes = [cp.tree_size for cp in store.checkpoints()]
@@ -505,7 +510,7 @@ def _explain_records(store: Store, seq: int, end: int | None) -> VerificationErr
     raise _Disagreement
 
 
-def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
+def check_saved_checkpoint(store: Store, note: str, key: Keys) -> int:
     """Check the ledger against a checkpoint kept elsewhere; return its tree size.
 
     Run after :func:`verify_ledger` (so the stored nodes are known good).
@@ -514,11 +519,12 @@ def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
     re-signed with another key.
     """
     origin = store.meta("origin")
+    history = history_for(store, key)
     try:
-        saved = open_checkpoint(note, key, origin)
+        saved = history.open_checkpoint(note, origin)
     except VerificationError as exc:
         raise VerificationError(
-            f"saved checkpoint is not a checkpoint of this log signed by {key}: {exc} "
+            f"saved checkpoint is not a checkpoint of this log signed by its key: {exc} "
             "(the log's key or origin changed, or the checkpoint belongs to another log)"
         ) from exc
     where = f"saved checkpoint at tree size {saved.tree_size}"
@@ -544,7 +550,7 @@ def check_saved_checkpoint(store: Store, note: str, key: VerifierKey) -> int:
 
 def verify_range(
     store: Store,
-    key: VerifierKey,
+    key: Keys,
     begin: int,
     end: int | None,
     *,
@@ -568,7 +574,7 @@ def verify_range(
 
 def _verify_range(
     store: Store,
-    key: VerifierKey,
+    key: Keys,
     begin: int,
     end: int | None,
     progress: Progress | None,

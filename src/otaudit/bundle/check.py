@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Final
 import orjson
 
 from otaudit import merkle
+from otaudit.bundle.keys import KEYS, read_key_history
 from otaudit.bundle.layout import (
     CANONICAL,
     CHECKPOINT,
@@ -46,8 +47,9 @@ from otaudit.bundle.layout import (
     manifest_note_text,
 )
 from otaudit.canonical import canonical_bytes
-from otaudit.checkpoint import Checkpoint, open_checkpoint
+from otaudit.checkpoint import Checkpoint
 from otaudit.errors import ConfigError, OtauditError, VerificationError
+from otaudit.keyhistory import KeyHistory
 from otaudit.keys import VerifierKey
 from otaudit.note import open_note
 from otaudit.progress import Progress, counted
@@ -180,7 +182,7 @@ def verify_bundle(
     # regular file (a link to /dev/zero or a FIFO would never end), small ones bounded.
     m, manifest_bytes = _manifest(files)
     present = {p.name for p in directory.iterdir()} - {MANIFEST, MANIFEST_SIG}
-    if extra := sorted(present - set(FILES)):
+    if extra := sorted(present - set(FILES) - {KEYS}):
         raise VerificationError(f"extra file {extra[0]} in the bundle is not in the manifest")
 
     # (2) The signatures. The checkpoint verifies with the trusted key (--key), else with the
@@ -188,14 +190,20 @@ def verify_bundle(
     # manifest.sig note, if any, verifies with the same key and names the SHA-256 of
     # manifest.json's exact bytes: the selection, record count and file hashes are then the
     # exporter's, who held the log's signing key.
+    # A log whose key was rotated also has keys.jsonl: its rotation records, proven into
+    # the checkpoint, give the key in force at the checkpoint's size (bundle.keys), and the
+    # trusted key must be one of that history's keys.
     key_text = files.read(VERIFIER_KEY).decode(errors="replace").removesuffix("\n")
     try:
         bundle_key = VerifierKey.parse(key_text)
-        cp = open_checkpoint(files.read(CHECKPOINT), key or bundle_key)
+        history = _key_history(files, bundle_key, m)
+        if not history.rotations and key is not None:
+            history = KeyHistory(key)  # the given key signs, or the bundle fails
+        cp = history.open_checkpoint(files.read(CHECKPOINT))
     except OtauditError as exc:
         where = CHECKPOINT if isinstance(exc, VerificationError) else VERIFIER_KEY
         raise VerificationError(f"{where}: {exc}") from exc
-    if key is not None and key != bundle_key:
+    if key is not None and key != bundle_key and key not in history.keys:
         raise VerificationError(f"{VERIFIER_KEY} holds {bundle_key}, not the key given")
     if [m["origin"], m["tree_size"], m["root_hash"]] != [cp.origin, cp.tree_size,
                                                           cp.root_hash.hex()]:  # fmt: skip
@@ -204,7 +212,7 @@ def verify_bundle(
         )
     signed = files.exists(MANIFEST_SIG)
     if signed:
-        _check_manifest_signature(files, manifest_bytes, key or bundle_key)
+        _check_manifest_signature(files, manifest_bytes, history.key_for(cp.tree_size))
     elif require_signed_manifest:
         raise VerificationError(
             f"{MANIFEST_SIG} is missing: the selection and completeness are not signed"
@@ -228,7 +236,8 @@ def verify_bundle(
     # each record; each line of records.jsonl and row of records.csv must equal them, and
     # each record must match the selection the manifest states.
     _check_copies(files, selection, m["format"], progress, count)
-    return Report(count, total, cp.tree_size, time.perf_counter() - started, 0, key or bundle_key,
+    return Report(count, total, cp.tree_size, time.perf_counter() - started, 0,
+                  key or history.key_for(cp.tree_size),
                   manifest_signed=signed, complete=selection.everything,
                   selection=selection)  # fmt: skip
 
@@ -246,7 +255,8 @@ def _check_manifest_signature(files: _Files, manifest: bytes, key: VerifierKey) 
 
 
 def _check_hashes(files: _Files, listed: dict[str, Any], present: set[str]) -> None:
-    for name in FILES:
+    optional = [KEYS] if KEYS in listed or KEYS in present else []  # a rotated log's only
+    for name in (*FILES, *optional):
         if name not in listed or name not in present:
             where = "in the manifest" if name not in listed else "in the bundle"
             raise VerificationError(f"{name} is missing {where}")
@@ -260,8 +270,21 @@ def _check_hashes(files: _Files, listed: dict[str, Any], present: set[str]) -> N
                     size += len(chunk)
         if want != {"sha256": digest.hexdigest(), "bytes": size}:
             raise VerificationError(f"{name}: SHA-256 or size differs from the manifest")
-    if unknown := sorted(set(listed) - set(FILES)):
+    if unknown := sorted(set(listed) - set(FILES) - {KEYS}):
         raise VerificationError(f"the manifest lists {unknown[0]}, which is not a bundle file")
+
+
+def _key_history(files: _Files, original: VerifierKey, m: dict[str, Any]) -> KeyHistory:
+    """The key history of the bundle: ``original`` and the rotations ``keys.jsonl`` proves
+    under the root the manifest states (the checkpoint is then checked to sign that root)."""
+    if not files.exists(KEYS):
+        return KeyHistory(original)
+    try:
+        root = bytes.fromhex(m["root_hash"])
+        size, origin = int(m["tree_size"]), str(m["origin"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerificationError(f"{MANIFEST}: origin, tree size or root is malformed") from exc
+    return read_key_history(files.read(KEYS), original, origin, size, root)
 
 
 def _lines(files: _Files, name: str) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 
 from otaudit import merkle, proofs, tree
+from otaudit.bundle.keys import KEYS, key_history_lines
 from otaudit.bundle.layout import (
     CANONICAL,
     CHECKPOINT,
@@ -39,8 +40,8 @@ from otaudit.bundle.layout import (
     jsonl_line,
     manifest_note_text,
 )
-from otaudit.checkpoint import open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
+from otaudit.keyhistory import KeyHistory, history_for
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.note import sign_note
 from otaudit.outdir import OutputDir, open_output_dir
@@ -138,13 +139,15 @@ def export_bundle(
     ``progress`` (optional) is called with the number of records written so far, ending at
     the number in the bundle."""
     started = time.perf_counter()
-    if signer is not None and signer.verifier() != key:
+    history = history_for(store, key)
+    if signer is not None and signer.verifier() != history.current:
         raise ConfigError(
-            f"signing key {signer.name}+{signer.key_id.hex()} is not the log's key {key}"
+            f"signing key {signer.name}+{signer.key_id.hex()} is not the log's key "
+            f"{history.current}"
         )
     directory = open_output_dir(out)
     try:
-        return _write(store, key, directory, selection, signer, started, progress)
+        return _write(store, history, directory, selection, signer, started, progress)
     except BaseException:
         directory.discard()
         raise
@@ -153,11 +156,12 @@ def export_bundle(
 
 
 def _write(
-    store: Store, key: VerifierKey, out: OutputDir, selection: Selection,
+    store: Store, history: KeyHistory, out: OutputDir, selection: Selection,
     signer: SigningKey | None, started: float, progress: Progress | None,
 ) -> Report:  # fmt: skip
     stored = proofs.checkpoint_at(store, None)
-    cp = open_checkpoint(stored.note, key, store.meta("origin"))
+    cp = history.open_checkpoint(stored.note, store.meta("origin"))
+    key = history.original
     size, root = cp.tree_size, cp.root_hash
     if (size, root) != (stored.tree_size, stored.root_hash):
         raise VerificationError(f"checkpoint at tree size {size}: stored size or root differs")
@@ -202,6 +206,10 @@ def _write(
         sinks[VERIFIER_KEY].write(f"{key}\n")
         if selection.everything and count != size:
             raise VerificationError(f"seq {count} is missing; run `otaudit verify`", count)
+        rotations = key_history_lines(store, history, size)
+        if rotations:  # keys.jsonl: only a log whose key was rotated
+            sinks[KEYS] = _Sink(out, KEYS)
+            sinks[KEYS].write(rotations)
         files = {name: sink.close() for name, sink in sinks.items()}
         manifest = {"format": FORMAT, "origin": cp.origin, "tree_size": size,
                     "root_hash": root.hex(), "records": count, "selection": selection.manifest(),

@@ -29,13 +29,15 @@ READ_FORMATS: Final = ("otaudit-bundle/1", FORMAT)
 CANONICAL, JSONL, CSV = "records.canonical", "records.jsonl", "records.csv"
 PROOFS, CHECKPOINT, VERIFIER_KEY = "proofs.jsonl", "checkpoint", "verifier.key"
 MANIFEST, MANIFEST_SIG = "manifest.json", "manifest.sig"
+#: The rotation records of a log whose key was rotated (:mod:`otaudit.bundle.keys`); only then.
+KEYS: Final = "keys.jsonl"
 FILES: Final = (CANONICAL, JSONL, CSV, PROOFS, CHECKPOINT, VERIFIER_KEY)
 #: The first line of the signed note in ``manifest.sig``. Its second line (``sha256:...``) is
 #: never a decimal number, so the note can never be read as a checkpoint (origin, size, root).
 MANIFEST_NOTE: Final = "otaudit-bundle-manifest/1"
 #: The largest each small file may be; the others are bounded by the sizes the manifest lists.
 MAX_BYTES: Final = {MANIFEST: 1 << 20, MANIFEST_SIG: 64 << 10, CHECKPOINT: 64 << 10,
-                    VERIFIER_KEY: 4 << 10}  # fmt: skip
+                    VERIFIER_KEY: 4 << 10, KEYS: 1 << 20}  # fmt: skip
 CSV_HEADER: Final = ("seq", *COLUMN_NAMES)
 _BOUNDS: Final = ("since_utc", "until_utc")
 

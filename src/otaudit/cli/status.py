@@ -180,9 +180,15 @@ def ledger_lines(ledger: LedgerStatus) -> list[str]:
         f"{scope} {n['active']} active, {n['revoked']} revoked"
         for scope, n in ledger.tokens.items()
     )
+    if ledger.key_problem is not None:
+        key = f"key history does not check: {ledger.key_problem}"
+    else:
+        rotated = ", ".join(str(seq) for seq in ledger.key_rotations)
+        key = f"{ledger.signing_key}" + (f" (rotated at seq {rotated})" if rotated else "")
     return [
         f"ledger:             {ledger.tree_size} records",
         f"checkpoint:         {checkpoint}",
+        f"signing key:        {key}",
         f"unsigned records:   {ledger.unsigned_records}",
         f"last verification:  {verified}",
         f"authentication:     {'on' if ledger.auth_required else 'off (no tokens)'}",

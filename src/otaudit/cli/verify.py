@@ -15,6 +15,7 @@ from otaudit.cli.progress import progress_bar
 from otaudit.cli.reading import record_read
 from otaudit.cli.render import CheckCommand
 from otaudit.errors import VerificationError
+from otaudit.keyhistory import history_for
 from otaudit.keys import VerifierKey
 from otaudit.latesigning import DEFAULT_MAX_DELAY_S, duration_text
 from otaudit.smallfile import read_small_file
@@ -121,6 +122,7 @@ def verify_command(
                                        max_signing_delay_s=max_delay_s)  # fmt: skip
         saved_size = check_saved_checkpoint(store, saved, key) if saved else None
         signer_size = _signer_state(data, store, key)
+        rotations = [r.seq for r in history_for(store, key).rotations]
     except VerificationError as exc:
         failure: VerificationError | None = exc
     else:
@@ -137,6 +139,10 @@ def verify_command(
     if unconfirmed:
         click.echo(datadir.unconfirmed_warning(key), err=True)
     click.echo(_summary(report, "records in the range" if partial else "records"))
+    if rotations:
+        click.echo(f"OK: key history of {len(rotations) + 1} keys (rotated at seq "
+                   f"{', '.join(map(str, rotations))}, each rotation signed by both keys); "
+                   "each checkpoint checked with the key in force at its size")  # fmt: skip
     if saved_size is not None:
         click.echo(f"OK: the ledger still holds exactly the tree of the saved checkpoint "
                    f"(tree size {saved_size})")  # fmt: skip

@@ -17,7 +17,14 @@ import click
 from otaudit.errors import ConfigError
 from otaudit.keys import VerifierKey
 from otaudit.smallfile import read_small_file
-from otaudit.witness import MAX_NOTE_BYTES, MAX_PROOF_BYTES, ConsistencyProof, Refused, Witness
+from otaudit.witness import (
+    MAX_NOTE_BYTES,
+    MAX_PROOF_BYTES,
+    ConsistencyProof,
+    Refused,
+    RotationProof,
+    Witness,
+)
 
 
 def _refused(exc: Refused) -> NoReturn:
@@ -109,7 +116,18 @@ def add_log_command(state: Path, log_key: str) -> None:
     help="Consistency proof from the last size this witness accepted "
     "(JSON with size1, size2, hashes, as `otaudit prove consistency` prints).",
 )
-def cosign_command(state: Path, checkpoint_file: Path, proof_file: Path | None) -> None:
+@click.option(
+    "--rotation",
+    "rotation_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="ROTATION_JSON",
+    help="For the transition checkpoint of a key rotation: the rotation record and its "
+    "inclusion proof (rotation.<size>, written by `otaudit key rotate --witness-dir`); "
+    "the witness then trusts the log's new key.",
+)
+def cosign_command(
+    state: Path, checkpoint_file: Path, proof_file: Path | None, rotation_file: Path | None
+) -> None:
     """Check a signed checkpoint and print it with this witness's cosignature appended.
 
     The output keeps the log's signature lines; lines of keys this witness does not know
@@ -122,7 +140,11 @@ def cosign_command(state: Path, checkpoint_file: Path, proof_file: Path | None) 
         proof_text = _read(proof_file, "consistency proof", MAX_PROOF_BYTES)
     try:
         proof = ConsistencyProof.parse(proof_text) if proof_text is not None else None
-        done = witness.witness(note, proof)
+        rotation = None
+        if rotation_file is not None:
+            rotation_text = _read(rotation_file, "key rotation proof", MAX_PROOF_BYTES)
+            rotation = RotationProof.parse(rotation_text)
+        done = witness.witness(note, proof, rotation=rotation)
     except Refused as exc:
         _refused(exc)
     click.echo(done.note, nl=False)

@@ -36,6 +36,8 @@ The package is split by concept:
   :func:`export_checkpoint`, :func:`write_atomic`) and :class:`Refused`;
 * :mod:`otaudit.witness.state`: :class:`Witness`, its state directory and the decision to
   cosign or refuse (:class:`Witnessed`: the cosigned note and the lines it left out);
+* :mod:`otaudit.witness.rotation`: following the log's key rotation
+  (:class:`RotationProof`, ``rotation.<size>`` beside a transition checkpoint);
 * :mod:`otaudit.witness.limits`: the sizes a witness reads and accepts.
 """
 
@@ -50,6 +52,7 @@ from otaudit.witness.cosignature import (
 )
 from otaudit.witness.export import ConsistencyProof, Refused, export_checkpoint
 from otaudit.witness.limits import MAX_NOTE_BYTES, MAX_PROOF_BYTES
+from otaudit.witness.rotation import RotationProof
 from otaudit.witness.state import Witness, Witnessed
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "ConsistencyProof",
     "Cosigned",
     "Refused",
+    "RotationProof",
     "Witness",
     "WitnessKey",
     "WitnessVerifier",

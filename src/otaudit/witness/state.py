@@ -52,6 +52,7 @@ from otaudit.witness.limits import (
     check_note_size,
     shown,
 )
+from otaudit.witness.rotation import RotationProof, follow
 
 KEY_FILE = "witness.key"
 """The witness signing key's file name inside the state directory."""
@@ -167,13 +168,23 @@ class Witness:
         return log.accepted if log is not None else None
 
     def cosign(
-        self, note: str | bytes, proof: ConsistencyProof | None = None, *, now: int | None = None
+        self,
+        note: str | bytes,
+        proof: ConsistencyProof | None = None,
+        *,
+        now: int | None = None,
+        rotation: RotationProof | None = None,
     ) -> str:
         """The note of :meth:`witness`: the checkpoint with the log's lines and ours."""
-        return self.witness(note, proof, now=now).note
+        return self.witness(note, proof, now=now, rotation=rotation).note
 
     def witness(
-        self, note: str | bytes, proof: ConsistencyProof | None = None, *, now: int | None = None
+        self,
+        note: str | bytes,
+        proof: ConsistencyProof | None = None,
+        *,
+        now: int | None = None,
+        rotation: RotationProof | None = None,
     ) -> Witnessed:
         """Check a checkpoint against the state and cosign it (Refused, state unchanged).
 
@@ -183,7 +194,9 @@ class Witness:
         the size is unchanged). On success the checkpoint becomes the last
         accepted one (stored before returning). The cosigned note holds the
         log's verified signature lines and this witness's new one; other
-        lines are dropped and named in the result.
+        lines are dropped and named in the result. With ``rotation`` (the
+        transition checkpoint of a key rotation), the witness checks it
+        (:mod:`otaudit.witness.rotation`) and trusts the log's new key from then on.
         """
         if isinstance(note, str):
             if len(note) > MAX_NOTE_BYTES:  # a character is at least one byte
@@ -207,14 +220,18 @@ class Witness:
                     f"unknown log {shown(origin)}: this witness does not trust it "
                     "(add its verifier key with `otaudit witness add-log`)"
                 )
+            key = log.key
+            if rotation is not None:
+                last = log.accepted.tree_size if log.accepted is not None else 0
+                key = follow(log.key, origin, Checkpoint.parse_body(text), last, rotation)
             try:
-                cp = open_checkpoint(decoded, log.key, origin)  # every line of log.key verifies
+                cp = open_checkpoint(decoded, key, origin)  # every line of the key verifies
             except VerificationError as exc:
                 raise Refused(f"checkpoint of log {shown(origin)}: {exc}") from None
             self._check(log, cp, proof)
             timestamp = int(time.time()) if now is None else now
             own = self.key.cosign(text.encode("utf-8"), timestamp)
-            logs = (log.key.name, log.key.key_id)
+            logs = (key.name, key.key_id)
             mine = (self.key.name, self.key.key_id)
             kept = [signature_line(s.name, s.key_id, s.signature)
                     for s in signatures if (s.name, s.key_id) == logs]  # fmt: skip
@@ -223,7 +240,7 @@ class Witness:
                 for s in signatures
                 if (s.name, s.key_id) not in (logs, mine)
             )
-            self._save(_Log(origin, log.key, decoded, cp))
+            self._save(_Log(origin, key, decoded, cp))
         return Witnessed(text + "\n" + "".join(kept) + own, dropped)
 
     @staticmethod
@@ -297,7 +314,7 @@ class Witness:
                 if named != size:
                     raise Refused(f"the file name says size {size}, the checkpoint {named}")
                 parsed = ConsistencyProof.parse(proof) if proof is not None else None
-                done = self.witness(note, parsed)
+                done = self.witness(note, parsed, rotation=_rotation(directory, size))
             except VerificationError as exc:  # Refused included
                 raise Refused(f"{path}: {exc}") from None
             try:
@@ -305,3 +322,9 @@ class Witness:
             except OSError as exc:
                 raise ConfigError(f"cannot write {out}: {exc.strerror}") from exc
             yield size, out, done.dropped
+
+
+def _rotation(directory: Path, size: int) -> RotationProof | None:
+    """``rotation.<size>`` of a witness directory (a key rotation's transition), if any."""
+    data = read_small_file(directory / f"rotation.{size}", "key rotation proof", MAX_PROOF_BYTES)
+    return None if data is None else RotationProof.parse(data)
