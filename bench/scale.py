@@ -61,8 +61,8 @@ def fill(data: Path, records: int) -> float:
         return records / (time.perf_counter() - started)
     finally:
         store.close()
-        # Gigabytes the fill left for the kernel to write back would otherwise be written
-        # while the load runs, and every commit's fsync would wait behind them.
+        # The gigabytes the fill wrote are on disk before the load starts, not written
+        # back by the kernel beside it.
         os.sync()
 
 
