@@ -109,7 +109,8 @@ def test_serve_leaves_a_blocking_migration_to_otaudit_migrate(pg: PgServer, tmp_
         "applied: 4 API tokens",
         "applied: 5 resources kept once",
         "applied: 6 dedup keys found in time order",
-        "schema version 6 (current)",
+        "applied: 7 removals covered by receipts",
+        "schema version 7 (current)",
     ]
     server = Server(tmp_path / "data", extra_args=["--store", url]).start()
     assert post(server, audit_request(2)).status_code == 200

@@ -82,6 +82,16 @@ class StoredRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Removal:
+    """A range of sequence numbers ``first..last`` (inclusive) whose record rows the receipt
+    at ``receipt_seq`` allowed to be deleted (table ``removals``)."""
+
+    first: int
+    last: int
+    receipt_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """What ``append`` did: the sequence number given to each entry (None: already held)."""
 
@@ -158,6 +168,33 @@ class LedgerStore(Protocol):
 
     def tree_size(self) -> int:
         """The number of records (leaves) committed."""
+        ...
+
+    def removals(self) -> list[Removal]:
+        """Every range of removed payloads, by first seq (they never overlap)."""
+        ...
+
+    def add_removals(self, receipt_seq: int, ranges: Sequence[tuple[int, int]]) -> None:
+        """Durably let the rows of ``ranges`` (first, last inclusive, none overlapping a
+        stored range) be removed under the receipt at ``receipt_seq`` (already appended)."""
+        ...
+
+    def remove_payloads(self, first: int, last: int) -> int:
+        """Delete the record rows ``first <= seq <= last`` (all inside stored removals)
+        in one durable transaction; how many rows went."""
+        ...
+
+    def present_seqs(self, first: int, last: int) -> list[int]:
+        """The sequence numbers ``first..last`` whose record rows are stored."""
+        ...
+
+    def restore(self, seq: int, entry: Entry) -> None:
+        """Store again the record row of ``seq`` (removed earlier) from its sealed entry; the
+        caller has checked that it hashes to the stored leaf."""
+        ...
+
+    def reclaim_space(self, max_pages: int) -> int:
+        """Give free pages back to the file system (SQLite); how many were."""
         ...
 
     def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:

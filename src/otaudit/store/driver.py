@@ -77,6 +77,20 @@ class Driver(Protocol):
         """Hold the right to sign checkpoints while inside; False: another process has it."""
         ...
 
+    def write_many(self, action: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row, all in one durable transaction."""
+        ...
+
+    def remove(self, first: int, last: int) -> int:
+        """Delete the records rows with ``first <= seq <= last`` in one durable transaction
+        (the database refuses it outside the ranges of ``removals``); how many went."""
+        ...
+
+    def reclaim(self, max_pages: int) -> int:
+        """Give up to ``max_pages`` free pages back to the file system; how many were
+        (0 where the database does it itself)."""
+        ...
+
     def migration_lock(self) -> AbstractContextManager[None]:
         """Keep other processes from migrating the ledger while inside."""
         ...

@@ -203,6 +203,24 @@ class PostgresDriver:
                 with cur.copy(_COPY_NODES) as copy:
                     copy.write(pg_copy_binary(plan.nodes, "iqb"))
 
+    def write_many(self, action: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One transaction on the shared connection."""
+        with self.using(action) as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql, rows)
+
+    def remove(self, first: int, last: int) -> int:
+        """One transaction on the shared connection."""
+        with self.using("removing record payloads") as conn, conn.transaction():
+            cur = conn.execute(
+                "DELETE FROM otaudit.records WHERE seq BETWEEN %s AND %s", (first, last)
+            )
+            return cur.rowcount
+
+    def reclaim(self, max_pages: int) -> int:
+        """Nothing: autovacuum makes the space of deleted rows reusable (the files keep
+        their size; ``docs/retention.md``)."""
+        return 0
+
     @contextmanager
     def _signer(self) -> Iterator[bool]:
         with self.using("taking the signer lock") as conn:

@@ -175,6 +175,54 @@ CREATE INDEX records_dedup ON otaudit.records (({DEDUP_TIME}), dedup_key);
 ALTER TABLE otaudit.records DROP CONSTRAINT records_dedup_key_key;
 """
 
+# The ranges of seqs whose record rows a receipt has removed (pruned or erased), as in the
+# SQLite store: a range names its receipt, already on the ledger and after every seq of the
+# range, and never overlaps another; a records row may be deleted only inside a range (the
+# writer role may DELETE on records for that), everything else stays append-only.
+_COVERING: Final = (
+    "SELECT 1 FROM (SELECT last_seq FROM otaudit.removals WHERE first_seq <= {seq}"
+    " ORDER BY first_seq DESC LIMIT 1) AS p WHERE last_seq >= {seq}"
+)
+_REMOVALS: Final = f"""
+CREATE TABLE otaudit.removals (
+    first_seq bigint PRIMARY KEY, last_seq bigint NOT NULL, receipt_seq bigint NOT NULL
+);
+CREATE FUNCTION otaudit.removal_checked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.first_seq < 0 OR NEW.last_seq < NEW.first_seq OR NEW.last_seq >= NEW.receipt_seq
+       OR NOT EXISTS (SELECT 1 FROM otaudit.records WHERE seq = NEW.receipt_seq
+                      AND pipeline = 'otaudit' AND action IN ('otaudit.prune', 'otaudit.erase'))
+       OR EXISTS ({_COVERING.format(seq="NEW.last_seq")} AND last_seq >= NEW.first_seq) THEN
+        RAISE EXCEPTION 'otaudit removals: a range must precede its receipt, which must be on'
+            ' the ledger, and must not overlap another range'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER removals_checked BEFORE INSERT ON otaudit.removals
+    FOR EACH ROW EXECUTE FUNCTION otaudit.removal_checked();
+CREATE TRIGGER removals_append_only BEFORE UPDATE OR DELETE ON otaudit.removals
+    FOR EACH ROW EXECUTE FUNCTION otaudit.refuse_change();
+CREATE TRIGGER removals_no_truncate BEFORE TRUNCATE ON otaudit.removals
+    FOR EACH STATEMENT EXECUTE FUNCTION otaudit.refuse_change();
+CREATE FUNCTION otaudit.removal_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS ({_COVERING.format(seq="OLD.seq")}) THEN
+        RAISE EXCEPTION 'otaudit ledger is append-only: DELETE on records refused (no receipt'
+            ' covers seq %)', OLD.seq USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN OLD;
+END $$;
+DROP TRIGGER records_append_only ON otaudit.records;
+CREATE TRIGGER records_no_update BEFORE UPDATE ON otaudit.records
+    FOR EACH ROW EXECUTE FUNCTION otaudit.refuse_change();
+CREATE TRIGGER records_removal_only BEFORE DELETE ON otaudit.records
+    FOR EACH ROW EXECUTE FUNCTION otaudit.removal_only();
+GRANT SELECT ON otaudit.removals TO {READER_ROLE};
+GRANT SELECT, INSERT ON otaudit.removals TO {WRITER_ROLE};
+GRANT DELETE ON otaudit.records TO {WRITER_ROLE};
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "ledger tables, audit views, append-only triggers", _TABLES),
     Migration(2, "writer, reader and query roles", _ROLES),
@@ -217,4 +265,5 @@ GRANT SELECT ON otaudit.tokens TO otaudit_writer;
     ),
     Migration(5, "resources kept once", _RESOURCES),
     Migration(6, "dedup keys found in time order", _DEDUP_IN_TIME_ORDER, online=False),
+    Migration(7, "removals covered by receipts", _REMOVALS),
 )

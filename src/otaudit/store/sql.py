@@ -24,7 +24,13 @@ from otaudit import tree
 from otaudit.errors import StoreError
 from otaudit.record import COLUMN_NAMES, Entry
 from otaudit.store import migrations as mig
-from otaudit.store.base import AppendResult, StoredCheckpoint, StoredRecord, StoredToken
+from otaudit.store.base import (
+    AppendResult,
+    Removal,
+    StoredCheckpoint,
+    StoredRecord,
+    StoredToken,
+)
 from otaudit.store.driver import Driver
 from otaudit.store.events import EventReads
 from otaudit.store.migrations import Migration
@@ -164,11 +170,56 @@ class SQLStore(ReportReads, SearchReads, EventReads):
         return [StoredToken(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def tree_size(self) -> int:
-        """The number of records committed."""
+        """The number of leaves committed (records whose payload was removed count too)."""
         rows = self._db.rows(
-            "reading the ledger", f"SELECT COALESCE(MAX(seq) + 1, 0) FROM {self._records}"
+            "reading the ledger",
+            f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {self._table('tree_nodes')} WHERE level = 0",
         )
         return int(rows[0][0])
+
+    # -- removed payloads (retention, erasure) -----------------------------------
+
+    def removals(self) -> list[Removal]:
+        """Every range of removed payloads, by first seq."""
+        rows = self._db.rows(
+            "reading removals",
+            f"SELECT first_seq, last_seq, receipt_seq FROM {self._table('removals')}"
+            " ORDER BY first_seq",
+        )
+        return [Removal(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def add_removals(self, receipt_seq: int, ranges: Sequence[tuple[int, int]]) -> None:
+        """Store the ranges the receipt at ``receipt_seq`` covers, in one transaction."""
+        self._db.write_many(
+            "storing removals",
+            f"INSERT INTO {self._table('removals')} (first_seq, last_seq, receipt_seq)"
+            f" VALUES ({self._marks(3)})",
+            [(first, last, receipt_seq) for first, last in ranges],
+        )
+
+    def remove_payloads(self, first: int, last: int) -> int:
+        """Delete the record rows of ``first..last`` (inside stored removals)."""
+        return self._db.remove(first, last)
+
+    def present_seqs(self, first: int, last: int) -> list[int]:
+        """The stored seqs of ``first..last``, in order."""
+        ph = self._db.placeholder
+        rows = self._db.rows(
+            "reading records",
+            f"SELECT seq FROM {self._records} WHERE seq BETWEEN {ph} AND {ph} ORDER BY seq",
+            (first, last),
+        )
+        return [int(r[0]) for r in rows]
+
+    def restore(self, seq: int, entry: Entry) -> None:
+        """The row of ``seq`` again, from its sealed entry (its resource kept in the row)."""
+        row = (seq, entry.sealed, entry.dedup_key, *entry.columns, None, None)
+        with self._db.head_lock():
+            self._db.insert(tree.AppendPlan([row], [], [], [seq], self.tree_size()))
+
+    def reclaim_space(self, max_pages: int) -> int:
+        """Give free pages back to the file system (SQLite); how many were."""
+        return self._db.reclaim(max_pages)
 
     def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
         """The stored hashes of the given (level, idx) subtrees; StoreError if one is missing."""

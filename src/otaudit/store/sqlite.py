@@ -223,6 +223,46 @@ class SQLiteDriver:
                 [(trained[0], trained[1], codec.created_at())],
             )
 
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn`` (rolled back on error)."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(action, exc) from exc
+
+    def write_many(self, action: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One write transaction on ``conn``."""
+        with self._transaction(action) as conn:
+            conn.executemany(sql, rows)
+
+    def remove(self, first: int, last: int) -> int:
+        """One write transaction on ``conn`` (waits for an append in progress)."""
+        with self._transaction("removing record payloads") as conn:
+            cur = conn.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
+            return cur.rowcount
+
+    def reclaim(self, max_pages: int) -> int:
+        """``PRAGMA incremental_vacuum`` on a ledger created with ``auto_vacuum =
+        INCREMENTAL`` (0 on one created before: its free pages are reused, not returned);
+        the WAL checkpoint that follows shortens the file."""
+        try:
+            if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                return 0
+            before = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+            self.conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+            return before - int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise self._error("returning free pages", exc) from exc
+
     def signer_turn(self) -> AbstractContextManager[bool]:
         """Always this process's turn: one ``serve`` owns a SQLite ledger."""
         return nullcontext(True)
@@ -303,6 +343,10 @@ class SQLiteStore(SQLStore):
             if readonly:
                 conn.execute("PRAGMA query_only = ON")
             else:
+                # A new ledger gives the pages of removed records back to the file system
+                # (PRAGMA incremental_vacuum); the mode can only be chosen before any table.
+                if not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall():
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA cache_size = -65536")

@@ -5,7 +5,10 @@ The tables mirror the PostgreSQL store's (:mod:`otaudit.store.postgres_schema`):
 ``resources`` (each distinct resource once, from migration 5), ``tree_nodes``,
 ``checkpoints``, ``meta``, ``schema_migrations`` and ``dictionaries`` (the zstd
 dictionaries rows are compressed with, from migration 6: :mod:`otaudit.store.codec`),
-each append-only through triggers, and the three audit views queries read.
+each append-only through triggers, and the three audit views queries read. From
+migration 8 on, ``removals`` lists the sequence numbers whose payload a receipt (a
+record of otaudit's own, :mod:`otaudit.retention.receipts`) has removed: a records row
+may be deleted only inside one of its ranges.
 """
 
 from __future__ import annotations
@@ -134,6 +137,44 @@ CREATE VIEW audit_spans AS SELECT * FROM audit_records WHERE signal = 'span';
 CREATE VIEW audit_logs AS SELECT * FROM audit_records WHERE signal = 'log';
 """ + _append_only({"records": "seq = NEW.seq", "dictionaries": "id = NEW.id"})
 
+# The ranges of seqs whose record rows a receipt has removed (pruned or erased). A range
+# names its receipt, which must already be on the ledger, after every seq of the range;
+# ranges never overlap, so the one that could cover a seq is the last starting at or before
+# it (one index lookup per deleted row). A records row may be deleted only inside a range;
+# everything else stays append-only. What the ranges say is checked against the sealed
+# receipts by `otaudit verify`.
+RECEIPT_ACTIONS: Final = "'otaudit.prune', 'otaudit.erase'"
+_COVERING: Final = (
+    "SELECT 1 FROM (SELECT last_seq FROM removals WHERE first_seq <= {seq}"
+    " ORDER BY first_seq DESC LIMIT 1) WHERE last_seq >= {seq}"
+)
+_BAD_RANGE: Final = (
+    "otaudit removals: a range must precede its receipt, which must be on the ledger,"
+    " and must not overlap another range"
+)
+_UNCOVERED: Final = (
+    "otaudit ledger is append-only: DELETE on records refused (no receipt covers this seq)"
+)
+_REMOVALS: Final = f"""
+CREATE TABLE removals (
+    first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, receipt_seq INTEGER NOT NULL
+);
+CREATE TRIGGER removals_receipt BEFORE INSERT ON removals
+WHEN NEW.first_seq < 0 OR NEW.last_seq < NEW.first_seq OR NEW.last_seq >= NEW.receipt_seq
+    OR NOT EXISTS (SELECT 1 FROM records WHERE seq = NEW.receipt_seq AND pipeline = 'otaudit'
+                   AND action IN ({RECEIPT_ACTIONS}))
+    OR EXISTS ({_COVERING.format(seq="NEW.last_seq")} AND last_seq >= NEW.first_seq)
+BEGIN SELECT RAISE(ABORT, '{_BAD_RANGE}'); END;
+CREATE TRIGGER removals_no_update BEFORE UPDATE ON removals
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: UPDATE on removals refused'); END;
+CREATE TRIGGER removals_no_delete BEFORE DELETE ON removals
+BEGIN SELECT RAISE(ABORT, 'otaudit ledger is append-only: DELETE on removals refused'); END;
+DROP TRIGGER records_no_delete;
+CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+WHEN NOT EXISTS ({_COVERING.format(seq="OLD.seq")})
+BEGIN SELECT RAISE(ABORT, '{_UNCOVERED}'); END;
+"""
+
 _V1: Final = "ledger tables, audit views, append-only triggers"
 # Version 1 predates the history table; version 2 records it as applied before it.
 MIGRATIONS: Final = (
@@ -180,4 +221,5 @@ MIGRATIONS: Final = (
         "DROP INDEX records_attr_action;"
         "CREATE INDEX records_action_timestamp ON records (action, timestamp);",
     ),
+    Migration(8, "removals covered by receipts", _REMOVALS),
 )
