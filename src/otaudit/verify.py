@@ -30,11 +30,12 @@ alone (tests hold both to the same verdicts).
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ from otaudit.record import (
     parse_sealed,
     resource_offset,
 )
+from otaudit.retention import receipts
+from otaudit.retention.receipts import Cover, Range, Receipt, read_receipts
 from otaudit.store import codec
 from otaudit.store.base import Store, StoredRecord
 from otaudit.store.sqlite import SQLiteStore
@@ -76,6 +79,13 @@ class VerifyReport:
     tree_size: int
     checkpoints: int
     checkpoint_size: int
+    absent: int = 0  # records whose payload a receipt removed (pruned or erased)
+    receipts: tuple[Receipt, ...] = ()
+
+    def removed(self, kind: str) -> tuple[int, int]:
+        """(records, receipts) of one kind of removal (``prune`` or ``erase``)."""
+        mine = [r for r in self.receipts if r.kind == kind]
+        return sum(r.count for r in mine), len(mine)
 
     @property
     def uncovered(self) -> int:
@@ -172,8 +182,10 @@ def _check_records(
     begin: int = 0,
     end: int | None = None,
     late: LateSigning | None = None,
-) -> tuple[int, int]:
-    """Check records ``[begin, end)`` against their leaves; return (count, bytes).
+    removed: Sequence[Range] = (),
+) -> tuple[int, int, int]:
+    """Check records ``[begin, end)`` against their leaves; return (seqs passed, bytes,
+    seqs absent under ``removed``).
 
     With ``end`` None the check runs to the last record and also refuses
     leaves that have no record. ``late`` sees each record's receive time.
@@ -183,7 +195,7 @@ def _check_records(
         records = store.iter_records(begin, end)
         for it in (leaves, records):
             streams.callback(getattr(it, "close", lambda: None))
-        return _check_stream(leaves, records, progress, begin, end, late)
+        return _check_stream(leaves, records, progress, begin, end, late, removed)
 
 
 def _check_stream(
@@ -193,15 +205,37 @@ def _check_stream(
     begin: int,
     end: int | None,
     late: LateSigning | None,
-) -> tuple[int, int]:
+    removed: Sequence[Range] = (),
+) -> tuple[int, int, int]:
     expected = begin
-    total_bytes = 0
+    total_bytes = absent = 0
+    cover = Cover(removed)
+
+    def skip_removed(upto: int) -> int:
+        """Pass the seqs from ``expected`` below ``upto`` that a receipt covers; the first
+        one that none covers is missing."""
+        seq = expected
+        while seq < upto:
+            stop = cover.end_of(seq)
+            if stop is None:
+                return seq
+            seq = min(stop + 1, upto)
+        return seq
+
     for rec in records:
         if rec.seq != expected:
-            raise VerificationError(
-                f"seq {expected} is missing (the next stored record is seq {rec.seq})", expected
-            )
+            passed = skip_removed(rec.seq) if rec.seq > expected else expected
+            if passed != rec.seq:
+                raise VerificationError(
+                    f"seq {passed} is missing (the next stored record is seq {rec.seq})"
+                    + (" and no receipt covers it" if removed else ""),
+                    passed,
+                )
+            absent += rec.seq - expected
+            expected = rec.seq
         idx_leaf = next(leaves, None)
+        while idx_leaf is not None and idx_leaf[0] < rec.seq:
+            idx_leaf = next(leaves, None)  # the leaves of removed records (covered above)
         if idx_leaf is None or idx_leaf[0] != rec.seq:
             raise VerificationError(
                 f"seq {rec.seq}: no leaf hash for this record in the tree", rec.seq
@@ -216,17 +250,20 @@ def _check_stream(
         if progress is not None and expected % 10_000 == 0:
             progress(expected - begin)
     if end is not None:
-        if expected < end:
-            raise VerificationError(f"seq {expected} is missing", expected)
-        return expected - begin, total_bytes
+        passed = skip_removed(end)
+        if passed < end:
+            raise VerificationError(f"seq {passed} is missing", passed)
+        return end - begin, total_bytes, absent + end - expected
     extra = next(leaves, None)
+    while extra is not None and extra[0] == expected and cover.end_of(expected) is not None:
+        absent, expected, extra = absent + 1, expected + 1, next(leaves, None)
     if extra is not None:
         raise VerificationError(
             f"seq {expected} is missing: the tree has a leaf at index {extra[0]} "
             f"but the ledger holds only {expected} records",
             expected,
         )
-    return expected, total_bytes
+    return expected, total_bytes, absent
 
 
 def _pairs(rows: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes, bytes]]:
@@ -332,15 +369,20 @@ def _verify_ledger(
 ) -> VerifyReport:
     started = time.perf_counter()
     sizes = [cp.tree_size for cp in store.checkpoints()]
-    run = _core_run(store, 0, None, sizes, max_delay_s, progress) if core else None
+    found_receipts, removed = removed_ranges(store)
+    run = (
+        _core_removed(store, 0, None, sizes, max_delay_s, progress, removed=removed)
+        if core
+        else None
+    )
     if run is None:
         late = LateSigning(sizes, max_delay_s)
-        records, record_bytes = _check_records(store, progress, late=late)
+        records, record_bytes, absent = _check_records(store, progress, late=late, removed=removed)
         found = late.found
     else:
         if run.fault is not None:
-            raise _explain_records(store, run.fault[0], None)
-        records, record_bytes, found = run.records, run.bytes, run.late
+            raise _explain_records(store, run.fault[0], None, removed)
+        records, record_bytes, found, absent = run.records, run.bytes, run.late, 0
     latest = max(sizes, default=0)
     if latest > records:
         raise VerificationError(
@@ -358,8 +400,16 @@ def _verify_ledger(
     count, cp_size = _check_checkpoints(store, key, records)
     if found is not None:  # reported once the checkpoints it relies on are known good
         raise VerificationError(found.message(max_delay_s), found.seq)
+    _check_receipt_digests(store, found_receipts)
     return VerifyReport(
-        records, record_bytes, time.perf_counter() - started, records, count, cp_size
+        records - absent,
+        record_bytes,
+        time.perf_counter() - started,
+        records,
+        count,
+        cp_size,
+        absent,
+        tuple(found_receipts),
     )
 
 
@@ -379,6 +429,22 @@ class _CoreRun:
     late: LateRecord | None
     inclusion_checked: bool = False
     excluded: int | None = None
+
+
+def _core_removed(
+    store: Store,
+    begin: int,
+    end: int | None,
+    sizes: list[int] | None,
+    max_delay_s: int,
+    progress: Progress | None,
+    inclusion: tuple[int, bytes] | None = None,
+    *,
+    removed: Sequence[Range],
+) -> _CoreRun | None:
+    if removed:
+        return None
+    return _core_run(store, begin, end, sizes, max_delay_s, progress, inclusion)
 
 
 def _core_run(
@@ -485,7 +551,9 @@ def _late(found: tuple[int, int, int, int, int] | None) -> LateRecord | None:
     return None if found is None else LateRecord(*found)
 
 
-def _explain_records(store: Store, seq: int, end: int | None) -> VerificationError:
+def _explain_records(
+    store: Store, seq: int, end: int | None, removed: Sequence[Range] = ()
+) -> VerificationError:
     """The reference's own failure at ``seq``, where the core found one in step 1.
 
     The reference runs from ``seq`` on and must fail there; if it passes that record
@@ -504,10 +572,62 @@ def _explain_records(store: Store, seq: int, end: int | None) -> VerificationErr
         for it in (leaves, records):
             streams.callback(getattr(it, "close", lambda: None))
         try:
-            _check_stream(leaves, through(records), None, seq, end, None)
+            _check_stream(leaves, through(records), None, seq, end, None, removed)
         except VerificationError as exc:
             return exc
     raise _Disagreement
+
+
+def removed_ranges(store: Store) -> tuple[list[Receipt], list[Range]]:
+    """The ledger's receipts and the seqs they cover (merged), after checking that each
+    receipt names only earlier seqs, counts them right, and that the ``removals`` table
+    (what the database lets be deleted) says no more than the receipts."""
+    try:
+        found = read_receipts(store)
+    except ValueError as exc:
+        raise VerificationError(f"{exc}: the receipt was altered") from exc
+    by_seq: dict[int, Receipt] = {}
+    for r in found:
+        if r.ranges and r.ranges[-1][1] >= r.seq:
+            raise VerificationError(
+                f"seq {r.seq}: a receipt names seq {r.ranges[-1][1]}, which is not before it",
+                r.seq,
+            )
+        if receipts.count(r.ranges) != r.count:
+            raise VerificationError(
+                f"seq {r.seq}: a receipt says {r.count} records but its ranges hold"
+                f" {receipts.count(r.ranges)}",
+                r.seq,
+            )
+        by_seq[r.seq] = r
+    for m in store.removals():
+        named = by_seq.get(m.receipt_seq)
+        ranges = () if named is None else named.ranges
+        at = bisect.bisect_right(ranges, (m.first, m.last)) - 1
+        if at < 0 or not ranges[at][0] <= m.first <= m.last <= ranges[at][1]:
+            raise VerificationError(
+                f"seq {m.first}: the removals table lets seq {m.first}..{m.last} be deleted"
+                f" under seq {m.receipt_seq}, which is no receipt naming them: the removals"
+                " table was altered",
+                m.first,
+            )
+    return found, receipts.merged(found)
+
+
+def _overlaps(r: Receipt, begin: int, end: int) -> bool:
+    return bool(r.ranges) and r.ranges[0][0] < end and r.ranges[-1][1] >= begin
+
+
+def _check_receipt_digests(store: Store, found: Sequence[Receipt]) -> None:
+    """Each receipt's digest equals the one over the (checked) leaves it names."""
+    for r in found:
+        computed = receipts.leaf_digest(store, r.ranges)
+        if computed != r.leaf_digest:
+            raise VerificationError(
+                f"seq {r.seq}: the receipt's digest of the leaves it removed is {r.leaf_digest}"
+                f" but the tree's leaves give {computed}: the receipt does not name what went",
+                r.seq,
+            )
 
 
 def check_saved_checkpoint(store: Store, note: str, key: Keys) -> int:
@@ -605,13 +725,18 @@ def _verify_range(
             ) from exc
 
     # 1. Each record against its stored leaf; 2. each (now checked) leaf into the signed root.
-    run = _core_run(store, begin, end, None, 0, progress, (cp_size, root)) if core else None
+    found_receipts, removed = removed_ranges(store)
+    run = (
+        _core_removed(store, begin, end, None, 0, progress, (cp_size, root), removed=removed)
+        if core
+        else None
+    )
     if run is None:
-        checked, total_bytes = _check_records(store, progress, begin, end)
+        checked, total_bytes, absent = _check_records(store, progress, begin, end, None, removed)
     elif run.fault is not None:
-        raise _explain_records(store, run.fault[0], end)
+        raise _explain_records(store, run.fault[0], end, removed)
     else:
-        checked, total_bytes = run.records, run.bytes
+        checked, total_bytes, absent = run.records, run.bytes, 0
     if run is not None and run.inclusion_checked:
         if run.excluded is not None:  # the reference words it, or decides
             included(run.excluded, store.nodes([(0, run.excluded)])[0])
@@ -622,4 +747,13 @@ def _verify_range(
                 break
             included(idx, bytes(leaf))
     seconds = time.perf_counter() - started
-    return VerifyReport(checked, total_bytes, seconds, store.tree_size(), count, cp_size)
+    return VerifyReport(
+        checked - absent,
+        total_bytes,
+        seconds,
+        store.tree_size(),
+        count,
+        cp_size,
+        absent,
+        tuple(r for r in found_receipts if _overlaps(r, begin, end)),
+    )
