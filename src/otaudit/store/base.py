@@ -179,6 +179,26 @@ class LedgerStore(Protocol):
         stored range) be removed under the receipt at ``receipt_seq`` (already appended)."""
         ...
 
+    @property
+    def placeholder(self) -> str:
+        """The parameter marker of this store's SQL."""
+        ...
+
+    def rows_where(
+        self, columns: Sequence[str], condition: str, params: Sequence[Any], *, end: int
+    ) -> Iterator[tuple[Any, ...]]:
+        """``columns`` of the records rows with seq ``< end`` matching ``condition`` (SQL
+        over the ``records`` columns, with :attr:`placeholder`), by seq, streamed."""
+        ...
+
+    def seqs_where(self, condition: str, params: Sequence[Any], *, end: int) -> Iterator[int]:
+        """The seqs of :meth:`rows_where`."""
+        ...
+
+    def present_in_removals(self) -> list[int]:
+        """The seqs whose rows are stored although a removal covers them."""
+        ...
+
     def remove_payloads(self, first: int, last: int) -> int:
         """Delete the record rows ``first <= seq <= last`` (all inside stored removals)
         in one durable transaction; how many rows went."""

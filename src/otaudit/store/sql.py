@@ -197,6 +197,38 @@ class SQLStore(ReportReads, SearchReads, EventReads):
             [(first, last, receipt_seq) for first, last in ranges],
         )
 
+    @property
+    def placeholder(self) -> str:
+        """The parameter marker of this store's SQL."""
+        return self._db.placeholder
+
+    def rows_where(
+        self, columns: Sequence[str], condition: str, params: Sequence[Any], *, end: int
+    ) -> Iterator[tuple[Any, ...]]:
+        """``columns`` of the records rows with seq ``< end`` matching ``condition`` (SQL
+        over the ``records`` columns, with :attr:`placeholder`), by seq, streamed."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        sql = (
+            f"SELECT {names} FROM {self._records} WHERE seq < {self._db.placeholder}"
+            f" AND ({condition}) ORDER BY seq"
+        )
+        yield from self._db.stream("selecting records", sql, [end, *params])
+
+    def seqs_where(self, condition: str, params: Sequence[Any], *, end: int) -> Iterator[int]:
+        """The seqs of :meth:`rows_where`."""
+        for r in self.rows_where(("seq",), condition, params, end=end):
+            yield int(r[0])
+
+    def present_in_removals(self) -> list[int]:
+        """The seqs whose rows are stored although a removal covers them (restored, or
+        left by a removal that stopped halfway)."""
+        rows = self._db.rows(
+            "reading removals",
+            f"SELECT r.seq FROM {self._table('removals')} m JOIN {self._records} r"
+            " ON r.seq BETWEEN m.first_seq AND m.last_seq ORDER BY r.seq",
+        )
+        return [int(r[0]) for r in rows]
+
     def remove_payloads(self, first: int, last: int) -> int:
         """Delete the record rows of ``first..last`` (inside stored removals)."""
         return self._db.remove(first, last)
