@@ -12,6 +12,7 @@ from otaudit.access import Reader
 from otaudit.errors import StoreError, VerificationError
 from otaudit.keys import SigningKey
 from otaudit.ownrecords import DirectAppender
+from otaudit.proofs import inclusion
 from otaudit.retention import receipts
 from otaudit.retention.removal import finish_pending, remove, subtract
 from otaudit.store.base import Store
@@ -148,3 +149,14 @@ def test_a_receipt_that_names_other_leaves_is_found(tmp_path: Path) -> None:
         verify_ledger(store, KEY.verifier())
     assert found.value.seq == receipt
     store.close()
+
+
+def test_a_removed_record_is_still_proven_by_its_leaf(any_store: Store) -> None:
+    _filled(any_store, 16)
+    done = remove(any_store, DirectAppender(any_store), READER, [3], kind="erase", reason="r")
+    sign(any_store, KEY, "removal.test")
+    proof = inclusion(any_store, 3)
+    assert proof["payload"] == "erased" and proof["receipt_seq"] == done.receipts[0]
+    assert "leaf_input_b64" not in proof
+    assert proof["leaf_hash"] == any_store.nodes([(0, 3)])[0].hex()
+    assert "leaf_input_b64" in inclusion(any_store, 4)

@@ -20,6 +20,7 @@ from typing import Any
 from otaudit import merkle, tree
 from otaudit.errors import IndexNotInTree, NoCheckpoint, SizesOutOfOrder, VerificationError
 from otaudit.keyhistory import KeyHistory, load_history
+from otaudit.retention.receipts import Receipt, read_receipts
 from otaudit.store.base import Store, StoredCheckpoint
 
 
@@ -47,30 +48,49 @@ def checkpoint_at(store: Store, size: int | None) -> StoredCheckpoint:
 def inclusion(store: Store, seq: int, size: int | None = None) -> dict[str, Any]:
     """The inclusion proof of record ``seq`` in the signed tree of ``size`` leaves.
 
-    Requires ``0 <= seq < size`` (IndexNotInTree); a record missing from the ledger is a
-    VerificationError naming its seq.
+    Requires ``0 <= seq < size`` (IndexNotInTree). A record whose payload a receipt
+    removed (pruned or erased) is still proven, from its stored leaf hash, without
+    ``leaf_input_b64`` and with ``payload`` (``pruned`` or ``erased``) and ``receipt_seq``;
+    a record missing otherwise is a VerificationError naming its seq.
     """
     cp = checkpoint_at(store, size)
     if not 0 <= seq < cp.tree_size:
         raise IndexNotInTree(seq, cp.tree_size)
     record = next(store.iter_records(seq, seq + 1), None)
+    removed: dict[str, Any] = {}
     if record is None or record.seq != seq:
-        raise VerificationError(
-            f"record seq {seq} is missing from the ledger; run `otaudit verify`", seq
-        )
+        receipt = _receipt_naming(store, seq)
+        if receipt is None:
+            raise VerificationError(
+                f"record seq {seq} is missing from the ledger; run `otaudit verify`", seq
+            )
+        leaf = store.nodes([(0, seq)])[0]
+        verb = "pruned" if receipt.kind == "prune" else "erased"
+        removed = {"payload": verb, "receipt_seq": receipt.seq}
+    else:
+        leaf = merkle.leaf_hash(record.sealed)
+        removed = {"leaf_input_b64": base64.b64encode(record.sealed).decode("ascii")}
     hashes = tree.stored_inclusion_proof(store, seq, cp.tree_size)
-    leaf = merkle.leaf_hash(record.sealed)
     merkle.verify_inclusion(leaf, seq, cp.tree_size, hashes, cp.root_hash)
     return {
         "index": seq,
         "tree_size": cp.tree_size,
         "leaf_hash": leaf.hex(),
-        "leaf_input_b64": base64.b64encode(record.sealed).decode("ascii"),
+        **removed,
         "hashes": [h.hex() for h in hashes],
         "root_hash": cp.root_hash.hex(),
         "checkpoint": cp.note,
         **_keys(store, {"verifier_key": cp.tree_size}),
     }
+
+
+def _receipt_naming(store: Store, seq: int) -> Receipt | None:
+    """The latest receipt whose ranges hold ``seq`` (None: none does)."""
+    found = None
+    for receipt in read_receipts(store):
+        if any(first <= seq <= last for first, last in receipt.ranges):
+            found = receipt
+    return found
 
 
 def consistency(store: Store, size1: int, size2: int | None = None) -> dict[str, Any]:

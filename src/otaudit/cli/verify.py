@@ -143,6 +143,15 @@ def verify_command(
         click.echo(f"OK: key history of {len(rotations) + 1} keys (rotated at seq "
                    f"{', '.join(map(str, rotations))}, each rotation signed by both keys); "
                    "each checkpoint checked with the key in force at its size")  # fmt: skip
+    for kind, verb in (("prune", "pruned"), ("erase", "erased")):
+        records, receipts = report.removed(kind)
+        if receipts:
+            seqs = [str(r.seq) for r in report.receipts if r.kind == kind]
+            shown = ", ".join(seqs[:5]) + (", ..." if len(seqs) > 5 else "")
+            click.echo(
+                f"OK: {records} records {verb} under {receipts} receipts (seq {shown}): their"
+                " leaves stay in the tree and each receipt's digest matches"
+            )
     if saved_size is not None:
         click.echo(f"OK: the ledger still holds exactly the tree of the saved checkpoint "
                    f"(tree size {saved_size})")  # fmt: skip
