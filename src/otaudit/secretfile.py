@@ -8,11 +8,12 @@ opened without blocking, so a FIFO named by mistake (or on purpose) is refused, 
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Final
 
 from otaudit.errors import ConfigError
-from otaudit.smallfile import read_small_file
+from otaudit.smallfile import read_small_file, write_atomic
 
 MIN_SECRET_BYTES: Final = 16
 #: The most a secret file may hold (a key, or a few header lines).
@@ -40,3 +41,26 @@ def read_secret(path: Path, option: str) -> bytes:
             "bytes (e.g. `head -c 32 /dev/urandom | base64`)"
         )
     return secret
+
+
+def data_key(path: Path, what: str, nbytes: int, consequence: str) -> bytes:
+    """The ``nbytes`` key kept as hexadecimal digits in ``path`` (a data directory's own
+    key), created (0600) if there is none. ConfigError if the file is not a private regular
+    file of ``2 * nbytes`` hexadecimal digits; ``consequence`` says what making a new one
+    does."""
+    raw = read_small_file(path, what, 1024, private=True)
+    if raw is None:
+        write_atomic(path, secrets.token_hex(nbytes).encode() + b"\n", 0o600)
+        raw = read_small_file(path, what, 1024, private=True)
+        if raw is None:
+            raise ConfigError(f"{what} {path} vanished after it was written")
+    try:
+        key = bytes.fromhex(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != nbytes:
+        raise ConfigError(
+            f"{what} {path} must hold {2 * nbytes} hexadecimal digits;"
+            f" remove it to make a new one ({consequence})"
+        )
+    return key

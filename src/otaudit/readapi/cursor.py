@@ -27,7 +27,7 @@ import orjson
 
 from otaudit.errors import ConfigError
 from otaudit.readapi.params import BadRequest
-from otaudit.smallfile import read_small_file, write_atomic
+from otaudit.secretfile import data_key
 
 KEY_FILE: Final = "read-api-cursor.key"
 """The cursor key's file in the data directory: 64 hexadecimal digits."""
@@ -113,20 +113,6 @@ def load_cursor_key(data: Path) -> bytes:
 
     ConfigError if the file is not a private regular file of 64 hexadecimal digits.
     """
-    path = data / KEY_FILE
-    raw = read_small_file(path, "read API cursor key", 1024, private=True)
-    if raw is None:
-        write_atomic(path, secrets.token_hex(KEY_BYTES).encode() + b"\n", 0o600)
-        raw = read_small_file(path, "read API cursor key", 1024, private=True)
-        if raw is None:
-            raise ConfigError(f"read API cursor key {path} vanished after it was written")
-    try:
-        key = bytes.fromhex(raw.decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != KEY_BYTES:
-        raise ConfigError(
-            f"read API cursor key {path} must hold {2 * KEY_BYTES} hexadecimal digits;"
-            " remove it to make a new one (open cursors then stop working)"
-        )
-    return key
+    return data_key(
+        data / KEY_FILE, "read API cursor key", KEY_BYTES, "open cursors then stop working"
+    )

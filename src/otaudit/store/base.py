@@ -195,6 +195,11 @@ class LedgerStore(Protocol):
         """The seqs of :meth:`rows_where`."""
         ...
 
+    def subject_condition(self, subject: str) -> tuple[str, list[Any]]:
+        """A condition over the records columns true when ``subject`` is a record's actor,
+        its target or the value of one of its attributes."""
+        ...
+
     def present_in_removals(self) -> list[int]:
         """The seqs whose rows are stored although a removal covers them."""
         ...

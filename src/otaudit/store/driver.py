@@ -31,6 +31,7 @@ class Driver(Protocol):
     """
 
     label: str
+    attribute_equals: str
     placeholder: str
     byte_order: str
     no_resource: str | None

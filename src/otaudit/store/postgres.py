@@ -61,6 +61,7 @@ class PostgresDriver:
     """The shared connection to a PostgreSQL ledger (schema ``otaudit``), reopened after a
     failure; see :class:`otaudit.store.driver.Driver`."""
 
+    attribute_equals = "%s = ANY(otaudit.avals(attributes))"
     placeholder = "%s"
     byte_order = 'COLLATE "C"'
     no_resource: str | None = None

@@ -214,6 +214,15 @@ class SQLStore(ReportReads, SearchReads, EventReads):
         )
         yield from self._db.stream("selecting records", sql, [end, *params])
 
+    def subject_condition(self, subject: str) -> tuple[str, list[Any]]:
+        """A condition over the records columns true when ``subject`` is a record's actor,
+        its target or the value of one of its attributes."""
+        ph = self._db.placeholder
+        return (
+            f"actor = {ph} OR target = {ph} OR {self._db.attribute_equals}",
+            [subject, subject, subject],
+        )
+
     def seqs_where(self, condition: str, params: Sequence[Any], *, end: int) -> Iterator[int]:
         """The seqs of :meth:`rows_where`."""
         for r in self.rows_where(("seq",), condition, params, end=end):

@@ -69,6 +69,7 @@ class SQLiteDriver:
     """One connection to a SQLite ledger; see :class:`otaudit.store.driver.Driver`."""
 
     placeholder = "?"
+    attribute_equals = "EXISTS (SELECT 1 FROM json_each(attributes) WHERE json_each.value = ?)"
     byte_order = ""
     no_resource: str | None = ""
     token_order = "rowid"
