@@ -66,7 +66,7 @@ def core_only(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     original = verify._check_records
 
-    def counted(*args: Any, **kwargs: Any) -> tuple[int, int]:
+    def counted(*args: Any, **kwargs: Any) -> tuple[int, int, int]:
         calls.append(1)
         return original(*args, **kwargs)
 

@@ -9,12 +9,17 @@ import click
 from otaudit import datadir
 from otaudit.cli.options import store_options
 from otaudit.cli.progress import progress_bar
+from otaudit.errors import ConfigError
+from otaudit.store.sqlite import SQLiteStore
 
 
 @click.command("migrate")
 @store_options
 @click.option("--dry-run", is_flag=True, help="List the pending migrations; change nothing.")
-def migrate_command(data: Path, store_url: str | None, dry_run: bool) -> None:
+@click.option("--vacuum", is_flag=True,
+              help="SQLite: rewrite a ledger created before retention existed so that pruning "
+                   "gives disk space back (offline; needs as much free space again).")  # fmt: skip
+def migrate_command(data: Path, store_url: str | None, dry_run: bool, vacuum: bool) -> None:
     """Apply pending schema migrations (each in its own transaction).
 
     `otaudit serve` applies migrations that are safe while the ledger is in use
@@ -37,6 +42,12 @@ def migrate_command(data: Path, store_url: str | None, dry_run: bool) -> None:
         for m in applied:
             click.echo(f"applied: {m.version} {m.description}")
         click.echo(f"schema version {store.schema_version()} (current)")
+        if vacuum:
+            if not isinstance(store, SQLiteStore):
+                raise ConfigError("--vacuum is for the SQLite store (PostgreSQL: autovacuum)")
+            before, after = store.rewrite_reclaiming()
+            click.echo(f"rewrote the ledger: {before:,} -> {after:,} bytes; pruning now gives"
+                       " disk space back")  # fmt: skip
     finally:
         store.close()
 

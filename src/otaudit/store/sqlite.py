@@ -358,6 +358,22 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise StoreError(f"opening the ledger failed on {path}: {exc}") from exc
 
+    def rewrite_reclaiming(self) -> tuple[int, int]:
+        """Make a ledger created before ``auto_vacuum = INCREMENTAL`` give freed pages back
+        from now on: set it and rewrite the file (``VACUUM``: every otaudit process on it
+        stopped, as much free space again). The file's size before and after, in bytes."""
+        before = self.path.stat().st_size
+        conn = self._sqlite.conn
+        try:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"rewriting {self.path} failed: {exc} (stop every otaudit process on it first)"
+            ) from exc
+        return before, self.path.stat().st_size
+
     def checkpoint_in_background(self) -> WalCheckpointer:
         """Run the WAL's checkpoints in a thread of their own from now until :meth:`close`
         (``serve``: :mod:`otaudit.store.walcheckpoint`); wake it after each commit."""

@@ -1,0 +1,160 @@
+"""Retention (issue 18): prune 1,000,000 records while ``serve`` takes a steady load, and
+verify the half-pruned ledger.
+
+A SQLite ledger of ``2 x records`` is filled through the library as ``serve`` fills it,
+the first half received 400 days ago (past the policy's 365 days), the second half now.
+Then, in the same run:
+
+1. ``verify`` of the whole, unpruned ledger (the baseline of step 5);
+2. ``serve`` starts on it and takes an open-loop OTLP/HTTP load of audit spans
+   (``RATE`` spans/s): the p99 from send to acknowledgement without a prune;
+3. the same load while ``otaudit prune`` runs beside it (a process of its own, as an
+   operator or cron runs it): the prune's time and the p99 during it;
+4. the ledger's files (database and WAL) before the prune and after the server stopped;
+5. ``verify`` of the half-pruned ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from bench.load import LoadSpec, run_load
+from bench.payloads import AUDIT_KEY, SPANS_PER_BATCH, PayloadFactory
+from bench.report import num, percentile, progress, table
+from bench.server import ServerProcess, describe_fs
+from otaudit import datadir
+from otaudit.checkpointer import Checkpointer
+from otaudit.ingest import IngestSettings, prepare
+from otaudit.otlp.body import PROTOBUF
+from otaudit.record import Entry
+from otaudit.verify import verify_ledger
+
+#: Targets: the prune's time, p99 during it against without, space given back.
+PRUNE_S: Final = 60.0
+P99_FACTOR: Final = 2.0
+SHRINK: Final = 0.40
+#: The load beside the prune, spans/s (open loop).
+RATE: Final = 2000
+_DAY_NS: Final = 86_400 * 1_000_000_000
+_FILL_BATCH: Final = 40 * SPANS_PER_BATCH
+POLICY: Final = "minimum: 365d\ndefault: 365d\n"
+
+
+def fill(data: Path, old: int, new: int) -> float:
+    """A new ledger of ``old`` records received 400 days ago, then ``new`` received now;
+    records/s."""
+    data = datadir.check(data, create=True)
+    store = datadir.open_store(data, None, readonly=False)
+    try:
+        key = datadir.signing_key(data, store, None, None)
+        factory = PayloadFactory(seed=29)
+        settings = IngestSettings()
+        started = time.perf_counter()
+        done, total = 0, old + new
+        while done < total:
+            entries: list[Entry] = []
+            while len(entries) < min(_FILL_BATCH, total - done):
+                at_ = done + len(entries)
+                left = old - at_ if at_ < old else total - at_  # to the end of this half
+                at = time.time_ns() - (400 * _DAY_NS if at_ < old else 0)
+                spans = min(SPANS_PER_BATCH, left)
+                body = factory.request_bytes(spans)
+                entries += prepare("traces", PROTOBUF, body, False, "otlp", at, settings).entries
+            store.append(entries)
+            done += len(entries)
+            if done % 500_000 < _FILL_BATCH or done == total:
+                progress("prune: fill", done, total, started)
+        Checkpointer(store, key, key.name).checkpoint()
+        return total / (time.perf_counter() - started)
+    finally:
+        store.close()
+        os.sync()
+
+
+def ledger_bytes(data: Path) -> int:
+    """The SQLite ledger's database and WAL files."""
+    return sum(p.stat().st_size for p in (data / "ledger.db", data / "ledger.db-wal") if p.exists())
+
+
+def _verify(data: Path) -> tuple[float, int]:
+    store = datadir.open_store(data, None, readonly=True)
+    try:
+        key = datadir.log_key(data, store, None).key
+        report = verify_ledger(store, key)
+        return report.seconds, report.absent
+    finally:
+        store.close()
+
+
+def _p99(phase: Any) -> float:
+    return percentile(phase.latency_ms, 99)
+
+
+def run(quick: bool, records: int) -> str:
+    """Fill, measure, prune under load, measure again (module docstring)."""
+    records = 20_000 if quick else records
+    duration_s = 5.0 if quick else 20.0
+    srv = ServerProcess("prune", ("--no-detect",))
+    fill_rate = fill(srv.data, records, records)
+    verify_before, _ = _verify(srv.data)
+    size_before = ledger_bytes(srv.data)
+    policy = srv.root / "retention.yaml"
+    policy.write_text(POLICY)
+    period = SPANS_PER_BATCH / RATE
+    with srv:
+        fs = describe_fs(srv.root)
+        spec = LoadSpec("http", srv.http_port, srv.grpc_port, srv.pid, 4, 0,
+                        ((AUDIT_KEY, period, duration_s),))  # fmt: skip
+        quiet = run_load("latency", spec)["phases"][0]
+        argv = [sys.executable, "-m", "otaudit", "prune", "--data", str(srv.data),
+                "--retention", str(policy), "--format", "json"]  # fmt: skip
+        started = time.perf_counter()
+        pruning = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        busy = run_load("latency", spec)["phases"][0]
+        out, err = pruning.communicate()
+        prune_s = time.perf_counter() - started
+        if pruning.returncode != 0:
+            raise RuntimeError(f"otaudit prune exited {pruning.returncode}: {err.decode()}")
+        result = json.loads(out)
+        srv.stop()
+        size_after = ledger_bytes(srv.data)
+        verify_after, absent = _verify(srv.data)
+    shrink = 1 - size_after / size_before if size_before else 0.0
+    p99_quiet, p99_busy = _p99(quiet), _p99(busy)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    rows = [
+        ["prune", f"{num(result['pruned'])} records in **{prune_s:.1f} s**",
+         f"<= {PRUNE_S:.0f} s: {verdict(prune_s <= PRUNE_S)}"],
+        ["ingest p99 beside it", f"**{p99_busy:.1f} ms** (without: {p99_quiet:.1f} ms)",
+         f"<= {P99_FACTOR:.0f}x: {verdict(p99_busy <= P99_FACTOR * p99_quiet)}"],
+        ["ledger files", f"{size_before / 1e6:,.0f} MB -> {size_after / 1e6:,.0f} MB"
+         f" (**{shrink:.0%}** smaller)", f">= {SHRINK:.0%}: {verdict(shrink >= SHRINK)}"],
+        ["verify", f"unpruned {verify_before:.1f} s, half-pruned **{verify_after:.1f} s**"
+         f" ({num(absent)} absent)", f"no slower: {verdict(verify_after <= verify_before)}"],
+    ]  # fmt: skip
+    intro = (
+        f"### Retention: prune {num(records)} of {num(2 * records)} records under load"
+        f" (open loop {num(RATE)} spans/s over OTLP/HTTP, {duration_s:.0f} s per phase)\n\n"
+    )
+    notes = [
+        f"fill: {num(fill_rate)} records/s; data dir on {fs}",
+        f"prune: {len(result['receipts'])} receipts, {num(result['reclaimed_pages'])} pages"
+        " given back",
+        f"load: {num(quiet.acked_spans)} / {num(busy.acked_spans)} spans acknowledged, errors"
+        f" {sum(quiet.errors.values())} / {sum(busy.errors.values())}",
+    ]
+    return (
+        intro
+        + table(["step", "measured", "target"], rows)
+        + "\n\n"
+        + "\n".join(f"- {n}" for n in notes)
+    )
