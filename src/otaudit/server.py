@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from otaudit import datadir, defaults, logthrottle
+from otaudit.archive import open_target
 from otaudit.auth import Authenticator, is_loopback
 from otaudit.checkpointer import Checkpointer
 from otaudit.detect.notify import Notifier
@@ -32,7 +33,11 @@ from otaudit.readapi.cursor import load_cursor_key
 from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guarded_protocol
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
+from otaudit.retention.policy import record_policy
+from otaudit.retention.prune import Archive
+from otaudit.retention.schedule import READER, RetentionSettings, ScheduledPrune
 from otaudit.status import ServerInfo
+from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
 from otaudit.tls import TlsSettings
 
@@ -65,6 +70,7 @@ class ServeSettings:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     #: After SIGTERM, how long requests in flight may take before their connections close.
     shutdown_timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S
+    retention: RetentionSettings | None = None
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -137,6 +143,7 @@ def serve(settings: ServeSettings) -> None:
     if isinstance(store, SQLiteStore):  # checkpoints of its WAL off the writer's path
         sequencer.on_commit.append(store.checkpoint_in_background().wake)
     sequencer.start()
+    pruner = _pruner(settings, data, store, sequencer)
     if detector is not None:
         detector.start()
     grpc_server.start()
@@ -167,6 +174,8 @@ def serve(settings: ServeSettings) -> None:
             service.close()
         if detector is not None:
             detector.stop(timeout_s=max(grace_s, 5.0))  # what it has not judged, a restart does
+        if pruner is not None:
+            pruner.stop()  # a prune in progress stops at its next batch; the next run ends it
         sequencer.stop()
         if notifier is not None:
             notifier.close()
@@ -203,6 +212,33 @@ def _detector(
     )
     sequencer.on_commit.append(detector.wake)
     return detector, notifier
+
+
+def _pruner(
+    settings: ServeSettings, data: Path, store: Store, sequencer: Sequencer
+) -> ScheduledPrune | None:
+    """With ``--retention``: the policy recorded now (if it changed), and the prune on its
+    schedule."""
+    retention = settings.retention
+    if retention is None:
+        return None
+    appender = SequencerAppender(sequencer, what="the retention policy")
+    seq = record_policy(appender, READER, store, retention.policy)
+    if seq is not None:
+        log.info("retention policy %s recorded at seq %d", retention.policy.sha256[:12], seq)
+    archive = None
+    if retention.archive_url is not None:
+        target = open_target(retention.archive_url, retention.s3_endpoint)
+        archive = Archive(target, retention.archive_url, datadir.log_key(data, store, None).key)
+    pruner = ScheduledPrune(
+        lambda: datadir.open_store(data, settings.store_url, readonly=False, migrate=False),
+        retention.policy,
+        SequencerAppender(sequencer, what="a prune receipt"),
+        retention.every_s,
+        archive,
+    )
+    pruner.start()
+    return pruner
 
 
 def _check_exposure(settings: ServeSettings, authn: Authenticator) -> None:

@@ -29,6 +29,7 @@ from otaudit.cli import (
     migrate,
     proofs,
     query,
+    retention,
     rules,
     sample,
     search,
@@ -126,6 +127,7 @@ for _module in (
     detect,
     alerts,
     rules,
+    retention,
     status,
     config,
 ):

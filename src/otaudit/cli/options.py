@@ -19,11 +19,12 @@ from click.core import ParameterSource
 from otaudit import defaults
 from otaudit.datadir import DEFAULT_DATA
 from otaudit.errors import ConfigError
-from otaudit.timespec import parse_time
+from otaudit.timespec import parse_duration, parse_time
 
 if TYPE_CHECKING:
     from otaudit.detect.notify import NotifySettings
     from otaudit.detect.rules import Rule
+    from otaudit.retention.schedule import RetentionSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -273,3 +274,58 @@ def _headers(path: str | None, option: str, env: str) -> tuple[tuple[str, str], 
             raise ConfigError(f"{option} {path} is not UTF-8 text") from None
         headers = parse_header_lines(text, f"{option} {path}")
     return headers + parse_header_lines(os.environ.get(env, ""), f"${env}")
+
+
+def _every(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds < 60:
+        raise click.BadParameter("prune at most once a minute (e.g. 1h, 15m)")
+    return seconds
+
+
+def retention_options(func: F) -> F:
+    """``serve``'s ``--retention FILE``, ``--allow-short``, ``--prune-every D``,
+    ``--archive URL`` and ``--s3-endpoint URL``."""
+    for option in reversed(
+        (
+            click.option("--retention", "policy_file", metavar="FILE",
+                         type=click.Path(path_type=Path, dir_okay=False),
+                         help="Prune by this retention policy (YAML; docs/retention.md)."),
+            click.option("--allow-short", is_flag=True,
+                         help="Accept retention rules shorter than the policy's minimum."),
+            click.option("--prune-every", metavar="D", callback=_every,
+                         help="How often to prune with --retention [default: 1h]."),
+            click.option("--archive", "archive_url", metavar="URL",
+                         help="Archive what is pruned first: file:///DIR or s3://BUCKET/PREFIX."),
+            click.option("--s3-endpoint", metavar="URL",
+                         help="An S3-compatible endpoint for an s3:// --archive."),
+        )
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def retention_settings(
+    policy_file: Path | None,
+    allow_short: bool,
+    prune_every: int | None,
+    archive_url: str | None,
+    s3_endpoint: str | None,
+) -> RetentionSettings | None:
+    """The settings of :func:`retention_options` (None without ``--retention``); the
+    policy is loaded now, so that a bad file stops ``serve`` at start, naming the line."""
+    if policy_file is None:
+        if prune_every is not None or archive_url is not None or allow_short:
+            raise click.UsageError("--prune-every, --archive and --allow-short need --retention")
+        return None
+    from otaudit.retention.policy import load_policy
+    from otaudit.retention.schedule import DEFAULT_EVERY_S, RetentionSettings
+
+    policy = load_policy(policy_file, allow_short=allow_short)
+    every = DEFAULT_EVERY_S if prune_every is None else prune_every
+    return RetentionSettings(policy, every, archive_url, s3_endpoint)

@@ -16,6 +16,8 @@ from otaudit.cli.options import (
     notify_options,
     notify_settings,
     query_store_option,
+    retention_options,
+    retention_settings,
     rule_options,
     store_options,
 )
@@ -213,6 +215,7 @@ class _ServeCommand(click.Command):
 )
 @rule_options
 @notify_options
+@retention_options
 def serve_command(
     data: Path,
     store_url: str | None,
@@ -247,6 +250,11 @@ def serve_command(
     no_detect: bool,
     rule_files: tuple[Path, ...],
     no_builtin_rules: bool,
+    policy_file: Path | None,
+    allow_short: bool,
+    prune_every: int | None,
+    archive_url: str | None,
+    s3_endpoint: str | None,
     **notify: Any,
 ) -> None:
     """Receive OTLP, seal audit records into the ledger, and watch them with the detection
@@ -316,6 +324,9 @@ def serve_command(
                 header_timeout, body_timeout, max_connections, max_calls_per_peer
             ),
             shutdown_timeout_s=shutdown_timeout,
+            retention=retention_settings(
+                policy_file, allow_short, prune_every, archive_url, s3_endpoint
+            ),
         )
     )
 

@@ -19,13 +19,16 @@ valid.
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from otaudit.access import Reader
+from otaudit.conventions import OWN_PIPELINE
 from otaudit.ownrecords import Appender, append_one
+from otaudit.retention.policy import STRUCTURAL_ACTIONS
 from otaudit.retention.receipts import (
     Cover,
     Range,
@@ -51,6 +54,13 @@ class Removed:
     receipts: list[int] = field(default_factory=list)
     records: int = 0
     deleted: int = 0
+
+
+def structural_condition() -> str:
+    """A condition over the records columns true for the records the ledger itself needs
+    (receipts, policies, holds, key rotations, restores): never pruned or erased."""
+    actions = ", ".join(f"'{a}'" for a in STRUCTURAL_ACTIONS)
+    return f"pipeline = '{OWN_PIPELINE}' AND action IN ({actions})"
 
 
 def subtract(ranges: Sequence[Range], covered: Sequence[Range]) -> list[Range]:
@@ -89,12 +99,16 @@ def delete_ranges(
     batch: int = DELETE_BATCH,
     pause_s: float = 0.0,
     progress: Callable[[int], object] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Delete the rows of ``ranges`` (already in ``removals``), ``batch`` seqs per
-    transaction, pausing ``pause_s`` between them; how many rows went."""
+    transaction, pausing ``pause_s`` between them, until ``stop`` is set (what is left,
+    the next :func:`finish_pending` deletes); how many rows went."""
     deleted = 0
     for first, last in ranges:
         for a in range(first, last + 1, batch):
+            if stop is not None and stop.is_set():
+                return deleted
             deleted += store.remove_payloads(a, min(a + batch - 1, last))
             if progress is not None:
                 progress(deleted)
@@ -117,6 +131,7 @@ def remove(
     batch: int = DELETE_BATCH,
     pause_s: float = 0.0,
     progress: Callable[[int], object] | None = None,
+    stop: threading.Event | None = None,
 ) -> Removed:
     """Remove the payloads of ``seqs`` (sorted, present, none of them a receipt): one
     receipt per chunk of ranges, then its ranges in ``removals``, then the rows."""
@@ -146,7 +161,11 @@ def remove(
             if progress is not None:
                 progress(before + n)
 
-        done.deleted += delete_ranges(store, chunk, batch=batch, pause_s=pause_s, progress=tell)
+        done.deleted += delete_ranges(
+            store, chunk, batch=batch, pause_s=pause_s, progress=tell, stop=stop
+        )
+        if stop is not None and stop.is_set():
+            break
     return done
 
 
