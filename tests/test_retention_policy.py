@@ -19,6 +19,7 @@ from otaudit.retention.policy import (
     TEXT_ATTRIBUTE,
     Policy,
     current_policy_record,
+    is_structural,
     load_policy,
     parse_policy,
     record_policy,
@@ -80,6 +81,9 @@ def test_the_first_matching_rule_wins_else_the_default() -> None:
     assert policy.archive_for({"service": "ledger", "signal": "span"}) == 7 * 365 * DAY_S
     assert policy.archive_for(login) == 10 * 365 * DAY_S  # the policy's own archive
     assert _policy("minimum: 1d\ndefault: 1d\n").archive_for(login) is None
+    assert is_structural({"pipeline": "otaudit", "action": "otaudit.hold_create"})
+    assert not is_structural({"pipeline": "otaudit", "action": "audit_log.query"})
+    assert not is_structural({"pipeline": "otlp", "action": "otaudit.hold_create"})
 
 
 def test_a_rule_under_the_minimum_is_refused_unless_allowed() -> None:
@@ -132,7 +136,8 @@ ERRORS = {
                                 ":6: rules[0].archive: 2d is shorter than keep 3d"),
     "archive-under-default": ("minimum: 1d\ndefault: 5d\narchive: 2d\n",
                               ":3: archive 2d is shorter than the keep 5d it applies to"),
-    "merge-key": ("base: &b {minimum: 1d}\n<<: *b\ndefault: 1d\n", ":1: the policy: unknown key"),
+    "merge-key": ("base: &b {minimum: 1d}\n<<: *b\ndefault: 1d\n", ":2: aliases (*b) are not"),
+    "alias": ("minimum: &m 1d\ndefault: *m\n", ":2: aliases (*m) are not allowed"),
     "two-documents": ("minimum: 1d\ndefault: 1d\n---\nminimum: 1d\n", ":3: not valid YAML"),
 }  # fmt: skip
 

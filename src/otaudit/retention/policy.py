@@ -113,7 +113,8 @@ class Policy:
         return next((rule for rule in self.rules if rule.matches(columns)), None)
 
     def keep_for(self, columns: Mapping[str, Any]) -> int:
-        """Seconds a record with these ``columns`` is kept from its receive time."""
+        """Seconds a record with these ``columns`` is kept from its receive time (a structural
+        record is kept for ever whatever this says: :func:`is_structural`)."""
         rule = self.rule_for(columns)
         return (self.default if rule is None else rule.keep).seconds
 
@@ -146,6 +147,12 @@ class Policy:
         return f"({sql} AND received_at < {limit})", params
 
 
+def is_structural(columns: Mapping[str, Any]) -> bool:
+    """Whether a record with these ``columns`` is one of otaudit's own records that the
+    ledger needs (:data:`STRUCTURAL_ACTIONS`): never prunable, whatever its keep."""
+    return columns.get("pipeline") == OWN_PIPELINE and columns.get("action") in STRUCTURAL_ACTIONS
+
+
 def load_policy(path: Path, *, allow_short: bool = False) -> Policy:
     """The policy in the file ``path`` (ConfigError naming ``file:line`` if it is invalid)."""
     try:
@@ -169,6 +176,12 @@ def parse_policy(text: str, source: str, *, allow_short: bool = False) -> Policy
     if len(text.encode()) > MAX_POLICY_BYTES:
         raise ConfigError(f"{source}: a retention policy is at most {MAX_POLICY_BYTES} bytes")
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):  # an auditor reads the policy as written
+                mark = event.start_mark
+                line = 1 if mark is None else mark.line + 1
+                raise ConfigError(f"{source}:{line}: aliases (*{event.anchor}) are not allowed "
+                                  "in a retention policy: write each value out")  # fmt: skip
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
