@@ -105,7 +105,7 @@ def hold_create(
         hold = holds_lib.create_hold(DirectAppender(store), reader, store, name, reason, filters)
     finally:
         store.close()
-    covers = filters.describe() or "every record"
+    covers = _describe(filters)
     click.echo(f"hold {hold.id} ({log_text(hold.name)}) placed at seq {hold.created_seq}; "
                f"it covers: {covers}", err=True)  # fmt: skip
     click.echo(hold.id)
@@ -139,7 +139,7 @@ def _describe(filters: SearchFilter) -> str:
         parts += ["--since", rfc3339_ns(filters.since_ns)]
     if filters.until_ns is not None:
         parts += ["--until", rfc3339_ns(filters.until_ns)]
-    return " ".join(parts) or "(every record)"
+    return " ".join(parts) or "every record"
 
 
 @hold_group.command("release")
