@@ -25,6 +25,7 @@ from otaudit.cli import (
     config,
     demo,
     detect,
+    holds,
     keys,
     migrate,
     proofs,
@@ -112,6 +113,7 @@ def cli(verbose: bool, config_file: str | None) -> None:
 for _module in (
     serve,
     token,
+    holds,
     migrate,
     verify,
     query,
