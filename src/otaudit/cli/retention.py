@@ -66,8 +66,6 @@ def prune_command(
 ) -> None:
     """Remove the payloads of records past their retention and under no legal hold (their
     leaves stay: every proof stays valid), under sealed receipts."""
-    # The archive clients load only for the commands that use them.
-    from otaudit.archive import open_target
     from otaudit.retention.policy import load_policy
     from otaudit.retention.prune import Archive, prune
 
@@ -76,6 +74,8 @@ def prune_command(
     try:
         archive = None
         if archive_url is not None and not dry_run:
+            from otaudit.archive import open_target  # the S3 client loads only when used
+
             key = datadir.log_key(data, store, None).key
             archive = Archive(open_target(archive_url, s3_endpoint), archive_url, key)
         report = prune(
@@ -132,12 +132,15 @@ def erase_command(
     fmt: str,
 ) -> None:
     """Erase one subject's records (their leaves stay), refusing those under legal hold."""
-    from otaudit.archive import open_target
     from otaudit.retention.erase import erase, subject_key
 
     store = _open(data, store_url)
     try:
-        target = None if archive_url is None else open_target(archive_url, s3_endpoint)
+        target = None
+        if archive_url is not None:
+            from otaudit.archive import open_target
+
+            target = open_target(archive_url, s3_endpoint)
         report = erase(
             store,
             DirectAppender(store),

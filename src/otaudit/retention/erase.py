@@ -20,16 +20,18 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from otaudit.access import Reader
-from otaudit.archive import ArchiveTarget, SegmentInfo, subject_segments
 from otaudit.errors import ConfigError
 from otaudit.ownrecords import Appender
 from otaudit.retention.holds import active_holds, hold_condition
 from otaudit.retention.removal import DELETE_BATCH, remove, structural_condition
 from otaudit.secretfile import data_key
 from otaudit.store.base import Store
+
+if TYPE_CHECKING:  # the S3 client loads only when an archive is used
+    from otaudit.archive import ArchiveTarget, SegmentInfo
 
 #: The data directory's key for naming erased subjects in receipts (HMAC-SHA256).
 KEY_FILE: Final = "erasure.key"
@@ -98,11 +100,13 @@ def erase(
         hold_sql, hold_params = hold_condition([hold], store.placeholder)
         seqs = set(store.seqs_where(f"{condition} AND ({hold_sql})", params + hold_params, end=end))
         if seqs:
-            report.holds.append(HeldBy(hold.hold_id, hold.name, len(seqs)))
+            report.holds.append(HeldBy(hold.id, hold.name, len(seqs)))
             held |= seqs
     erasable = [s for s in matched if s not in held]
     report.matched, report.held = len(matched), len(held)
     if archive is not None:
+        from otaudit.archive import subject_segments
+
         report.archives = subject_segments(archive, subject)
     if dry_run or not erasable:
         report.erased = len(erasable) if dry_run else 0

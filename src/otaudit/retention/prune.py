@@ -25,16 +25,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from otaudit.access import Reader
-from otaudit.archive import ArchiveTarget, archive_records
 from otaudit.keys import SigningKey, VerifierKey
 from otaudit.ownrecords import Appender
 from otaudit.retention.holds import active_holds, hold_condition
 from otaudit.retention.policy import Policy, record_policy
 from otaudit.retention.removal import DELETE_BATCH, finish_pending, remove
 from otaudit.store.base import Store
+
+if TYPE_CHECKING:  # the S3 client loads only when an archive is used
+    from otaudit.archive import ArchiveTarget
 
 #: Free pages given back per step (4 MiB of 4 KiB pages), so that appends wait little.
 RECLAIM_PAGES: Final = 1024
@@ -126,6 +128,8 @@ def prune(
         report.seconds = time.perf_counter() - started
         return report
     if archive is not None and expired:
+        from otaudit.archive import archive_records
+
         until = {int(r[0]): _retain_until(policy, r) for r in expired}
         result = archive_records(
             store,

@@ -259,7 +259,8 @@ class SQLiteDriver:
             if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
                 return 0
             before = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
-            self.conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+            # sqlite3_exec runs the pragma to the end (each step of it frees one page)
+            self.conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
             return before - int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
         except sqlite3.Error as exc:
             raise self._error("returning free pages", exc) from exc
