@@ -17,7 +17,6 @@ from typing import Any
 import uvicorn
 
 from otaudit import datadir, defaults, logthrottle
-from otaudit.archive import open_target
 from otaudit.auth import Authenticator, is_loopback
 from otaudit.checkpointer import Checkpointer
 from otaudit.detect.notify import Notifier
@@ -228,6 +227,8 @@ def _pruner(
         log.info("retention policy %s recorded at seq %d", retention.policy.sha256[:12], seq)
     archive = None
     if retention.archive_url is not None:
+        from otaudit.archive import open_target  # the S3 client loads only when used
+
         target = open_target(retention.archive_url, retention.s3_endpoint)
         archive = Archive(target, retention.archive_url, datadir.log_key(data, store, None).key)
     pruner = ScheduledPrune(

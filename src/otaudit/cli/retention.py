@@ -53,6 +53,8 @@ def _archive_options(func: click.decorators.FC) -> click.decorators.FC:
 @click.option("--allow-short", is_flag=True, help="Accept rules shorter than the policy minimum.")
 @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
 @_archive_options
+@click.option("--batch", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Rows deleted per transaction (appends wait for at most one).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="table", show_default=True)
 def prune_command(
     data: Path,
@@ -62,6 +64,7 @@ def prune_command(
     dry_run: bool,
     archive_url: str | None,
     s3_endpoint: str | None,
+    batch: int,
     fmt: str,
 ) -> None:
     """Remove the payloads of records past their retention and under no legal hold (their
@@ -85,6 +88,7 @@ def prune_command(
             access.os_reader(),
             dry_run=dry_run,
             archive=archive,
+            batch=batch,
         )
     finally:
         store.close()

@@ -254,14 +254,18 @@ class SQLiteDriver:
     def reclaim(self, max_pages: int) -> int:
         """``PRAGMA incremental_vacuum`` on a ledger created with ``auto_vacuum =
         INCREMENTAL`` (0 on one created before: its free pages are reused, not returned);
-        the WAL checkpoint that follows shortens the file."""
+        once no free page is left, a ``TRUNCATE`` checkpoint moves the last of them into the
+        file, shortens it and empties the WAL."""
         try:
             if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
                 return 0
             before = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
             # sqlite3_exec runs the pragma to the end (each step of it frees one page)
             self.conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
-            return before - int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+            freed = before - int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+            if freed < max_pages:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return freed
         except sqlite3.Error as exc:
             raise self._error("returning free pages", exc) from exc
 
