@@ -71,7 +71,7 @@ def pack_bundle(directory: Path, out: BinaryIO) -> None:
                 tar.addfile(info, f)
 
 
-def read_packed(source: BinaryIO) -> Generator[tuple[str, IO[bytes]], None, None]:
+def read_packed(source: IO[bytes]) -> Generator[tuple[str, IO[bytes]], None, None]:
     """The files of the packed bundle read from ``source``, in order, each as its name and a
     reader of its bytes (valid until the next one is asked for).
 
@@ -109,7 +109,7 @@ def read_packed(source: BinaryIO) -> Generator[tuple[str, IO[bytes]], None, None
         raise VerificationError(f"packed bundle is damaged: {exc}") from exc
 
 
-def unpack_bundle(source: BinaryIO, directory: Path) -> None:
+def unpack_bundle(source: IO[bytes], directory: Path) -> None:
     """Write the files of the packed bundle read from ``source`` into ``directory`` (which
     exists and is this process's own), each a new file of mode 0600."""
     for name, reader in read_packed(source):
@@ -140,7 +140,7 @@ def verify_packed(
                              progress=progress)  # fmt: skip
 
 
-def packed_manifest(source: BinaryIO) -> dict[str, Any]:
+def packed_manifest(source: IO[bytes]) -> dict[str, Any]:
     """The manifest of the packed bundle read from ``source`` (its first file), unchecked."""
     files = read_packed(source)
     try:

@@ -19,6 +19,7 @@ import click
 from otaudit import __version__
 from otaudit.cli import (
     alerts,
+    archive,
     backup,
     bundle,
     completeness,
@@ -128,6 +129,7 @@ for _module in (
     rules,
     status,
     config,
+    archive,
 ):
     _module.register(cli)
 
