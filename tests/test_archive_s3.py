@@ -117,7 +117,10 @@ def test_archive_prune_restore_and_verify_a_fetched_segment(
     assert [r["segment"] for r in json.loads(listed.stdout)] == [name]
     # The segment as fetched from the bucket verifies offline with the log's key.
     fetched = tmp_path / name
-    fetched.write_bytes(target.get(name))
+    got = otaudit("archive", "fetch", url, name, "--out", str(fetched), "--s3-endpoint",
+                  s3_env.endpoint)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert fetched.read_bytes() == target.get(name) and fetched.stat().st_mode & 0o077 == 0
     ok = otaudit("verify-bundle", str(fetched), "--key", ledger.key.verifier_key())
     assert ok.returncode == 0, ok.stderr
 

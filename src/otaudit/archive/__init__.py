@@ -15,12 +15,19 @@ The package is split by concept:
 * :mod:`otaudit.archive.files`: the directory target; :mod:`otaudit.archive.s3`: the S3
   target (boto3); :mod:`otaudit.archive.urls`: :func:`open_target` by URL;
 * :mod:`otaudit.archive.segments`: :func:`archive_records`, segment names;
-* :mod:`otaudit.archive.listing`: :func:`list_segments`, :func:`subject_segments`;
+* :mod:`otaudit.archive.listing`: :func:`list_segments`, :func:`fetch_segment`,
+  :func:`subject_segments`;
 * :mod:`otaudit.archive.restore`: :func:`restore`.
 """
 
 from otaudit.archive.files import FileTarget
-from otaudit.archive.listing import SegmentInfo, list_segments, segment_records, subject_segments
+from otaudit.archive.listing import (
+    SegmentInfo,
+    fetch_segment,
+    list_segments,
+    segment_records,
+    subject_segments,
+)
 from otaudit.archive.restore import RESTORE_ACTION, restore
 from otaudit.archive.segments import (
     DEFAULT_MAX_RECORDS,
@@ -43,6 +50,7 @@ __all__ = [
     "SegmentInfo",
     "SegmentName",
     "archive_records",
+    "fetch_segment",
     "list_segments",
     "open_target",
     "restore",

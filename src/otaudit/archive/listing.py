@@ -9,10 +9,12 @@ cannot be changed).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO
+from pathlib import Path
+from typing import IO, Final
 
 import orjson
 
@@ -21,7 +23,9 @@ from otaudit.archive.target import ArchiveTarget
 from otaudit.bundle import CANONICAL, MANIFEST, Selection, read_packed
 from otaudit.bundle.layout import derive
 from otaudit.canonical import canonical_bytes
-from otaudit.errors import VerificationError
+from otaudit.errors import ConfigError, VerificationError
+
+_CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,30 @@ def list_segments(target: ArchiveTarget) -> list[SegmentInfo]:
                                            info.lock.legal_hold, info.lock.mode)))  # fmt: skip
     found.sort(key=lambda p: (p[0].first_seq, p[0].last_seq, p[0].version))
     return [info for _, info in found]
+
+
+def fetch_segment(target: ArchiveTarget, name: str, out: Path) -> int:
+    """Copy segment ``name`` unchanged to the new file ``out`` (mode 0600), for
+    ``otaudit verify-bundle`` to check offline; its size in bytes. ConfigError if ``name``
+    is not a segment's name or ``out`` exists."""
+    if SegmentName.parse(name) is None:
+        raise ConfigError(f"{name!r} is not a segment's name (see `otaudit archive list`)")
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f, target.open(name) as source:
+            while chunk := source.read(_CHUNK):
+                f.write(chunk)
+                size += len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def segment_records(source: IO[bytes]) -> Iterator[tuple[int, bytes]]:

@@ -1,7 +1,9 @@
-"""``otaudit archive list | restore``: the archives records are kept in outside the ledger.
+"""``otaudit archive list | fetch | restore``: the archives records are kept in outside the
+ledger.
 
 ``list`` reads an archive's object listing (no ledger needed): each segment's seq range,
-records, size and lock. ``restore`` stores a removed record's row again from the segment
+records, size and lock. ``fetch`` copies one segment to a local file for
+``otaudit verify-bundle``. ``restore`` stores a removed record's row again from the segment
 that holds it, once its bytes hash to the leaf the ledger's tree still holds; it is an
 administrative action, recorded on the ledger (``otaudit.archive_restore``). Both exit 2
 for a bad URL or an archive that cannot be reached; ``restore`` exits 1 when the archived
@@ -56,6 +58,19 @@ def archive_list(url: str, s3_endpoint: str | None, fmt: str) -> None:
         for s in segments
     ]  # fmt: skip
     rows_out.write(_HEADERS, rows, fmt, wide=True, noun="segment(s)")
+
+
+@archive_group.command("fetch")
+@click.argument("url")
+@click.argument("segment")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              metavar="FILE", help="The file to write (new; mode 0600).")  # fmt: skip
+@s3_endpoint_option
+def archive_fetch(url: str, segment: str, out: Path, s3_endpoint: str | None) -> None:
+    """Copy one segment unchanged to a local file, to check offline with
+    `otaudit verify-bundle FILE --key VKEY`."""
+    size = archive.fetch_segment(archive.open_target(url, s3_endpoint), segment, out)
+    click.echo(f"fetched {segment} ({size} bytes) to {out}")
 
 
 @archive_group.command("restore", cls=CheckCommand, failed="FAILED: ")
