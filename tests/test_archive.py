@@ -35,7 +35,14 @@ from otaudit.archive import (
     restore,
     subject_segments,
 )
-from otaudit.bundle import CANONICAL, pack_bundle, unpack_bundle
+from otaudit.bundle import (
+    CANONICAL,
+    MANIFEST,
+    MANIFEST_SIG,
+    Selection,
+    pack_bundle,
+    unpack_bundle,
+)
 from otaudit.errors import ConfigError, Conflict, NotFound, VerificationError
 from otaudit.ownrecords import DirectAppender
 from support import otaudit
@@ -241,3 +248,36 @@ def test_a_bad_url_is_refused_by_name(url: str, message: str) -> None:
         open_target(url)
     cli = otaudit("archive", "list", url)
     assert cli.returncode == 2 and message in cli.stderr
+
+
+def test_a_segment_must_hold_every_seq_its_manifest_selects(ledger: Ledger, tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/arch"
+    seqs = [1, 2, 3, 7, 8]
+    (name,) = archive_records(ledger.store, ledger.key.verifier(), open_target(url), seqs, {},
+                              set(), signer=ledger.key).segments  # fmt: skip
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with open(tmp_path / "arch" / name, "rb") as f:
+        unpack_bundle(f, unpacked)
+    manifest = json.loads((unpacked / MANIFEST).read_text())
+    assert manifest["selection"]["seq_ranges"] == [[1, 3], [7, 8]]
+    key = ledger.key.verifier_key()
+    assert otaudit("verify-bundle", str(unpacked), "--key", key).returncode == 0
+    # Whoever edits the selection must drop the manifest's signature, and still fails:
+    # a seq it selects is not in the bundle, or a record in it is not selected.
+    (unpacked / MANIFEST_SIG).unlink()
+    for ranges, message in (([[1, 3], [7, 9]], "selects 6 records by seq, the bundle has 5"),
+                            ([[1, 3], [8, 9]], "seq 7: not in the selection")):  # fmt: skip
+        manifest["selection"]["seq_ranges"] = ranges
+        (unpacked / MANIFEST).write_text(json.dumps(manifest))
+        failed = otaudit("verify-bundle", str(unpacked), "--key", key)
+        assert failed.returncode == 1 and message in failed.stdout + failed.stderr
+
+
+@pytest.mark.parametrize(
+    "ranges", [[[3, 1]], [[1, 3], [4, 5]], [[5, 6], [1, 2]], [[1]], [["1", 2]], [[True, 2]], 7]
+)
+def test_a_malformed_seq_selection_is_refused(ranges: object) -> None:
+    stated = {"since_utc": None, "until_utc": None, "actions": [], "seq_ranges": ranges}
+    with pytest.raises(VerificationError, match="selection is malformed"):
+        Selection.from_manifest(stated)
