@@ -14,6 +14,8 @@ import gzip
 import io
 import json
 import stat
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -48,6 +50,7 @@ from otaudit.ownrecords import DirectAppender
 from support import otaudit
 
 RETAIN = datetime(2031, 1, 1, tzinfo=UTC)
+VERIFYING = Path(__file__).resolve().parent.parent / "docs" / "verifying.md"
 
 
 @pytest.fixture
@@ -118,6 +121,13 @@ def test_a_segment_verifies_offline_and_a_changed_byte_fails(
     with open(segment, "rb") as f:
         unpack_bundle(f, unpacked)
     assert otaudit("verify-bundle", str(unpacked), "--key", key).returncode == 0
+    # So does the standalone verifier of docs/verifying.md, without otaudit.
+    script = VERIFYING.read_text().split("### Checking a bundle without otaudit", 1)[1]
+    (tmp_path / "check_bundle.py").write_text(script.split("```python\n", 1)[1].split("```")[0])
+    standalone = subprocess.run([sys.executable, str(tmp_path / "check_bundle.py"),
+                                 str(unpacked), key], capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+    assert standalone.returncode == 0, standalone.stderr
     # One byte of one record changed, repacked: exit 1 naming the record.
     data = (unpacked / CANONICAL).read_bytes()
     (unpacked / CANONICAL).write_bytes(data.replace(b"alice", b"alicf", 1))
