@@ -164,6 +164,10 @@ def test_a_missing_bucket_or_credentials_or_endpoint_is_a_clear_error(
     assert time.monotonic() - started < 60
     cli = otaudit("archive", "list", s3_env.url("x"), "--s3-endpoint", dead)
     assert cli.returncode == 2 and "does not answer" in cli.stderr
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigError, match="no-such-profile"):
+        open_target(s3_env.url("x"), s3_env.endpoint)
+    monkeypatch.delenv("AWS_PROFILE")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ConfigError, match="no AWS credentials"):

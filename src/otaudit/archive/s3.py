@@ -62,8 +62,12 @@ class S3Target:
             given = urlsplit(endpoint)
             if given.scheme not in ("http", "https") or not given.hostname:
                 raise ConfigError(f"--s3-endpoint {endpoint!r}: expected http(s)://HOST[:PORT]")
-        session = boto3.session.Session()
-        if session.get_credentials() is None:
+        try:
+            session = boto3.session.Session()
+            credentials = session.get_credentials()
+        except boto_errors.BotoCoreError as exc:  # a profile that is not configured, ...
+            raise ConfigError(f"archive {url}: AWS configuration: {exc}") from exc
+        if credentials is None:
             raise ConfigError(
                 f"archive {url}: no AWS credentials (set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or use an instance role)"
