@@ -13,9 +13,10 @@ from hypothesis import settings
 from otaudit import datadir
 from otaudit.store.base import Store
 from pgcluster import PgServer, server_for_tests
+from s3server import moto_s3, s3_env
 from support import Server, otaudit
 
-__all__ = ["Server", "otaudit"]
+__all__ = ["Server", "moto_s3", "otaudit", "s3_env"]
 
 STORE_KINDS = ("sqlite", "postgresql")
 

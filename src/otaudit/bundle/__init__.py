@@ -30,7 +30,12 @@ The package is split by concept:
 * :mod:`otaudit.bundle.layout`: file names, :class:`Selection`, :class:`Report` and the
   per-record JSONL and CSV forms, shared by both directions;
 * :mod:`otaudit.bundle.export`: :func:`export_bundle`, writing a bundle from the store;
-* :mod:`otaudit.bundle.check`: :func:`verify_bundle`, checking a bundle offline.
+* :mod:`otaudit.bundle.check`: :func:`verify_bundle`, checking a bundle offline;
+* :mod:`otaudit.bundle.packed`: a bundle as one ``.tar.gz`` file (an archive segment), and
+  :func:`verify_packed`, checking one offline.
+
+A selection may also name explicit seqs (``seq_ranges`` in the manifest: an archive
+segment's records); such a bundle must then hold exactly those records.
 """
 
 from otaudit.bundle.check import stated_records, verify_bundle
@@ -50,6 +55,14 @@ from otaudit.bundle.layout import (
     Report,
     Selection,
 )
+from otaudit.bundle.packed import (
+    PACKED_SUFFIX,
+    pack_bundle,
+    packed_manifest,
+    read_packed,
+    unpack_bundle,
+    verify_packed,
+)
 
 __all__ = [
     "CANONICAL",
@@ -61,11 +74,17 @@ __all__ = [
     "JSONL",
     "MANIFEST",
     "MANIFEST_SIG",
+    "PACKED_SUFFIX",
     "PROOFS",
     "VERIFIER_KEY",
     "Report",
     "Selection",
     "export_bundle",
+    "pack_bundle",
+    "packed_manifest",
+    "read_packed",
     "stated_records",
+    "unpack_bundle",
     "verify_bundle",
+    "verify_packed",
 ]

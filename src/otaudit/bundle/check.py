@@ -231,10 +231,19 @@ def verify_bundle(
     count, total = _check_proofs(files, cp, selection.everything, progress)
     if count != m["records"]:
         raise VerificationError(f"{MANIFEST} says {m['records']} records, the bundle has {count}")
+    # A selection of explicit seqs alone (an archive segment) must hold every one of them:
+    # with step 5's check that each record is one of them, the bundle holds exactly those.
+    selected = sum(last - first + 1 for first, last in selection.seq_ranges)
+    if selection.seq_ranges and selection.only_seqs and count != selected:
+        raise VerificationError(
+            f"{MANIFEST} selects {selected} records by seq, the bundle has {count}",
+            expected=selected,
+            computed=count,
+        )
 
     # (5) The readable copies say what the sealed records say. Columns are re-derived from
     # each record; each line of records.jsonl and row of records.csv must equal them, and
-    # each record must match the selection the manifest states.
+    # each record must match the selection the manifest states (its seqs too).
     _check_copies(files, selection, m["format"], progress, count)
     return Report(count, total, cp.tree_size, time.perf_counter() - started, 0,
                   key or history.key_for(cp.tree_size),
@@ -367,7 +376,7 @@ def _check_copy(
     seq: int, data: bytes, line: bytes, row: list[str], selection: Selection, fmt: str
 ) -> None:
     columns, envelope = derive(seq, data)
-    if not selection.matches(columns):
+    if not selection.matches(columns, seq):
         raise VerificationError(f"seq {seq}: not in the selection the manifest states", seq)
     want: dict[str, Any] = orjson.loads(jsonl_line(seq, columns, envelope))
     where = f"{JSONL} line for seq {seq}"

@@ -170,8 +170,10 @@ def _write(
 
     def below_checkpoint() -> Iterator[int]:
         nonlocal left_out
-        for seq in store.select_seqs(since_ns=selection.since_ns, until_ns=selection.until_ns,
-                                     actions=selection.actions, end=ledger_size):  # fmt: skip
+        seqs = selection.seqs() if selection.seq_ranges else store.select_seqs(
+            since_ns=selection.since_ns, until_ns=selection.until_ns,
+            actions=selection.actions, end=ledger_size)  # fmt: skip
+        for seq in seqs:
             if seq < size:
                 yield seq
             else:
@@ -196,6 +198,8 @@ def _write(
                     "run `otaudit verify`",
                     rec.seq,
                 )
+            if selection.seq_ranges and not selection.matches(columns):
+                continue  # selected by seq: time and action are checked on the record
             sinks[CANONICAL].write(rec.sealed + b"\n")
             sinks[JSONL].write(jsonl_line(rec.seq, columns, envelope))
             table.writerow(csv_row(rec.seq, columns))

@@ -9,9 +9,11 @@ sides derive from a sealed record: its columns, its ``records.jsonl`` line and i
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import hashlib
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,31 +42,60 @@ MAX_BYTES: Final = {MANIFEST: 1 << 20, MANIFEST_SIG: 64 << 10, CHECKPOINT: 64 <<
                     VERIFIER_KEY: 4 << 10, KEYS: 1 << 20}  # fmt: skip
 CSV_HEADER: Final = ("seq", *COLUMN_NAMES)
 _BOUNDS: Final = ("since_utc", "until_utc")
+_AFTER_ANY: Final = 2**63  # sorts after every seq, for bisecting (seq, last) pairs
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Which records to export: ``since_ns <= time_unix_nano < until_ns`` and ``action``."""
+    """Which records to export: ``since_ns <= time_unix_nano < until_ns`` and ``action``,
+    and, when ``seq_ranges`` is not empty, ``first <= seq <= last`` for one of its
+    ``(first, last)`` ranges (ascending, not touching: an archive segment's explicit seqs)."""
 
     since_ns: int | None = None
     until_ns: int | None = None
     actions: tuple[str, ...] = ()
     given: dict[str, Any] = field(default_factory=dict)
+    seq_ranges: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        previous = -2
+        for first, last in self.seq_ranges:
+            if not (type(first) is int and type(last) is int and previous + 1 < first <= last):
+                raise ValueError(f"seq ranges must ascend without touching: {self.seq_ranges}")
+            previous = last
+
+    @classmethod
+    def of_seqs(cls, seqs: Iterable[int]) -> Selection:
+        """The selection of exactly ``seqs`` (ascending), as runs of consecutive seqs."""
+        return cls(seq_ranges=tuple(seq_runs(seqs)))
 
     def manifest(self) -> dict[str, Any]:
-        """The selection as the manifest records it: as given, plus the resolved UTC bounds."""
+        """The selection as the manifest records it: as given, plus the resolved UTC bounds
+        (and ``seq_ranges``, ``[first, last]`` pairs, only when it selects by seq)."""
         utc = [None if ns is None else rfc3339_ns(ns) for ns in (self.since_ns, self.until_ns)]
         given = {k: self.given.get(k) for k in ("since", "until")}
-        return {**given, "actions": list(self.actions), "since_utc": utc[0], "until_utc": utc[1]}
+        out = {**given, "actions": list(self.actions), "since_utc": utc[0], "until_utc": utc[1]}
+        if self.seq_ranges:
+            out["seq_ranges"] = [list(r) for r in self.seq_ranges]
+        return out
 
     @classmethod
     def from_manifest(cls, sel: dict[str, Any]) -> Selection:
-        """The selection a manifest states (its resolved ``*_utc`` bounds and actions)."""
+        """The selection a manifest states (its resolved ``*_utc`` bounds, actions and seq
+        ranges)."""
         try:
             since, until = (None if sel[k] is None else _utc_ns(sel[k]) for k in _BOUNDS)
-            return cls(since, until, tuple(str(a) for a in sel["actions"]), sel)
+            ranges = tuple((r[0], r[1]) for r in sel.get("seq_ranges", ()) if len(r) == 2)
+            if len(ranges) != len(sel.get("seq_ranges", ())):
+                raise ValueError("each seq range is [first, last]")
+            return cls(since, until, tuple(str(a) for a in sel["actions"]), sel, ranges)
         except (KeyError, TypeError, ValueError) as exc:
             raise VerificationError(f"{MANIFEST}: selection is malformed: {exc!r}") from exc
+
+    def seqs(self) -> Iterator[int]:
+        """The seqs the ranges select, ascending (nothing when it does not select by seq)."""
+        for first, last in self.seq_ranges:
+            yield from range(first, last + 1)
 
     def describe(self) -> str:
         """The selection in words, for messages."""
@@ -73,19 +104,51 @@ class Selection:
         parts = [f"time >= {rfc3339_ns(self.since_ns)}"] if self.since_ns is not None else []
         parts += [f"time < {rfc3339_ns(self.until_ns)}"] if self.until_ns is not None else []
         parts += [f"action in {', '.join(self.actions)}"] if self.actions else []
+        if self.seq_ranges:
+            runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in self.seq_ranges[:3]]
+            more = ", ..." if len(self.seq_ranges) > 3 else ""
+            parts.append(f"seq in {', '.join(runs)}{more}")
         return " and ".join(parts)
 
     @property
     def everything(self) -> bool:
         """Whether every record is selected."""
+        return (self.since_ns is None and self.until_ns is None and not self.actions
+                and not self.seq_ranges)  # fmt: skip
+
+    @property
+    def only_seqs(self) -> bool:
+        """Whether only seqs select (no time bound, no action): every seq is then held."""
         return self.since_ns is None and self.until_ns is None and not self.actions
 
-    def matches(self, columns: Columns) -> bool:
-        """Whether a record with these columns is selected."""
+    def matches(self, columns: Columns, seq: int | None = None) -> bool:
+        """Whether a record with these columns (and this ``seq``, if given) is selected."""
         t = columns.time_unix_nano
         return ((self.since_ns is None or t >= self.since_ns)
                 and (self.until_ns is None or t < self.until_ns)
-                and (not self.actions or columns.action in self.actions))  # fmt: skip
+                and (not self.actions or columns.action in self.actions)
+                and (seq is None or self.holds_seq(seq)))  # fmt: skip
+
+    def holds_seq(self, seq: int) -> bool:
+        """Whether ``seq`` is selected by the seq ranges (True when there are none)."""
+        if not self.seq_ranges:
+            return True
+        at = bisect.bisect_right(self.seq_ranges, (seq, _AFTER_ANY)) - 1
+        return at >= 0 and self.seq_ranges[at][0] <= seq <= self.seq_ranges[at][1]
+
+
+def seq_runs(seqs: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """The runs ``(first, last)`` of consecutive numbers in ascending ``seqs``."""
+    run: list[int] = []
+    for seq in seqs:
+        if run and seq == run[1] + 1:
+            run[1] = seq
+            continue
+        if run:
+            yield run[0], run[1]
+        run = [seq, seq]
+    if run:
+        yield run[0], run[1]
 
 
 @dataclass(frozen=True)

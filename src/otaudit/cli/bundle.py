@@ -5,7 +5,8 @@ exporting) or 2 (usage, I/O, no checkpoint). It signs the manifest when the
 log's signing key is readable, and says so when it is not. ``verify-bundle``
 exits 0 (every record proven), 1 (``FAILED:`` naming the seq or the file) or
 2 (usage or I/O: no such directory, unreadable file, bad ``--key``); after
-``OK:`` it says what the bundle proved and what it did not.
+``OK:`` it says what the bundle proved and what it did not. It takes a bundle directory or
+a packed bundle (``.tar.gz``, an archive segment).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _manifest_signer(path: Path, given: bool) -> SigningKey | None:
 
 
 @click.command("verify-bundle", cls=CheckCommand)
-@click.argument("directory", type=click.Path(path_type=Path), metavar="DIR")
+@click.argument("directory", type=click.Path(path_type=Path), metavar="DIR|FILE.tar.gz")
 @click.option("--key", "key_text", metavar="VKEY",
               help="The log's verifier key (name+id+base64), obtained from the log operator "
                    "(default: the bundle's own verifier.key, with a warning).")  # fmt: skip
@@ -122,7 +123,8 @@ def verify_bundle_command(
     directory: Path, key_text: str | None, require_signed_manifest: bool
 ) -> None:
     """Check an evidence bundle offline: files, signatures, inclusion proofs, readable copies;
-    then say what it proved and what it did not."""
+    then say what it proved and what it did not. A packed bundle (an archive segment,
+    .tar.gz) is unpacked into a private temporary directory and checked there."""
     key = VerifierKey.parse(key_text) if key_text is not None else None
     if key is None:
         click.echo(
@@ -131,11 +133,13 @@ def verify_bundle_command(
             "below with the one obtained from the log operator out of band",
             err=True,
         )
-    records = bundle.stated_records(directory)
+    packed = directory.is_file()
+    records = None if packed else bundle.stated_records(directory)
     checks = None if records is None else 2 * records  # each record: its proof, its copies
+    verify = bundle.verify_packed if packed else bundle.verify_bundle
     with progress_bar("checking records", checks) as progress:
-        report = bundle.verify_bundle(directory, key, progress=progress,
-                                      require_signed_manifest=require_signed_manifest)  # fmt: skip
+        report = verify(directory, key, progress=progress,
+                        require_signed_manifest=require_signed_manifest)  # fmt: skip
     assert report.key is not None
     click.echo(
         f"OK: {report.records} records ({report.record_bytes / 1e6:.1f} MB) checked in "

@@ -19,6 +19,7 @@ import click
 from otaudit import __version__
 from otaudit.cli import (
     alerts,
+    archive,
     backup,
     bundle,
     completeness,
@@ -132,6 +133,7 @@ for _module in (
     retention,
     status,
     config,
+    archive,
 ):
     _module.register(cli)
 
