@@ -11,8 +11,6 @@ which archive and segment).
 
 from __future__ import annotations
 
-from typing import Final
-
 import orjson
 
 from otaudit import merkle
@@ -25,10 +23,8 @@ from otaudit.keyhistory import history_for
 from otaudit.keys import VerifierKey
 from otaudit.ownrecords import Appender, append_one
 from otaudit.record import Entry, dedup_key, derive_columns, parse_sealed
+from otaudit.retention.removal import RESTORE_ACTION as RESTORE_ACTION
 from otaudit.store.base import Store
-
-#: The action of the record saying that a record's row was restored from an archive.
-RESTORE_ACTION: Final = "otaudit.archive_restore"
 
 
 def restore(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -171,7 +172,15 @@ def _print_erase(report: EraseReport, fmt: str) -> None:
             "holds": [vars(h) for h in report.holds],
             "receipts": report.receipts,
             "subject_hmac": report.subject_hmac,
-            "archives": [s.as_json() for s in report.archives],
+            "archives": [
+                {
+                    "name": s.name,
+                    "retain_until": _date(s.retain_until),
+                    "mode": s.mode,
+                    "legal_hold": s.legal_hold,
+                }
+                for s in report.archives
+            ],
             "dry_run": report.dry_run,
         }
         click.echo(json.dumps(out))
@@ -186,7 +195,15 @@ def _print_erase(report: EraseReport, fmt: str) -> None:
             err=True,
         )
     for segment in report.archives:
-        click.echo(f"archived copy: {segment.describe()}", err=True)
+        lock = f"locked ({segment.mode}) until {_date(segment.retain_until)}"
+        if segment.retain_until is None:
+            lock = "not locked: delete it from the archive" if not segment.legal_hold else ""
+        hold = ", under legal hold" if segment.legal_hold else ""
+        click.echo(f"still archived: {segment.name}: {lock}{hold}", err=True)
+
+
+def _date(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def register(group: click.Group) -> None:
