@@ -8,6 +8,12 @@
 //! cannot judge exactly as the reference would (a REAL where the reference compares an
 //! integer, text that is not UTF-8...) is flagged [`Kind::Unsure`], and the reference
 //! decides.
+//!
+//! A seq has no row when its payload was removed (retention): inside one of the ranges
+//! of the `removals` table, which the caller passes ([`Removed`]), such a seq is absent:
+//! passed and counted, its leaf still required at level 0, nothing else checked (nor
+//! proven, nor seen by the late signing). Outside every range it is missing; a row that
+//! is there inside a range is checked as any other.
 
 mod frames;
 pub mod inclusion;
