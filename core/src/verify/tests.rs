@@ -323,6 +323,64 @@ fn leaves_fed_without_rows_are_taken_for_absent_seqs() {
     assert_eq!(records.fault, fault(6, Kind::NoLeaf));
 }
 
+/// What step 1 finds, said the plainest way: seq by seq, a row, or absent (removed), or
+/// the fault (missing; past the last row with no end: a leaf left over). (fault, seqs
+/// passed, absent seqs), every leaf there.
+fn naive(
+    n: i64,
+    present: &[bool],
+    removed: &[(i64, i64)],
+    end: Option<i64>,
+) -> (Option<Fault>, i64, i64) {
+    let upto = end.unwrap_or(n);
+    let mut absent = 0;
+    for seq in 0..upto {
+        if present[seq as usize] {
+            continue;
+        }
+        if removed.iter().any(|&(a, b)| (a..=b).contains(&seq)) {
+            absent += 1;
+            continue;
+        }
+        let later = present[seq as usize..upto as usize].iter().any(|p| *p);
+        let kind = if end.is_none() && !later {
+            Kind::ExtraLeaf
+        } else {
+            Kind::Missing
+        };
+        return (fault(seq, kind), seq, absent);
+    }
+    (None, upto, absent)
+}
+
+#[test]
+fn every_gap_of_a_small_ledger_is_judged_as_the_plain_walk_judges_it() {
+    let n = 8i64;
+    let (rows, leaves) = ledger(n);
+    let range_sets: [&[(i64, i64)]; 5] = [
+        &[],
+        &[(0, 7)],
+        &[(1, 2), (5, 5)],
+        &[(0, 0), (3, 6)],
+        &[(2, 3), (4, 4), (7, 7)],
+    ];
+    for mask in 0u32..1 << n {
+        let present: Vec<bool> = (0..n).map(|i| mask & (1 << i) != 0).collect();
+        let kept = without(&rows, |seq| !present[seq as usize]);
+        for removed in range_sets {
+            for end in [None, Some(n), Some(5)] {
+                let want = naive(n, &present, removed, end);
+                // The stream's rows stop before its end.
+                let upto = kept.partition_point(|r| end.is_none_or(|end| r.seq < end));
+                for batch in [1, 3, 8] {
+                    let got = run_removed(&kept[..upto], leaves.clone(), end, removed, batch);
+                    assert_eq!(got, want, "{mask:08b} {removed:?} {end:?} batch {batch}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_kept_resource_is_checked_and_its_cut_too() {
     let (mut rows, leaves) = ledger(2);
@@ -969,6 +1027,35 @@ fn the_sqlite_reader_passes_removed_rows_across_its_chunks() {
     drop(conn);
     let out = verify_removed(&path, 0, None, &[(8000, 8500)]);
     assert_eq!(out.records_fault, fault(8192, Kind::NoLeaf));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn the_sqlite_reader_judges_gaps_as_the_stream_does() {
+    let n = 8i64;
+    let (path, conn) = sqlite_ledger("gaps", n);
+    drop(conn);
+    let pristine = std::fs::read(&path).unwrap();
+    let removed: &[(i64, i64)] = &[(0, 0), (2, 3), (6, 7)];
+    for mask in 0u32..1 << n {
+        let present: Vec<bool> = (0..n).map(|i| mask & (1 << i) != 0).collect();
+        std::fs::write(&path, &pristine).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for seq in (0..n).filter(|&seq| !present[seq as usize]) {
+            conn.execute("DELETE FROM records WHERE seq = ?1", [seq])
+                .unwrap();
+        }
+        drop(conn);
+        for (begin, end) in [(0, None), (0, Some(n)), (0, Some(5))] {
+            let out = verify_removed(&path, begin, end, removed);
+            let want = naive(n, &present, removed, end);
+            assert_eq!(
+                (out.records_fault, out.records, out.absent),
+                want,
+                "{mask:08b} {end:?}"
+            );
+        }
+    }
     let _ = std::fs::remove_file(&path);
 }
 
