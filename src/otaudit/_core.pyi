@@ -210,7 +210,8 @@ def verify_sqlite(
     max_record_bytes: int,
     progress: Callable[[int], object] | None = None,
     inclusion: tuple[int, bytes] | None = None,
-) -> tuple[int, int, _Fault | None, _Fault | None, _Late | None, int | None]:
+    removed: Sequence[tuple[int, int]] = (),
+) -> tuple[int, int, _Fault | None, _Fault | None, _Late | None, int | None, int]:
     """Steps 1 and 2 of verify over the SQLite ledger at ``uri`` (a read-only SQLite URI),
     read by the core itself (through the same shared libsqlite3 as :mod:`sqlite3`), checked
     in parallel without the GIL.
@@ -228,10 +229,16 @@ def verify_sqlite(
     ``progress`` is called as the reference calls it (every 10,000 records), and there an
     exception of a signal handler (KeyboardInterrupt) stops the core and is raised.
 
-    Returns ``(records checked, their sealed bytes, the records' fault, the tree's fault,
-    the late record, the first leaf not proven)``; references: ``_check_stream``,
-    ``_check_tree`` and ``verify_range`` in :mod:`otaudit.verify`, which word a fault.
-    RuntimeError: not readable as a ledger.
+    A seq without a row inside one of the ``removed`` ranges (``(first, last)``, inclusive,
+    sorted, not overlapping: the ``removals`` table) is absent: passed, neither checked nor
+    proven nor seen by the late signing, but its leaf must be at tree level 0. A seq
+    without a row outside them is missing, as before; a row inside them is checked as any.
+
+    Returns ``(seqs passed (records checked and absent seqs: the tree's size when whole),
+    the records' sealed bytes, the records' fault, the tree's fault, the late record, the
+    first leaf not proven, absent seqs)``; references: ``_check_stream``, ``_check_tree``
+    and ``verify_range`` in :mod:`otaudit.verify`, which word a fault. RuntimeError: not
+    readable as a ledger; ValueError: ``removed`` is not such ranges.
     """
 
 @final
@@ -241,10 +248,16 @@ class RecordStream:
     ``otaudit.verify._check_stream``."""
 
     def __new__(
-        cls, begin: int, checkpoint_sizes: list[int] | None, max_delay_s: int
+        cls,
+        begin: int,
+        checkpoint_sizes: list[int] | None,
+        max_delay_s: int,
+        removed: Sequence[tuple[int, int]] = (),
     ) -> RecordStream:
         """Records from ``begin`` on; with ``checkpoint_sizes``, also look for a record
-        signed more than ``max_delay_s`` late."""
+        signed more than ``max_delay_s`` late; a seq without a row inside a ``removed``
+        range is absent (as in :func:`verify_sqlite`). ValueError: ``removed`` is not
+        sorted, non-overlapping ``(first, last)`` ranges."""
 
     def feed(
         self,
@@ -256,11 +269,15 @@ class RecordStream:
         """Take the next level-0 nodes ``(idx, hash)`` and check the next ``rows``
         ``(seq, sealed, dedup_key, columns, kept)`` (``kept``: None, or ``(at, hash, body
         or None)`` as :class:`otaudit.store.base.StoredResource` holds it); the first
-        fault so far, or None."""
+        fault so far, or None. Each row comes with the leaves up to its own, absent seqs'
+        included. Without rows, the leaves are of seqs before the next row (or after the
+        last, below the range's end) and are taken at once for the absent seqs they are
+        (a long run of absent seqs is fed so, in pieces)."""
 
-    def finish(self, end: int | None) -> tuple[int, int, _Fault | None, _Late | None]:
-        """The end of the stream (``end`` None: no leaf may be left over): ``(records
-        checked, their sealed bytes, the fault, the late record)``."""
+    def finish(self, end: int | None) -> tuple[int, int, _Fault | None, _Late | None, int]:
+        """The end of the stream (``end``: every seq below it was there or is absent;
+        None: every leaf left over is of an absent seq): ``(seqs passed, the records'
+        sealed bytes, the fault, the late record, absent seqs)``."""
 
 def sqlite_entry() -> int:
     """The address of ``sqlite3_libversion`` in the SQLite library the core links; equal

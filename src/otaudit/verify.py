@@ -429,6 +429,8 @@ class _CoreRun:
     late: LateRecord | None
     inclusion_checked: bool = False
     excluded: int | None = None
+    #: Seqs passed without a row (removed; counted in ``records``, not in ``bytes``).
+    absent: int = 0
 
 
 def _core_removed(
@@ -455,11 +457,16 @@ def _core_run(
     max_delay_s: int,
     progress: Progress | None,
     inclusion: tuple[int, bytes] | None = None,
+    removed: Sequence[tuple[int, int]] = (),
 ) -> _CoreRun | None:
     """Steps 1 and 2 in the core: records ``[begin, end)`` (with ``sizes``, the checkpoint
     sizes, also the late signing of step 5) and, for the whole ledger, the tree; with
     ``inclusion`` (a signed tree size and root), on a SQLite ledger, also each leaf of
     the range proven into that root from stored nodes (``verify_range``).
+
+    A seq without a row inside one of the ``removed`` ranges (``(first, last)``, inclusive,
+    sorted: :meth:`otaudit.store.base.Store.removals`) is absent: passed (``records``
+    counts it, ``absent`` too), its leaf still required, nothing else checked or proven.
 
     A SQLite ledger the core reads itself; other stores' rows are read here and fed to
     it. None: the core could not read the ledger (the reference then reads it, and says
@@ -467,7 +474,7 @@ def _core_run(
     """
     if isinstance(store, SQLiteStore) and one_sqlite():
         try:
-            records, nbytes, fault, tree_fault, late, excluded = _core.verify_sqlite(
+            records, nbytes, fault, tree_fault, late, excluded, absent = _core.verify_sqlite(
                 read_uri(store.path),
                 begin,
                 end,
@@ -477,26 +484,29 @@ def _core_run(
                 codec.MAX_RECORD_BYTES,
                 progress,
                 inclusion if end is not None else None,
+                removed,
             )
         except RuntimeError:
             return None
         proved = inclusion is not None and end is not None
         return _CoreRun(
-            records, nbytes, fault, end is None, tree_fault, _late(late), proved, excluded
+            records, nbytes, fault, end is None, tree_fault, _late(late), proved, excluded, absent
         )
-    stream = _core.RecordStream(begin, sizes, max_delay_s)
+    stream = _core.RecordStream(begin, sizes, max_delay_s, removed)
     # The core checks one batch (without the GIL, on a thread of its own) while the next
-    # is read here.
+    # is read here. A batch goes with the leaves up to its last row; the leaves of a run
+    # of absent seqs before it (or after the last row) are fed alone first, in pieces.
     with ExitStack() as streams, ThreadPoolExecutor(1) as checker:
         leaves = store.iter_level(0, begin)
         rows = store.iter_records(begin, end)
         for it in (leaves, rows):
             streams.callback(getattr(it, "close", lambda: None))
         checked = 0
+        fed = begin  # begin + the leaves read: the idx after the last one read, if dense
         pending: tuple[Future[tuple[int, str] | None], int] | None = None
         while True:
             batch = [_row(rec) for rec in itertools.islice(rows, _FEED_BATCH)]
-            ahead = list(itertools.islice(leaves, len(batch) or 1))  # 1: a leaf left over?
+            fault = None
             if pending is not None:
                 fault = pending[0].result()
                 good = pending[1] if fault is None else fault[0]
@@ -504,12 +514,36 @@ def _core_run(
                 _tell(progress, begin, before, checked)
                 if fault is not None:
                     break
-            if not batch:
-                stream.feed([], ahead)
+            stop = _absent_end(removed, begin + checked)
+            if batch:
+                stop = min(stop, batch[0][0])
+            elif end is not None:
+                stop = min(stop, end)
+            else:
+                stop += 1  # and one leaf more: is one left over?
+            while fault is None and fed < stop:
+                alone = list(itertools.islice(leaves, min(stop - fed, _FEED_BATCH)))
+                if not alone:
+                    break
+                fed += len(alone)
+                fault = stream.feed([], alone)
+            if fault is not None or not batch:
                 break
+            ahead = list(itertools.islice(leaves, max(batch[-1][0] + 1 - fed, 0)))
+            fed += len(ahead)
             pending = checker.submit(stream.feed, batch, ahead), batch[-1][0] + 1
-    records, nbytes, fault, late = stream.finish(end)
-    return _CoreRun(records, nbytes, fault, False, None, _late(late))
+    records, nbytes, fault, late, absent = stream.finish(end)
+    return _CoreRun(records, nbytes, fault, False, None, _late(late), absent=absent)
+
+
+def _absent_end(removed: Sequence[tuple[int, int]], seq: int) -> int:
+    """One past the removed seqs that follow on from ``seq`` (``seq`` itself when it is
+    not removed); ``removed`` sorted, inclusive ``(first, last)`` ranges."""
+    at = bisect.bisect_left(removed, seq, key=lambda r: r[1])  # the first with last >= seq
+    while at < len(removed) and removed[at][0] <= seq:
+        seq = removed[at][1] + 1
+        at += 1
+    return seq
 
 
 _FEED_BATCH: Final = 4096

@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyTuple};
 
 use crate::verify::late::{LateRecord, LateSigning};
 use crate::verify::sqlite::{self, Ask};
-use crate::verify::{self as v, Cell, Fault, Kept, Node, Records, Resource, Row, Stored};
+use crate::verify::{self as v, Cell, Fault, Kept, Node, Records, Removed, Resource, Row, Stored};
 
 /// A fault as Python sees it: (seq or tree level, kind name).
 type PyFault = Option<(i64, &'static str)>;
@@ -57,19 +57,34 @@ fn late_signing(checkpoint_sizes: Option<Vec<i64>>, max_delay_s: i64) -> Option<
     checkpoint_sizes.map(|sizes| LateSigning::new(&sizes, max_delay_s))
 }
 
+/// The removed ranges as the core holds them; ValueError unless they are `(first, last)`
+/// with `first <= last`, each after the one before it.
+fn removed_ranges(removed: Vec<(i64, i64)>) -> PyResult<Arc<[(i64, i64)]>> {
+    match Removed::invalid(&removed) {
+        None => Ok(removed.into()),
+        Some(i) => Err(PyValueError::new_err(format!(
+            "removed range {i} {:?} is not (first, last) with first <= last after the range \
+             before it",
+            removed[i]
+        ))),
+    }
+}
+
 /// Steps 1 and 2 over the SQLite ledger at `uri` (a read-only SQLite URI): records
 /// `[begin, end)` (their stored frames decompressed, to at most `max_record_bytes`)
 /// against their leaves (with `checkpoint_sizes`, also looking for a
 /// record signed more than `max_delay_s` late) and, with `tree`, the whole tree.
 ///
 /// With `inclusion` (a tree size and its signed root) and `end`, once the records are
-/// good, each leaf of the range is proven into that root from stored nodes.
+/// good, each leaf of the range is proven into that root from stored nodes. A seq
+/// without a row inside a `removed` range (inclusive, sorted) is absent: passed, not
+/// checked nor proven, its leaf still required.
 ///
-/// Returns (records checked, their sealed bytes, the records' fault, the tree's fault,
-/// the late record, the first leaf not proven). RuntimeError: the file could not be read
-/// as a ledger.
+/// Returns (seqs passed, the records' sealed bytes, the records' fault, the tree's fault,
+/// the late record, the first leaf not proven, absent seqs). RuntimeError: the file
+/// could not be read as a ledger; ValueError: `removed` is not sorted ranges.
 #[pyfunction]
-#[pyo3(signature = (uri, begin, end, checkpoint_sizes, max_delay_s, tree, max_record_bytes, progress=None, inclusion=None))]
+#[pyo3(signature = (uri, begin, end, checkpoint_sizes, max_delay_s, tree, max_record_bytes, progress=None, inclusion=None, removed=Vec::new()))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn verify_sqlite(
     py: Python<'_>,
@@ -82,7 +97,8 @@ fn verify_sqlite(
     max_record_bytes: usize,
     progress: Option<Py<PyAny>>,
     inclusion: Option<(i64, Vec<u8>)>,
-) -> PyResult<(i64, u64, PyFault, PyFault, PyLate, Option<i64>)> {
+    removed: Vec<(i64, i64)>,
+) -> PyResult<(i64, u64, PyFault, PyFault, PyLate, Option<i64>, i64)> {
     let ask = Ask {
         begin,
         end,
@@ -90,6 +106,7 @@ fn verify_sqlite(
         tree,
         inclusion,
         max_record_bytes,
+        removed: removed_ranges(removed)?,
     };
     let derivation = derivation(py)?;
     let uri = uri.to_owned();
@@ -121,6 +138,7 @@ fn verify_sqlite(
         fault(out.tree_fault),
         late(out.late),
         out.excluded,
+        out.absent,
     ))
 }
 
@@ -254,7 +272,8 @@ fn nodes(items: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
 }
 
 /// Step 1 over rows a Python store reads: records from `begin` on, fed in seq order
-/// with the level-0 nodes from `begin` on (idx order), in batches.
+/// with the level-0 nodes from `begin` on (idx order), in batches; the rows of seqs in
+/// `removed` may be absent.
 #[pyclass(module = "otaudit._core")]
 struct RecordStream {
     records: Records,
@@ -263,25 +282,30 @@ struct RecordStream {
 
 #[pymethods]
 impl RecordStream {
-    /// Start at `begin`; with `checkpoint_sizes`, look for a record signed late.
+    /// Start at `begin`; with `checkpoint_sizes`, look for a record signed late; a seq
+    /// without a row inside a `removed` range (inclusive, sorted) is absent.
     #[new]
-    #[pyo3(signature = (begin, checkpoint_sizes, max_delay_s))]
+    #[pyo3(signature = (begin, checkpoint_sizes, max_delay_s, removed=Vec::new()))]
     fn new(
         py: Python<'_>,
         begin: i64,
         checkpoint_sizes: Option<Vec<i64>>,
         max_delay_s: i64,
+        removed: Vec<(i64, i64)>,
     ) -> PyResult<Self> {
         let late = late_signing(checkpoint_sizes, max_delay_s);
+        let removed = removed_ranges(removed)?;
         Ok(RecordStream {
-            records: Records::new(derivation(py)?, begin, Vec::new(), late),
+            records: Records::new(derivation(py)?, begin, Vec::new(), late, removed),
             kepts: Kepts::default(),
         })
     }
 
     /// Check the next `rows` (tuples `(seq, sealed, dedup_key, columns, kept)`, `kept`
     /// None or `(at, hash, body or None)`), after taking the next `leaves` (`(idx,
-    /// hash)`); returns the first fault so far, `(seq, kind)`, or None.
+    /// hash)`); returns the first fault so far, `(seq, kind)`, or None. Without rows,
+    /// the leaves are of seqs before the next row (or after the last, below the end):
+    /// taken at once for the absent seqs they are.
     fn feed(
         &mut self,
         py: Python<'_>,
@@ -299,9 +323,10 @@ impl RecordStream {
         Ok(fault(self.records.fault))
     }
 
-    /// The end of the stream (`end`: the range's end; None: no leaf may be left over);
-    /// returns (records checked, their sealed bytes, the fault, the late record).
-    fn finish(&mut self, end: Option<i64>) -> (i64, u64, PyFault, PyLate) {
+    /// The end of the stream (`end`: the range's end; None: every leaf left over is of
+    /// an absent seq); returns (seqs passed, the records' sealed bytes, the fault, the
+    /// late record, absent seqs).
+    fn finish(&mut self, end: Option<i64>) -> (i64, u64, PyFault, PyLate, i64) {
         let records = &mut self.records;
         let found = records.finish(end);
         let late_found = records.late.as_ref().and_then(|l| l.found);
@@ -310,6 +335,7 @@ impl RecordStream {
             records.bytes(),
             fault(found),
             late(late_found),
+            records.absent(),
         )
     }
 }

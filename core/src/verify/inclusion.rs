@@ -74,11 +74,12 @@ fn root_from_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash]) -> Ha
     r
 }
 
-/// Every stored node the proofs of leaves `[begin, end)` in a tree of `size` read.
-pub fn needed(begin: u64, end: u64, size: u64) -> HashSet<Key> {
-    (begin..end)
-        .into_par_iter()
-        .fold(HashSet::new, |mut set, index| {
+/// Every stored node the proofs of the leaves `indexes` (each below `size`) in a tree of
+/// `size` leaves read.
+pub fn needed(indexes: &[u64], size: u64) -> HashSet<Key> {
+    indexes
+        .par_iter()
+        .fold(HashSet::new, |mut set, &index| {
             for (b, e) in inclusion_proof_nodes(index, size) {
                 set.extend(range_keys(b, e));
             }
@@ -188,7 +189,7 @@ mod tests {
                 None,
                 "size {size}"
             );
-            let want = needed(0, size, size);
+            let want = needed(&(0..size).collect::<Vec<_>>(), size);
             assert!(want.iter().all(|k| nodes.contains_key(k)));
         }
     }

@@ -8,6 +8,12 @@
 //! cannot judge exactly as the reference would (a REAL where the reference compares an
 //! integer, text that is not UTF-8...) is flagged [`Kind::Unsure`], and the reference
 //! decides.
+//!
+//! A seq has no row when its payload was removed (retention): inside one of the ranges
+//! of the `removals` table, which the caller passes ([`Removed`]), such a seq is absent:
+//! passed and counted, its leaf still required at level 0, nothing else checked (nor
+//! proven, nor seen by the late signing). Outside every range it is missing; a row that
+//! is there inside a range is checked as any other.
 
 mod frames;
 pub mod inclusion;
@@ -372,13 +378,128 @@ fn check_record(row: &Row, leaf: &[u8], derive: &dyn Derive) -> Result<Seen, Kin
 /// A stored tree node: its index in its level and its hash as stored.
 pub type Node = (i64, Vec<u8>);
 
+/// The ranges of seqs whose rows may be absent (the `removals` table: `(first, last)`,
+/// inclusive, sorted, not overlapping), and a cursor over them that moves forward with
+/// the seqs asked about (one stream's seqs come in order: no search per seq).
+#[derive(Debug, Clone)]
+pub struct Removed {
+    ranges: Arc<[(i64, i64)]>,
+    at: usize,
+}
+
+impl Removed {
+    /// The cursor over `ranges` placed at `seq` (by one binary search).
+    pub fn new(ranges: Arc<[(i64, i64)]>, seq: i64) -> Self {
+        let at = ranges.partition_point(|&(_, last)| last < seq);
+        Removed { ranges, at }
+    }
+
+    /// None when `ranges` are as [`Removed`] requires them, else the index of the first
+    /// that is not (empty, or not after the one before it).
+    pub fn invalid(ranges: &[(i64, i64)]) -> Option<usize> {
+        let mut after = i64::MIN;
+        for (i, &(first, last)) in ranges.iter().enumerate() {
+            if first > last || (i > 0 && first <= after) {
+                return Some(i);
+            }
+            after = last;
+        }
+        None
+    }
+
+    /// Whether `seq` lies in a range. Requires that no seq asked about before is larger.
+    pub fn covers(&mut self, seq: i64) -> bool {
+        while self
+            .ranges
+            .get(self.at)
+            .is_some_and(|&(_, last)| last < seq)
+        {
+            self.at += 1;
+        }
+        self.ranges
+            .get(self.at)
+            .is_some_and(|&(first, _)| first <= seq)
+    }
+}
+
+/// Where a stream of records is: its next seq, how many seqs it passed without a row
+/// (absent: removed, their leaves still in the tree), and the removed ranges from there.
+#[derive(Debug, Clone)]
+struct Position {
+    expected: i64,
+    absent: i64,
+    removed: Removed,
+}
+
+impl Position {
+    fn new(seq: i64, removed: Arc<[(i64, i64)]>) -> Self {
+        Position {
+            expected: seq,
+            absent: 0,
+            removed: Removed::new(removed, seq),
+        }
+    }
+
+    /// Pass the seqs below `to` that have no row: each must be removed (else Missing) and
+    /// keep its leaf, the next level-0 node (`leaf` gives its idx; else NoLeaf).
+    /// `Ok(Err(fault))`: the position stays at the seq of the fault.
+    fn pass<E>(
+        &mut self,
+        to: i64,
+        mut leaf: impl FnMut() -> Result<Option<i64>, E>,
+    ) -> Result<Result<(), Fault>, E> {
+        while self.expected < to {
+            let at = self.expected;
+            if !self.removed.covers(at) {
+                return Ok(Err(Fault {
+                    at,
+                    kind: Kind::Missing,
+                }));
+            }
+            if leaf()? != Some(at) {
+                return Ok(Err(Fault {
+                    at,
+                    kind: Kind::NoLeaf,
+                }));
+            }
+            self.expected += 1;
+            self.absent += 1;
+        }
+        Ok(Ok(()))
+    }
+
+    /// The leaves left after the last row of a stream that runs to the last record: each
+    /// must be the leaf of the next seq, removed. The first that is not: ExtraLeaf (the
+    /// seq is not removed: a leaf past the last record), or NoLeaf (removed, no leaf).
+    fn rest<E>(
+        &mut self,
+        mut leaf: impl FnMut() -> Result<Option<i64>, E>,
+    ) -> Result<Result<(), Fault>, E> {
+        while let Some(idx) = leaf()? {
+            let at = self.expected;
+            let kind = if !self.removed.covers(at) {
+                Kind::ExtraLeaf
+            } else if idx != at {
+                Kind::NoLeaf
+            } else {
+                self.expected += 1;
+                self.absent += 1;
+                continue;
+            };
+            return Ok(Err(Fault { at, kind }));
+        }
+        Ok(Ok(()))
+    }
+}
+
 /// Step 1 of verify over a stream of rows in seq order (`_check_stream`): records
 /// `[begin, end)` (`end` None: to the last record, and no leaf may follow), each against
-/// the level-0 node of its seq, fed in batches; then [`Records::finish`].
+/// the level-0 node of its seq, fed in batches; then [`Records::finish`]. A seq without a
+/// row inside a removed range is absent: passed, its leaf still required.
 pub struct Records {
     derive: Arc<dyn Derive>,
-    expected: i64,
     begin: i64,
+    at: Position,
     bytes: u64,
     /// The level-0 nodes given and not yet matched with a record (idx order), and how
     /// many of them the batch being checked has taken.
@@ -388,19 +509,28 @@ pub struct Records {
     pub fault: Option<Fault>,
 }
 
+/// Where a batch's structural pass stands after one of its rows.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    taken: usize,
+    absent: i64,
+}
+
 impl Records {
     /// Start at `begin`, with the first level-0 nodes from `begin` on (idx order; more
-    /// come with [`Records::add_leaves`]).
+    /// come with [`Records::add_leaves`]), the rows of seqs in `removed` (inclusive
+    /// ranges: see [`Removed`]) allowed to be absent.
     pub fn new(
         derive: Arc<dyn Derive>,
         begin: i64,
         leaves: Vec<Node>,
         late: Option<LateSigning>,
+        removed: Arc<[(i64, i64)]>,
     ) -> Self {
         Records {
             derive,
-            expected: begin,
             begin,
+            at: Position::new(begin, removed),
             bytes: 0,
             leaves,
             taken: 0,
@@ -414,9 +544,14 @@ impl Records {
         self.leaves.extend(leaves);
     }
 
-    /// Records checked so far (all of them good).
+    /// Seqs passed so far (records checked, all of them good, and absent seqs).
     pub fn count(&self) -> i64 {
-        self.expected - self.begin
+        self.at.expected - self.begin
+    }
+
+    /// Absent seqs passed so far.
+    pub fn absent(&self) -> i64 {
+        self.at.absent
     }
 
     /// Sealed bytes of the records checked so far.
@@ -425,55 +560,75 @@ impl Records {
     }
 
     /// Check the next rows (in parallel); false once a fault is found (then `fault`).
+    ///
+    /// No rows: the leaves given since are those of seqs before the next row (or after
+    /// the last, below the range's end), taken at once for the absent seqs they are.
     pub fn feed(&mut self, rows: &[Row]) -> bool {
         if self.fault.is_some() {
             return false;
         }
-        // The stream's own order first: dense seqs, each with its leaf.
+        if rows.is_empty() {
+            return self.drain();
+        }
+        // The stream's own order first: each seq a row with its leaf, or absent.
         let mut structural = None;
-        let mut leaf_at = Vec::with_capacity(rows.len());
-        let (mut expected, mut taken) = (self.expected, self.taken);
+        let mut marks: Vec<Mark> = Vec::with_capacity(rows.len());
         for row in rows {
-            if row.seq != expected {
-                structural = Some(Fault {
+            let (leaves, mut taken) = (&self.leaves, self.taken);
+            let next = || -> Result<_, std::convert::Infallible> {
+                let idx = leaves.get(taken).map(|(idx, _)| *idx);
+                taken += 1;
+                Ok(idx)
+            };
+            let Ok(passed) = self.at.pass(row.seq, next);
+            self.taken = taken;
+            let expected = self.at.expected;
+            let fault = match passed {
+                Err(fault) => Some(fault),
+                Ok(()) if row.seq != expected => Some(Fault {
                     at: expected,
                     kind: Kind::Missing,
-                });
-                break;
-            }
-            match self.leaves.get(taken) {
-                Some((idx, _)) if *idx == row.seq => leaf_at.push(taken),
-                _ => {
-                    structural = Some(Fault {
+                }),
+                Ok(()) => match self.leaves.get(self.taken) {
+                    Some((idx, _)) if *idx == row.seq => None,
+                    _ => Some(Fault {
                         at: row.seq,
                         kind: Kind::NoLeaf,
-                    });
-                    break;
-                }
+                    }),
+                },
+            };
+            if fault.is_some() {
+                structural = fault;
+                break;
             }
-            taken += 1;
-            expected += 1;
+            marks.push(Mark {
+                taken: self.taken,
+                absent: self.at.absent,
+            });
+            self.taken += 1;
+            self.at.expected += 1;
         }
-        let good = &rows[..leaf_at.len()];
+        let good = &rows[..marks.len()];
         let leaves = &self.leaves;
         let derive = &*self.derive;
         let results: Vec<Result<Seen, Kind>> = good
             .par_iter()
-            .zip(leaf_at.par_iter())
+            .zip(marks.par_iter())
             .with_min_len(64)
-            .map(|(row, &i)| check_record(row, &leaves[i].1, derive))
+            .map(|(row, mark)| check_record(row, &leaves[mark.taken].1, derive))
             .collect();
-        for (row, result) in good.iter().zip(results) {
+        for ((row, mark), result) in good.iter().zip(&marks).zip(results) {
             match result {
                 Ok(seen) => {
                     if let Some(late) = &mut self.late {
                         late.see(row.seq, seen.received_ns, seen.client);
                     }
                     self.bytes += row.sealed.len() as u64;
-                    self.expected += 1;
-                    self.taken += 1;
                 }
                 Err(kind) => {
+                    // Passed: the seqs before this record.
+                    self.at.expected = row.seq;
+                    self.at.absent = mark.absent;
                     self.fault = Some(Fault { at: row.seq, kind });
                     return false;
                 }
@@ -488,25 +643,46 @@ impl Records {
         self.fault.is_none()
     }
 
-    /// The end of the stream: with `end`, every seq below it was there; without, no
-    /// leaf is left over. Returns the fault, if any.
+    /// The leaves given without rows taken for absent seqs, up to the first seq that is
+    /// not removed (the next row, or [`Records::finish`], judges it).
+    fn drain(&mut self) -> bool {
+        while let Some((idx, _)) = self.leaves.get(self.taken) {
+            let at = self.at.expected;
+            if !self.at.removed.covers(at) {
+                break;
+            }
+            if *idx != at {
+                // No row comes before this leaf: the removed seq has no leaf.
+                self.fault = Some(Fault {
+                    at,
+                    kind: Kind::NoLeaf,
+                });
+                return false;
+            }
+            self.taken += 1;
+            self.at.expected += 1;
+            self.at.absent += 1;
+        }
+        self.leaves.drain(..self.taken);
+        self.taken = 0;
+        true
+    }
+
+    /// The end of the stream: with `end`, every seq below it was there or absent;
+    /// without, every leaf left over is of an absent seq. Returns the fault, if any.
     pub fn finish(&mut self, end: Option<i64>) -> Option<Fault> {
         if self.fault.is_none() {
-            let short = match end {
-                Some(end) => self.expected < end,
-                None => self.taken < self.leaves.len(),
+            let (leaves, mut taken) = (&self.leaves, self.taken);
+            let next = || -> Result<_, std::convert::Infallible> {
+                let idx = leaves.get(taken).map(|(idx, _)| *idx);
+                taken += 1;
+                Ok(idx)
             };
-            if short {
-                let kind = if end.is_some() {
-                    Kind::Missing
-                } else {
-                    Kind::ExtraLeaf
-                };
-                self.fault = Some(Fault {
-                    at: self.expected,
-                    kind,
-                });
-            }
+            let Ok(passed) = match end {
+                Some(end) => self.at.pass(end, next),
+                None => self.at.rest(next),
+            };
+            self.fault = passed.err();
         }
         self.fault
     }
@@ -515,86 +691,138 @@ impl Records {
 /// Step 1 over records `[lo, hi)` of a stream, on one thread: the reference's
 /// `_check_stream` from `lo` on, given that every record before `lo` was good (then the
 /// stream's next row is the first with seq `lo` or above, and its next leaf the first
-/// with idx `lo` or above). Rows are taken one at a time with the next level-0 node of
-/// the run (idx order); [`Run::end`] then says whether a seq below `hi` was not there.
+/// with idx `lo` or above). Rows are taken one at a time with the level-0 nodes of the
+/// run (idx order) as they come: one for each seq, present or absent; [`Run::end`] then
+/// passes the seqs left below `hi`.
 #[derive(Debug)]
 pub struct Run {
     pub lo: i64,
-    expected: i64,
-    /// What each good record tells the rest of verify, from `lo` on.
-    seen: Vec<Seen>,
+    at: Position,
+    /// What each good record tells the rest of verify, by seq, from `lo` on.
+    seen: Vec<(i64, Seen)>,
+    /// The absent seqs, as half-open runs `[first, end)` in seq order.
+    pub absent_runs: Vec<(i64, i64)>,
     pub bytes: u64,
     pub fault: Option<Fault>,
 }
 
 impl Run {
-    /// A run starting at `lo`.
-    pub fn new(lo: i64) -> Self {
+    /// A run starting at `lo`, the rows of seqs in `removed` allowed to be absent.
+    pub fn new(lo: i64, removed: Arc<[(i64, i64)]>) -> Self {
         Run {
             lo,
-            expected: lo,
+            at: Position::new(lo, removed),
             seen: Vec::new(),
+            absent_runs: Vec::new(),
             bytes: 0,
             fault: None,
         }
     }
 
-    /// Good records so far.
+    /// Seqs passed so far (good records and absent seqs).
     pub fn count(&self) -> i64 {
-        self.expected - self.lo
+        self.at.expected - self.lo
     }
 
-    /// Check the next row against `leaf`, the run's next level-0 node (None: there is
-    /// none); false once a fault is found (then `fault`).
-    pub fn push(&mut self, row: &Row, leaf: Option<&Node>, derive: &dyn Derive) -> bool {
+    /// Absent seqs passed so far.
+    pub fn absent(&self) -> i64 {
+        self.at.absent
+    }
+
+    /// Check the next row, taking the run's next level-0 nodes from `leaf` (those of
+    /// the absent seqs before it, then its own); false once a fault is found (then
+    /// `fault`). Err: a node could not be read.
+    pub fn push<E>(
+        &mut self,
+        row: &Row,
+        leaf: &mut impl FnMut() -> Result<Option<Node>, E>,
+        derive: &dyn Derive,
+    ) -> Result<bool, E> {
         if self.fault.is_some() {
-            return false;
+            return Ok(false);
         }
-        let checked = if row.seq != self.expected {
-            Err(Fault {
-                at: self.expected,
+        let checked = match self.pass(row.seq, leaf)? {
+            Err(fault) => Err(fault),
+            Ok(()) if row.seq != self.at.expected => Err(Fault {
+                at: self.at.expected,
                 kind: Kind::Missing,
-            })
-        } else {
-            match leaf {
-                Some((idx, hash)) if *idx == row.seq => {
-                    check_record(row, hash, derive).map_err(|kind| Fault { at: row.seq, kind })
+            }),
+            Ok(()) => match leaf()? {
+                Some((idx, hash)) if idx == row.seq => {
+                    check_record(row, &hash, derive).map_err(|kind| Fault { at: row.seq, kind })
                 }
                 _ => Err(Fault {
                     at: row.seq,
                     kind: Kind::NoLeaf,
                 }),
-            }
+            },
         };
         match checked {
             Ok(seen) => {
-                self.seen.push(seen);
+                self.seen.push((row.seq, seen));
                 self.bytes += row.sealed.len() as u64;
-                self.expected += 1;
-                true
+                self.at.expected += 1;
+                Ok(true)
             }
             Err(fault) => {
                 self.fault = Some(fault);
-                false
+                Ok(false)
             }
         }
     }
 
-    /// The end of the rows of the run, which covers seqs below `hi`: one not there is
-    /// missing.
-    pub fn end(&mut self, hi: i64) {
-        if self.fault.is_none() && self.expected < hi {
-            self.fault = Some(Fault {
-                at: self.expected,
-                kind: Kind::Missing,
-            });
+    /// The end of the rows of the run, which covers seqs below `hi`: each seq left must
+    /// be absent (else Missing, or NoLeaf).
+    pub fn end<E>(
+        &mut self,
+        hi: i64,
+        leaf: &mut impl FnMut() -> Result<Option<Node>, E>,
+    ) -> Result<(), E> {
+        if self.fault.is_none() {
+            self.fault = self.pass(hi, leaf)?.err();
+        }
+        Ok(())
+    }
+
+    /// The end of a stream that runs to the last record, after its last row: every
+    /// leaf left must be of an absent seq (else ExtraLeaf, or NoLeaf).
+    pub fn rest<E>(&mut self, leaf: &mut impl FnMut() -> Result<Option<Node>, E>) -> Result<(), E> {
+        if self.fault.is_none() {
+            let from = self.at.expected;
+            let passed = self.at.rest(|| Ok(leaf()?.map(|(idx, _)| idx)))?;
+            self.note_absent(from);
+            self.fault = passed.err();
+        }
+        Ok(())
+    }
+
+    /// Pass the absent seqs below `to` (see [`Position::pass`]), noting them.
+    fn pass<E>(
+        &mut self,
+        to: i64,
+        leaf: &mut impl FnMut() -> Result<Option<Node>, E>,
+    ) -> Result<Result<(), Fault>, E> {
+        let from = self.at.expected;
+        let passed = self.at.pass(to, || Ok(leaf()?.map(|(idx, _)| idx)))?;
+        self.note_absent(from);
+        Ok(passed)
+    }
+
+    /// Note the seqs passed since `from` as absent.
+    fn note_absent(&mut self, from: i64) {
+        let to = self.at.expected;
+        if to > from {
+            match self.absent_runs.last_mut() {
+                Some((_, end)) if *end == from => *end = to,
+                _ => self.absent_runs.push((from, to)),
+            }
         }
     }
 
     /// Tell `late` the receive time of each good record, in seq order.
     pub fn tell(&self, late: &mut LateSigning) {
-        for (seq, seen) in (self.lo..).zip(&self.seen) {
-            late.see(seq, seen.received_ns, seen.client);
+        for (seq, seen) in &self.seen {
+            late.see(*seq, seen.received_ns, seen.client);
         }
     }
 }

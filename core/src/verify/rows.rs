@@ -15,7 +15,7 @@ use rusqlite::Connection;
 
 use super::frames::Frames;
 use super::sqlite::{next_node, open, COLUMN_NAMES};
-use super::{Cell, Kept, Node, Resource, Row, Span, Stored, COLUMNS, RESOURCE_COLUMN};
+use super::{Cell, Derive, Kept, Resource, Row, Run, Span, Stored, COLUMNS, RESOURCE_COLUMN};
 
 /// How many seqs a reading thread takes at a time.
 const CHUNK: i64 = 8192;
@@ -237,25 +237,42 @@ impl<'c> Reader<'c> {
         })
     }
 
-    /// The rows of seqs `[lo, hi)` in seq order, each with the next level-0 node of
-    /// idx in `[lo, hi)` (the i-th for the i-th row, as the reference pairs them), to
-    /// `each` until it returns false.
+    /// The rows of seqs `[lo, hi)` in seq order, to `each` until it returns false.
     pub(super) fn rows(
         &mut self,
         lo: i64,
         hi: i64,
-        mut each: impl FnMut(&Row, Option<&Node>) -> bool,
+        mut each: impl FnMut(&Row) -> bool,
     ) -> Result<(), String> {
         let mut rows = self.records.query([lo, hi]).map_err(sql_error)?;
-        let mut leaves = self.leaves.query([lo, hi]).map_err(sql_error)?;
         while let Some(r) = rows.next().map_err(sql_error)? {
             let record = row(r, &mut self.resources, &mut self.frames)?;
-            let leaf = next_node(&mut leaves)?;
-            if !each(&record, leaf.as_ref()) {
+            if !each(&record) {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// The rows of seqs `[lo, hi)` checked by `run` in seq order, beside the level-0
+    /// nodes of idx in `[lo, hi)` (the run takes one for each seq, present or absent).
+    pub(super) fn check(
+        &mut self,
+        lo: i64,
+        hi: i64,
+        run: &mut Run,
+        derive: &dyn Derive,
+    ) -> Result<(), String> {
+        let mut rows = self.records.query([lo, hi]).map_err(sql_error)?;
+        let mut leaves = self.leaves.query([lo, hi]).map_err(sql_error)?;
+        let mut leaf = || next_node(&mut leaves);
+        while let Some(r) = rows.next().map_err(sql_error)? {
+            let record = row(r, &mut self.resources, &mut self.frames)?;
+            if !run.push(&record, &mut leaf, derive)? {
+                return Ok(());
+            }
+        }
+        run.end(hi, &mut leaf)
     }
 }
 

@@ -68,12 +68,15 @@ pub struct Ask {
     /// The most bytes a stored frame may decompress to
     /// (`otaudit.store.codec.MAX_RECORD_BYTES`).
     pub max_record_bytes: usize,
+    /// The ranges of seqs whose rows may be absent (see [`super::Removed`]).
+    pub removed: Arc<[(i64, i64)]>,
 }
 
 /// What the core found.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// Records checked (all good, up to the first fault of the records).
+    /// Seqs passed (records checked, all good, up to the first fault of the records,
+    /// and absent seqs).
     pub records: i64,
     pub bytes: u64,
     /// The first fault of step 1 (records against their leaves), if any.
@@ -84,6 +87,8 @@ pub struct Outcome {
     pub late: Option<super::late::LateRecord>,
     /// The first leaf not proven into the root, if asked and the records are good.
     pub excluded: Option<i64>,
+    /// Seqs passed without a row (removed, their leaves there).
+    pub absent: i64,
 }
 
 /// The nodes of one tree level with idx >= ?2, in idx order (?1: the level).
@@ -142,34 +147,45 @@ const PROOF_CHUNK: usize = 1 << 16;
 
 /// The first leaf of `[begin, end)` not proven into `root` of a tree of `size` leaves
 /// from the stored nodes, a chunk of leaves at a time (their proofs' nodes read, then
-/// checked in parallel).
+/// checked in parallel); the leaves of absent seqs (`absent`: half-open runs in order)
+/// are not proven.
 fn first_excluded_of(
     conn: &Connection,
     begin: i64,
     end: i64,
     size: i64,
     root: &[u8],
+    absent: &[(i64, i64)],
 ) -> Result<Option<i64>, String> {
     let size = size.max(0) as u64;
     let mut stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
     let mut leaves = stmt.query([0, begin]).map_err(sql_error)?;
+    let mut runs = absent.iter().peekable();
     let mut done = false;
     while !done {
         let mut chunk: Vec<Node> = Vec::with_capacity(PROOF_CHUNK);
         while chunk.len() < PROOF_CHUNK {
             match next_node(&mut leaves)? {
-                Some(leaf) if leaf.0 < end => chunk.push(leaf),
+                Some(leaf) if leaf.0 < end => {
+                    while runs.next_if(|&&(_, to)| to <= leaf.0).is_some() {}
+                    if runs.peek().is_none_or(|&&(from, _)| from > leaf.0) {
+                        chunk.push(leaf);
+                    }
+                }
                 _ => {
                     done = true;
                     break;
                 }
             }
         }
-        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+        if chunk.is_empty() {
             break;
-        };
-        let (lo, hi) = (first.0.max(0) as u64, (last.0.max(0) as u64 + 1).min(size));
-        let nodes = nodes_of(conn, inclusion::needed(lo, hi.max(lo), size))?;
+        }
+        let indexes: Vec<u64> = chunk
+            .iter()
+            .filter_map(|(idx, _)| u64::try_from(*idx).ok().filter(|i| *i < size))
+            .collect();
+        let nodes = nodes_of(conn, inclusion::needed(&indexes, size))?;
         if let Some(seq) = inclusion::first_excluded(&chunk, size, root, &nodes) {
             return Ok(Some(seq));
         }
@@ -266,7 +282,7 @@ pub fn scan(uri: &str, parse: bool, max_record_bytes: usize) -> Result<(i64, u64
         max_record_bytes,
         |reader, lo, hi| {
             let (mut count, mut bytes) = (0i64, 0u64);
-            reader.rows(lo, hi, |r, _| {
+            reader.rows(lo, hi, |r| {
                 // rows that do not parse do not count
                 if !parse || serde_json::from_slice::<serde_json::Value>(&r.sealed).is_ok() {
                     count += 1;
@@ -306,6 +322,7 @@ pub fn verify(
         .map(|(sizes, max)| LateSigning::new(sizes, *max));
     let end = records_end(&conn, ask.begin, ask.end)?;
     let (mut count, mut bytes) = (0i64, 0u64);
+    let (mut absent, mut absent_runs) = (0i64, Vec::new());
     let mut records_fault = None;
     let mut stopped = false;
     in_chunks(
@@ -314,9 +331,8 @@ pub fn verify(
         end,
         ask.max_record_bytes,
         |reader, lo, hi| {
-            let mut run = Run::new(lo);
-            reader.rows(lo, hi, |row, leaf| run.push(row, leaf, &*derive))?;
-            run.end(hi);
+            let mut run = Run::new(lo, ask.removed.clone());
+            reader.check(lo, hi, &mut run, &*derive)?;
             Ok(run)
         },
         |run| {
@@ -325,6 +341,8 @@ pub fn verify(
             }
             let before = count;
             count += run.count();
+            absent += run.absent();
+            absent_runs.extend(run.absent_runs);
             bytes += run.bytes;
             if !report_progress(ask.begin, before, count, progress) {
                 stopped = true;
@@ -337,25 +355,21 @@ pub fn verify(
     if stopped {
         return Err("stopped by its progress callback".into());
     }
-    // The stream's end: with `end`, every seq below it was there; without, no leaf is
-    // left over.
-    let next = ask.begin + count;
+    // The stream's end, past the last row: with `end`, every seq below it was there or
+    // is absent; without, every leaf left over is of an absent seq.
     if records_fault.is_none() {
-        records_fault = match ask.end {
-            Some(end) if next < end => Some(Fault {
-                at: next,
-                kind: Kind::Missing,
-            }),
-            Some(_) => None,
-            None => {
-                let mut stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
-                let mut leaves = stmt.query([0, next]).map_err(sql_error)?;
-                next_node(&mut leaves)?.map(|_| Fault {
-                    at: next,
-                    kind: Kind::ExtraLeaf,
-                })
-            }
-        };
+        let mut tail = Run::new(ask.begin + count, ask.removed.clone());
+        let mut stmt = conn.prepare(LEVEL_SQL).map_err(sql_error)?;
+        let mut leaves = stmt.query([0, tail.lo]).map_err(sql_error)?;
+        let mut leaf = || next_node(&mut leaves);
+        match ask.end {
+            Some(end) => tail.end(end, &mut leaf)?,
+            None => tail.rest(&mut leaf)?,
+        }
+        count += tail.count();
+        absent += tail.absent();
+        absent_runs.extend(tail.absent_runs);
+        records_fault = tail.fault;
     }
     let mut tree_fault = None;
     if ask.tree && records_fault.is_none() && ask.begin == 0 && ask.end.is_none() {
@@ -363,7 +377,7 @@ pub fn verify(
     }
     let mut excluded = None;
     if let (Some((size, root)), None, Some(end)) = (&ask.inclusion, records_fault, ask.end) {
-        excluded = first_excluded_of(&conn, ask.begin, end, *size, root)?;
+        excluded = first_excluded_of(&conn, ask.begin, end, *size, root, &absent_runs)?;
     }
     conn.execute_batch("COMMIT").map_err(sql_error)?;
     Ok(Outcome {
@@ -373,5 +387,6 @@ pub fn verify(
         tree_fault,
         late: late.and_then(|l| l.found),
         excluded,
+        absent,
     })
 }

@@ -66,13 +66,17 @@ fn ledger(n: i64) -> (Vec<Row>, Vec<Node>) {
 }
 
 fn run(rows: &[Row], leaves: Vec<Node>, end: Option<i64>) -> Option<Fault> {
-    let mut records = Records::new(Arc::new(Fake), 0, leaves, None);
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None, no_removals());
     for chunk in rows.chunks(3) {
         if !records.feed(chunk) {
             break;
         }
     }
     records.finish(end)
+}
+
+fn no_removals() -> Arc<[(i64, i64)]> {
+    Arc::from([])
 }
 
 fn fault(at: i64, kind: Kind) -> Option<Fault> {
@@ -82,7 +86,7 @@ fn fault(at: i64, kind: Kind) -> Option<Fault> {
 #[test]
 fn a_good_ledger_passes() {
     let (rows, leaves) = ledger(10);
-    let mut records = Records::new(Arc::new(Fake), 0, leaves, None);
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None, no_removals());
     assert!(records.feed(&rows));
     assert_eq!(records.finish(None), None);
     assert_eq!(records.count(), 10);
@@ -137,6 +141,244 @@ fn gaps_missing_and_extra_leaves_are_found() {
         fault(8, Kind::Missing)
     );
     assert_eq!(run(&rows[..8], leaves, Some(8)), None);
+}
+
+// -- removed ranges: absent seqs --------------------------------------------------------
+
+/// Step 1 over `rows` fed `batch` at a time (every leaf given first), the seqs of
+/// `removed` allowed to be absent: (fault, seqs passed, absent seqs).
+fn run_removed(
+    rows: &[Row],
+    leaves: Vec<Node>,
+    end: Option<i64>,
+    removed: &[(i64, i64)],
+    batch: usize,
+) -> (Option<Fault>, i64, i64) {
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None, Arc::from(removed));
+    for chunk in rows.chunks(batch) {
+        if !records.feed(chunk) {
+            break;
+        }
+    }
+    (records.finish(end), records.count(), records.absent())
+}
+
+/// The rows of a ledger of `n` without those of `gone`.
+fn without(rows: &[Row], gone: impl Fn(i64) -> bool) -> Vec<Row> {
+    rows.iter().filter(|r| !gone(r.seq)).cloned().collect()
+}
+
+#[test]
+fn removed_ranges_are_found_with_a_moving_cursor() {
+    let ranges: Arc<[(i64, i64)]> = Arc::from([(2, 4), (7, 7), (9, 12)]);
+    let mut removed = Removed::new(ranges.clone(), 0);
+    let covered: Vec<i64> = (0..15).filter(|&seq| removed.covers(seq)).collect();
+    assert_eq!(covered, vec![2, 3, 4, 7, 9, 10, 11, 12]);
+    let mut from = Removed::new(ranges, 8);
+    assert!(!from.covers(8) && from.covers(9) && !from.covers(13));
+    assert_eq!(Removed::invalid(&[(0, 0), (1, 5), (9, 9)]), None);
+    assert_eq!(Removed::invalid(&[(0, 3), (3, 5)]), Some(1)); // overlapping
+    assert_eq!(Removed::invalid(&[(4, 5), (0, 1)]), Some(1)); // not sorted
+    assert_eq!(Removed::invalid(&[(5, 4)]), Some(0)); // empty
+}
+
+#[test]
+fn a_removed_gap_is_passed_and_counted() {
+    let (rows, leaves) = ledger(12);
+    let gone = |seq| (3..=6).contains(&seq);
+    for batch in [1, 3, 4, 100] {
+        let kept = without(&rows, gone);
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), None, &[(3, 6)], batch),
+            (None, 12, 4),
+            "batch {batch}"
+        );
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), Some(12), &[(3, 6)], batch),
+            (None, 12, 4)
+        );
+        // Rows of a removed range that are still there are records as any other.
+        assert_eq!(
+            run_removed(&rows, leaves.clone(), None, &[(3, 6)], batch),
+            (None, 12, 0)
+        );
+    }
+    // Bytes are the present records' only.
+    let kept = without(&rows, gone);
+    let mut records = Records::new(Arc::new(Fake), 0, leaves, None, Arc::from([(3, 6)]));
+    assert!(records.feed(&kept));
+    assert_eq!(records.finish(None), None);
+    let bytes: u64 = kept.iter().map(|r| r.sealed.len() as u64).sum();
+    assert_eq!(records.bytes(), bytes);
+}
+
+#[test]
+fn a_gap_outside_every_range_is_missing_at_its_first_seq() {
+    let (rows, leaves) = ledger(12);
+    // 3..=6 gone, only 3..=4 removed: seq 5 is missing.
+    let kept = without(&rows, |seq| (3..=6).contains(&seq));
+    for batch in [1, 3, 100] {
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), None, &[(3, 4)], batch),
+            (fault(5, Kind::Missing), 5, 2),
+            "batch {batch}"
+        );
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), None, &[(5, 8)], batch),
+            (fault(3, Kind::Missing), 3, 0)
+        );
+    }
+    // A removed seq keeps its leaf.
+    let mut no_leaf = leaves.clone();
+    no_leaf.remove(4);
+    let kept = without(&rows, |seq| (3..=6).contains(&seq));
+    assert_eq!(
+        run_removed(&kept, no_leaf, None, &[(3, 6)], 3),
+        (fault(4, Kind::NoLeaf), 4, 1)
+    );
+}
+
+#[test]
+fn a_present_row_inside_a_removed_range_is_checked() {
+    let (rows, leaves) = ledger(12);
+    let mut kept = without(&rows, |seq| seq == 3 || seq == 5);
+    let at = kept.iter().position(|r| r.seq == 4).unwrap();
+    set(&mut kept[at], 0, Cell::Text("other".into()));
+    for batch in [1, 3, 100] {
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), None, &[(3, 5)], batch),
+            (fault(4, Kind::Column), 4, 1),
+            "batch {batch}"
+        );
+    }
+}
+
+#[test]
+fn gaps_at_the_edges_of_batches_and_at_the_ends_are_passed() {
+    let (rows, leaves) = ledger(12);
+    // Batches of 3 rows: gaps before the first row, between batches, inside one, and
+    // after the last row (the last seq removed).
+    let removed = [(0, 1), (4, 4), (8, 8), (10, 11)];
+    let gone = |seq| removed.iter().any(|&(a, b)| (a..=b).contains(&seq));
+    let kept = without(&rows, gone);
+    for batch in [1, 2, 3, 100] {
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), None, &removed, batch),
+            (None, 12, 6),
+            "batch {batch}"
+        );
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), Some(12), &removed, batch),
+            (None, 12, 6)
+        );
+        assert_eq!(
+            run_removed(&kept, leaves.clone(), Some(11), &removed, batch),
+            (None, 11, 5)
+        );
+    }
+    // The last seq removed and its leaf gone too: below `end` it has no leaf; without
+    // an end, the ledger ends before it.
+    let mut short = leaves.clone();
+    short.pop();
+    assert_eq!(
+        run_removed(&kept, short.clone(), Some(12), &removed, 3),
+        (fault(11, Kind::NoLeaf), 11, 5)
+    );
+    assert_eq!(run_removed(&kept, short, None, &removed, 3), (None, 11, 5));
+    // The last seq gone and not removed: a leaf past the last record.
+    assert_eq!(
+        run_removed(&kept, leaves.clone(), None, &removed[..3], 3),
+        (fault(10, Kind::ExtraLeaf), 10, 4)
+    );
+    // Everything removed: no rows at all.
+    assert_eq!(
+        run_removed(&[], leaves, None, &[(0, 11)], 3),
+        (None, 12, 12)
+    );
+}
+
+#[test]
+fn leaves_fed_without_rows_are_taken_for_absent_seqs() {
+    // The stream as Python feeds it: the leaves of a long gap alone, in pieces.
+    let (rows, leaves) = ledger(20);
+    let kept = without(&rows, |seq| (2..=15).contains(&seq));
+    let mut records = Records::new(Arc::new(Fake), 0, Vec::new(), None, Arc::from([(2, 15)]));
+    records.add_leaves(leaves[..2].to_vec());
+    assert!(records.feed(&kept[..2]));
+    for piece in leaves[2..16].chunks(4) {
+        records.add_leaves(piece.to_vec());
+        assert!(records.feed(&[]));
+    }
+    assert_eq!((records.count(), records.absent()), (16, 14));
+    records.add_leaves(leaves[16..].to_vec());
+    assert!(records.feed(&kept[2..]));
+    assert_eq!(records.finish(None), None);
+    assert_eq!((records.count(), records.absent()), (20, 14));
+    // A removed seq without its leaf, found as its leaves come.
+    let mut records = Records::new(Arc::new(Fake), 0, Vec::new(), None, Arc::from([(2, 15)]));
+    assert!(records.feed(&kept[..0]));
+    records.add_leaves([&leaves[..6], &leaves[7..10]].concat());
+    assert!(records.feed(&kept[..2]));
+    assert!(!records.feed(&[]));
+    assert_eq!(records.fault, fault(6, Kind::NoLeaf));
+}
+
+/// What step 1 finds, said the plainest way: seq by seq, a row, or absent (removed), or
+/// the fault (missing; past the last row with no end: a leaf left over). (fault, seqs
+/// passed, absent seqs), every leaf there.
+fn naive(
+    n: i64,
+    present: &[bool],
+    removed: &[(i64, i64)],
+    end: Option<i64>,
+) -> (Option<Fault>, i64, i64) {
+    let upto = end.unwrap_or(n);
+    let mut absent = 0;
+    for seq in 0..upto {
+        if present[seq as usize] {
+            continue;
+        }
+        if removed.iter().any(|&(a, b)| (a..=b).contains(&seq)) {
+            absent += 1;
+            continue;
+        }
+        let later = present[seq as usize..upto as usize].iter().any(|p| *p);
+        let kind = if end.is_none() && !later {
+            Kind::ExtraLeaf
+        } else {
+            Kind::Missing
+        };
+        return (fault(seq, kind), seq, absent);
+    }
+    (None, upto, absent)
+}
+
+#[test]
+fn every_gap_of_a_small_ledger_is_judged_as_the_plain_walk_judges_it() {
+    let n = 8i64;
+    let (rows, leaves) = ledger(n);
+    let range_sets: [&[(i64, i64)]; 5] = [
+        &[],
+        &[(0, 7)],
+        &[(1, 2), (5, 5)],
+        &[(0, 0), (3, 6)],
+        &[(2, 3), (4, 4), (7, 7)],
+    ];
+    for mask in 0u32..1 << n {
+        let present: Vec<bool> = (0..n).map(|i| mask & (1 << i) != 0).collect();
+        let kept = without(&rows, |seq| !present[seq as usize]);
+        for removed in range_sets {
+            for end in [None, Some(n), Some(5)] {
+                let want = naive(n, &present, removed, end);
+                // The stream's rows stop before its end.
+                let upto = kept.partition_point(|r| end.is_none_or(|end| r.seq < end));
+                for batch in [1, 3, 8] {
+                    let got = run_removed(&kept[..upto], leaves.clone(), end, removed, batch);
+                    assert_eq!(got, want, "{mask:08b} {removed:?} {end:?} batch {batch}");
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -368,6 +610,7 @@ fn verify_file(path: &std::path::Path, begin: i64, end: Option<i64>) -> sqlite::
         tree: true,
         inclusion: None,
         max_record_bytes: 1 << 20,
+        removed: no_removals(),
     };
     let uri = format!("file:{}?mode=ro", path.display());
     sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
@@ -466,6 +709,7 @@ fn a_range_is_proven_into_the_signed_root_from_the_stored_nodes() {
             tree: false,
             inclusion: Some((13, root.to_vec())),
             max_record_bytes: 1 << 20,
+            removed: no_removals(),
         };
         let uri = format!("file:{}?mode=ro", path.display());
         sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
@@ -622,6 +866,7 @@ fn the_sqlite_reader_decompresses_frames_with_the_ledgers_dictionary() {
                 tree: false,
                 inclusion: None,
                 max_record_bytes: 64,
+                removed: no_removals(),
             };
             let out = sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap();
             assert_eq!(out.records_fault, fault(0, Kind::Invalid));
@@ -684,6 +929,165 @@ fn the_sqlite_readers_chunks_meet_at_their_edges() {
         let want = want.filter(|f| f.at < 16500 && f.kind != Kind::ExtraLeaf);
         assert_eq!(ranged.records_fault, want, "{statement} (a range)");
     }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn verify_removed(
+    path: &std::path::Path,
+    begin: i64,
+    end: Option<i64>,
+    removed: &[(i64, i64)],
+) -> sqlite::Outcome {
+    let ask = sqlite::Ask {
+        begin,
+        end,
+        late: None,
+        tree: end.is_none(),
+        inclusion: None,
+        max_record_bytes: 1 << 20,
+        removed: Arc::from(removed),
+    };
+    let uri = format!("file:{}?mode=ro", path.display());
+    sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+}
+
+#[test]
+fn the_sqlite_reader_passes_removed_rows_across_its_chunks() {
+    // Chunks of 8192 seqs: removed ranges across their edges, a whole chunk, the tail.
+    let n = 17_000;
+    type Case = (&'static str, &'static [(i64, i64)], Option<Fault>, i64);
+    let cases: [Case; 8] = [
+        ("seq BETWEEN 8000 AND 8500", &[(8000, 8500)], None, 501),
+        ("seq <= 8191", &[(0, 8191)], None, 8192),
+        (
+            "seq < 10 OR seq > 16989",
+            &[(0, 9), (16990, 16999)],
+            None,
+            20,
+        ),
+        (
+            "seq BETWEEN 8000 AND 8500",
+            &[(8000, 8400)],
+            fault(8401, Kind::Missing),
+            401,
+        ),
+        (
+            "seq BETWEEN 8000 AND 8500",
+            &[(8100, 9000)],
+            fault(8000, Kind::Missing),
+            0,
+        ),
+        (
+            "seq > 16989",
+            &[(16990, 16998)],
+            fault(16999, Kind::ExtraLeaf),
+            9,
+        ),
+        // A present row inside a range is checked as any other (8200, altered).
+        (
+            "seq BETWEEN 8100 AND 8300 AND seq != 8200;
+             UPDATE records SET pipeline = 'x' WHERE seq = 8200",
+            &[(8100, 8300)],
+            fault(8200, Kind::Column),
+            100,
+        ),
+        ("seq = 16999", &[(16999, 16999)], None, 1),
+    ];
+    let (path, conn) = sqlite_ledger("removed", n);
+    drop(conn);
+    let pristine = std::fs::read(&path).unwrap();
+    for (gone, removed, want, absent) in cases {
+        std::fs::write(&path, &pristine).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("DELETE FROM records WHERE {gone}"))
+            .unwrap();
+        drop(conn);
+        let out = verify_removed(&path, 0, None, removed);
+        assert_eq!((out.records_fault, out.absent), (want, absent), "{gone}");
+        match want {
+            None => assert_eq!((out.records, out.tree_fault), (n, None)),
+            Some(fault) => assert_eq!(out.records, fault.at),
+        }
+        // A range: from inside the first removed range to past the chunk's edge.
+        let ranged = verify_removed(&path, 8100, Some(16995), removed);
+        let want = want.filter(|f| (8100..16995).contains(&f.at) && f.kind != Kind::ExtraLeaf);
+        assert_eq!(ranged.records_fault, want, "{gone} (a range)");
+        if want.is_none() {
+            assert_eq!(ranged.records, 16995 - 8100);
+        }
+    }
+    // Removed seqs keep their leaves.
+    std::fs::write(&path, &pristine).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DELETE FROM records WHERE seq BETWEEN 8000 AND 8500 AND seq != 8200;
+         DELETE FROM tree_nodes WHERE level = 0 AND idx = 8192;",
+    )
+    .unwrap();
+    drop(conn);
+    let out = verify_removed(&path, 0, None, &[(8000, 8500)]);
+    assert_eq!(out.records_fault, fault(8192, Kind::NoLeaf));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn the_sqlite_reader_judges_gaps_as_the_stream_does() {
+    let n = 8i64;
+    let (path, conn) = sqlite_ledger("gaps", n);
+    drop(conn);
+    let pristine = std::fs::read(&path).unwrap();
+    let removed: &[(i64, i64)] = &[(0, 0), (2, 3), (6, 7)];
+    for mask in 0u32..1 << n {
+        let present: Vec<bool> = (0..n).map(|i| mask & (1 << i) != 0).collect();
+        std::fs::write(&path, &pristine).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for seq in (0..n).filter(|&seq| !present[seq as usize]) {
+            conn.execute("DELETE FROM records WHERE seq = ?1", [seq])
+                .unwrap();
+        }
+        drop(conn);
+        for (begin, end) in [(0, None), (0, Some(n)), (0, Some(5))] {
+            let out = verify_removed(&path, begin, end, removed);
+            let want = naive(n, &present, removed, end);
+            assert_eq!(
+                (out.records_fault, out.records, out.absent),
+                want,
+                "{mask:08b} {end:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn absent_seqs_are_not_proven_and_the_others_are() {
+    let (_, leaves) = ledger(13);
+    let root = root_of(&leaves);
+    let prove = |path: &std::path::Path, begin: i64, end: i64, root: &[u8], removed| {
+        let ask = sqlite::Ask {
+            begin,
+            end: Some(end),
+            late: None,
+            tree: false,
+            inclusion: Some((13, root.to_vec())),
+            max_record_bytes: 1 << 20,
+            removed: Arc::from(removed),
+        };
+        let uri = format!("file:{}?mode=ro", path.display());
+        sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+    };
+    let (path, conn) = sqlite_ledger("proofs-removed", 13);
+    conn.execute_batch("DELETE FROM records WHERE seq <= 2 OR seq BETWEEN 5 AND 6")
+        .unwrap();
+    drop(conn);
+    let removed: &[(i64, i64)] = &[(0, 2), (5, 7)];
+    let out = prove(&path, 0, 13, &root, removed);
+    assert_eq!((out.records, out.absent, out.excluded), (13, 5, None));
+    let mut other = root.clone();
+    other[0] ^= 1;
+    // The first leaf proven is the first of a present record.
+    assert_eq!(prove(&path, 0, 13, &other, removed).excluded, Some(3));
+    assert_eq!(prove(&path, 5, 13, &other, removed).excluded, Some(7));
     let _ = std::fs::remove_file(&path);
 }
 
