@@ -370,11 +370,7 @@ def _verify_ledger(
     started = time.perf_counter()
     sizes = [cp.tree_size for cp in store.checkpoints()]
     found_receipts, removed = removed_ranges(store)
-    run = (
-        _core_removed(store, 0, None, sizes, max_delay_s, progress, removed=removed)
-        if core
-        else None
-    )
+    run = _core_run(store, 0, None, sizes, max_delay_s, progress, removed=removed) if core else None
     if run is None:
         late = LateSigning(sizes, max_delay_s)
         records, record_bytes, absent = _check_records(store, progress, late=late, removed=removed)
@@ -382,7 +378,7 @@ def _verify_ledger(
     else:
         if run.fault is not None:
             raise _explain_records(store, run.fault[0], None, removed)
-        records, record_bytes, found, absent = run.records, run.bytes, run.late, 0
+        records, record_bytes, found, absent = run.records, run.bytes, run.late, run.absent
     latest = max(sizes, default=0)
     if latest > records:
         raise VerificationError(
@@ -431,22 +427,6 @@ class _CoreRun:
     excluded: int | None = None
     #: Seqs passed without a row (removed; counted in ``records``, not in ``bytes``).
     absent: int = 0
-
-
-def _core_removed(
-    store: Store,
-    begin: int,
-    end: int | None,
-    sizes: list[int] | None,
-    max_delay_s: int,
-    progress: Progress | None,
-    inclusion: tuple[int, bytes] | None = None,
-    *,
-    removed: Sequence[Range],
-) -> _CoreRun | None:
-    if removed:
-        return None
-    return _core_run(store, begin, end, sizes, max_delay_s, progress, inclusion)
 
 
 def _core_run(
@@ -761,7 +741,7 @@ def _verify_range(
     # 1. Each record against its stored leaf; 2. each (now checked) leaf into the signed root.
     found_receipts, removed = removed_ranges(store)
     run = (
-        _core_removed(store, begin, end, None, 0, progress, (cp_size, root), removed=removed)
+        _core_run(store, begin, end, None, 0, progress, (cp_size, root), removed=removed)
         if core
         else None
     )
@@ -770,7 +750,7 @@ def _verify_range(
     elif run.fault is not None:
         raise _explain_records(store, run.fault[0], end, removed)
     else:
-        checked, total_bytes, absent = run.records, run.bytes, 0
+        checked, total_bytes, absent = run.records, run.bytes, run.absent
     if run is not None and run.inclusion_checked:
         if run.excluded is not None:  # the reference words it, or decides
             included(run.excluded, store.nodes([(0, run.excluded)])[0])
