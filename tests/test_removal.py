@@ -160,3 +160,29 @@ def test_a_removed_record_is_still_proven_by_its_leaf(any_store: Store) -> None:
     assert "leaf_input_b64" not in proof
     assert proof["leaf_hash"] == any_store.nodes([(0, 3)])[0].hex()
     assert "leaf_input_b64" in inclusion(any_store, 4)
+
+
+def test_a_receipt_forged_in_the_database_is_found(tmp_path: Path) -> None:
+    """With every trigger in place, a database writer inserts a row that looks like a
+    receipt after the tree's end, lets a range be deleted under it and deletes a record:
+    the database allows it, verify does not."""
+    path = tmp_path / "ledger.db"
+    store = SQLiteStore(path)
+    _filled(store, 20)
+    fake = receipts.receipt_entry(READER, "prune", [(5, 5)], "0" * 64, policy="p")
+    conn = sqlite3.connect(path, isolation_level=None)
+    size = store.tree_size()
+    columns = ", ".join(("seq", "sealed", "dedup_key", *fake.columns._fields))
+    marks = ", ".join("?" * (3 + len(fake.columns)))
+    conn.execute(
+        f"INSERT INTO records ({columns}) VALUES ({marks})",
+        (size, fake.sealed, fake.dedup_key, *fake.columns),
+    )
+    conn.execute("INSERT INTO removals VALUES (5, 5, ?)", (size,))
+    conn.execute("DELETE FROM records WHERE seq = 5")
+    conn.close()
+    for reference in (False, True):
+        with pytest.raises(VerificationError) as found:
+            verify_ledger(store, KEY.verifier(), reference=reference)
+        assert found.value.seq in (5, size), str(found.value)
+    store.close()
