@@ -39,7 +39,8 @@ def test_archive_prune_restore_and_erase_on_s3(tmp_path: Path, s3_env: MotoS3) -
     _ledger(data)
     policy = tmp_path / "retention.yaml"
     policy.write_text(POLICY)
-    url = s3_env.url("ledger-a")
+    prefix = f"retention-{tmp_path.name}"  # the bucket is shared by the session's tests
+    url = s3_env.url(prefix)
     store = ["--data", str(data)]
     otaudit("hold", "create", *store, "--name", "case", "--reason", "litigation",
             "--actor", "user0@example.com", check=True)  # fmt: skip
@@ -52,8 +53,8 @@ def test_archive_prune_restore_and_erase_on_s3(tmp_path: Path, s3_env: MotoS3) -
     # The segment is locked for 7 years from the records' receive time, and held.
     client = s3_env.client()
     bucket = s3_env.bucket
-    (key,) = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
-              if o["Key"].endswith(".tar.gz")]  # fmt: skip
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")["Contents"]
+    (key,) = [o["Key"] for o in listed if o["Key"].endswith(".tar.gz")]
     assert key.endswith(segment.rsplit("/", 1)[-1])
     head = client.head_object(Bucket=bucket, Key=key)
     assert head["ObjectLockMode"] == "COMPLIANCE"
