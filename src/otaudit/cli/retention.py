@@ -72,6 +72,7 @@ def prune_command(
     leaves stay: every proof stays valid), under sealed receipts."""
     from otaudit.retention.policy import load_policy
     from otaudit.retention.prune import Archive, prune
+    from otaudit.retention.schedule import PAUSE_S
 
     policy = load_policy(policy_file, allow_short=allow_short)
     store = _open(data, store_url)
@@ -90,6 +91,7 @@ def prune_command(
             dry_run=dry_run,
             archive=archive,
             batch=batch,
+            pause_s=PAUSE_S,
         )
     finally:
         store.close()

@@ -27,7 +27,8 @@ log = logging.getLogger("otaudit.retention")
 
 #: How often ``serve --retention`` prunes without ``--prune-every``.
 DEFAULT_EVERY_S: Final = 3600
-#: The pause between delete batches of a scheduled prune.
+#: The pause between delete batches (``prune`` and the schedule): long enough for an append
+#: waiting on SQLite's write lock to take it.
 PAUSE_S: Final = 0.02
 #: How long after start the first scheduled prune runs.
 FIRST_RUN_S: Final = 5.0
