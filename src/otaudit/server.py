@@ -231,8 +231,14 @@ def _pruner(
 
         target = open_target(retention.archive_url, retention.s3_endpoint)
         archive = Archive(target, retention.archive_url, datadir.log_key(data, store, None).key)
+    def open_store() -> Store:
+        own = datadir.open_store(data, settings.store_url, readonly=False, migrate=False)
+        if isinstance(own, SQLiteStore) and isinstance(store, SQLiteStore):
+            own.share_turn(store)  # appends and deletes wait on one lock, not on polling
+        return own
+
     pruner = ScheduledPrune(
-        lambda: datadir.open_store(data, settings.store_url, readonly=False, migrate=False),
+        open_store,
         retention.policy,
         SequencerAppender(sequencer, what="a prune receipt"),
         retention.every_s,

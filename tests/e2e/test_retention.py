@@ -113,7 +113,7 @@ def test_serve_prunes_on_schedule_and_gives_space_back(tmp_path: Path) -> None:
     policy = tmp_path / "retention.yaml"
     policy.write_text(POLICY)
     before = _files(data)
-    srv = Server(data, extra_args=["--retention", str(policy), "--prune-every", "1h"]).start()
+    srv = Server(data, extra_args=["--retention", str(policy), "--prune-every", "10s"]).start()
     try:
         db = sqlite3.connect(f"file:{data / 'ledger.db'}?mode=ro", uri=True)
         query = "SELECT count(*) FROM records WHERE seq < 20000"

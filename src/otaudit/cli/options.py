@@ -283,8 +283,8 @@ def _every(ctx: click.Context, param: click.Parameter, value: str | None) -> int
         seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if seconds < 60:
-        raise click.BadParameter("prune at most once a minute (e.g. 1h, 15m)")
+    if seconds < 10:
+        raise click.BadParameter("prune at most once every 10 s (e.g. 1h, 15m)")
     return seconds
 
 

@@ -1,7 +1,7 @@
 """``serve --retention FILE --prune-every 1h``: the prune on a schedule, beside ingest.
 
-A thread of its own runs :func:`otaudit.retention.prune.prune` once soon after start and
-then every interval, on a store connection of its own (so its deletes are transactions
+A thread of its own runs :func:`otaudit.retention.prune.prune` one interval after start
+(at most five minutes) and then every interval, on a store connection of its own (so its deletes are transactions
 of their own that appends wait for one at a time) and appending its receipts through
 the server's sequencer (the log's one writer). Between delete batches it pauses, so that
 ingest keeps its latency. A failed run is logged and tried again at the next interval;
@@ -30,8 +30,9 @@ DEFAULT_EVERY_S: Final = 3600
 #: The pause between delete batches (``prune`` and the schedule): long enough for an append
 #: waiting on SQLite's write lock to take it.
 PAUSE_S: Final = 0.02
-#: How long after start the first scheduled prune runs.
-FIRST_RUN_S: Final = 5.0
+#: The first scheduled prune runs one interval after start, or this long after it if
+#: sooner (a restarted server does not wait an hour to apply its policy).
+FIRST_RUN_MAX_S: Final = 300.0
 #: Who a scheduled prune's records name as the actor.
 READER: Final = Reader("otaudit-retention")
 
@@ -75,7 +76,7 @@ class ScheduledPrune:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        wait = FIRST_RUN_S
+        wait = min(self._every_s, FIRST_RUN_MAX_S)
         while not self._stop.wait(wait):
             wait = self._every_s
             try:

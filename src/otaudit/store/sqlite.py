@@ -14,6 +14,7 @@ statements themselves are shared with PostgreSQL (:mod:`otaudit.store.sql`).
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -42,8 +43,8 @@ _INSERT_RECORD: Final = (
 _INSERT_RESOURCE: Final = "INSERT OR IGNORE INTO resources (hash, body, flat) VALUES (?, ?, ?)"
 _INSERT_NODE: Final = "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)"
 _DUP_CHUNK: Final = 400
-#: While removing payloads: checkpoint the WAL every 256 MiB, keep at most 64 MiB of it.
-_REMOVE_CHECKPOINT_PAGES: Final = 65536
+#: While removing payloads: checkpoint the WAL every 64 MiB, and keep at most that of it.
+_REMOVE_CHECKPOINT_PAGES: Final = 16384
 _REMOVE_WAL_LIMIT_BYTES: Final = 64 << 20
 _FETCH_BATCH: Final = 4000
 
@@ -87,6 +88,11 @@ class SQLiteDriver:
         self._writer: _core.SqliteWriter | None = None
         self._autocheckpoint = ""
         self._removing = False
+        #: Taken around each write transaction of this process's appends and removals, so
+        #: that one waits for the other on a lock that wakes it at once, not on SQLite's
+        #: busy handler, which sleeps in steps of up to 100 ms (``serve`` shares it with
+        #: its scheduled prune: :meth:`SQLiteStore.share_turn`).
+        self.turn: threading.Lock = threading.Lock()
 
     def _error(self, action: str, exc: Exception) -> StoreError:
         return StoreError(f"{action} failed on {self.path}: {exc}")
@@ -159,7 +165,11 @@ class SQLiteDriver:
     def head_lock(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` (SQLite's write lock) ... ``COMMIT`` on the appends'
         connection; rolled back on error. Reads inside it on ``conn`` see the last commit,
-        which nothing else can change while the lock is held."""
+        which nothing else can change while the lock is held. Taken under :attr:`turn`."""
+        with self.turn:
+            yield from self._head_lock()
+
+    def _head_lock(self) -> Iterator[None]:
         try:
             writer = self._writing()
             writer.execute("BEGIN IMMEDIATE")
@@ -253,7 +263,7 @@ class SQLiteDriver:
         """One write transaction on ``conn`` (waits for an append in progress), committed
         without an fsync of its own (``synchronous = NORMAL``): a delete lost to a power
         cut leaves rows that a receipt, committed durably before, already names, and the
-        next prune deletes them again. Its WAL is checkpointed every 256 MiB rather than
+        next prune deletes them again. Its WAL is checkpointed every 64 MiB rather than
         every 4 MiB (each deleted row dirties a page of the table and of each index)."""
         conn = self.conn
         try:
@@ -262,7 +272,7 @@ class SQLiteDriver:
                 conn.execute(f"PRAGMA journal_size_limit = {_REMOVE_WAL_LIMIT_BYTES}")
                 self._removing = True
             conn.execute("PRAGMA synchronous = NORMAL")
-            with self._transaction("removing record payloads"):
+            with self.turn, self._transaction("removing record payloads"):
                 cur = conn.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
             return cur.rowcount
         except sqlite3.Error as exc:
@@ -397,6 +407,10 @@ class SQLiteStore(SQLStore):
                 f"rewriting {self.path} failed: {exc} (stop every otaudit process on it first)"
             ) from exc
         return before, self.path.stat().st_size
+
+    def share_turn(self, other: SQLiteStore) -> None:
+        """Take turns with ``other`` (the same ledger, in this process) on one lock."""
+        self._sqlite.turn = other._sqlite.turn
 
     def checkpoint_in_background(self) -> WalCheckpointer:
         """Run the WAL's checkpoints in a thread of their own from now until :meth:`close`
