@@ -231,6 +231,7 @@ def _pruner(
 
         target = open_target(retention.archive_url, retention.s3_endpoint)
         archive = Archive(target, retention.archive_url, datadir.log_key(data, store, None).key)
+
     def open_store() -> Store:
         own = datadir.open_store(data, settings.store_url, readonly=False, migrate=False)
         if isinstance(own, SQLiteStore) and isinstance(store, SQLiteStore):
@@ -243,6 +244,7 @@ def _pruner(
         SequencerAppender(sequencer, what="a prune receipt"),
         retention.every_s,
         archive,
+        retention.rate,
     )
     pruner.start()
     return pruner

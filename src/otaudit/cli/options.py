@@ -300,6 +300,9 @@ def retention_options(func: F) -> F:
                          help="Accept retention rules shorter than the policy's minimum."),
             click.option("--prune-every", metavar="D", callback=_every,
                          help="How often to prune with --retention [default: 1h]."),
+            click.option("--prune-rate", type=click.FloatRange(0), metavar="N",
+                         help="Records a second the scheduled prune deletes at most, so that "
+                              "ingest keeps its latency (0: no limit) [default: 3000]."),
             click.option("--archive", "archive_url", metavar="URL",
                          help="Archive what is pruned first: file:///DIR or s3://BUCKET/PREFIX."),
             click.option("--s3-endpoint", metavar="URL",
@@ -314,18 +317,22 @@ def retention_settings(
     policy_file: Path | None,
     allow_short: bool,
     prune_every: int | None,
+    prune_rate: float | None,
     archive_url: str | None,
     s3_endpoint: str | None,
 ) -> RetentionSettings | None:
     """The settings of :func:`retention_options` (None without ``--retention``); the
     policy is loaded now, so that a bad file stops ``serve`` at start, naming the line."""
     if policy_file is None:
-        if prune_every is not None or archive_url is not None or allow_short:
-            raise click.UsageError("--prune-every, --archive and --allow-short need --retention")
+        if any(v is not None for v in (prune_every, prune_rate, archive_url)) or allow_short:
+            raise click.UsageError(
+                "--prune-every, --prune-rate, --archive and --allow-short need --retention"
+            )
         return None
     from otaudit.retention.policy import load_policy
-    from otaudit.retention.schedule import DEFAULT_EVERY_S, RetentionSettings
+    from otaudit.retention.schedule import DEFAULT_EVERY_S, DEFAULT_RATE, RetentionSettings
 
     policy = load_policy(policy_file, allow_short=allow_short)
     every = DEFAULT_EVERY_S if prune_every is None else prune_every
-    return RetentionSettings(policy, every, archive_url, s3_endpoint)
+    rate = DEFAULT_RATE if prune_rate is None else prune_rate
+    return RetentionSettings(policy, every, archive_url, s3_endpoint, rate)

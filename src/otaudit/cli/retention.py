@@ -56,6 +56,14 @@ def _archive_options(func: click.decorators.FC) -> click.decorators.FC:
 @_archive_options
 @click.option("--batch", type=click.IntRange(1, 100_000), default=2000, show_default=True,
               help="Rows deleted per transaction (appends wait for at most one).")  # fmt: skip
+@click.option(
+    "--rate",
+    type=click.FloatRange(0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Rows deleted a second at most, beside a busy server (0: no limit).",
+)
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), default="table", show_default=True)
 def prune_command(
     data: Path,
@@ -66,6 +74,7 @@ def prune_command(
     archive_url: str | None,
     s3_endpoint: str | None,
     batch: int,
+    rate: float,
     fmt: str,
 ) -> None:
     """Remove the payloads of records past their retention and under no legal hold (their
@@ -92,6 +101,7 @@ def prune_command(
             archive=archive,
             batch=batch,
             pause_s=PAUSE_S,
+            rate=rate,
         )
     finally:
         store.close()

@@ -253,6 +253,7 @@ def serve_command(
     policy_file: Path | None,
     allow_short: bool,
     prune_every: int | None,
+    prune_rate: float | None,
     archive_url: str | None,
     s3_endpoint: str | None,
     **notify: Any,
@@ -325,7 +326,7 @@ def serve_command(
             ),
             shutdown_timeout_s=shutdown_timeout,
             retention=retention_settings(
-                policy_file, allow_short, prune_every, archive_url, s3_endpoint
+                policy_file, allow_short, prune_every, prune_rate, archive_url, s3_endpoint
             ),
         )
     )

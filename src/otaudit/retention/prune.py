@@ -105,8 +105,10 @@ def prune(
     pause_s: float = 0.0,
     progress: Callable[[str, int], object] | None = None,
     stop: threading.Event | None = None,
+    rate: float = 0.0,
 ) -> PruneReport:
-    """One prune run (module docstring); returns what it did."""
+    """One prune run (module docstring); returns what it did. ``rate``: at most that many
+    rows deleted a second (0: as fast as the deletes go, ``pause_s`` apart)."""
     started = time.perf_counter()
     now = time.time_ns() if now_ns is None else now_ns
     report = PruneReport(dry_run=dry_run)
@@ -159,6 +161,7 @@ def prune(
             pause_s=pause_s,
             progress=tell,
             stop=stop,
+            rate=rate,
         )
         report.receipts = done.receipts
         report.reclaimed_pages = reclaim(store, pause_s=pause_s)

@@ -100,11 +100,14 @@ def delete_ranges(
     pause_s: float = 0.0,
     progress: Callable[[int], object] | None = None,
     stop: threading.Event | None = None,
+    rate: float = 0.0,
 ) -> int:
     """Delete the rows of ``ranges`` (already in ``removals``), ``batch`` seqs per
-    transaction, pausing ``pause_s`` between them, until ``stop`` is set (what is left,
-    the next :func:`finish_pending` deletes); how many rows went."""
+    transaction, pausing ``pause_s`` between them and at most ``rate`` rows a second
+    (0: no limit), until ``stop`` is set (what is left, the next :func:`finish_pending`
+    deletes); how many rows went."""
     deleted = 0
+    started = time.monotonic()
     for first, last in ranges:
         for a in range(first, last + 1, batch):
             if stop is not None and stop.is_set():
@@ -112,8 +115,9 @@ def delete_ranges(
             deleted += store.remove_payloads(a, min(a + batch - 1, last))
             if progress is not None:
                 progress(deleted)
-            if pause_s:
-                time.sleep(pause_s)
+            ahead = deleted / rate - (time.monotonic() - started) if rate > 0 else 0.0
+            if max(ahead, pause_s) > 0:
+                time.sleep(max(ahead, pause_s))
     return deleted
 
 
@@ -132,6 +136,7 @@ def remove(
     pause_s: float = 0.0,
     progress: Callable[[int], object] | None = None,
     stop: threading.Event | None = None,
+    rate: float = 0.0,
 ) -> Removed:
     """Remove the payloads of ``seqs`` (sorted, present, none of them a receipt): one
     receipt per chunk of ranges, then its ranges in ``removals``, then the rows."""
@@ -162,7 +167,7 @@ def remove(
                 progress(before + n)
 
         done.deleted += delete_ranges(
-            store, chunk, batch=batch, pause_s=pause_s, progress=tell, stop=stop
+            store, chunk, batch=batch, pause_s=pause_s, progress=tell, stop=stop, rate=rate
         )
         if stop is not None and stop.is_set():
             break

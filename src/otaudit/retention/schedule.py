@@ -1,11 +1,12 @@
 """``serve --retention FILE --prune-every 1h``: the prune on a schedule, beside ingest.
 
 A thread of its own runs :func:`otaudit.retention.prune.prune` one interval after start
-(at most five minutes) and then every interval, on a store connection of its own (so its deletes are transactions
-of their own that appends wait for one at a time) and appending its receipts through
-the server's sequencer (the log's one writer). Between delete batches it pauses, so that
-ingest keeps its latency. A failed run is logged and tried again at the next interval;
-stopping the server stops a run at its next batch (the next run finishes it).
+(at most five minutes) and then every interval, on a store connection of its own,
+appending its receipts through the server's sequencer (the log's one writer). Its
+deletes take turns with the appends on one lock (SQLite) and go at most ``--prune-rate``
+rows a second, so that ingest keeps its latency. A failed run is logged and tried again
+at the next interval; stopping the server stops a run at its next batch (the next run
+finishes it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from otaudit.store.base import Store
 
 log = logging.getLogger("otaudit.retention")
 
+#: ``serve --prune-rate``: rows deleted a second at most. Each deleted row rewrites about
+#: three pages (its table page and its index entries); faster, the writes crowd out the
+#: fsyncs ingest waits on (docs/performance.md, "Retention").
+DEFAULT_RATE: Final = 3000.0
 #: How often ``serve --retention`` prunes without ``--prune-every``.
 DEFAULT_EVERY_S: Final = 3600
 #: The pause between delete batches (``prune`` and the schedule): long enough for an append
@@ -45,6 +50,7 @@ class RetentionSettings:
     every_s: float
     archive_url: str | None = None
     s3_endpoint: str | None = None
+    rate: float = DEFAULT_RATE
 
 
 class ScheduledPrune:
@@ -57,12 +63,14 @@ class ScheduledPrune:
         appender: Appender,
         every_s: float,
         archive: Archive | None = None,
+        rate: float = DEFAULT_RATE,
     ) -> None:
         self._open = open_store
         self._policy = policy
         self._appender = appender
         self._every_s = every_s
         self._archive = archive
+        self._rate = rate
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otaudit-prune", daemon=True)
 
@@ -96,6 +104,7 @@ class ScheduledPrune:
                 archive=self._archive,
                 pause_s=PAUSE_S,
                 stop=self._stop,
+                rate=self._rate,
             )
         finally:
             store.close()
