@@ -30,6 +30,9 @@ log = logging.getLogger("otaudit.retention")
 #: three pages (its table page and its index entries); faster, the writes crowd out the
 #: fsyncs ingest waits on (docs/performance.md, "Retention").
 DEFAULT_RATE: Final = 3000.0
+#: Rows per delete transaction of the scheduled prune: an append waits for at most one
+#: (about 25 ms of deletes).
+BATCH: Final = 500
 #: How often ``serve --retention`` prunes without ``--prune-every``.
 DEFAULT_EVERY_S: Final = 3600
 #: The pause between delete batches (``prune`` and the schedule): long enough for an append
@@ -102,6 +105,7 @@ class ScheduledPrune:
                 self._appender,
                 READER,
                 archive=self._archive,
+                batch=BATCH,
                 pause_s=PAUSE_S,
                 stop=self._stop,
                 rate=self._rate,
