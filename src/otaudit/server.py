@@ -33,8 +33,7 @@ from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guard
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
 from otaudit.retention.policy import record_policy
-from otaudit.retention.prune import Archive
-from otaudit.retention.schedule import READER, RetentionSettings, ScheduledPrune
+from otaudit.retention.schedule import READER, RetentionSettings, ScheduledPrune, prune_argv
 from otaudit.status import ServerInfo
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
@@ -225,27 +224,7 @@ def _pruner(
     seq = record_policy(appender, READER, store, retention.policy)
     if seq is not None:
         log.info("retention policy %s recorded at seq %d", retention.policy.sha256[:12], seq)
-    archive = None
-    if retention.archive_url is not None:
-        from otaudit.archive import open_target  # the S3 client loads only when used
-
-        target = open_target(retention.archive_url, retention.s3_endpoint)
-        archive = Archive(target, retention.archive_url, datadir.log_key(data, store, None).key)
-
-    def open_store() -> Store:
-        own = datadir.open_store(data, settings.store_url, readonly=False, migrate=False)
-        if isinstance(own, SQLiteStore) and isinstance(store, SQLiteStore):
-            own.share_turn(store)  # appends and deletes wait on one lock, not on polling
-        return own
-
-    pruner = ScheduledPrune(
-        open_store,
-        retention.policy,
-        SequencerAppender(sequencer, what="a prune receipt"),
-        retention.every_s,
-        archive,
-        retention.rate,
-    )
+    pruner = ScheduledPrune(prune_argv(retention, data, settings.store_url), retention.every_s)
     pruner.start()
     return pruner
 

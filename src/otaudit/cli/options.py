@@ -335,4 +335,6 @@ def retention_settings(
     policy = load_policy(policy_file, allow_short=allow_short)
     every = DEFAULT_EVERY_S if prune_every is None else prune_every
     rate = DEFAULT_RATE if prune_rate is None else prune_rate
-    return RetentionSettings(policy, every, archive_url, s3_endpoint, rate)
+    return RetentionSettings(
+        policy, policy_file.absolute(), every, allow_short, archive_url, s3_endpoint, rate
+    )

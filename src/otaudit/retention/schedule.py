@@ -1,28 +1,30 @@
 """``serve --retention FILE --prune-every 1h``: the prune on a schedule, beside ingest.
 
-A thread of its own runs :func:`otaudit.retention.prune.prune` one interval after start
-(at most five minutes) and then every interval, on a store connection of its own,
-appending its receipts through the server's sequencer (the log's one writer). Its
-deletes take turns with the appends on one lock (SQLite) and go at most ``--prune-rate``
-rows a second, so that ingest keeps its latency. A failed run is logged and tried again
-at the next interval; stopping the server stops a run at its next batch (the next run
-finishes it).
+A thread of ``serve`` runs ``otaudit prune`` in a process of its own (so that selecting
+and hashing a million records does not take the server's interpreter from ingest, and
+at a lower CPU priority) one interval after start (at most five minutes) and then every
+interval. The child appends its receipts as every command does and deletes in small
+transactions, at most ``--prune-rate`` rows a second, so that ingest keeps its latency.
+A failed run is logged and tried again at the next interval; stopping the server stops
+a run (the next run finishes what it left).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from otaudit.access import Reader
 from otaudit.errors import OtauditError
-from otaudit.ownrecords import Appender
 from otaudit.retention.policy import Policy
-from otaudit.retention.prune import Archive, prune
-from otaudit.store.base import Store
 
 log = logging.getLogger("otaudit.retention")
 
@@ -30,8 +32,7 @@ log = logging.getLogger("otaudit.retention")
 #: three pages (its table page and its index entries); faster, the writes crowd out the
 #: fsyncs ingest waits on (docs/performance.md, "Retention").
 DEFAULT_RATE: Final = 3000.0
-#: Rows per delete transaction of the scheduled prune: an append waits for at most one
-#: (about 25 ms of deletes).
+#: Rows per delete transaction of the scheduled prune: an append waits for at most one.
 BATCH: Final = 500
 #: How often ``serve --retention`` prunes without ``--prune-every``.
 DEFAULT_EVERY_S: Final = 3600
@@ -50,30 +51,20 @@ class RetentionSettings:
     """``serve --retention FILE --prune-every D [--archive URL --s3-endpoint URL]``."""
 
     policy: Policy
+    policy_file: Path
     every_s: float
+    allow_short: bool = False
     archive_url: str | None = None
     s3_endpoint: str | None = None
     rate: float = DEFAULT_RATE
 
 
 class ScheduledPrune:
-    """Runs the prune every ``every_s`` seconds until :meth:`stop`."""
+    """Runs ``otaudit prune`` (``argv``) every ``every_s`` seconds until :meth:`stop`."""
 
-    def __init__(
-        self,
-        open_store: Callable[[], Store],
-        policy: Policy,
-        appender: Appender,
-        every_s: float,
-        archive: Archive | None = None,
-        rate: float = DEFAULT_RATE,
-    ) -> None:
-        self._open = open_store
-        self._policy = policy
-        self._appender = appender
+    def __init__(self, argv: list[str], every_s: float) -> None:
+        self._argv = argv
         self._every_s = every_s
-        self._archive = archive
-        self._rate = rate
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otaudit-prune", daemon=True)
 
@@ -82,7 +73,7 @@ class ScheduledPrune:
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop: a run in progress ends at its next delete batch."""
+        """Stop: a run in progress is stopped (SIGTERM; the next run finishes its work)."""
         self._stop.set()
         self._thread.join(timeout_s)
 
@@ -92,31 +83,48 @@ class ScheduledPrune:
             wait = self._every_s
             try:
                 self.run_once()
-            except (OtauditError, OSError) as exc:
+            except (OtauditError, OSError, ValueError) as exc:
                 log.error("scheduled prune failed (tried again in %gs): %s", self._every_s, exc)
 
     def run_once(self) -> None:
-        """One prune, logged."""
-        store = self._open()
-        try:
-            report = prune(
-                store,
-                self._policy,
-                self._appender,
-                READER,
-                archive=self._archive,
-                batch=BATCH,
-                pause_s=PAUSE_S,
-                stop=self._stop,
-                rate=self._rate,
-            )
-        finally:
-            store.close()
+        """One prune, in a process of its own, logged."""
+        started = time.monotonic()
+        with subprocess.Popen(
+            self._argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        ) as child:
+            while child.poll() is None:
+                if self._stop.wait(0.5):
+                    child.terminate()
+            out, err = child.communicate()
+        if child.returncode != 0:
+            if self._stop.is_set():
+                return
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
+            raise OtauditError(f"otaudit prune exited {child.returncode}: {last[0]}")
+        report = json.loads(out)
         log.info(
             "prune: %d records pruned, %d held, %d archived, receipts %s (%.1f s)",
-            report.pruned,
-            report.held,
-            report.archived,
-            report.receipts or "none",
-            report.seconds,
+            report["pruned"],
+            report["held"],
+            report["archived"],
+            report["receipts"] or "none",
+            time.monotonic() - started,
         )
+
+
+def prune_argv(settings: RetentionSettings, data: Path, store_url: str | None) -> list[str]:
+    """The ``otaudit prune`` command the schedule runs, at a lower CPU priority than the
+    server where ``nice`` exists."""
+    argv = [sys.executable, "-m", "otaudit", "prune", "--data", str(data),
+            "--retention", str(settings.policy_file), "--format", "json",
+            "--batch", str(BATCH), "--rate", f"{settings.rate:g}"]  # fmt: skip
+    if store_url is not None:
+        argv += ["--store", store_url]
+    if settings.allow_short:
+        argv.append("--allow-short")
+    if settings.archive_url is not None:
+        argv += ["--archive", settings.archive_url]
+        if settings.s3_endpoint is not None:
+            argv += ["--s3-endpoint", settings.s3_endpoint]
+    nice = shutil.which("nice")
+    return [nice, "-n", "10", *argv] if nice else argv

@@ -88,10 +88,9 @@ class SQLiteDriver:
         self._writer: _core.SqliteWriter | None = None
         self._autocheckpoint = ""
         self._removing = False
-        #: Taken around each write transaction of this process's appends and removals, so
+        #: Taken around each write transaction of this driver's appends and removals, so
         #: that one waits for the other on a lock that wakes it at once, not on SQLite's
-        #: busy handler, which sleeps in steps of up to 100 ms (``serve`` shares it with
-        #: its scheduled prune: :meth:`SQLiteStore.share_turn`).
+        #: busy handler, which sleeps in steps of up to 100 ms.
         self.turn: threading.Lock = threading.Lock()
 
     def _error(self, action: str, exc: Exception) -> StoreError:
@@ -407,10 +406,6 @@ class SQLiteStore(SQLStore):
                 f"rewriting {self.path} failed: {exc} (stop every otaudit process on it first)"
             ) from exc
         return before, self.path.stat().st_size
-
-    def share_turn(self, other: SQLiteStore) -> None:
-        """Take turns with ``other`` (the same ledger, in this process) on one lock."""
-        self._sqlite.turn = other._sqlite.turn
 
     def checkpoint_in_background(self) -> WalCheckpointer:
         """Run the WAL's checkpoints in a thread of their own from now until :meth:`close`
