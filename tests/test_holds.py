@@ -247,3 +247,18 @@ def test_a_hold_covers_matching_records_including_later_ones(store: Store) -> No
     seqs = [s for s in (*before, *after) if s is not None]
     assert held_seqs(store, [alice, window], seqs) == {before[0], before[2], after[0], after[1]}
     assert held_seqs(store, [alice], [seqs[1], seqs[-1]]) == set()
+
+
+def test_listing_holds_is_a_recorded_read(data: Path) -> None:
+    made = _run("hold", "create", "--data", str(data), "--name", "c", "--reason", "r",
+                "--actor", "alice")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    assert _run("hold", "list", "--data", str(data), "--all").exit_code == 0
+    store = datadir.open_store(data, None, readonly=True)
+    try:
+        reads = [row_attributes(r[4]) for r in store.action_rows(["audit_log.query"])]
+    finally:
+        store.close()
+    assert [(a["audit.query.text"], a["audit.query.rows"]) for a in reads] == [
+        ("hold list --all", "1")
+    ]

@@ -16,7 +16,7 @@ import click
 from otaudit import access, auth, datadir
 from otaudit.cli import rows as rows_out
 from otaudit.cli.options import store_options, time_bound
-from otaudit.cli.reading import reading
+from otaudit.cli.reading import audited_read
 from otaudit.errors import Unauthenticated
 from otaudit.ownrecords import DirectAppender
 from otaudit.record import rfc3339_ns
@@ -117,9 +117,12 @@ def hold_create(
 @click.option("--format", "fmt", type=click.Choice(rows_out.FORMATS), default="table",
               show_default=True)  # fmt: skip
 def hold_list(data: Path, store_url: str | None, show_all: bool, fmt: str) -> None:
-    """List the holds that stand (with --all, released ones too)."""
-    with reading(data, store_url) as store:
+    """List the holds that stand (with --all, released ones too); a recorded read (a hold's
+    filters may name people)."""
+    text = "hold list" + (" --all" if show_all else "")
+    with audited_read(data, store_url, "report", text) as (store, outcome):
         found = holds_lib.holds(store)
+        outcome.rows = sum(1 for h in found if show_all or h.active)
     listed = [
         (h.id, h.name, _describe(h.filters), h.reason, h.created_seq, h.created_by, h.token_id,
          h.released_seq, h.released_by, h.released_reason)
