@@ -13,6 +13,7 @@ from otaudit.retention.holds import create_hold
 from otaudit.retention.policy import POLICY_ACTION, parse_policy
 from otaudit.retention.prune import prune
 from otaudit.retention.receipts import PRUNE_ACTION, read_receipts
+from otaudit.retention.schedule import RetentionSettings, prune_command
 from otaudit.store.base import Store
 from otaudit.store.search import SearchFilter
 from otaudit.verify import verify_ledger
@@ -111,3 +112,13 @@ def test_the_records_the_ledger_needs_are_never_pruned(any_store: Store) -> None
     assert later.pruned == 0  # the policy record and the receipt stay
     kept = {r[7] for r in any_store.search(SearchFilter())}
     assert kept == {POLICY_ACTION, PRUNE_ACTION}
+
+
+def test_the_scheduled_prune_names_its_store_outside_the_process_list(tmp_path: Any) -> None:
+    settings = RetentionSettings(POLICY, tmp_path / "retention.yaml", 3600, True,
+                                 "s3://bucket/prefix", "http://127.0.0.1:9000", 500)  # fmt: skip
+    dsn = "postgresql://otaudit:secret@db/otaudit"
+    argv, env = prune_command(settings, tmp_path, dsn)
+    assert "secret" not in " ".join(argv) and env["OTAUDIT_STORE"] == dsn
+    assert argv[argv.index("--rate") + 1] == "500" and "--allow-short" in argv
+    assert argv[argv.index("--s3-endpoint") + 1] == "http://127.0.0.1:9000"

@@ -33,7 +33,7 @@ from otaudit.receiver.connections import ConnectionLimits, fit_open_files, guard
 from otaudit.receiver.grpc import build_server
 from otaudit.receiver.http import build_app
 from otaudit.retention.policy import record_policy
-from otaudit.retention.schedule import READER, RetentionSettings, ScheduledPrune, prune_argv
+from otaudit.retention.schedule import READER, RetentionSettings, ScheduledPrune, prune_command
 from otaudit.status import ServerInfo
 from otaudit.store.base import Store
 from otaudit.store.sqlite import SQLiteStore
@@ -224,7 +224,8 @@ def _pruner(
     seq = record_policy(appender, READER, store, retention.policy)
     if seq is not None:
         log.info("retention policy %s recorded at seq %d", retention.policy.sha256[:12], seq)
-    pruner = ScheduledPrune(prune_argv(retention, data, settings.store_url), retention.every_s)
+    argv, env = prune_command(retention, data, settings.store_url)
+    pruner = ScheduledPrune(argv, retention.every_s, env)
     pruner.start()
     return pruner
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -62,8 +64,9 @@ class RetentionSettings:
 class ScheduledPrune:
     """Runs ``otaudit prune`` (``argv``) every ``every_s`` seconds until :meth:`stop`."""
 
-    def __init__(self, argv: list[str], every_s: float) -> None:
+    def __init__(self, argv: list[str], every_s: float, env: dict[str, str]) -> None:
         self._argv = argv
+        self._env = env
         self._every_s = every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="otaudit-prune", daemon=True)
@@ -89,19 +92,22 @@ class ScheduledPrune:
     def run_once(self) -> None:
         """One prune, in a process of its own, logged."""
         started = time.monotonic()
-        with subprocess.Popen(
-            self._argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
-        ) as child:
-            while child.poll() is None:
-                if self._stop.wait(0.5):
-                    child.terminate()
-            out, err = child.communicate()
+        # Files, not pipes: nothing the child writes can fill a pipe and stall it.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            with subprocess.Popen(self._argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                  env=self._env) as child:  # fmt: skip
+                while child.poll() is None:
+                    if self._stop.wait(0.5):
+                        child.terminate()
+            out.seek(0)
+            err.seek(0)
+            printed, said = out.read(), err.read(1 << 16).decode(errors="replace")
         if child.returncode != 0:
             if self._stop.is_set():
                 return
-            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
+            last = said.strip().splitlines()[-1:] or ["(no message)"]
             raise OtauditError(f"otaudit prune exited {child.returncode}: {last[0]}")
-        report = json.loads(out)
+        report = json.loads(printed)
         log.info(
             "prune: %d records pruned, %d held, %d archived, receipts %s (%.1f s)",
             report["pruned"],
@@ -112,14 +118,19 @@ class ScheduledPrune:
         )
 
 
-def prune_argv(settings: RetentionSettings, data: Path, store_url: str | None) -> list[str]:
-    """The ``otaudit prune`` command the schedule runs, at a lower CPU priority than the
-    server where ``nice`` exists."""
+def prune_command(
+    settings: RetentionSettings, data: Path, store_url: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The ``otaudit prune`` command the schedule runs (at a lower CPU priority than the
+    server where ``nice`` exists) and its environment, which names the store (a DSN's
+    password stays out of the process list)."""
     argv = [sys.executable, "-m", "otaudit", "prune", "--data", str(data),
             "--retention", str(settings.policy_file), "--format", "json",
             "--batch", str(BATCH), "--rate", f"{settings.rate:g}"]  # fmt: skip
+    env = dict(os.environ)
+    env.pop("OTAUDIT_STORE", None)
     if store_url is not None:
-        argv += ["--store", store_url]
+        env["OTAUDIT_STORE"] = store_url
     if settings.allow_short:
         argv.append("--allow-short")
     if settings.archive_url is not None:
@@ -127,4 +138,4 @@ def prune_argv(settings: RetentionSettings, data: Path, store_url: str | None) -
         if settings.s3_endpoint is not None:
             argv += ["--s3-endpoint", settings.s3_endpoint]
     nice = shutil.which("nice")
-    return [nice, "-n", "10", *argv] if nice else argv
+    return ([nice, "-n", "10", *argv] if nice else argv), env
