@@ -79,6 +79,27 @@ fn no_removals() -> Arc<[(i64, i64)]> {
     Arc::from([])
 }
 
+/// Seqs `begin..end` of the 13-record ledger at `path` checked and proven into `root`.
+fn prove_range(
+    path: &std::path::Path,
+    begin: i64,
+    end: i64,
+    root: &[u8],
+    removed: Arc<[(i64, i64)]>,
+) -> sqlite::Outcome {
+    let ask = sqlite::Ask {
+        begin,
+        end: Some(end),
+        late: None,
+        tree: false,
+        inclusion: Some((13, root.to_vec())),
+        max_record_bytes: 1 << 20,
+        removed,
+    };
+    let uri = format!("file:{}?mode=ro", path.display());
+    sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+}
+
 fn fault(at: i64, kind: Kind) -> Option<Fault> {
     Some(Fault { at, kind })
 }
@@ -702,17 +723,7 @@ fn a_range_is_proven_into_the_signed_root_from_the_stored_nodes() {
     let (_, leaves) = ledger(13);
     let root = root_of(&leaves);
     let prove = |path: &std::path::Path, begin: i64, end: i64, root: &[u8]| {
-        let ask = sqlite::Ask {
-            begin,
-            end: Some(end),
-            late: None,
-            tree: false,
-            inclusion: Some((13, root.to_vec())),
-            max_record_bytes: 1 << 20,
-            removed: no_removals(),
-        };
-        let uri = format!("file:{}?mode=ro", path.display());
-        sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+        prove_range(path, begin, end, root, no_removals())
     };
     let (path, conn) = sqlite_ledger("proofs", 13);
     drop(conn);
@@ -1064,17 +1075,7 @@ fn absent_seqs_are_not_proven_and_the_others_are() {
     let (_, leaves) = ledger(13);
     let root = root_of(&leaves);
     let prove = |path: &std::path::Path, begin: i64, end: i64, root: &[u8], removed| {
-        let ask = sqlite::Ask {
-            begin,
-            end: Some(end),
-            late: None,
-            tree: false,
-            inclusion: Some((13, root.to_vec())),
-            max_record_bytes: 1 << 20,
-            removed: Arc::from(removed),
-        };
-        let uri = format!("file:{}?mode=ro", path.display());
-        sqlite::verify(&uri, &ask, Arc::new(Fake), &mut |_| true).unwrap()
+        prove_range(path, begin, end, root, Arc::from(removed))
     };
     let (path, conn) = sqlite_ledger("proofs-removed", 13);
     conn.execute_batch("DELETE FROM records WHERE seq <= 2 OR seq BETWEEN 5 AND 6")
