@@ -52,6 +52,13 @@ class OutputDir:
     def __init__(self, path: Path, fd: int, parent_fd: int, created: bool) -> None:
         self.path, self.fd, self._parent_fd, self.created = path, fd, parent_fd, created
         self._names: list[str] = []
+        self._dirs: list[str] = []
+
+    def make_dir(self, name: str) -> None:
+        """A new subdirectory ``name`` (mode 0700; a path relative to the directory whose
+        parents :meth:`make_dir` made), for the files of :meth:`create` (OSError)."""
+        os.mkdir(name, 0o700, dir_fd=self.fd)
+        self._dirs.append(name)
 
     def create(self, name: str) -> BinaryIO:
         """A new file ``name`` in the directory, open for writing, mode 0600 (OSError)."""
@@ -77,6 +84,9 @@ class OutputDir:
         for name in self._names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=self.fd)
+        for name in reversed(self._dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=self.fd)
         if self.created:  # renamed or filled by someone else meanwhile: left as it is
             with contextlib.suppress(OSError):
                 os.rmdir(self.path.name, dir_fd=self._parent_fd)

@@ -16,6 +16,7 @@ bytes and compares, so a tampered column is detected.
 
 from __future__ import annotations
 
+import calendar
 import functools
 import hashlib
 import math
@@ -103,6 +104,15 @@ def rfc3339_ns(ns: int) -> str:
     """Format UTC nanoseconds since the epoch as RFC 3339 with 9 fraction digits and ``Z``."""
     seconds, frac = divmod(ns, 1_000_000_000)
     return f"{_utc_seconds(seconds)}.{frac:09d}Z"
+
+
+def rfc3339_to_ns(text: str) -> int:
+    """The UTC nanoseconds of :func:`rfc3339_ns` text (``2026-01-01T00:00:00.000000000Z``);
+    ValueError for any other form."""
+    if len(text) != 30 or text[19] != "." or text[-1] != "Z" or not text[20:29].isdigit():
+        raise ValueError(f"{text[:40]!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
+    seconds = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int(text[20:29])
 
 
 def encode_double(value: float) -> str:

@@ -10,9 +10,7 @@ sides derive from a sealed record: its columns, its ``records.jsonl`` line and i
 from __future__ import annotations
 
 import bisect
-import calendar
 import hashlib
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -21,7 +19,14 @@ import orjson
 
 from otaudit.errors import VerificationError
 from otaudit.keys import VerifierKey
-from otaudit.record import COLUMN_NAMES, Columns, derive_columns, parse_sealed, rfc3339_ns
+from otaudit.record import (
+    COLUMN_NAMES,
+    Columns,
+    derive_columns,
+    parse_sealed,
+    rfc3339_ns,
+    rfc3339_to_ns,
+)
 from otaudit.textsafety import spreadsheet_row
 
 #: The format export writes. ``otaudit-bundle/2`` writes ``records.csv`` for spreadsheets
@@ -84,7 +89,7 @@ class Selection:
         """The selection a manifest states (its resolved ``*_utc`` bounds, actions and seq
         ranges)."""
         try:
-            since, until = (None if sel[k] is None else _utc_ns(sel[k]) for k in _BOUNDS)
+            since, until = (None if sel[k] is None else rfc3339_to_ns(sel[k]) for k in _BOUNDS)
             ranges = tuple((r[0], r[1]) for r in sel.get("seq_ranges", ()) if len(r) == 2)
             if len(ranges) != len(sel.get("seq_ranges", ())):
                 raise ValueError("each seq range is [first, last]")
@@ -177,14 +182,6 @@ def manifest_note_text(manifest: bytes) -> str:
     """The text ``manifest.sig`` signs (c2sp.org/signed-note): :data:`MANIFEST_NOTE` and the
     SHA-256 of the exact bytes of ``manifest.json``."""
     return f"{MANIFEST_NOTE}\nsha256:{hashlib.sha256(manifest).hexdigest()}\n"
-
-
-def _utc_ns(text: str) -> int:
-    """UTC nanoseconds of ``rfc3339_ns`` text (``2026-01-01T00:00:00.000000000Z``)."""
-    if len(text) != 30 or text[19] != "." or text[-1] != "Z":
-        raise ValueError(f"{text!r} is not YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ")
-    seconds = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
-    return seconds * 1_000_000_000 + int(text[20:29])
 
 
 def derive(seq: int, sealed: bytes) -> tuple[Columns, dict[str, Any]]:

@@ -26,6 +26,7 @@ from otaudit.cli import (
     config,
     demo,
     detect,
+    evidence,
     holds,
     keys,
     migrate,
@@ -134,6 +135,7 @@ for _module in (
     status,
     config,
     archive,
+    evidence,
 ):
     _module.register(cli)
 

@@ -97,9 +97,13 @@ def _options(limits: QueryLimits) -> str:
     )
 
 
-def connect_query(dsn: str, limits: QueryLimits, *, timeout_s: int = 5) -> psycopg.Connection[Any]:
+def connect_query(
+    dsn: str, limits: QueryLimits, *, timeout_s: int = 5, check_login: bool = True
+) -> psycopg.Connection[Any]:
     """A connection for user SQL: read-only by default, time-limited, checked by
-    :func:`check_query_login`; StoreError if it cannot connect, QueryError if refused."""
+    :func:`check_query_login` (unless ``check_login`` is false: a statement otaudit wrote
+    itself, run as the store's own login); StoreError if it cannot connect, QueryError if
+    refused."""
     try:
         conn = psycopg.connect(
             dsn,
@@ -113,7 +117,8 @@ def connect_query(dsn: str, limits: QueryLimits, *, timeout_s: int = 5) -> psyco
             f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {redact_dsn(message(exc))}"
         ) from exc
     try:
-        check_query_login(conn)
+        if check_login:
+            check_query_login(conn)
     except BaseException:
         conn.close()
         raise

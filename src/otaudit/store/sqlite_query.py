@@ -100,32 +100,55 @@ def _exposed_columns(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
     return frozenset(pair for pair in seen if pair[0] not in QUERY_VIEWS)
 
 
+def connect_reader(path: Path, limits: QueryLimits, deadline: float) -> sqlite3.Connection:
+    """A connection that may read the audit views of the ledger at ``path`` and nothing
+    else, within ``limits`` and until ``deadline`` (``time.monotonic()``); StoreError if the
+    ledger cannot be opened."""
+    try:
+        conn = sqlite3.connect(read_uri(path), uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"opening a read connection failed on {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")  # sorting spills count against the heap
+        conn.execute(f"PRAGMA hard_heap_limit = {int(limits.max_memory_bytes // 2)}")
+        tables = frozenset(
+            str(r[0]).lower()
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        )
+        exposed = _exposed_columns(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"opening a read connection failed on {path}: {exc}") from exc
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 4 * MAX_SQL_CHARS)
+    conn.set_authorizer(_Authorizer(tables, exposed))
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_OPS)
+    return conn
+
+
+def query_error(exc: sqlite3.Error, sql: str, limits: QueryLimits, deadline: float) -> QueryError:
+    """The reader's error for ``exc``, raised by statement ``sql`` (user dialect)."""
+    if time.monotonic() > deadline:
+        return QueryError(f"query stopped after the {limits.timeout_ms} ms time limit")
+    text = str(exc)
+    if "too big" in text:
+        text += f" (values are limited to {limits.max_value_bytes} bytes)"
+    elif "not authorized" in text or "prohibited" in text:
+        text += f" (queries read only {', '.join(sorted(QUERY_VIEWS))})"
+    elif "out of memory" in text:
+        text += f" (queries are limited to {limits.max_memory_bytes // 2**20} MiB)"
+    return QueryError(f"SQL error: {text}{error_position(str(exc), sql)}")
+
+
 def run_query(path: Path, sql: str, limits: QueryLimits) -> QueryRows:
     """Run one reading statement of the user dialect on the ledger at ``path``."""
     if len(sql) > MAX_SQL_CHARS:
         raise QueryError(f"SQL error: the statement is {len(sql)} characters, over {MAX_SQL_CHARS}")
     check_read_only(sql)
-    try:
-        conn = sqlite3.connect(read_uri(path), uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"opening a read connection failed on {path}: {exc}") from exc
     deadline = time.monotonic() + limits.timeout_ms / 1000
+    conn = connect_reader(path, limits, deadline)
     try:
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            conn.execute("PRAGMA temp_store = MEMORY")  # sorting spills count against the heap
-            conn.execute(f"PRAGMA hard_heap_limit = {int(limits.max_memory_bytes // 2)}")
-            tables = frozenset(
-                str(r[0]).lower()
-                for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            )
-            exposed = _exposed_columns(conn)
-        except sqlite3.Error as exc:
-            raise StoreError(f"opening a read connection failed on {path}: {exc}") from exc
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_value_bytes)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 4 * MAX_SQL_CHARS)
-        conn.set_authorizer(_Authorizer(tables, exposed))
-        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_OPS)
         budget = RowBudget(limits)
         try:
             cur = conn.execute(to_sqlite(sql))
@@ -134,18 +157,7 @@ def run_query(path: Path, sql: str, limits: QueryLimits) -> QueryRows:
                 if not all(budget.take(row) for row in batch):
                     break
         except sqlite3.Error as exc:
-            if time.monotonic() > deadline:
-                raise QueryError(
-                    f"query stopped after the {limits.timeout_ms} ms time limit"
-                ) from exc
-            text = str(exc)
-            if "too big" in text:
-                text += f" (values are limited to {limits.max_value_bytes} bytes)"
-            elif "not authorized" in text or "prohibited" in text:
-                text += f" (queries read only {', '.join(sorted(QUERY_VIEWS))})"
-            elif "out of memory" in text:
-                text += f" (queries are limited to {limits.max_memory_bytes // 2**20} MiB)"
-            raise QueryError(f"SQL error: {text}{error_position(str(exc), sql)}") from exc
+            raise query_error(exc, sql, limits, deadline) from exc
         except sqlite3.Warning as exc:
             raise QueryError(f"SQL error: {exc}") from exc
         except MemoryError as exc:

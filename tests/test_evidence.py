@@ -1,0 +1,217 @@
+"""Evidence packs on a small ledger: the populations, their queries, the sample, the
+manifest, and ``verify-evidence`` against every kind of alteration."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from otaudit import auditsample, datadir
+from otaudit.checkpointer import Checkpointer
+from otaudit.evidence.check import verify_pack
+from otaudit.evidence.manifest import PackAltered
+from otaudit.evidence.mapping import load_mapping
+from otaudit.keys import SigningKey, VerifierKey
+from retention_records import log_record
+from support import otaudit
+
+DAY = 86_400 * 10**9
+CONTROLS = ("CC6.1", "CC6.2", "CC6.3", "CC6.6", "CC7.2", "CC7.3", "CC8.1")
+
+
+def _day(n: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime((time.time_ns() - n * DAY) // 10**9))
+
+
+def _ledger(data: Path, store_url: str | None) -> None:
+    """Three weeks of logins, role changes and config changes, sealed as received then,
+    and one checkpoint signed now (which closes any period that ends before today)."""
+    data.mkdir(mode=0o700, exist_ok=True)
+    store = datadir.open_store(data, store_url, readonly=False)
+    try:
+        key = datadir.signing_key(data, store, None, None)
+        now = time.time_ns()
+        entries = []
+        for d in range(21, 0, -1):
+            at = now - d * DAY
+            entries += [log_record("login", at + i * 10**9, actor=f"u{i}") for i in range(8)]
+            entries.append(log_record("role_update", at + 3600 * 10**9, actor="admin"))
+            if d % 7 == 0:
+                entries.append(log_record("config_change", at + 7200 * 10**9, actor="ops"))
+        entries.append(log_record("otaudit.alert", now - 5 * DAY, pipeline="otaudit"))
+        store.append(entries)
+        Checkpointer(store, key, key.name).checkpoint()
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    _ledger(data, None)
+    return data
+
+
+def _build(data: Path, out: Path, *args: str) -> str:
+    run = otaudit("evidence", "--data", str(data), "--from", _day(14), "--to", _day(0),
+                  "--out", str(out), "--format", "html", *args)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def _sql_count(data: Path, statement: str) -> int:
+    run = otaudit("sql", "--data", str(data), "--format", "json",
+                  f"SELECT count(*) AS n FROM ({statement.strip().rstrip(';')}) AS p")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return int(json.loads(run.stdout)[0]["n"])
+
+
+def test_a_pack_holds_each_population_as_otaudit_sql_selects_it(
+    ledger: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pack"
+    printed = _build(ledger, out)
+    assert "verify-evidence" in printed
+    rows = {}
+    for control in CONTROLS:
+        folder = out / "controls" / control
+        sql = (folder / "query.sql").read_text()
+        query = json.loads((folder / "query.json").read_text())
+        with (folder / "population.csv").open() as f:
+            body = list(csv.reader(f))
+        assert body[0][0] == "seq"
+        rows[control] = len(body) - 1
+        assert query["rows"] == rows[control] == _sql_count(ledger, sql)
+        jsonl = (folder / "population.jsonl").read_text().splitlines()
+        assert [json.loads(line)["seq"] for line in jsonl] == [int(r[0]) for r in body[1:]]
+    assert rows["CC6.1"] == 14 * 8  # fourteen days of eight logins
+    assert rows["CC6.3"] == 14
+    assert rows["CC8.1"] == 2
+    assert rows["CC7.2"] == 1
+
+
+def test_the_population_csv_is_what_otaudit_sql_prints(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    folder = out / "controls" / "CC8.1"
+    run = otaudit("sql", "--data", str(ledger), "--format", "csv",
+                  (folder / "query.sql").read_text())  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == (folder / "population.csv").read_text()
+
+
+def test_the_sample_redraws_from_the_closing_checkpoint(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    closing = (out / "completeness" / "closing.checkpoint").read_text().splitlines()
+    root = __import__("base64").b64decode(closing[2])
+    folder = out / "controls" / "CC6.1"
+    sample = json.loads((folder / "sample.json").read_text())
+    with (folder / "population.csv").open() as f:
+        seqs = [int(r[0]) for r in list(csv.reader(f))[1:]]
+    assert sample["n"] == 25 and sample["size_basis"].startswith("several times a day")
+    assert sample["seqs"] == auditsample.draw(seqs, root, sample["n"])
+    with (folder / "sample.csv").open() as f:
+        assert [int(r[0]) for r in list(csv.reader(f))[1:]] == sample["seqs"]
+
+
+def test_sample_size_option_and_an_empty_period(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out, "--sample-size", "3")
+    assert json.loads((out / "controls/CC6.1/sample.json").read_text())["n"] == 3
+    empty = tmp_path / "empty"
+    run = otaudit("evidence", "--data", str(ledger), "--from", "2001-01-01", "--to",
+                  "2001-02-01", "--out", str(empty), "--format", "html")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "no records in this period" in run.stdout
+    assert all(json.loads((empty / f"controls/{c}/query.json").read_text())["rows"] == 0
+               for c in CONTROLS)  # fmt: skip
+    assert not (empty / "completeness" / "opening.checkpoint").exists()
+    assert otaudit("verify-evidence", str(empty)).returncode == 0
+
+
+def test_a_period_past_the_newest_checkpoint_is_refused(ledger: Path, tmp_path: Path) -> None:
+    run = otaudit("evidence", "--data", str(ledger), "--from", _day(3), "--to", "2099-01-01",
+                  "--out", str(tmp_path / "pack"))  # fmt: skip
+    assert run.returncode == 2
+    assert "after the newest signed checkpoint" in run.stderr
+    assert not (tmp_path / "pack").exists()
+
+
+def test_verify_evidence_names_any_altered_added_or_removed_file(
+    ledger: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    key = (out / "configuration" / "verifier.key").read_text().strip()
+    ok = otaudit("verify-evidence", str(out), "--key", key)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("OK: evidence pack")
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST")
+    assert len(files) > 40
+    for n, path in enumerate(files):
+        copy = tmp_path / f"copy{n}"
+        shutil.copytree(out, copy)
+        target = copy / path.relative_to(out)
+        raw = bytearray(target.read_bytes())
+        if not raw:
+            raw = bytearray(b"x")
+        else:
+            raw[len(raw) // 2] ^= 0x01
+        target.write_bytes(bytes(raw))
+        with pytest.raises(PackAltered) as failed:
+            verify_pack(copy, VerifierKey.parse(key))
+        assert failed.value.path == str(path.relative_to(out)), failed.value
+        shutil.rmtree(copy)
+    removed = tmp_path / "removed"
+    shutil.copytree(out, removed)
+    (removed / "controls/CC6.3/sample.csv").unlink()
+    run = otaudit("verify-evidence", str(removed), "--key", key)
+    assert run.returncode == 1 and "controls/CC6.3/sample.csv" in run.stderr
+    added = tmp_path / "added"
+    shutil.copytree(out, added)
+    (added / "controls/CC6.3/extra.csv").write_text("seq\n1\n")
+    run = otaudit("verify-evidence", str(added), "--key", key)
+    assert run.returncode == 1 and "controls/CC6.3/extra.csv" in run.stderr
+
+
+def test_a_manifest_signed_by_another_key_fails(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    key = (out / "configuration" / "verifier.key").read_text().strip()
+    other = SigningKey.generate(key.split("+")[0])
+    text = (out / "MANIFEST").read_text().split("\n\n")[0] + "\n"
+    from otaudit.note import sign_note
+
+    (out / "MANIFEST").write_text(sign_note(text, other))
+    run = otaudit("verify-evidence", str(out), "--key", key)
+    assert run.returncode == 1 and "MANIFEST" in run.stderr
+    assert otaudit("verify-evidence", str(tmp_path / "nothing")).returncode == 2
+
+
+def test_the_mapping_in_force_and_a_bad_mapping_file(ledger: Path, tmp_path: Path) -> None:
+    shown = otaudit("evidence", "--print-mapping")
+    assert shown.returncode == 0 and "CC6.1" in shown.stdout
+    assert [c.id for c in load_mapping(None)] == list(CONTROLS)
+    own = tmp_path / "controls.yaml"
+    own.write_text("controls:\n  - id: CC6.3\n    title: Roles\n    where:\n"
+                   "      action: [role_update]\n      actor: [admin]\n"
+                   "  - id: A1.2\n    title: Config\n"
+                   "    where_sql: \"action = 'config_change'\"\n")  # fmt: skip
+    shown = otaudit("evidence", "--print-mapping", "--controls", str(own))
+    assert "A1.2" in shown.stdout and "actor:" in shown.stdout
+    out = tmp_path / "pack"
+    _build(ledger, out, "--controls", str(own))
+    assert json.loads((out / "controls/A1.2/query.json").read_text())["rows"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("controls:\n  - id: CC6.3\n    title: Roles\n    wher: {action: [x]}\n")
+    run = otaudit("evidence", "--print-mapping", "--controls", str(bad))
+    assert run.returncode == 2 and f"{bad}:4" in run.stderr, run.stderr
+    bad.write_text('controls:\n  - id: X\n    title: t\n    where_sql: "1=1; DROP TABLE x"\n')
+    run = otaudit("evidence", "--print-mapping", "--controls", str(bad))
+    assert run.returncode == 2 and f"{bad}:4" in run.stderr, run.stderr
