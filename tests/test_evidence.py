@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import new_store_url, query_args
 from otaudit import auditsample, datadir
 from otaudit.checkpointer import Checkpointer
 from otaudit.evidence.check import verify_pack
@@ -64,8 +65,8 @@ def _build(data: Path, out: Path, *args: str) -> str:
     return run.stdout
 
 
-def _sql_count(data: Path, statement: str) -> int:
-    run = otaudit("sql", "--data", str(data), "--format", "json",
+def _sql_count(data: Path, statement: str, *store: str) -> int:
+    run = otaudit("sql", "--data", str(data), *store, "--format", "json",
                   f"SELECT count(*) AS n FROM ({statement.strip().rstrip(';')}) AS p")  # fmt: skip
     assert run.returncode == 0, run.stderr
     return int(json.loads(run.stdout)[0]["n"])
@@ -93,6 +94,31 @@ def test_a_pack_holds_each_population_as_otaudit_sql_selects_it(
     assert rows["CC6.3"] == 14
     assert rows["CC8.1"] == 2
     assert rows["CC7.2"] == 1
+
+
+def test_a_pack_on_postgresql(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store_url = new_store_url("postgresql", tmp_path, request)
+    data = tmp_path / "data"
+    _ledger(data, store_url)
+    out = tmp_path / "pack"
+    run = otaudit("evidence", "--data", str(data), "--store", store_url, "--from", _day(14),
+                  "--to", _day(0), "--out", str(out), "--format", "html,pdf,xlsx")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    store = ["--store", store_url, *query_args(store_url, request)]
+    for control in CONTROLS:
+        query = json.loads((out / "controls" / control / "query.json").read_text())
+        assert query["rows"] == _sql_count(data, query["sql"], *store), control
+    assert json.loads((out / "controls/CC6.1/query.json").read_text())["rows"] == 14 * 8
+    ok = otaudit("verify-evidence", str(out), "--key",
+                 (out / "configuration" / "verifier.key").read_text().strip())  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    # The query login of `otaudit sql` may build the pack too.
+    again = otaudit("evidence", "--data", str(data), *store, "--from", _day(14), "--to",
+                    _day(0), "--out", str(tmp_path / "again"), "--format", "html")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again/controls/CC6.1/population.csv").read_bytes() == (
+        out / "controls/CC6.1/population.csv"
+    ).read_bytes()
 
 
 def test_the_population_csv_is_what_otaudit_sql_prints(ledger: Path, tmp_path: Path) -> None:
