@@ -241,3 +241,17 @@ def test_the_mapping_in_force_and_a_bad_mapping_file(ledger: Path, tmp_path: Pat
     bad.write_text('controls:\n  - id: X\n    title: t\n    where_sql: "1=1; DROP TABLE x"\n')
     run = otaudit("evidence", "--print-mapping", "--controls", str(bad))
     assert run.returncode == 2 and f"{bad}:4" in run.stderr, run.stderr
+
+
+def test_the_manifest_check_of_the_docs_runs_without_otaudit(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    docs = Path(__file__).parent.parent / "docs" / "evidence.md"
+    code = docs.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    key = (out / "configuration" / "verifier.key").read_text().strip()
+    code = code.replace('"otaudit/prod+4cd57ce5+Ad7n..."', repr(key))
+    code = code.replace('"q3-evidence"', repr(str(out)))
+    exec(compile(code, str(docs), "exec"), {})  # raises if the pack does not check out
+    (out / "controls/CC6.1/population.csv").write_text("seq\n")
+    with pytest.raises(AssertionError, match=r"controls/CC6\.1/population\.csv"):
+        exec(compile(code, str(docs), "exec"), {})

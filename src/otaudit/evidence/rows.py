@@ -28,6 +28,8 @@ from otaudit.store.postgres_query import connect_query
 from otaudit.store.sqlite_query import connect_reader, query_error
 
 _BATCH: Final = 2048
+#: The memory a statement may use on SQLite (half of it its heap); sorts spill to files.
+MEMORY_BYTES: Final = 256 << 20
 #: How long one population's statement may run.
 DEFAULT_TIMEOUT_S: Final = 1800
 
@@ -52,7 +54,7 @@ def stream(
     views (as ``otaudit sql`` does); otaudit's own statements pass False to run as the store's
     login, still read-only.
     """
-    limits = QueryLimits(timeout_ms=timeout_s * 1000)
+    limits = QueryLimits(timeout_ms=timeout_s * 1000, max_memory_bytes=MEMORY_BYTES)
     if target.kind == "sqlite":
         return _sqlite(Path(target.where), sql, limits)
     return _postgres(target.where, sql, limits, checked)
@@ -60,7 +62,7 @@ def stream(
 
 def _sqlite(path: Path, sql: str, limits: QueryLimits) -> Rows:
     deadline = time.monotonic() + limits.timeout_ms / 1000
-    conn = connect_reader(path, limits, deadline)
+    conn = connect_reader(path, limits, deadline, spill=True)
     try:
         cur = conn.execute(to_sqlite(sql))
     except sqlite3.Error as exc:

@@ -100,17 +100,21 @@ def _exposed_columns(conn: sqlite3.Connection) -> frozenset[tuple[str, str]]:
     return frozenset(pair for pair in seen if pair[0] not in QUERY_VIEWS)
 
 
-def connect_reader(path: Path, limits: QueryLimits, deadline: float) -> sqlite3.Connection:
+def connect_reader(
+    path: Path, limits: QueryLimits, deadline: float, *, spill: bool = False
+) -> sqlite3.Connection:
     """A connection that may read the audit views of the ledger at ``path`` and nothing
     else, within ``limits`` and until ``deadline`` (``time.monotonic()``); StoreError if the
-    ledger cannot be opened."""
+    ledger cannot be opened. ``spill`` lets sorts spill to temporary files rather than
+    count against the heap (a statement whose whole result is streamed, however large)."""
     try:
         conn = sqlite3.connect(read_uri(path), uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"opening a read connection failed on {path}: {exc}") from exc
     try:
         conn.execute("PRAGMA query_only = ON")
-        conn.execute("PRAGMA temp_store = MEMORY")  # sorting spills count against the heap
+        # Unless spilling, sorts are held in memory, where they count against the heap.
+        conn.execute(f"PRAGMA temp_store = {'FILE' if spill else 'MEMORY'}")
         conn.execute(f"PRAGMA hard_heap_limit = {int(limits.max_memory_bytes // 2)}")
         tables = frozenset(
             str(r[0]).lower()
