@@ -67,7 +67,8 @@ def sample_size(rows: int, days: float, given: int | None) -> tuple[int, str]:
     rate = rows / max(days, 1.0)
     for floor, size, frequency in SAMPLE_SIZES:
         if rate >= floor:
-            return min(size, rows), f"{frequency} ({rate:.3g} a day): {size}"
+            whole = "; the whole population" if rows <= size else ""
+            return min(size, rows), f"{frequency}, {rate:.3g} a day{whole}"
     raise AssertionError("unreachable")
 
 
