@@ -12,37 +12,16 @@ anything in it. ``scenarios`` are the attacks each rule must find, and
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
-from otaudit.otlp.convert import select_spans
-from otaudit.record import Entry, seal
+from otaudit.demo_quarter import Act as Act
+from otaudit.demo_quarter import entries as entries
 
 S = 1_000_000_000
 MIN = 60 * S
 HOUR = 60 * MIN
 DAY = 24 * HOUR
 USERS = [f"u{i:02d}" for i in range(1, 31)]  # the scenarios' cast
-
-
-@dataclass(frozen=True)
-class Act:
-    """One audit record to send: when, from which service, its span name and attributes."""
-
-    time_ns: int
-    service: str
-    name: str
-    attributes: dict[str, str] = field(default_factory=dict)
-    delay_ns: int = 200_000_000  # between the record's time and its receipt
-    #: ``otaudit`` for a record of otaudit's own (sealed by the library: clients cannot).
-    pipeline: str = "otlp"
-
-    @property
-    def received_ns(self) -> int:
-        return self.time_ns + self.delay_ns
 
 
 def home(user: str) -> str:
@@ -246,24 +225,3 @@ def posing_as_otaudit(t: int) -> list[Act]:
         Act(t + S, "ops-cron", "ledger check", {"audit.action": "audit.verify", **failed}),
         Act(t + 2 * S, "evil-api", "audit_log.query", forged_read),
     ]
-
-
-def entries(acts: Iterable[Act]) -> Iterator[Entry]:
-    """The sealed entries of ``acts`` (as spans), received at their ``received_ns``."""
-    for act in acts:
-        request = ExportTraceServiceRequest()
-        resource = request.resource_spans.add()
-        resource.resource.attributes.append(
-            KeyValue(key="service.name", value=AnyValue(string_value=act.service))
-        )
-        span = resource.scope_spans.add().spans.add()
-        span.trace_id = random.randbytes(16)
-        span.span_id = random.randbytes(8)
-        span.name = act.name
-        span.start_time_unix_nano = act.time_ns
-        span.end_time_unix_nano = act.time_ns + 1_000_000
-        span.attributes.extend(
-            KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in act.attributes.items()
-        )
-        ((obj, content),) = select_spans(request, "audit.action").records
-        yield seal(obj, content, act.pipeline, act.received_ns)
