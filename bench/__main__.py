@@ -19,7 +19,7 @@ from google.protobuf.internal import api_implementation
 
 BENCHMARKS = (
     "ingest", "latency", "scale", "prepare", "verify", "postgres", "query", "detect",
-    "attacks", "prune",
+    "attacks", "prune", "evidence",
 )  # fmt: skip
 
 
@@ -77,7 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 2:
         parser.error("--records must be at least 2")
 
-    from bench import attacks, detect, ingest, postgres, prepare, prune, query, scale, verify
+    from bench import (
+        attacks,
+        detect,
+        evidence,
+        ingest,
+        postgres,
+        prepare,
+        prune,
+        query,
+        scale,
+        verify,
+    )
 
     runs: dict[str, Callable[[], str]] = {
         "ingest": lambda: ingest.throughput(args.quick),
@@ -90,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "detect": lambda: detect.run(args.quick, args.records),
         "attacks": lambda: attacks.run(args.quick),
         "prune": lambda: prune.run(args.quick, args.records),
+        "evidence": lambda: evidence.run(args.quick, args.records),
     }
     print(header(args), flush=True)
     for name in [args.only] if args.only else BENCHMARKS:
