@@ -255,3 +255,39 @@ def test_the_manifest_check_of_the_docs_runs_without_otaudit(ledger: Path, tmp_p
     (out / "controls/CC6.1/population.csv").write_text("seq\n")
     with pytest.raises(AssertionError, match=r"controls/CC6\.1/population\.csv"):
         exec(compile(code, str(docs), "exec"), {})
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--from", "2026-02-01", "--to", "2026-01-01"), "the period is empty"),
+        (("--from", "2026-01-01"), "--to is required"),
+        (("--from", "yesterday", "--to", "2026-01-01"), "--from"),
+        (("--from", "2026-01-01", "--to", "2026-02-01", "--format", "docx"), "'docx'"),
+        (("--from", "2026-01-01", "--to", "2026-02-01", "--controls", "/nonexistent.yaml"),
+         "does not exist"),
+        (("--from", "2026-01-01", "--to", "2026-02-01", "--key-file", "/nonexistent.key"),
+         "/nonexistent.key"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_clear_error_and_no_pack(
+    ledger: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    out = tmp_path / "pack"
+    run = otaudit("evidence", "--data", str(ledger), "--out", str(out), *args)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr, run.stderr
+    assert not out.exists()
+
+
+def test_an_output_directory_that_is_not_empty_is_refused(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    out.mkdir(mode=0o700)
+    (out / "notes.txt").write_text("mine")
+    run = otaudit("evidence", "--data", str(ledger), "--from", _day(14), "--to", _day(0),
+                  "--out", str(out))  # fmt: skip
+    assert run.returncode == 2 and "not empty" in run.stderr, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    for target in (tmp_path, out / "notes.txt", tmp_path / "missing"):
+        checked = otaudit("verify-evidence", str(target))
+        assert checked.returncode == 2, checked.stderr

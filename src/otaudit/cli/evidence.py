@@ -18,8 +18,7 @@ from otaudit import datadir
 from otaudit.cli.options import load_rule_set, query_store_option, rule_options, store_options
 from otaudit.cli.reading import audited_read
 from otaudit.cli.render import CheckCommand
-from otaudit.errors import ConfigError
-from otaudit.evidence.check import pack_key, verify_pack
+from otaudit.evidence.check import pack_key, require_pack, verify_pack
 from otaudit.evidence.files import PackWriter
 from otaudit.evidence.mapping import load_mapping, mapping_yaml
 from otaudit.evidence.pack import DEFAULT_FORMATS, FORMATS, PackRequest, build_pack
@@ -120,7 +119,11 @@ def evidence_command(
         finally:
             directory.close()
         outcome.rows = sum(c.rows for c in summary.controls)
-        outcome.text = f"{text} --out {out} (tree size {summary.completeness.closing.tree_size})"
+        drawn = " ".join(f"{c.control}:{c.sample_size}" for c in summary.controls)
+        outcome.text = (
+            f"{text} --out {out} (tree size {summary.completeness.closing.tree_size};"
+            f" samples drawn {drawn})"
+        )
     closing = summary.completeness.closing
     click.echo(f"evidence pack for {summary.period_from} .. {summary.period_to} in {out}")
     for c in summary.controls:
@@ -151,8 +154,7 @@ def verify_evidence_command(directory: Path, key_text: str | None) -> None:
     """Check an evidence pack offline, with no database: the signed MANIFEST, every file's
     SHA-256, the checkpoints and their consistency, each population's count and sample, and
     each sampled record's inclusion proof."""
-    if not directory.is_dir():
-        raise ConfigError(f"{directory} is not a directory")
+    require_pack(directory)
     if key_text is not None:
         key = VerifierKey.parse(key_text)
     else:

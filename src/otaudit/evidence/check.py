@@ -74,8 +74,17 @@ def _read(root: Path, name: str, limit: int = _SMALL) -> bytes:
     return path.read_bytes()
 
 
+def require_pack(root: Path) -> None:
+    """ConfigError unless ``root`` is a directory holding a readable ``MANIFEST``."""
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory")
+    if not os.access(root / NAME, os.R_OK):
+        raise ConfigError(f"{root} holds no readable {NAME}: not an evidence pack")
+
+
 def pack_key(root: Path) -> VerifierKey:
     """The verifier key the pack carries (whoever made the pack chose it)."""
+    require_pack(root)
     text = _read(root, KEY_FILE, 4096).decode("utf-8", "replace").strip()
     try:
         return VerifierKey.parse(text)
@@ -192,10 +201,7 @@ def verify_pack(root: Path, key: VerifierKey) -> EvidenceReport:
     """Check the pack in ``root`` with the log's verifier ``key``; PackAltered (a
     VerificationError) names the file that does not hold, ConfigError when ``root`` is not
     a pack at all."""
-    if not root.is_dir():
-        raise ConfigError(f"{root} is not a directory")
-    if not os.access(root / NAME, os.R_OK):
-        raise ConfigError(f"{root} holds no readable {NAME}: not an evidence pack")
+    require_pack(root)
     history, body = _history(root, key)
     signer = history.key_for(body.tree_size)
     try:
