@@ -291,3 +291,24 @@ def test_an_output_directory_that_is_not_empty_is_refused(ledger: Path, tmp_path
     for target in (tmp_path, out / "notes.txt", tmp_path / "missing"):
         checked = otaudit("verify-evidence", str(target))
         assert checked.returncode == 2, checked.stderr
+
+
+def test_a_pack_after_a_key_rotation_carries_the_key_history(tmp_path: Path) -> None:
+    from otaudit.record import rfc3339_ns
+    from rotated import grow, rotated
+
+    data = tmp_path / "data"
+    old, new, _ = rotated(data)
+    end = time.time_ns()
+    grow(data, 1)  # a checkpoint by the new key, after the period
+    out = tmp_path / "pack"
+    run = otaudit("evidence", "--data", str(data), "--from", "2000-01-01", "--to",
+                  rfc3339_ns(end), "--out", str(out), "--format", "html")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (out / "configuration" / "keys.jsonl").exists()
+    checked = otaudit("verify-evidence", str(out), "--key", str(old))
+    assert checked.returncode == 0, checked.stderr
+    assert f"signed by {new.name}+{new.key_id.hex()}" in checked.stdout
+    (out / "configuration" / "keys.jsonl").unlink()
+    checked = otaudit("verify-evidence", str(out), "--key", str(old))
+    assert checked.returncode == 1, checked.stderr
