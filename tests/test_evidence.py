@@ -312,3 +312,45 @@ def test_a_pack_after_a_key_rotation_carries_the_key_history(tmp_path: Path) -> 
     (out / "configuration" / "keys.jsonl").unlink()
     checked = otaudit("verify-evidence", str(out), "--key", str(old))
     assert checked.returncode == 1, checked.stderr
+
+
+def test_the_configuration_in_force_at_the_closing_checkpoint(ledger: Path, tmp_path: Path) -> None:
+    from otaudit.record import rfc3339_ns
+
+    policy = tmp_path / "retention.yaml"
+    policy.write_text("minimum: 365d\ndefault: 400d\n")
+    steps = (
+        ("hold", "create", "--name", "case-17", "--reason", "litigation", "--action", "login"),
+        ("token", "create", "--scope", "read", "--name", "auditor <b>2026</b>"),
+        ("prune", "--retention", str(policy)),
+    )
+    for step in steps:
+        done = otaudit(*step, "--data", str(ledger))
+        assert done.returncode == 0, done.stderr
+    end = time.time_ns()
+    _ledger_checkpoint(ledger)
+    out = tmp_path / "pack"
+    run = otaudit("evidence", "--data", str(ledger), "--from", _day(14), "--to",
+                  rfc3339_ns(end), "--out", str(out), "--format", "html")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    config = out / "configuration"
+    retention = json.loads((config / "retention.json").read_text())
+    assert retention["policy"] == policy.read_text()
+    assert len(retention["policy_sha256"]) == 64
+    holds = [json.loads(line) for line in (config / "holds.jsonl").read_text().splitlines()]
+    assert [(h["name"], h["released_seq"]) for h in holds] == [("case-17", None)]
+    tokens = (config / "tokens.csv").read_text()
+    assert "auditor <b>2026</b>" in tokens and ",read," in tokens
+    assert "token_hash" not in tokens
+    assert "name: brute_force_user" in (config / "rules.yaml").read_text()
+    html = (out / "report.html").read_text()
+    assert "auditor &lt;b&gt;2026&lt;/b&gt;" in html and "<b>2026</b>" not in html
+
+
+def _ledger_checkpoint(data: Path) -> None:
+    store = datadir.open_store(data, None, readonly=False)
+    try:
+        key = datadir.signing_key(data, store, None, None)
+        Checkpointer(store, key, key.name).checkpoint()
+    finally:
+        store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
@@ -203,14 +202,17 @@ def write_configuration(
         orjson.dumps(vars(r) | {"ranges": [list(x) for x in r.ranges]}) + b"\n" for r in receipts
     ))  # fmt: skip
     found = [h for h in holds(store) if h.created_seq < end]
-    writer.write(f"{CONFIGURATION}/holds.jsonl", b"".join(
-        orjson.dumps({
+    lines = []
+    for h in found:
+        # A release after the closing checkpoint is not part of the period's configuration.
+        released = h.released_seq is not None and h.released_seq < end
+        lines.append(orjson.dumps({
             "id": h.id, "name": h.name, "reason": h.reason, "created_seq": h.created_seq,
             "created_by": h.created_by,
-            "released_seq": h.released_seq if (h.released_seq or end) < end else None,
-            "released_by": h.released_by if (h.released_seq or end) < end else None,
-        }) + b"\n" for h in found
-    ))  # fmt: skip
+            "released_seq": h.released_seq if released else None,
+            "released_by": h.released_by if released else None,
+        }) + b"\n")  # fmt: skip
+    writer.write(f"{CONFIGURATION}/holds.jsonl", b"".join(lines))
     tokens = [
         TokenInfo(t.token_id, t.name, t.scopes, t.created_at, t.revoked_at) for t in store.tokens()
     ]
@@ -222,9 +224,9 @@ def write_configuration(
         {"rules": [_rule_spec(r) for r in rules]}, sort_keys=False, allow_unicode=True
     ))  # fmt: skip
     writer.write(f"{CONFIGURATION}/verifier.key", f"{key}\n")
-    lines = key_history_lines(store, history, end)
-    if lines:
-        writer.write(f"{CONFIGURATION}/keys.jsonl", lines)
+    rotations = key_history_lines(store, history, end)
+    if rotations:
+        writer.write(f"{CONFIGURATION}/keys.jsonl", rotations)
     return Configuration(
         retention_policy_sha256=policy[0] if policy else None,
         retention_policy_text=policy[1] if policy else None,
@@ -234,8 +236,3 @@ def write_configuration(
         rules=[(r.name, r.kind, r.severity, r.description) for r in rules],
         verifier_key=str(key),
     )
-
-
-def b64(raw: bytes) -> str:
-    """Base64 text of ``raw``."""
-    return base64.b64encode(raw).decode("ascii")
