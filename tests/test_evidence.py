@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -309,6 +312,9 @@ def test_a_pack_after_a_key_rotation_carries_the_key_history(tmp_path: Path) -> 
     checked = otaudit("verify-evidence", str(out), "--key", str(old))
     assert checked.returncode == 0, checked.stderr
     assert f"signed by {new.name}+{new.key_id.hex()}" in checked.stdout
+    for trusted in (["--key", str(new)], []):  # the key in force now, or the pack's own
+        checked = otaudit("verify-evidence", str(out), *trusted)
+        assert checked.returncode == 0, checked.stderr
     (out / "configuration" / "keys.jsonl").unlink()
     checked = otaudit("verify-evidence", str(out), "--key", str(old))
     assert checked.returncode == 1, checked.stderr
@@ -354,3 +360,127 @@ def _ledger_checkpoint(data: Path) -> None:
         Checkpointer(store, key, key.name).checkpoint()
     finally:
         store.close()
+
+
+def _resign(pack: Path, data: Path, period: tuple[str, str] | None = None) -> None:
+    """Sign the pack's files again with the log's own key, as an operator could after
+    changing them (the manifest then lists the changed bytes)."""
+    from otaudit.evidence.manifest import Manifest, file_sha256, sign_manifest
+
+    text = (pack / "MANIFEST").read_text().split("\n\n")[0].splitlines()
+    listed = [line.split(" ")[2] for line in text[5:]]
+    files = {p: (file_sha256(pack / p, (pack / p).stat().st_size),
+                 (pack / p).stat().st_size) for p in listed if (pack / p).exists()}  # fmt: skip
+    size, root = text[3].split(" ")[1:]
+    start, end = text[2].split(" ")[1:]
+    m = Manifest(text[1].removeprefix("origin "), period or (start, end), int(size), root, files)
+    (pack / "MANIFEST").write_text(sign_manifest(m, SigningKey.load(data / "signing.key")))
+
+
+def _edit_row(path: Path, seq: int, old: str, new: str) -> None:
+    lines = path.read_text().split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith((f"{seq},", f'{{"seq":{seq},')):
+            assert old in line
+            lines[i] = line.replace(old, new)
+    path.write_text("\n".join(lines))
+
+
+def test_even_the_operator_cannot_change_what_a_pack_shows(ledger: Path, tmp_path: Path) -> None:
+    """Re-signed with the log's own key, a pack whose rows, sample or period were changed
+    still fails: the sampled rows are held to their proven bytes, the sample to its rule,
+    the period to the queries'."""
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    key = VerifierKey.parse((out / "configuration" / "verifier.key").read_text().strip())
+    _resign(out, ledger)
+    assert verify_pack(out, key).controls["CC6.3"] == 14
+
+    def broken(change: Callable[[Path], None]) -> str:
+        copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(out, copy)
+        change(copy)
+        _resign(copy, ledger)
+        with pytest.raises(PackAltered) as failed:
+            verify_pack(copy, key)
+        return failed.value.path
+
+    folder = "controls/CC6.3"
+    seq = json.loads((out / folder / "sample.json").read_text())["seqs"][0]
+
+    def forge_row(copy: Path) -> None:
+        for name in ("population.csv", "population.jsonl", "sample.csv", "sample.jsonl"):
+            _edit_row(copy / folder / name, seq, "admin", "nobody")
+
+    def empty_sample(copy: Path) -> None:
+        doc = json.loads((copy / folder / "sample.json").read_text())
+        (copy / folder / "sample.json").write_text(json.dumps(doc | {"n": 0, "seqs": []}))
+        for name in ("sample.csv", "sample.jsonl", "sample_proofs.jsonl"):
+            (copy / folder / name).write_text("")
+
+    def negative_sample(copy: Path) -> None:
+        doc = json.loads((copy / folder / "sample.json").read_text())
+        (copy / folder / "sample.json").write_text(json.dumps(doc | {"n": -1}))
+
+    def drop_row(copy: Path) -> None:
+        for name in ("population.csv", "population.jsonl"):
+            path = copy / folder / name
+            lines = path.read_text().splitlines(keepends=True)
+            path.write_text("".join(lines[:-1]))
+
+    assert broken(forge_row) == f"{folder}/sample_proofs.jsonl"
+    assert broken(empty_sample) == f"{folder}/sample.json"
+    assert broken(negative_sample) == f"{folder}/sample.json"
+    assert broken(drop_row) == f"{folder}/population.csv"
+    assert broken(lambda copy: (copy / "extra").mkdir()) == "extra"
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    _resign(moved, ledger, ("2026-01-01T00:00:00.000000000Z", "2026-04-01T00:00:00.000000000Z"))
+    with pytest.raises(PackAltered, match="another period"):
+        verify_pack(moved, key)
+
+
+def test_a_hostile_folder_gets_an_answer_not_a_traceback(ledger: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    _build(ledger, out)
+    deep = out / "controls" / "CC6.1"
+    for _ in range(200):  # the walk is no recursion: any depth gets the same answer
+        deep = deep / "d"
+        deep.mkdir()
+    run = otaudit("verify-evidence", str(out))
+    assert run.returncode == 1 and "FAILED:" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["1=1) OR (1=1", "action = 'login') OR (action = 'login' AND seq < 40", "a = 'x",
+     "a = 1 -- the rest", "a = 1 /* c */", "a = 1; SELECT 1"],
+)  # fmt: skip
+def test_a_condition_cannot_reach_past_its_parentheses(tmp_path: Path, condition: str) -> None:
+    own = tmp_path / "controls.yaml"
+    own.write_text(f"controls:\n  - id: X1\n    title: t\n    where_sql: {json.dumps(condition)}\n")
+    run = otaudit("evidence", "--print-mapping", "--controls", str(own))
+    assert run.returncode == 2 and f"{own}:4" in run.stderr, run.stderr
+
+
+def test_a_terminated_build_leaves_no_pack_and_another_log_key_is_named(
+    ledger: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pack"
+    proc = subprocess.Popen([sys.executable, "-m", "otaudit", "evidence", "--data", str(ledger),
+                             "--from", _day(14), "--to", _day(0), "--out", str(out)],
+                            stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out / "controls").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.terminate()
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0 or (out / "MANIFEST").exists()
+    assert not out.exists() or (out / "MANIFEST").exists()
+    other = tmp_path / "other.key"
+    other.write_text(SigningKey.generate("someone/else").to_private_text())
+    other.chmod(0o600)
+    run = otaudit("evidence", "--data", str(ledger), "--from", _day(14), "--to", _day(0),
+                  "--out", str(tmp_path / "again"), "--key-file", str(other))  # fmt: skip
+    assert run.returncode == 2 and "is not a key of this log" in run.stderr, run.stderr

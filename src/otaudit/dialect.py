@@ -103,6 +103,12 @@ def _tokens(sql: str) -> list[tuple[str, str]]:
     return out
 
 
+def tokens(sql: str) -> list[tuple[str, str]]:
+    """``sql`` as (kind, text) tokens: ``str`` (a string literal), ``quoted`` (a quoted
+    name), ``word``, ``ws`` (whitespace and ``--`` comments) and ``sym`` (one character)."""
+    return _tokens(sql)
+
+
 def _literal(token: str) -> str:
     return token[1:-1].replace("''", "'")
 

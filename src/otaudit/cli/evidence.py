@@ -9,8 +9,12 @@ removed or added) or 2 (not a pack, bad ``--key``).
 from __future__ import annotations
 
 import os
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,12 +33,24 @@ from otaudit.query import query_target
 from otaudit.timespec import TIME_HELP, parse_time
 
 
-def _formats(text: str) -> tuple[str, ...]:
-    wanted = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
-    if bad := [f for f in wanted if f not in FORMATS]:
-        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(FORMATS)}",
-                                 param_hint="--format")  # fmt: skip
-    return wanted
+class FormatList(click.types.StringParamType):
+    """A comma-separated list of the report's forms (``html,pdf,xlsx``), checked where it
+    is given (the command line or the configuration file)."""
+
+    name = "LIST"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """The list, each form once; a usage error names an unknown one."""
+        wanted = _forms(str(value))
+        if bad := [f for f in wanted if f not in FORMATS]:
+            self.fail(f"{bad[0]!r} is not one of {', '.join(FORMATS)}", param, ctx)
+        if not wanted:
+            self.fail("name at least one of " + ", ".join(FORMATS), param, ctx)
+        return ",".join(wanted)
+
+
+def _forms(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
 
 
 def _bound(text: str | None, option: str, now: int) -> int:
@@ -60,8 +76,8 @@ def _bound(text: str | None, option: str, now: int) -> int:
 @click.option("--sample-size", type=click.IntRange(0, 10_000), metavar="N",
               help="Records drawn per control "
                    "(default: by how often the control operates).")  # fmt: skip
-@click.option("--format", "formats", default=",".join(DEFAULT_FORMATS), show_default=True,
-              metavar="LIST", help="The report's forms, of html, pdf and xlsx "
+@click.option("--format", "formats", type=FormatList(), default=",".join(DEFAULT_FORMATS),
+              show_default=True, metavar="LIST", help="The report's forms, of html, pdf and xlsx "
                                    "(xlsx: populations.xlsx, one sheet per control).")  # fmt: skip
 @click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="The log's signing key, to sign the MANIFEST "
@@ -95,7 +111,6 @@ def evidence_command(
     from_ns, to_ns = _bound(start, "--from", now), _bound(end, "--to", now)
     if out is None:
         raise click.UsageError("--out is required")
-    wanted = _formats(formats)
     rules = load_rule_set(rule_files, no_builtin_rules)
     signer = SigningKey.load(key_file or data / datadir.KEY_FILE)
     text = (f"evidence --from {start} --to {end} --controls "
@@ -106,15 +121,16 @@ def evidence_command(
         target = query_target(store, query_url)
         request = PackRequest(
             from_ns=from_ns, to_ns=to_ns, controls=controls, sample_size=sample_size,
-            formats=wanted, rules=rules, built_by=_who(), target=target,
+            formats=_forms(formats), rules=rules, built_by=_who(), target=target,
             checked=query_url is not None,
         )  # fmt: skip
         directory = open_output_dir(out)
         try:
-            summary = build_pack(store, PackWriter(directory), request, signer, log_key.key,
-                                 history, store_kind=target.kind)  # fmt: skip
+            with _terminated_as_exit():
+                summary = build_pack(store, PackWriter(directory), request, signer,
+                                     log_key.key, history, store_kind=target.kind)  # fmt: skip
         except BaseException:
-            directory.discard()
+            directory.discard()  # a pack is whole, or not there
             raise
         finally:
             directory.close()
@@ -134,6 +150,22 @@ def evidence_command(
                f"{empty}")  # fmt: skip
     click.echo(f"MANIFEST signed with {signer.name}+{signer.key_id.hex()}; check it with: "
                f"otaudit verify-evidence {out} --key {log_key.key}")  # fmt: skip
+
+
+@contextmanager
+def _terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (a service manager, ``timeout``, ``kill``) ends the build as an exception, so
+    that the half-written pack is removed; SIGKILL cannot be caught, and leaves a folder
+    without MANIFEST, which verify-evidence refuses as no pack."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _who() -> str:

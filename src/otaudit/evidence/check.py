@@ -20,6 +20,7 @@ import binascii
 import csv
 import heapq
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,12 +32,16 @@ import orjson
 from otaudit import merkle
 from otaudit.auditsample import sample_key
 from otaudit.bundle.keys import read_key_history
+from otaudit.bundle.layout import derive
 from otaudit.checkpoint import Checkpoint, open_checkpoint
 from otaudit.errors import ConfigError, VerificationError
 from otaudit.evidence.manifest import MAX_BYTES, NAME, PackAltered, check_files, open_manifest
+from otaudit.evidence.population import sample_size
 from otaudit.keyhistory import KeyHistory
 from otaudit.keys import VerifierKey
 from otaudit.note import parse_note
+from otaudit.record import rfc3339_to_ns
+from otaudit.textsafety import spreadsheet_row
 
 CLOSING: Final = "completeness/closing.checkpoint"
 OPENING: Final = "completeness/opening.checkpoint"
@@ -92,18 +97,28 @@ def pack_key(root: Path) -> VerifierKey:
         raise PackAltered(f"{KEY_FILE}: not a verifier key: {exc}", KEY_FILE) from None
 
 
-def _history(root: Path, key: VerifierKey) -> tuple[KeyHistory, Checkpoint]:
-    """The key history, and the closing checkpoint's body (checked by the caller)."""
+def _history(root: Path, trusted: VerifierKey) -> tuple[KeyHistory, Checkpoint]:
+    """The log's key history, from the pack's original key through the rotations
+    ``keys.jsonl`` proves under the closing root, anchored to the ``trusted`` key (which must
+    be one of its keys); and the closing checkpoint's body (checked by the caller)."""
     note = _read(root, CLOSING)
     try:
         body = Checkpoint.parse_body(parse_note(note)[0])
     except VerificationError as exc:
         raise PackAltered(f"{CLOSING}: {exc}", CLOSING) from None
-    if not (root / KEYS_FILE).exists():
-        return KeyHistory(key), body
-    data = _read(root, KEYS_FILE)
-    history = read_key_history(data, key, body.origin, body.tree_size, body.root_hash)
-    return history, body
+    history = KeyHistory(pack_key(root))
+    if (root / KEYS_FILE).exists():
+        data = _read(root, KEYS_FILE)
+        try:
+            history = read_key_history(
+                data, history.original, body.origin, body.tree_size, body.root_hash
+            )
+        except VerificationError as exc:
+            raise PackAltered(f"{KEYS_FILE}: {exc}", KEYS_FILE) from None
+    try:
+        return history.anchored(trusted), body
+    except VerificationError as exc:
+        raise PackAltered(f"{KEY_FILE}: {exc}", KEY_FILE) from None
 
 
 def _checkpoint(root: Path, name: str, history: KeyHistory, size: int | None) -> Checkpoint:
@@ -139,68 +154,200 @@ def _consistency(root: Path, opening: Checkpoint | None, closing: Checkpoint) ->
         raise PackAltered(f"{CONSISTENCY}: {exc}", CONSISTENCY) from None
 
 
-def _population_seqs(path: Path, name: str) -> Iterator[int]:
+_SEQ: Final = re.compile(r"[0-9]{1,19}")
+#: The columns a sampled record's sealed bytes must give its row, on either store.
+_PROVEN: Final = (
+    "signal", "time_unix_nano", "trace_id", "span_id", "name", "service", "actor",
+    "actor_role", "client_address", "action", "target", "resource_type", "result",
+    "producer", "producer_seq", "missing", "pipeline",
+)  # fmt: skip
+MAX_SAMPLE: Final = 10_000
+
+
+def _csv_cells(row: dict[str, Any], columns: list[str]) -> list[str]:
+    """The CSV cells the pack writes for a JSONL row (``evidence.files.TableFiles``)."""
+    return ["" if v is None else str(v) for v in spreadsheet_row(row.get(c) for c in columns)]
+
+
+def _population(
+    root: Path, folder: str, period: Period, wanted: set[int]
+) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
+    """Each row of the population, its CSV and JSONL forms held equal: (seq, JSONL row, CSV
+    cells); seqs strictly increasing, inside the tree and the period."""
+    name, lines_name = f"{folder}/population.csv", f"{folder}/population.jsonl"
     csv.field_size_limit(_CSV_FIELD)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or header[0] != "seq":
-            raise PackAltered(f"{name}: the first column is not seq", name)
-        for n, row in enumerate(reader, 2):
-            if not row or not row[0].isdigit():
-                raise PackAltered(f"{name} line {n}: no seq", name)
-            yield int(row[0])
-
-
-def _control(root: Path, folder: str, closing: Checkpoint) -> tuple[int, int]:
-    """Check one control's population against its query and sample; (rows, sampled)."""
-    name, sample_file = f"{folder}/population.csv", f"{folder}/sample.json"
-    query, sample = _json(root, f"{folder}/query.json"), _json(root, f"{folder}/sample.json")
     try:
-        stated, n, seqs = int(query["rows"]), int(sample["n"]), [int(s) for s in sample["seqs"]]
-        seed = bytes.fromhex(sample["seed"]["root_hash"])
+        with (root / name).open(newline="", encoding="utf-8") as f, \
+                (root / lines_name).open("rb") as lines:  # fmt: skip
+            reader = csv.reader(f)
+            columns = next(reader, None)
+            if not columns or columns[0] != "seq" or "time_unix_nano" not in columns:
+                raise PackAltered(f"{name}: the header is not a population's", name)
+            last = -1
+            for n, cells in enumerate(reader, 2):
+                line = lines.readline(_CSV_FIELD)
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise PackAltered(f"{lines_name} line {n - 1}: not JSON", lines_name) from None
+                if not isinstance(row, dict) or list(row) != columns:
+                    raise PackAltered(f"{lines_name} line {n - 1}: not the CSV's columns",
+                                      lines_name)  # fmt: skip
+                if _csv_cells(row, columns) != cells:
+                    raise PackAltered(f"{name} line {n}: differs from {lines_name}", name)
+                seq, at = row["seq"], row["time_unix_nano"]
+                if type(seq) is not int or not _SEQ.fullmatch(cells[0]) or seq <= last:
+                    raise PackAltered(f"{name} line {n}: seqs must increase", name)
+                if (
+                    seq >= period.tree_size
+                    or type(at) is not int
+                    or not (period.from_ns <= at < period.to_ns)
+                ):
+                    raise PackAltered(f"{name} line {n}: seq {seq} is outside the period or"
+                                      " the closing checkpoint's tree", name)  # fmt: skip
+                last = seq
+                yield seq, row if seq in wanted else {}, cells if seq in wanted else []
+            if lines.readline(1):
+                raise PackAltered(f"{lines_name}: more rows than {name}", lines_name)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PackAltered(f"{name}: {exc}", name) from None
+
+
+def _sample_doc(root: Path, folder: str, period: Period) -> tuple[int, list[int], str, int]:
+    """``sample.json``: (n, seqs, size basis, population) once its form is checked."""
+    name = f"{folder}/sample.json"
+    doc = _json(root, name)
+    try:
+        n, seqs, basis = doc["n"], doc["seqs"], doc["size_basis"]
+        population = doc["population"]
+        seed = bytes.fromhex(doc["seed"]["root_hash"])
+        if not (type(n) is int and 0 <= n <= MAX_SAMPLE and isinstance(seqs, list)
+                and len(seqs) == n and all(type(s) is int for s in seqs)
+                and len(set(seqs)) == n and isinstance(basis, str)
+                and type(population) is int):  # fmt: skip
+            raise ValueError("n, seqs, size_basis or population is malformed")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PackAltered(f"{name}: malformed: {exc}", name) from None
+    if seed != period.root_hash:
+        raise PackAltered(f"{name}: not seeded by the closing checkpoint", name)
+    return n, seqs, basis, population
+
+
+def _expected_size(rows: int, basis: str, period: Period) -> int:
+    """The sample size the pack's rule gives ``rows`` under the stated ``basis``."""
+    if basis.startswith("--sample-size "):
+        given = basis.removeprefix("--sample-size ")
+        return min(int(given), rows) if _SEQ.fullmatch(given) else -1
+    return sample_size(rows, (period.to_ns - period.from_ns) / 86_400e9, None)[0]
+
+
+def _control(root: Path, folder: str, period: Period) -> tuple[int, int]:
+    """Check one control's population, query and sample; (rows, sampled)."""
+    name, sample_name = f"{folder}/population.csv", f"{folder}/sample.json"
+    query_name = f"{folder}/query.json"
+    query = _json(root, query_name)
+    try:
+        stated, params = int(query["rows"]), query["parameters"]
+        bounds = (params["from"], params["to"], int(params["tree_size"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise PackAltered(f"{sample_file}: malformed: {exc}", sample_file) from None
-    if seed != closing.root_hash:
-        raise PackAltered(f"{sample_file}: not seeded by the closing checkpoint", sample_file)
-    rows, heap = 0, list[tuple[int, int]]()
-    for seq in _population_seqs(root / name, name):
+        raise PackAltered(
+            f"{folder}/query.json: malformed: {exc}", f"{folder}/query.json"
+        ) from None
+    if bounds != (period.start, period.end, period.tree_size):
+        raise PackAltered(f"{query_name}: another period than the MANIFEST's", query_name)
+    n, seqs, basis, population = _sample_doc(root, folder, period)
+    wanted = set(seqs)
+    rows, heap, held = 0, list[tuple[int, int]](), {}
+    for seq, row, cells in _population(root, folder, period, wanted):
         rows += 1
-        key = -int.from_bytes(sample_key(seed, seq))
+        key = -int.from_bytes(sample_key(period.root_hash, seq))
         if len(heap) < n:
             heapq.heappush(heap, (key, seq))
         elif n and key > heap[0][0]:
             heapq.heapreplace(heap, (key, seq))
-    if rows != stated or int(sample["population"]) != rows:
+        if row:
+            held[seq] = (row, cells)
+    if rows != stated or population != rows:
         raise PackAltered(f"{name}: {rows} rows, query.json says {stated}", name)
-    drawn = [seq for _, seq in sorted(heap, reverse=True)]
-    if drawn != seqs:
-        raise PackAltered(f"{sample_file}: the sample does not re-draw from the population "
-                          "with the closing checkpoint", sample_file)  # fmt: skip
-    proofs = f"{folder}/sample_proofs.jsonl"
+    if n != _expected_size(rows, basis, period):
+        raise PackAltered(f"{sample_name}: a sample of {n} is not what its basis gives",
+                          sample_name)  # fmt: skip
+    if [seq for _, seq in sorted(heap, reverse=True)] != seqs:
+        raise PackAltered(f"{sample_name}: the sample does not re-draw from the population "
+                          "with the closing checkpoint", sample_name)  # fmt: skip
+    _sample_rows(root, folder, seqs, held)
+    _sample_proofs(root, folder, seqs, held, period)
+    return rows, n
+
+
+def _sample_rows(
+    root: Path, folder: str, seqs: list[int], held: dict[int, tuple[dict[str, Any], list[str]]]
+) -> None:
+    """``sample.csv`` and ``sample.jsonl`` are the population's rows of the sample's seqs."""
+    name, lines_name = f"{folder}/sample.csv", f"{folder}/sample.jsonl"
+    try:
+        with (root / name).open(newline="", encoding="utf-8") as f:
+            cells = list(csv.reader(f))[1:]
+        rows = [orjson.loads(line) for line in _read(root, lines_name, 64 << 20).splitlines()]
+    except (UnicodeDecodeError, csv.Error, orjson.JSONDecodeError) as exc:
+        raise PackAltered(f"{name}: {exc}", name) from None
+    if cells != [held[s][1] for s in seqs]:
+        raise PackAltered(f"{name}: not the population's rows of the sample", name)
+    if rows != [held[s][0] for s in seqs]:
+        raise PackAltered(f"{lines_name}: not the population's rows of the sample", lines_name)
+
+
+def _sample_proofs(
+    root: Path,
+    folder: str,
+    seqs: list[int],
+    held: dict[int, tuple[dict[str, Any], list[str]]],
+    period: Period,
+) -> None:
+    """Each sampled record's bytes are proven into the closing checkpoint, and give the
+    columns its row shows."""
+    name = f"{folder}/sample_proofs.jsonl"
     proven = []
-    for n_line, line in enumerate(_read(root, proofs, 64 << 20).splitlines(), 1):
+    for n_line, line in enumerate(_read(root, name, 64 << 20).splitlines(), 1):
         try:
             doc = orjson.loads(line)
             seq = int(doc["index"])
-            leaf = merkle.leaf_hash(base64.b64decode(doc["leaf_input_b64"], validate=True))
+            sealed = base64.b64decode(doc["leaf_input_b64"], validate=True)
             hashes = [bytes.fromhex(h) for h in doc["hashes"]]
-            if int(doc["tree_size"]) != closing.tree_size:
+            if int(doc["tree_size"]) != period.tree_size:
                 raise ValueError("not a proof into the closing checkpoint")
-            merkle.verify_inclusion(leaf, seq, closing.tree_size, hashes, closing.root_hash)
+            merkle.verify_inclusion(merkle.leaf_hash(sealed), seq, period.tree_size, hashes,
+                                    period.root_hash)  # fmt: skip
+            columns, _ = derive(seq, sealed)
         except (KeyError, TypeError, ValueError, binascii.Error, orjson.JSONDecodeError,
                 VerificationError) as exc:  # fmt: skip
-            raise PackAltered(f"{proofs} line {n_line}: {exc}", proofs) from None
+            raise PackAltered(f"{name} line {n_line}: {exc}", name) from None
+        row = held.get(seq, ({}, []))[0]
+        derived = columns._asdict()
+        if any(row.get(c) != derived[c] for c in _PROVEN):
+            raise PackAltered(f"{name} line {n_line}: seq {seq}'s sealed bytes do not give the "
+                              "row the sample shows", name)  # fmt: skip
         proven.append(seq)
     if proven != seqs:
-        raise PackAltered(f"{proofs}: proves other records than the sample's", proofs)
-    return rows, len(seqs)
+        raise PackAltered(f"{name}: proves other records than the sample's", name)
+
+
+@dataclass(frozen=True)
+class Period:
+    """The period and closing checkpoint the manifest states."""
+
+    start: str
+    end: str
+    from_ns: int
+    to_ns: int
+    tree_size: int
+    root_hash: bytes
 
 
 def verify_pack(root: Path, key: VerifierKey) -> EvidenceReport:
-    """Check the pack in ``root`` with the log's verifier ``key``; PackAltered (a
-    VerificationError) names the file that does not hold, ConfigError when ``root`` is not
-    a pack at all."""
+    """Check the pack in ``root`` with the log's verifier ``key`` (any key of its history);
+    PackAltered (a VerificationError) names the file that does not hold, ConfigError when
+    ``root`` is not a pack at all."""
     require_pack(root)
     history, body = _history(root, key)
     signer = history.key_for(body.tree_size)
@@ -216,11 +363,17 @@ def verify_pack(root: Path, key: VerifierKey) -> EvidenceReport:
         raise PackAltered(f"{CLOSING}: not the checkpoint the manifest names", CLOSING)
     opening = _checkpoint(root, OPENING, history, None) if (root / OPENING).exists() else None
     _consistency(root, opening, closing)
+    try:
+        start, end = manifest.period
+        period = Period(start, end, rfc3339_to_ns(start), rfc3339_to_ns(end),
+                        closing.tree_size, closing.root_hash)  # fmt: skip
+    except ValueError as exc:
+        raise PackAltered(f"{NAME}: the period is malformed: {exc}", NAME) from None
     report = EvidenceReport(signer, manifest.origin, manifest.period, manifest.tree_size,
                             len(manifest.files))  # fmt: skip
     controls = sorted({p.split("/")[1] for p in manifest.files if p.startswith("controls/")})
     for control in controls:
-        rows, sampled = _control(root, f"controls/{control}", closing)
+        rows, sampled = _control(root, f"controls/{control}", period)
         report.controls[control] = rows
         report.sampled += sampled
     return report

@@ -223,7 +223,8 @@ def write_configuration(
     writer.write(f"{CONFIGURATION}/rules.yaml", yaml.safe_dump(
         {"rules": [_rule_spec(r) for r in rules]}, sort_keys=False, allow_unicode=True
     ))  # fmt: skip
-    writer.write(f"{CONFIGURATION}/verifier.key", f"{key}\n")
+    # The original key: keys.jsonl proves the way from it to the key of the closing checkpoint.
+    writer.write(f"{CONFIGURATION}/verifier.key", f"{history.original}\n")
     rotations = key_history_lines(store, history, end)
     if rotations:
         writer.write(f"{CONFIGURATION}/keys.jsonl", rotations)
@@ -234,5 +235,5 @@ def write_configuration(
         holds=len(found),
         tokens=tokens,
         rules=[(r.name, r.kind, r.severity, r.description) for r in rules],
-        verifier_key=str(key),
+        verifier_key=str(history.key_for(end)),
     )

@@ -114,24 +114,55 @@ def open_manifest(note: bytes, key: NoteVerifier) -> Manifest:
     return Manifest(origin, (start, end), int(size_text), root, files)
 
 
+#: How deep a pack's folders go (``controls/<id>/``), with room to spare.
+MAX_DEPTH: Final = 8
+
+
+def shown(path: str) -> str:
+    """``path`` as a message may show it: as it is, or quoted if it holds anything but
+    printable characters (a newline in a name must not start a line of the output)."""
+    return path if path.isprintable() else repr(path)
+
+
 def pack_files(root: Path) -> list[str]:
-    """Every file under ``root`` (relative paths, sorted), MANIFEST included; a symbolic
-    link, a special file or too many files is a VerificationError naming the path."""
+    """Every file under ``root`` (relative paths, sorted), MANIFEST included. A symbolic
+    link, a special file, a folder nested too deep or too many entries is PackAltered
+    naming the path; the walk keeps its own stack, so no depth exhausts it."""
     found: list[str] = []
-    for directory, dirs, names in os.walk(root, followlinks=False):
-        for name in sorted(dirs + names):
-            path = Path(directory, name)
-            rel = path.relative_to(root).as_posix()
-            st = path.lstat()
+    entries = 0
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        prefix, depth = stack.pop()
+        try:
+            with os.scandir(root / prefix if prefix else root) as listing:
+                items = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            raise PackAltered(f"{shown(prefix or '.')}: cannot be read: {exc.strerror}",
+                              prefix or ".") from None  # fmt: skip
+        for entry in items:
+            rel = f"{prefix}/{entry.name}" if prefix else entry.name
+            entries += 1
+            if entries > MAX_FILES:
+                raise PackAltered(f"the pack holds more than {MAX_FILES} entries", rel)
+            st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                raise PackAltered(f"{rel}: a symbolic link, which no pack holds", rel)
+                raise PackAltered(f"{shown(rel)}: a symbolic link, which no pack holds", rel)
             if stat.S_ISREG(st.st_mode):
                 found.append(rel)
-            elif not stat.S_ISDIR(st.st_mode):
-                raise PackAltered(f"{rel}: not a regular file", rel)
-        if len(found) > MAX_FILES:
-            raise VerificationError(f"the pack holds more than {MAX_FILES} files")
+            elif stat.S_ISDIR(st.st_mode) and depth < MAX_DEPTH:
+                stack.append((rel, depth + 1))
+            elif stat.S_ISDIR(st.st_mode):
+                raise PackAltered(f"{shown(rel)}: folders nested deeper than a pack's", rel)
+            else:
+                raise PackAltered(f"{shown(rel)}: not a regular file", rel)
     return sorted(found)
+
+
+def pack_dirs(root: Path) -> list[str]:
+    """Every folder under ``root`` (relative paths), as :func:`pack_files` walks them."""
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir() and not p.is_symlink()
+    )
 
 
 def file_sha256(path: Path, size: int) -> str:
@@ -147,18 +178,28 @@ def file_sha256(path: Path, size: int) -> str:
 
 def check_files(root: Path, m: Manifest) -> int:
     """Hold the folder ``root`` against the manifest; the number of files checked.
-    VerificationError names the first file that was changed, removed or added."""
+    PackAltered names the first file that was changed, removed or added, or a folder that
+    holds no file of the manifest."""
     present = set(pack_files(root))
     present.discard(NAME)
     for rel in sorted(present - m.files.keys()):
-        raise PackAltered(f"{rel}: not in the manifest (a file was added)", rel)
+        raise PackAltered(f"{shown(rel)}: not in the manifest (a file was added)", rel)
+    folders = {rel.rsplit("/", 1)[0] for rel in m.files if "/" in rel}
+    folders |= {f.rsplit("/", i)[0] for f in folders for i in range(1, f.count("/") + 1)}
+    for rel in pack_dirs(root):
+        if rel not in folders:
+            raise PackAltered(f"{shown(rel)}: a folder the manifest does not list", rel)
     for rel, (sha, size) in sorted(m.files.items()):
         if rel not in present:
             raise PackAltered(f"{rel}: listed in the manifest but missing", rel)
         path = root / rel
-        actual = path.stat().st_size
+        try:
+            actual = path.stat().st_size
+            digest = file_sha256(path, size) if actual == size else ""
+        except OSError as exc:
+            raise PackAltered(f"{rel}: cannot be read: {exc.strerror}", rel) from None
         if actual != size:
             raise PackAltered(f"{rel}: altered ({actual} bytes, the manifest says {size})", rel)
-        if file_sha256(path, size) != sha:
+        if digest != sha:
             raise PackAltered(f"{rel}: altered (its SHA-256 differs from the manifest)", rel)
     return len(m.files)

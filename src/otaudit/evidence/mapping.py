@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import yaml
 
-from otaudit.dialect import check_read_only
+from otaudit.dialect import check_read_only, tokens
 from otaudit.errors import ConfigError, QueryError
 from otaudit.record import rfc3339_ns
 from otaudit.smallfile import read_small_file
@@ -122,10 +122,10 @@ def condition(control: Control) -> str:
 
 def _period_condition(period: Period) -> str:
     return (
-        f"seq < {int(period.tree_size)}\n"
+        f"(seq < {int(period.tree_size)}\n"
         f"  AND time_unix_nano >= {int(period.from_ns)}"
         f"  -- {rfc3339_ns(period.from_ns)}\n"
-        f"  AND time_unix_nano < {int(period.to_ns)}"
+        f"  AND time_unix_nano < {int(period.to_ns)})"
         f"  -- {rfc3339_ns(period.to_ns)}"
     )
 
@@ -134,7 +134,7 @@ def population_sql(control: Control, period: Period) -> str:
     """The statement that selects the control's population in ``period``, in seq order."""
     return (
         f"SELECT *\nFROM audit_records\nWHERE {_period_condition(period)}\n"
-        f"  AND {condition(control)}\nORDER BY seq"
+        f"  AND ({condition(control)})\nORDER BY seq"
     )
 
 
@@ -142,7 +142,7 @@ def count_sql(control: Control, period: Period) -> str:
     """The statement that counts the same population."""
     return (
         f"SELECT count(*) AS population\nFROM audit_records\nWHERE {_period_condition(period)}\n"
-        f"  AND {condition(control)}"
+        f"  AND ({condition(control)})"
     )
 
 
@@ -192,16 +192,38 @@ def _where(node: yaml.Node, source: str, what: str) -> tuple[tuple[str, tuple[st
     return tuple(out)
 
 
-def _condition(node: yaml.Node, source: str, what: str) -> str:
-    text = _text(node, source, what, limit=MAX_CONDITION_CHARS)
+def condition_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a control's ``where_sql``, or None: it must be one condition,
+    whose parentheses close only what they open (outside string literals), with no ``;``
+    and no comment, so that it cannot reach past the parentheses it is put in."""
     try:
         check_read_only(f"SELECT * FROM audit_records WHERE {text}")
     except QueryError as exc:
-        raise ConfigError(f"{_at(source, node)}: {what}: {exc}") from None
-    if ";" in text or "--" in text or "/*" in text:
-        raise ConfigError(f"{_at(source, node)}: {what}: one condition, without ';' or comments")
-    if text.count("(") != text.count(")"):
-        raise ConfigError(f"{_at(source, node)}: {what}: unbalanced parentheses")
+        return str(exc)
+    depth = 0
+    parts = tokens(text)
+    for i, (kind, token) in enumerate(parts):
+        after = parts[i + 1][1] if i + 1 < len(parts) else ""
+        comment = (kind == "ws" and token.startswith("--")) or (token == "/" and after == "*")
+        if comment or (kind == "sym" and token == ";"):
+            return "one condition, without ';' or comments"
+        if kind in ("str", "quoted") and (len(token) < 2 or token[-1] != token[0]):
+            return "a string or quoted name is not closed"
+        if kind == "sym" and token == "(":
+            depth += 1
+        elif kind == "sym" and token == ")":
+            depth -= 1
+            if depth < 0:
+                return "a ')' closes more than the condition opened"
+    if depth:
+        return "unbalanced parentheses"
+    return None
+
+
+def _condition(node: yaml.Node, source: str, what: str) -> str:
+    text = _text(node, source, what, limit=MAX_CONDITION_CHARS)
+    if problem := condition_problem(text):
+        raise ConfigError(f"{_at(source, node)}: {what}: {problem}")
     return text
 
 

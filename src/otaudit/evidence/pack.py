@@ -157,6 +157,11 @@ def build_pack(
         raise ConfigError("the period is empty: --to must be after --from")
     checkpoints = period_checkpoints(store, request.from_ns, request.to_ns)
     closing = checkpoints.closing
+    if signer.verifier() not in history.keys:
+        raise ConfigError(
+            f"the signing key {signer.verifier()} is not a key of this log "
+            f"({', '.join(str(k) for k in history.keys)}): pass the log's own --key-file"
+        )
     if history.key_for(closing.tree_size) != signer.verifier():
         raise ConfigError(
             "the log's signing key was rotated after the period's closing checkpoint (tree "
