@@ -349,6 +349,14 @@ def verify_pack(root: Path, key: VerifierKey) -> EvidenceReport:
     PackAltered (a VerificationError) names the file that does not hold, ConfigError when
     ``root`` is not a pack at all."""
     require_pack(root)
+    try:
+        return _verify(root, key)
+    except OSError as exc:  # unreadable (permissions, I/O): not a finding about the pack
+        where = exc.filename or root
+        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from None
+
+
+def _verify(root: Path, key: VerifierKey) -> EvidenceReport:
     history, body = _history(root, key)
     signer = history.key_for(body.tree_size)
     try:

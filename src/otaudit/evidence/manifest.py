@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from otaudit.errors import VerificationError
+from otaudit.errors import ConfigError, VerificationError
 from otaudit.note import NoteSigner, NoteVerifier, open_note, sign_note
 
 NAME: Final = "MANIFEST"
@@ -137,8 +137,7 @@ def pack_files(root: Path) -> list[str]:
             with os.scandir(root / prefix if prefix else root) as listing:
                 items = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            raise PackAltered(f"{shown(prefix or '.')}: cannot be read: {exc.strerror}",
-                              prefix or ".") from None  # fmt: skip
+            raise ConfigError(f"cannot read {root / prefix}: {exc.strerror}") from None
         for entry in items:
             rel = f"{prefix}/{entry.name}" if prefix else entry.name
             entries += 1
@@ -197,7 +196,7 @@ def check_files(root: Path, m: Manifest) -> int:
             actual = path.stat().st_size
             digest = file_sha256(path, size) if actual == size else ""
         except OSError as exc:
-            raise PackAltered(f"{rel}: cannot be read: {exc.strerror}", rel) from None
+            raise ConfigError(f"cannot read {root / rel}: {exc.strerror}") from None
         if actual != size:
             raise PackAltered(f"{rel}: altered ({actual} bytes, the manifest says {size})", rel)
         if digest != sha:
