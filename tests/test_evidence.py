@@ -477,7 +477,8 @@ def test_a_terminated_build_leaves_no_pack_and_another_log_key_is_named(
     proc.terminate()
     proc.communicate(timeout=60)
     assert proc.returncode != 0 or (out / "MANIFEST").exists()
-    assert not out.exists() or (out / "MANIFEST").exists()
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    assert not out.exists() or (out / "MANIFEST").exists(), (left, proc.returncode)
     other = tmp_path / "other.key"
     other.write_text(SigningKey.generate("someone/else").to_private_text())
     other.chmod(0o600)

@@ -57,13 +57,13 @@ class OutputDir:
     def make_dir(self, name: str) -> None:
         """A new subdirectory ``name`` (mode 0700; a path relative to the directory whose
         parents :meth:`make_dir` made), for the files of :meth:`create` (OSError)."""
+        self._dirs.append(name)  # first: an exception right after the mkdir still discards it
         os.mkdir(name, 0o700, dir_fd=self.fd)
-        self._dirs.append(name)
 
     def create(self, name: str) -> BinaryIO:
         """A new file ``name`` in the directory, open for writing, mode 0600 (OSError)."""
+        self._names.append(name)  # first: an exception right after the open still discards it
         fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=self.fd)
-        self._names.append(name)
         try:
             os.fchmod(fd, FILE_MODE)
             return os.fdopen(fd, "wb")
