@@ -11,7 +11,7 @@ CRATE  := --manifest-path core/Cargo.toml
 PIP    := $(BIN)/pip --quiet --disable-pip-version-check
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test lint rust typecheck unit demo bench fuzz clean postgresql
+.PHONY: run test lint rust typecheck unit demo bench fuzz clean postgresql chromium
 
 # The dependencies, and the package itself in editable mode (maturin builds the core).
 $(STAMP): pyproject.toml constraints.txt
@@ -46,8 +46,11 @@ typecheck: $(CORE)
 postgresql:  ## PostgreSQL server binaries for the throwaway test server (installed if missing)
 	sh scripts/ensure-postgresql
 
+chromium:  ## Debian's Chromium for the console's browser tests (installed if missing)
+	sh scripts/ensure-chromium
+
 # Test files run in parallel (one PostgreSQL per worker); a file's tests stay together.
-unit: $(CORE) postgresql
+unit: $(CORE) postgresql chromium
 	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 test: lint rust typecheck unit  ## Everything CI runs
