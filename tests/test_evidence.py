@@ -485,3 +485,30 @@ def test_a_terminated_build_leaves_no_pack_and_another_log_key_is_named(
     run = otaudit("evidence", "--data", str(ledger), "--from", _day(14), "--to", _day(0),
                   "--out", str(tmp_path / "again"), "--key-file", str(other))  # fmt: skip
     assert run.returncode == 2 and "is not a key of this log" in run.stderr, run.stderr
+
+
+def test_a_producer_with_hostile_numbering_is_summed_up_not_listed(tmp_path: Path) -> None:
+    from otaudit.demo_quarter import Act, entries
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    store = datadir.open_store(data, None, readonly=False)
+    try:
+        key = datadir.signing_key(data, store, None, None)
+        start = time.time_ns() - 2 * DAY
+        acts = [Act(start + i * 10**6, "svc", "op", {"audit.action": "login",
+                    "audit.producer.id": "p1", "audit.producer.seq": 1 + 2 * i})
+                for i in range(2500)]  # fmt: skip
+        store.append(list(entries(acts)))
+        Checkpointer(store, key, key.name).checkpoint()
+    finally:
+        store.close()
+    out = tmp_path / "pack"
+    run = otaudit("evidence", "--data", str(data), "--from", _day(3), "--to", _day(0),
+                  "--out", str(out), "--format", "html")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with (out / "completeness" / "producers.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["records"], row["missing_count"]) == ("2500", "2499")
+    assert row["missing"].startswith("2, 4, 6,")
+    assert row["missing"].endswith("(and 1499 more ranges)")

@@ -54,9 +54,7 @@ def _info(cp: StoredCheckpoint | None, name: str) -> CheckpointInfo:
 
 
 def _ranges_text(ranges: Sequence[tuple[int, int]]) -> str:
-    shown = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:_MAX_RANGES_SHOWN]]
-    more = len(ranges) - len(shown)
-    return ", ".join(shown) + (f" (and {more} more ranges)" if more > 0 else "")
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def _producers(writer: PackWriter, target: QueryTarget, period: Period) -> list[ProducerGap]:
@@ -71,14 +69,16 @@ def _producers(writer: PackWriter, target: QueryTarget, period: Period) -> list[
     files = TableFiles(writer, f"{COMPLETENESS}/producers", _GAP_COLUMNS)
     found: list[ProducerGap] = []
     current: str | None = None
-    first = last = count = dups = 0
+    first = last = count = dups = missing = ranges = 0
+    # The first ranges are shown; the rest only counted (a producer's numbers may be hostile).
     gaps: list[tuple[int, int]] = []
 
     def flush() -> None:
         if current is None:
             return
-        missing = sum(b - a + 1 for a, b in gaps)
         text = _ranges_text(gaps)
+        if ranges > len(gaps):
+            text += f" (and {ranges - len(gaps)} more ranges)"
         files.add((current, first, last, count, missing, text, dups))
         found.append(ProducerGap(current, count, missing, text, dups))
 
@@ -86,11 +86,15 @@ def _producers(writer: PackWriter, target: QueryTarget, period: Period) -> list[
         number = int(number)
         if producer != current:
             flush()
-            current, first, last, count, dups, gaps = str(producer), number, number, 0, 0, []
+            current, first, last, gaps = str(producer), number, number, []
+            count = dups = missing = ranges = 0
         elif number == last:
             dups += 1
         elif number > last + 1:
-            gaps.append((last + 1, number - 1))
+            missing += number - 1 - last
+            ranges += 1
+            if len(gaps) < _MAX_RANGES_SHOWN:
+                gaps.append((last + 1, number - 1))
         last = number
         count += 1
     flush()
