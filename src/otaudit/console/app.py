@@ -77,14 +77,16 @@ class SecurityHeaders:
 
 async def _form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (bounded), last value of each field."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/x-www-form-urlencoded":
-        raise PageError(415, "send the form as application/x-www-form-urlencoded")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise PageError(413, f"the form is over {MAX_FORM_BYTES} bytes")
+    if not body:
+        return {}  # no fields: a POST without its CSRF token, refused as such
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise PageError(415, "send the form as application/x-www-form-urlencoded")
     try:
         return dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100))
     except (UnicodeDecodeError, ValueError) as exc:
