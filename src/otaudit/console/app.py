@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from starlette.applications import Starlette
@@ -93,6 +93,17 @@ async def _form(request: Request) -> dict[str, str]:
         raise PageError(400, f"the form cannot be read: {exc}") from None
 
 
+def _same_origin(request: Request) -> None:
+    """None unless the browser says the form comes from another site (Forbidden): the
+    ``Origin`` header, when sent, must name this console's own host."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "")
+    if urlsplit(origin).netloc.lower() != host.lower():
+        raise Forbidden(f"a form from {origin!r} may not post to this console")
+
+
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -117,6 +128,8 @@ def build_console_app(service: ConsoleService) -> Starlette:
     def page(handler: Handler, *, api: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
+                if request.method == "POST":
+                    _same_origin(request)
                 form = await _form(request) if request.method == "POST" else {}
 
                 def work() -> Response:
@@ -157,7 +170,10 @@ def build_console_app(service: ConsoleService) -> Starlette:
 
     async def signin(request: Request) -> Response:
         try:
+            _same_origin(request)
             form = await _form(request)
+        except Forbidden as exc:
+            return error_page(403, str(exc))
         except PageError as exc:
             return error_page(exc.status, exc.message)
         text = form.get("token", "").strip()
