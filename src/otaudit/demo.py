@@ -70,7 +70,7 @@ def run_demo(console: Console, keep: Path | None = None) -> None:
     """Run the demo, printing each step; raise DemoFailed if a step fails."""
     with tempfile.TemporaryDirectory(prefix="otaudit-demo-") as tmp:
         data = keep or Path(tmp) / "data"
-        http_port, grpc_port = free_port(), free_port()
+        http_port, grpc_port, console_port = free_port(), free_port(), free_port()
         console.rule("[bold]1. Start otaudit serve")
         cmd = [
             sys.executable,
@@ -87,12 +87,19 @@ def run_demo(console: Console, keep: Path | None = None) -> None:
             "demo.otaudit.example/log",
             "--checkpoint-interval",
             "0.2",
+            "--console",
+            f"127.0.0.1:{console_port}",
         ]
         console.print(" ".join(cmd[2:]))
         proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             wait_ready(f"http://127.0.0.1:{http_port}/healthz", proc)
             console.print(f"OTLP/HTTP on :{http_port}, OTLP/gRPC on :{grpc_port}, ledger in {data}")
+            wait_ready(f"http://127.0.0.1:{console_port}/console/signin", proc)
+            console.print(
+                f"auditor console: http://127.0.0.1:{console_port}/console/ (while the demo"
+                " runs; no tokens, so loopback only and no sign-in)"
+            )
 
             console.rule("[bold]2. Send instrumented traffic through the OpenTelemetry SDK")
             sent = send_traffic(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
@@ -139,5 +146,12 @@ def run_demo(console: Console, keep: Path | None = None) -> None:
             print_table(run_sql(query_target(store), AUDITOR_SQL, QueryLimits()), console)
             console.rule("[bold]7. The latest signed checkpoint (C2SP tlog-checkpoint)")
             console.print(store.checkpoints()[-1].note, highlight=False, markup=False)
+            console.rule("[bold]8. The same trail in a browser")
+            console.print(
+                f"otaudit serve --data {data if keep else 'DIR'} --console 127.0.0.1:8081,"
+                " then open http://127.0.0.1:8081/console/ (records, SQL, alerts, proofs"
+                " checked in the browser)",
+                highlight=False, markup=False,
+            )  # fmt: skip
         finally:
             store.close()

@@ -24,6 +24,7 @@ from otaudit.detect.process import DetectorProcess
 from otaudit.detect.run import AlertPublisher, DetectSettings
 from otaudit.errors import ConfigError
 from otaudit.ingest import Ingest, IngestSettings
+from otaudit.keys import SigningKey
 from otaudit.ledger import Sequencer
 from otaudit.metrics import Metrics
 from otaudit.ownrecords import SequencerAppender
@@ -61,6 +62,8 @@ class ServeSettings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     witness_dir: Path | None = None
     read_api: tuple[str, int] | None = None
+    #: The auditor console's listener (``--console``), None: off.
+    console: tuple[str, int] | None = None
     query_url: str | None = None
     unsafe_no_auth: bool = False
     tls: TlsSettings | None = None
@@ -86,7 +89,8 @@ def serve(settings: ServeSettings) -> None:
     before their connections are closed; then the ledger takes what was queued."""
     started_ns = time.time_ns()
     logthrottle.throttle()
-    limits = fit_open_files(settings.connections, 3 if settings.read_api is not None else 2)
+    extra = (settings.read_api is not None) + (settings.console is not None)
+    limits = fit_open_files(settings.connections, 2 + extra)
     data = datadir.check(settings.data, create=True)
     store = datadir.open_store(data, settings.store_url, readonly=False)
     key = datadir.signing_key(data, store, settings.origin, settings.key_file)
@@ -119,13 +123,13 @@ def serve(settings: ServeSettings) -> None:
     listeners = {"http": f"{http_host}:{http_port}", "grpc": f"{grpc_host}:{bound}"}
     if settings.read_api is not None:
         listeners["read_api"] = "{}:{}".format(*settings.read_api)
+    if settings.console is not None:
+        listeners["console"] = "{}:{}".format(*settings.console)
     info = ServerInfo(started_ns, listeners, detection=settings.detection is not None)
     http_app = build_app(ingest, authn, info)
     servers = [(_uvicorn(http_app, settings, settings.http, limits, "HTTP"), http_socket)]
     service: ReadService | None = None
-    if settings.read_api is not None:
-        read_host, read_port = settings.read_api
-        read_socket = _listen(read_host, read_port, "the read API")
+    if settings.read_api is not None or settings.console is not None:
         service = ReadService(
             lambda: datadir.open_store(data, settings.store_url, readonly=True),
             sequencer,
@@ -133,10 +137,15 @@ def serve(settings: ServeSettings) -> None:
             query_url=settings.query_url,
             cursor_key=load_cursor_key(data),
         )
+    if settings.read_api is not None and service is not None:
+        read_host, read_port = settings.read_api
+        read_socket = _listen(read_host, read_port, "the read API")
         read_app = _uvicorn(
             build_read_app(service), settings, settings.read_api, limits, "read API"
         )
         servers.append((read_app, read_socket))
+    if settings.console is not None and service is not None:
+        servers.append(_console(settings, data, service, key, limits))
     detector, notifier = _detector(settings, data, sequencer)
     if isinstance(store, SQLiteStore):  # checkpoints of its WAL off the writer's path
         sequencer.on_commit.append(store.checkpoint_in_background().wake)
@@ -157,6 +166,9 @@ def serve(settings: ServeSettings) -> None:
     )
     if settings.read_api is not None:
         log.info("read API on %s:%d (/api/v1/openapi.json)", *settings.read_api)
+    if settings.console is not None:
+        log.info("console on %s://%s:%d/console/", "http" if settings.tls is None else "https",
+                 *settings.console)  # fmt: skip
     grace_s = settings.shutdown_timeout_s
     watching = threading.Event()
     authn.watch(watching)
@@ -180,6 +192,30 @@ def serve(settings: ServeSettings) -> None:
         token_store.close()
         store.close()
         log.info("otaudit stopped; final checkpoint signed")
+
+
+def _console(
+    settings: ServeSettings, data: Path, service: ReadService, key: SigningKey,
+    limits: ConnectionLimits,
+) -> tuple[uvicorn.Server, socket.socket]:  # fmt: skip
+    """The auditor console's server and its listening socket (``--console``)."""
+    from otaudit.console import ConsoleService, build_console_app
+    from otaudit.console.session import SessionSigner, load_session_key
+
+    assert settings.console is not None
+    host, port = settings.console
+    sock = _listen(host, port, "the console")
+    console = ConsoleService(
+        service,
+        SessionSigner(load_session_key(data)),
+        data,
+        tls=settings.tls is not None,
+        signer=key,
+        rules=() if settings.detection is None else settings.detection.rules,
+        witness_dir=settings.witness_dir,
+    )
+    app = build_console_app(console)
+    return _uvicorn(app, settings, settings.console, limits, "console"), sock
 
 
 def _already_stopping(signum: int, frame: object) -> None:
@@ -237,6 +273,8 @@ def _check_exposure(settings: ServeSettings, authn: Authenticator) -> None:
     listeners = [("--http", settings.http), ("--grpc", settings.grpc)]
     if settings.read_api is not None:
         listeners.append(("--read-api", settings.read_api))
+    if settings.console is not None:
+        listeners.append(("--console", settings.console))
     exposed = [f"{option} {host}:{port}" for option, (host, port) in listeners
                if not is_loopback(host)]  # fmt: skip
     if exposed and not settings.unsafe_no_auth:

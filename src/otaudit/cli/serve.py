@@ -40,7 +40,7 @@ class _ServeCommand(click.Command):
                 exc.option_name,
                 f"No such option {exc.option_name!r}: each listener takes HOST:PORT, e.g."
                 " --http 127.0.0.1:4318 (OTLP/HTTP), --grpc 127.0.0.1:4317 (OTLP/gRPC),"
-                " --read-api 127.0.0.1:8080",
+                " --read-api 127.0.0.1:8080, --console 127.0.0.1:8081",
                 ctx=ctx,
             ) from None
 
@@ -155,6 +155,12 @@ class _ServeCommand(click.Command):
     metavar="HOST:PORT",
     help="Also serve the HTTP read API (search, SQL; JSON) here. Off by default.",
 )
+@click.option(
+    "--console",
+    "console_addr",
+    metavar="HOST:PORT",
+    help="Also serve the auditor console (web pages under /console/) here. Off by default.",
+)
 @query_store_option
 @click.option(
     "--unsafe-no-auth",
@@ -236,6 +242,7 @@ def serve_command(
     witness_dir: Path | None,
     workers: int,
     read_api: str | None,
+    console_addr: str | None,
     query_url: str | None,
     unsafe_no_auth: bool,
     tls_cert: Path | None,
@@ -317,6 +324,7 @@ def serve_command(
             ),
             witness_dir=witness_dir,
             read_api=None if read_api is None else parse_address(read_api, "--read-api"),
+            console=None if console_addr is None else parse_address(console_addr, "--console"),
             query_url=query_url,
             unsafe_no_auth=unsafe_no_auth,
             tls=tls,

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from otaudit.record import Columns, Entry
 from otaudit.store.migrations import Migration
-from otaudit.store.search import SearchFilter
+from otaudit.store.search import BrowseOrder, SearchFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +267,18 @@ class ReadStore(Protocol):
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``search.SEARCH_COLUMNS`` matching ``where`` with ``seq > after_seq``,
         in sequence order, streamed (constant memory however many match)."""
+        ...
+
+    def browse(
+        self,
+        where: SearchFilter,
+        page: BrowseOrder,
+        *,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``search.SEARCH_COLUMNS`` matching ``where`` and ``page`` in its order,
+        from just past record ``after_seq`` (keyset paging), streamed."""
         ...
 
     def count(self, where: SearchFilter) -> int:

@@ -46,6 +46,40 @@ class SearchFilter:
         return " ".join(parts)
 
 
+#: The orders a browse can take: the SQL of each sort key (seq breaks ties). ``timestamp``
+#: sorts by the indexed ``time_unix_nano``; text keys sort NULL as the empty string.
+SORT_KEYS: Final = {
+    "seq": "seq",
+    "timestamp": "time_unix_nano",
+    "action": "COALESCE(action, '')",
+    "actor": "COALESCE(actor, '')",
+}
+#: The longest name substring a browse looks for.
+MAX_NAME_CONTAINS: Final = 200
+
+
+def like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern with ``ESCAPE '!'``."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+@dataclass(frozen=True)
+class BrowseOrder:
+    """How a browse (the console's Records page) narrows and orders a search: the
+    signals, a case-insensitive substring of the name, the sort key and its direction."""
+
+    sort: str = "seq"
+    descending: bool = True
+    signals: tuple[str, ...] = ()
+    name_contains: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, got {self.sort!r}")
+        if self.name_contains is not None and len(self.name_contains) > MAX_NAME_CONTAINS:
+            raise ValueError(f"the name filter is over {MAX_NAME_CONTAINS} characters")
+
+
 class SearchReads(OverDriver):
     """The ``search`` read; a store mixes it in next to ``ReportReads``."""
 
@@ -59,6 +93,43 @@ class SearchReads(OverDriver):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         yield from self._db.stream("searching records", sql, params)
+
+    def browse(
+        self,
+        where: SearchFilter,
+        page: BrowseOrder,
+        *,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``SEARCH_COLUMNS`` matching ``where`` in ``page``'s order (the sort key,
+        then seq), from just past the record ``after_seq`` (keyset paging: the key of that
+        record is read again by its seq, so a cursor carries only a sequence number)."""
+        columns = ", ".join('"timestamp"' if c == "timestamp" else c for c in SEARCH_COLUMNS)
+        condition, params = self._where(where, -1)
+        key = SORT_KEYS[page.sort]
+        way = "DESC" if page.descending else "ASC"
+        ph = self._db.placeholder
+        if page.signals:
+            condition += f" AND signal IN ({', '.join([ph] * len(page.signals))})"
+            params.extend(page.signals)
+        if page.name_contains:
+            condition += f" AND LOWER(name) LIKE {ph} ESCAPE '!'"
+            params.append(f"%{like_escape(page.name_contains.lower())}%")
+        if after_seq is not None:
+            past = "<" if page.descending else ">"
+            if page.sort == "seq":
+                condition += f" AND seq {past} {ph}"
+                params.append(after_seq)
+            else:
+                condition += (f" AND ({key}, seq) {past} ((SELECT {key} FROM {self._records}"
+                              f" WHERE seq = {ph}), {ph})")  # fmt: skip
+                params.extend([after_seq, after_seq])
+        order = "seq" if page.sort == "seq" else f"{key} {way}, seq"
+        sql = f"SELECT {columns} FROM {self._records} WHERE {condition} ORDER BY {order} {way}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        yield from self._db.stream("browsing records", sql, params)
 
     def count(self, where: SearchFilter) -> int:
         """How many records match ``where``."""

@@ -1,0 +1,228 @@
+"""The Records page: filters in the URL, sortable columns, keyset pages, saved views, export.
+
+A view is its query string (a GET form), so it can be bookmarked and shared. Its time
+window always has a lower bound (a preset, 24 h by default, or ``since``), so no view
+scans the whole ledger by accident; pages go on without a cap through signed cursors that
+hold only the last row's seq (:meth:`otaudit.store.search.SearchReads.browse` reads its
+sort key again). An export streams every row of exactly the view's filter, in the view's
+order, as ``otaudit sql --format csv`` (and its JSONL form) prints them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from otaudit.console.web import Ctx, PageError
+from otaudit.query import json_cell
+from otaudit.readapi.params import BadRequest
+from otaudit.store.search import (
+    EXACT_FILTERS,
+    MAX_NAME_CONTAINS,
+    SEARCH_COLUMNS,
+    SORT_KEYS,
+    BrowseOrder,
+    SearchFilter,
+)
+from otaudit.textsafety import spreadsheet_row
+from otaudit.timespec import parse_time
+
+PRESETS: Final = {"24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400, "90d": 90 * 86_400}
+PAGE_SIZES: Final = (50, 100, 500)
+#: The filters of the form (each an exact match but ``name``, a substring).
+FILTERS: Final = ("action", "actor", "target", "resource_type", "service", "result", "signal")
+EXPORT_BATCH: Final = 5000
+_KNOWN: Final = frozenset({*FILTERS, "name", "range", "since", "until", "sort", "dir", "size",
+                           "cursor"})  # fmt: skip
+_MAX_VALUE: Final = 1024
+
+
+@dataclass(frozen=True)
+class View:
+    """A parsed records view: what to find, in which order, how many per page."""
+
+    where: SearchFilter
+    order: BrowseOrder
+    size: int
+    #: The view's parameters, cursor excluded, in a stable order (links, saved views).
+    items: tuple[tuple[str, str], ...]
+    #: The filter in words, for the read record and the page.
+    text: str
+
+    @property
+    def digest(self) -> str:
+        """What a cursor of this view is bound to."""
+        asked = urlencode([(k, v) for k, v in self.items if k != "size"])
+        return hashlib.sha256(asked.encode()).hexdigest()[:16]
+
+    def link(self, **changes: str | None) -> str:
+        """The view's URL with some parameters changed (None: dropped)."""
+        items = [(k, v) for k, v in self.items if k not in changes]
+        items += [(k, v) for k, v in changes.items() if v is not None]
+        return urlencode(items)
+
+
+def parse_view(params: list[tuple[str, str]], now_ns: int | None = None) -> View:
+    """The view a query string asks for (PageError 400 saying what is wrong)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    unknown = sorted({k for k, _ in params} - _KNOWN)
+    if unknown:
+        raise PageError(400, f"unknown parameter {unknown[0]!r}")
+    if any(len(v) > _MAX_VALUE for _, v in params):
+        raise PageError(400, f"a parameter is over {_MAX_VALUE} characters")
+    single = {k: v.strip() for k, v in params}
+    values: dict[str, tuple[str, ...]] = {}
+    for name in FILTERS:
+        given = tuple(dict.fromkeys(v.strip() for k, v in params if k == name and v.strip()))
+        if given:
+            values[name] = given
+    preset = single.get("range") or ("custom" if single.get("since") else "24h")
+    since_text, until_text = single.get("since", ""), single.get("until", "")
+    try:
+        if preset in PRESETS:
+            since_ns = now_ns - PRESETS[preset] * 1_000_000_000
+        elif preset == "custom" and since_text:
+            since_ns = parse_time(since_text, now_ns)
+        else:
+            raise PageError(400, "a view needs a lower time bound: a range preset or 'since'")
+        until_ns = parse_time(until_text, now_ns) if until_text else None
+    except ValueError as exc:
+        raise PageError(400, f"time range: {exc}") from None
+    sort: str = single.get("sort") or "seq"
+    descending = (single.get("dir") or "desc") != "asc"
+    contains: str | None = single.get("name") or None
+    try:
+        size = int(single.get("size") or PAGE_SIZES[0])
+    except ValueError:
+        size = 0
+    if size not in PAGE_SIZES:
+        raise PageError(400, f"size must be one of {', '.join(map(str, PAGE_SIZES))}")
+    if sort not in SORT_KEYS:
+        raise PageError(400, f"sort must be one of {', '.join(SORT_KEYS)}")
+    if contains is not None and len(contains) > MAX_NAME_CONTAINS:
+        raise PageError(400, f"the name filter is over {MAX_NAME_CONTAINS} characters")
+    signals = values.pop("signal", ())
+    exact = {k: v for k, v in values.items() if k in EXACT_FILTERS}
+    where = SearchFilter(exact, since_ns, until_ns)
+    order = BrowseOrder(sort, descending, signals, contains)
+    items: list[tuple[str, str]] = [("range", preset)]
+    if preset == "custom":
+        items.append(("since", since_text))
+    if until_text:
+        items.append(("until", until_text))
+    items += [(k, v) for k in FILTERS for v in (signals if k == "signal" else values.get(k, ()))]
+    if contains:
+        items.append(("name", contains))
+    items += [("sort", sort), ("dir", "desc" if descending else "asc"), ("size", str(size))]
+    words = " ".join(f"{k}={v}" for k, v in items)
+    return View(where, order, size, tuple(items), words)
+
+
+def _after(ctx: Ctx, view: View) -> int | None:
+    cursor = ctx.params.get("cursor")
+    if not cursor:
+        return None
+    try:
+        return ctx.service.read.cursors.decode(cursor, "console-records", view.digest)
+    except BadRequest as exc:
+        raise PageError(400, exc.message) from None
+
+
+def records_page(ctx: Ctx) -> Response:
+    """``GET /console/records``: one page of the view."""
+    view = parse_view(list(ctx.params.multi_items()))
+    after = _after(ctx, view)
+    with ctx.service.store() as store:
+        rows = list(store.browse(view.where, view.order, after_seq=after, limit=view.size + 1))
+    page, more = rows[: view.size], len(rows) > view.size
+    ctx.record(f"GET /console/records {view.text}" + (f" after seq {after}" if after else ""),
+               ok=True, rows=len(page))  # fmt: skip
+    cursor = (ctx.service.read.cursors.encode("console-records", page[-1][0], view.digest)
+              if more else None)  # fmt: skip
+    saved = ctx.service.saved(ctx.session.owner)["views"]
+    return ctx.render(
+        "records.html.j2", "records", view=view, columns=SEARCH_COLUMNS,
+        rows=[dict(zip(SEARCH_COLUMNS, r, strict=True)) for r in page],
+        next_link=None if cursor is None else view.link(cursor=cursor),
+        first_link=view.link() if after is not None else None, presets=tuple(PRESETS),
+        filters=FILTERS, sizes=PAGE_SIZES, sorts=tuple(SORT_KEYS), saved=saved,
+        form={k: v for k, v in view.items}, export_query=view.link(),
+    )  # fmt: skip
+
+
+def save_view(ctx: Ctx) -> Response:
+    """``POST /console/records/views``: keep the view's query string under a name."""
+    query = ctx.form.get("query", "")
+    view = parse_view(parse_qsl(query, keep_blank_values=False))  # a view that opens
+    try:
+        ctx.service.save(ctx.session.owner, "views", ctx.form.get("name", ""), view.link())
+    except ValueError as exc:
+        raise PageError(400, str(exc)) from None
+    return RedirectResponse(f"/console/records?{view.link()}", 303)
+
+
+def _batches(ctx: Ctx, view: View) -> Iterator[list[tuple[object, ...]]]:
+    """Every row of the view, in batches, each read with a store of its own (a worker
+    thread per batch: no connection crosses threads)."""
+    after: int | None = None
+    while True:
+        with ctx.service.store() as store:
+            rows = list(store.browse(view.where, view.order, after_seq=after,
+                                     limit=EXPORT_BATCH))  # fmt: skip
+        if rows:
+            yield rows
+        if len(rows) < EXPORT_BATCH:
+            return
+        after = int(str(rows[-1][0]))
+
+
+def _csv_chunks(ctx: Ctx, view: View) -> Iterator[bytes]:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SEARCH_COLUMNS)
+    yield out.getvalue().encode()
+    for rows in _batches(ctx, view):
+        out.seek(0)
+        out.truncate()
+        writer.writerows(spreadsheet_row([json_cell(v) for v in row]) for row in rows)
+        yield out.getvalue().encode()
+
+
+def _jsonl_chunks(ctx: Ctx, view: View) -> Iterator[bytes]:
+    for rows in _batches(ctx, view):
+        yield b"".join(
+            orjson.dumps(dict(zip(SEARCH_COLUMNS, map(json_cell, row), strict=True))) + b"\n"
+            for row in rows
+        )
+
+
+def _export(ctx: Ctx, fmt: str) -> Response:
+    view = parse_view([(k, v) for k, v in ctx.params.multi_items() if k != "cursor"])
+    ctx.record(f"GET /console/records/export.{fmt} {view.text}", ok=True)
+    chunks = _csv_chunks(ctx, view) if fmt == "csv" else _jsonl_chunks(ctx, view)
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+    return StreamingResponse(
+        iterate_in_threadpool(chunks), media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="otaudit-records.{fmt}"',
+                 "Cache-Control": "no-store"},
+    )  # fmt: skip
+
+
+def export_csv(ctx: Ctx) -> Response:
+    """``GET /console/records/export.csv``: the whole view as CSV, streamed."""
+    return _export(ctx, "csv")
+
+
+def export_jsonl(ctx: Ctx) -> Response:
+    """``GET /console/records/export.jsonl``: the whole view as JSON lines, streamed."""
+    return _export(ctx, "jsonl")
