@@ -139,9 +139,13 @@
       fail("no verifier key is pinned (pin the log's key in Settings)");
     }
     text = text.trim();
-    const fields = text.split("+");
-    if (fields.length !== 3) fail("the pinned verifier key is not <name>+<hex id>+<base64 key>");
-    const [name, idHex, keyB64] = fields;
+    // The name holds no '+' and the id is hex, but base64 may hold '+': split twice only.
+    const first = text.indexOf("+");
+    const second = first < 0 ? -1 : text.indexOf("+", first + 1);
+    if (second < 0) fail("the pinned verifier key is not <name>+<hex id>+<base64 key>");
+    const name = text.slice(0, first);
+    const idHex = text.slice(first + 1, second);
+    const keyB64 = text.slice(second + 1);
     checkKeyName(name, "the pinned verifier key");
     const keyId = fromHex(idHex, 4, "the pinned verifier key's id");
     const raw = fromBase64(keyB64, "the pinned verifier key's data");
