@@ -141,10 +141,24 @@ def _app(site: Site) -> Starlette:
             return JSONResponse({"error": f"no record {seq} in the signed tree"}, 404, HEADERS)
         return JSONResponse(found, headers=HEADERS)
 
+    async def trap(request: Request) -> Response:
+        """Pages that break the rules, for the harness's own test."""
+        kind = request.path_params["kind"]
+        if kind == "throw.js":
+            return Response("throw new Error('boom');", media_type="text/javascript",
+                            headers=HEADERS)  # fmt: skip
+        body = {
+            "inline": "<script>document.title = 'ran';</script>",
+            "throw": '<script src="/harness/throw.js" defer></script>',
+            "console": "",
+        }[kind]
+        return HTMLResponse(f"<!doctype html><title>trap</title>{body}<p>{kind}</p>", 200, HEADERS)
+
     return Starlette(routes=[
         StarletteRoute("/console/records/{seq:int}", record_page),
         StarletteRoute("/console/static/verify.js", script),
         StarletteRoute("/console/api/proof/{seq:int}", proof),
+        StarletteRoute("/harness/{kind}", trap),
     ])  # fmt: skip
 
 
@@ -465,3 +479,55 @@ def test_the_verdict_is_never_green_on_a_script_error(
             verdict = page.locator("#verify-verdict")
             assert verdict.get_attribute("class") == "bad"
             assert verdict.inner_text().startswith("NOT verified: the proof response")
+
+
+def test_every_leaf_of_every_tree_up_to_17_records_verifies(
+    browser: Browser, site: Site, tmp_path: Path
+) -> None:
+    """Every (leaf, size) pair up to 17 leaves: each shape of the right border of the tree
+    (fn == sn at every level) that the proof walk must get right."""
+    for size in range(1, 18):
+        site.ledger = _ledger(tmp_path / str(size), size)
+        with browser.page(f"tree{size}-every-leaf") as page:
+            page.goto(f"{site.base}/console/records/0")
+            page.evaluate("k => localStorage.setItem('otaudit.verifierKey', k)", KEY.verifier_key())
+            for seq in range(size):
+                page.evaluate(
+                    """s => {
+                      document.getElementById("verify").dataset.seq = s;
+                      document.getElementById("verify-verdict").removeAttribute("data-ms");
+                    }""",
+                    str(seq),
+                )
+                page.click("#verify")
+                verdict = page.locator("#verify-verdict[data-ms]")
+                verdict.wait_for()
+                assert verdict.get_attribute("class") == "ok", (size, seq, verdict.inner_text())
+                expected = f"Verified: record {seq} is leaf {seq} of the tree of {size} records"
+                assert verdict.inner_text().startswith(expected)
+
+
+def _trap(browser: Browser, site: Site, kind: str, allow: tuple[str, ...] = ()) -> None:
+    with browser.page(f"trap-{kind}{'-allowed' if allow else ''}", allow=allow) as page:
+        page.goto(f"{site.base}/harness/{kind}")
+        page.locator("p").wait_for()
+        if kind == "console":
+            page.evaluate("() => console.error('a console error')")
+        time.sleep(0.2)  # let the page report
+        assert page.title() == "trap"  # the inline script did not run
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("inline", "CSP violation|Content Security Policy"),
+        ("throw", "uncaught exception: .*boom"),
+        ("console", "console error: a console error"),
+    ],
+)
+def test_the_harness_fails_a_page_on_csp_violations_and_errors(
+    browser: Browser, site: Site, kind: str, error: str
+) -> None:
+    with pytest.raises(AssertionError, match=error):
+        _trap(browser, site, kind)
+    _trap(browser, site, kind, allow=(error,))  # errors a test expects pass when allowed
