@@ -411,9 +411,8 @@
       } catch {
         fail("they are not UTF-8 JSON");
       }
-      if (sealed === null || typeof sealed !== "object" || typeof sealed.record !== "object") {
-        fail("they hold no record");
-      }
+      const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+      if (!isObject(sealed) || !isObject(sealed.record)) fail("they hold no record");
       return typeof sealed.pipeline === "string" ? `pipeline ${sealed.pipeline}` : "";
     });
     return `Verified: record ${seq} is leaf ${seq} of the tree of ${checkpoint.treeSize} ` +
