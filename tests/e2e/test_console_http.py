@@ -6,136 +6,43 @@ checks."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import re
 import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from conftest import STORE_KINDS, new_store_url, query_args
+from console_server import (
+    COLUMNS,
+    CONFIG_RECORDS,
+    PAYLOADS,
+    Console,
+    start_console,
+)
+from console_server import csrf as _csrf
+from console_server import seqs as _seqs
+from console_server import sql as _sql
+from console_server import token as _token
 from otaudit import merkle
-from otaudit.demo import free_port
-from support import Server, otaudit
-
-CONFIG_RECORDS = 1150
-PAYLOADS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "javascript:alert(1)")
-COLUMNS = ("seq, timestamp, signal, service, actor, actor_role, client_address, action, target,"
-           " resource_type, result, name, trace_id, span_id")  # fmt: skip
-SHARED_TRACE = (7).to_bytes(16, "big")
-
-
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def _request(now_ns: int) -> bytes:
-    """The test's records: config changes (three in one trace), hostile values, a role
-    change that raises a privilege_escalation alert."""
-    req = ExportTraceServiceRequest()
-    resource = req.resource_spans.add()
-    resource.resource.attributes.append(_kv("service.name", "console-test"))
-    scope = resource.scope_spans.add()
-    n = 1000
-    for i in range(CONFIG_RECORDS):
-        n += 1
-        span = scope.spans.add(
-            trace_id=SHARED_TRACE if i < 3 else n.to_bytes(16, "big"),
-            span_id=n.to_bytes(8, "big"),
-            name=f"deploy step {i}",
-            start_time_unix_nano=now_ns - (CONFIG_RECORDS - i) * 1_000_000,
-        )
-        span.attributes.extend([
-            _kv("audit.action", "config.update"), _kv("user.id", ("alice", "bob", "carol")[i % 3]),
-            _kv("audit.result", "failure" if i % 10 == 0 else "success"),
-        ])  # fmt: skip
-    for i, payload in enumerate(PAYLOADS):
-        n += 1
-        span = scope.spans.add(trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
-                               name=f"xss {payload}", start_time_unix_nano=now_ns + i)  # fmt: skip
-        span.attributes.extend([_kv("audit.action", "xss.probe"), _kv("user.id", payload),
-                                _kv("audit.target", payload), _kv("note", payload)])  # fmt: skip
-    n += 1
-    span = scope.spans.add(trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
-                           name="role change", start_time_unix_nano=now_ns)  # fmt: skip
-    span.attributes.extend([_kv("audit.action", "user.role_change"), _kv("user.id", "mallory"),
-                            _kv("audit.target", "bob"),
-                            _kv("audit.new_value", "admin")])  # fmt: skip
-    return req.SerializeToString()
-
-
-@dataclass
-class Console:
-    server: Server
-    base: str
-    tokens: dict[str, str]
-    since: str
-    store_args: list[str]
-
-    @contextlib.contextmanager
-    def client(self, scope: str = "read") -> Iterator[httpx.Client]:
-        """A client signed in with the token of ``scope``."""
-        with httpx.Client(base_url=self.base, timeout=60) as client:
-            response = client.post("/console/signin", data={"token": self.tokens[scope]})
-            assert response.status_code == 303, response.text
-            yield client
-
-
-def _token(data: Path, store_args: list[str], *scopes: str) -> str:
-    args = [a for scope in scopes for a in ("--scope", scope)]
-    result = otaudit("token", "create", "--data", str(data), *store_args[:2], *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+from support import otaudit
 
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
 def console(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:  # fmt: skip
     directory = tmp_path_factory.mktemp("console")
-    data = directory / "data"
     store_args: list[str] = []
     sql_args: list[str] = []
     if request.param != "sqlite":
         url = new_store_url(request.param, directory, request)
         store_args = ["--store", url]
         sql_args = query_args(url, request)
-    assert otaudit("migrate", "--data", str(data), *store_args).returncode == 0
-    tokens = {scope: _token(data, store_args, scope) for scope in ("ingest", "read", "admin")}
-    port = free_port()
-    args = [*store_args, *sql_args, "--console", f"127.0.0.1:{port}"]
-    server = Server(data, extra_args=args, detect=True).start()
-    now_ns = time.time_ns()
-    response = httpx.post(f"{server.http_url}/v1/traces", content=_request(now_ns), timeout=60,
-                          headers={"Content-Type": "application/x-protobuf",
-                                   "Authorization": f"Bearer {tokens['ingest']}"})  # fmt: skip
-    assert response.status_code == 200, response.text
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ns / 1e9 - 3600))
-    yield Console(server, f"http://127.0.0.1:{port}", tokens, since, [*store_args, *sql_args])
-    server.stop()
-
-
-def _seqs(html: str) -> list[int]:
-    return [int(s) for s in re.findall(r'<tr data-seq="(\d+)">', html)]
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
-    assert found is not None, html
-    return found[1]
-
-
-def _sql(console: Console, statement: str) -> str:
-    result = otaudit("sql", "--data", str(console.server.data), *console.store_args,
-                     "--format", "csv", statement)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    with start_console(directory, store_args, sql_args) as started:
+        yield started
 
 
 def test_signin_sets_a_strict_cookie_and_pages_need_it(console: Console) -> None:
@@ -323,6 +230,18 @@ def test_forms_from_another_site_are_refused(console: Console) -> None:
     login = httpx.post(f"{console.base}/console/signin", data={"token": console.tokens["read"]},
                        headers={"Origin": "https://evil.example"})  # fmt: skip
     assert login.status_code == 403 and "set-cookie" not in login.headers
+    # Under Referrer-Policy: no-referrer a browser sends "Origin: null" for the console's own
+    # forms, with Sec-Fetch-Site: same-origin; "null" from elsewhere is refused.
+    form = {"token": console.tokens["read"]}
+    for headers, status in (
+        ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, 303),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Sec-Fetch-Site": "same-site"}, 403),
+        ({"Origin": console.base, "Sec-Fetch-Site": "cross-site"}, 403),
+    ):
+        answer = httpx.post(f"{console.base}/console/signin", data=form, headers=headers)
+        assert answer.status_code == status, (headers, answer.text)
 
 
 def test_saved_views_and_queries_are_kept_per_token(console: Console) -> None:

@@ -94,10 +94,20 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _same_origin(request: Request) -> None:
-    """None unless the browser says the form comes from another site (Forbidden): the
-    ``Origin`` header, when sent, must name this console's own host."""
+    """None unless the browser says the form comes from another site (Forbidden).
+
+    ``Sec-Fetch-Site``, when sent (browsers set it, pages cannot), must be ``same-origin``.
+    ``Origin``, when sent, must name this console's own host, or be ``null`` with
+    ``Sec-Fetch-Site: same-origin``: under the console's ``Referrer-Policy: no-referrer`` a
+    browser serializes the origin of the console's own forms as ``null`` (Fetch, "serializing
+    a request origin"), so the host alone would refuse every form posted from a browser."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        raise Forbidden(f"a form from another site ({site}) may not post to this console")
     origin = request.headers.get("origin")
     if origin is None:
+        return
+    if origin == "null" and site == "same-origin":
         return
     host = request.headers.get("host", "")
     if urlsplit(origin).netloc.lower() != host.lower():
