@@ -19,7 +19,7 @@ from google.protobuf.internal import api_implementation
 
 BENCHMARKS = (
     "ingest", "latency", "scale", "prepare", "verify", "postgres", "query", "detect",
-    "attacks", "prune", "evidence",
+    "attacks", "prune", "evidence", "console",
 )  # fmt: skip
 
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import (
         attacks,
+        console,
         detect,
         evidence,
         ingest,
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "attacks": lambda: attacks.run(args.quick),
         "prune": lambda: prune.run(args.quick, args.records),
         "evidence": lambda: evidence.run(args.quick, args.records),
+        "console": lambda: console.run(args.quick, args.records),
     }
     print(header(args), flush=True)
     for name in [args.only] if args.only else BENCHMARKS:

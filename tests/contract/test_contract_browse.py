@@ -11,6 +11,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from otaudit.otlp.convert import select_spans
 from otaudit.record import seal
+from otaudit.store import search
 from otaudit.store.base import Store
 from otaudit.store.search import SEARCH_COLUMNS, BrowseOrder, SearchFilter
 
@@ -86,3 +87,35 @@ def test_signals_and_column_filters_narrow_a_browse(any_store: Store) -> None:
     assert len(rows) == 10
     with pytest.raises(ValueError, match="sort must be one of"):
         BrowseOrder("name")
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_a_dense_action_filter_walks_seq_order_with_the_same_rows(
+    any_store: Store, monkeypatch: pytest.MonkeyPatch, descending: bool
+) -> None:
+    """Past ``DENSE_MATCHES`` matches a seq-ordered action filter walks the records in seq
+    order instead of sorting the matches from the action index: the same rows, pages and
+    time window either way."""
+    _fill(any_store)
+    where = SearchFilter({"action": ("act.1", "act.3")}, since_ns=1_764_287_999_999_996_000,
+                         until_ns=1_764_288_000_000_000_000)  # fmt: skip
+    order = BrowseOrder("seq", descending)
+    sorted_rows = _rows_of(any_store, where, order)
+    monkeypatch.setattr(search, "DENSE_MATCHES", 2)
+    walked = _rows_of(any_store, where, order)
+    assert walked == sorted_rows
+    seqs = [r["seq"] for r in walked]
+    assert seqs == sorted(seqs, reverse=descending)
+    assert {r["action"] for r in walked} == {"act.1", "act.3"}
+    assert 0 < len(walked) < 12  # the time window took some of the 12 matches out
+
+
+def _rows_of(store: Store, where: SearchFilter, order: BrowseOrder) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    after = None
+    while True:
+        rows = list(store.browse(where, order, after_seq=after, limit=3))
+        out += [dict(zip(SEARCH_COLUMNS, r, strict=True)) for r in rows]
+        if len(rows) < 3:
+            return out
+        after = int(rows[-1][0])
