@@ -243,6 +243,9 @@ def _measure(server: ServerProcess, port: int, db: sqlite3.Connection, held: int
         Case(f"action={common[0]}, sorted by actor, deep page",
              [*quarter, ("action", common[0]), ("sort", "actor")], deep=True),
         Case("name contains 'zzz' (no match), page 1", [*quarter, ("name", "zzz")]),
+        Case("target=nobody (no index, no match), page 1", [*quarter, ("target", "nobody")]),
+        Case("target=nobody, sorted by timestamp", [*quarter, ("target", "nobody"),
+                                                     ("sort", "timestamp")]),
     ]  # fmt: skip
     rows: list[list[str]] = []
     export_base: tuple[int, float] = (0, 0.0)

@@ -16,7 +16,7 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -26,9 +26,11 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from otaudit.console.web import Ctx, PageError
 from otaudit.query import json_cell
 from otaudit.readapi.params import BadRequest
+from otaudit.store.base import Store
 from otaudit.store.search import (
     EXACT_FILTERS,
     MAX_NAME_CONTAINS,
+    SCANNED_FILTERS,
     SEARCH_COLUMNS,
     SORT_KEYS,
     BrowseOrder,
@@ -42,6 +44,11 @@ PAGE_SIZES: Final = (50, 100, 500)
 #: The filters of the form (each an exact match but ``name``, a substring).
 FILTERS: Final = ("action", "actor", "target", "resource_type", "service", "result", "signal")
 EXPORT_BATCH: Final = 5000
+#: A page whose filter no index serves scans the ledger in stretches of this many seqs,
+#: and starts no new stretch past this many seconds: a rare or absent value costs each
+#: page about this long, and the page says how far it looked.
+SCAN_WINDOW: Final = 50_000
+SCAN_BUDGET_S: Final = 0.15
 _KNOWN: Final = frozenset({*FILTERS, "name", "range", "since", "until", "sort", "dir", "size",
                            "cursor"})  # fmt: skip
 _MAX_VALUE: Final = 1024
@@ -138,17 +145,59 @@ def _after(ctx: Ctx, view: View) -> int | None:
         raise PageError(400, exc.message) from None
 
 
+def _scanned(view: View) -> bool:
+    """Whether the view's page scans the ledger in stretches: seq order with a filter no
+    index serves (:data:`~otaudit.store.search.SCANNED_FILTERS`, the name substring)."""
+    return view.order.sort == "seq" and (
+        bool(view.order.name_contains)
+        or any(view.where.values.get(name) for name in SCANNED_FILTERS)
+    )
+
+
+def _page(
+    store: Store, view: View, after: int | None
+) -> tuple[list[tuple[Any, ...]], int | None, int | None]:
+    """One page of the view: its rows, the seq the next page goes on after (None: the
+    last page), and, when the page stopped at its time limit before filling, how far it
+    looked (so the next page goes on from there rather than from its last row)."""
+    rows: list[tuple[Any, ...]] = []
+    if not _scanned(view):
+        rows += store.browse(view.where, view.order, after_seq=after, limit=view.size + 1)
+        page = rows[: view.size]
+        return page, (int(page[-1][0]) if len(rows) > view.size else None), None
+    descending = view.order.descending
+    size = store.tree_size()
+    edge = (size if after is None else after) if descending else (0 if after is None else after + 1)
+    deadline = time.monotonic() + SCAN_BUDGET_S
+    while len(rows) <= view.size and (edge > 0 if descending else edge < size):
+        window = (
+            (max(0, edge - SCAN_WINDOW), edge)
+            if descending
+            else (edge, min(size, edge + SCAN_WINDOW))
+        )
+        rows += store.browse(view.where, view.order, limit=view.size + 1 - len(rows),
+                             seq_window=window)  # fmt: skip
+        edge = window[0] if descending else window[1]
+        if time.monotonic() > deadline:
+            break
+    page = rows[: view.size]
+    if len(rows) > view.size:
+        return page, int(page[-1][0]), None
+    if edge > 0 if descending else edge < size:  # stopped at the time limit
+        return page, (edge if descending else edge - 1), edge
+    return page, None, None
+
+
 def records_page(ctx: Ctx) -> Response:
     """``GET /console/records``: one page of the view."""
     view = parse_view(list(ctx.params.multi_items()))
     after = _after(ctx, view)
     with ctx.service.store() as store:
-        rows = list(store.browse(view.where, view.order, after_seq=after, limit=view.size + 1))
-    page, more = rows[: view.size], len(rows) > view.size
+        page, next_after, scanned_to = _page(store, view, after)
     ctx.record(f"GET /console/records {view.text}" + (f" after seq {after}" if after else ""),
                ok=True, rows=len(page))  # fmt: skip
-    cursor = (ctx.service.read.cursors.encode("console-records", page[-1][0], view.digest)
-              if more else None)  # fmt: skip
+    cursor = (ctx.service.read.cursors.encode("console-records", next_after, view.digest)
+              if next_after is not None else None)  # fmt: skip
     saved = ctx.service.saved(ctx.session.owner)["views"]
     return ctx.render(
         "records.html.j2", "records", view=view, columns=SEARCH_COLUMNS,
@@ -157,6 +206,7 @@ def records_page(ctx: Ctx) -> Response:
         first_link=view.link() if after is not None else None, presets=tuple(PRESETS),
         filters=FILTERS, sizes=PAGE_SIZES, sorts=tuple(SORT_KEYS), saved=saved,
         form={k: v for k, v in view.items}, export_query=view.link(),
+        scanned_to=scanned_to, descending=view.order.descending,
     )  # fmt: skip
 
 

@@ -276,9 +276,11 @@ class ReadStore(Protocol):
         *,
         after_seq: int | None = None,
         limit: int | None = None,
+        seq_window: tuple[int, int] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``search.SEARCH_COLUMNS`` matching ``where`` and ``page`` in its order,
-        from just past record ``after_seq`` (keyset paging), streamed."""
+        from just past record ``after_seq`` (keyset paging), within ``seq_window``
+        (``first <= seq < end``) when given, streamed."""
         ...
 
     def count(self, where: SearchFilter) -> int:

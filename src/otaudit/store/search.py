@@ -63,6 +63,10 @@ MAX_NAME_CONTAINS: Final = 200
 #: page of 500 is found within about ``window / DENSE_MATCHES * 500`` rows (with 1,000,000
 #: records in the window, 50,000), where sorting every match would read and sort them all.
 DENSE_MATCHES: Final = 10_000
+#: The filters no index serves: a page in seq order with one of them scans the ledger in
+#: bounded stretches (``seq_window``) rather than all of it at once, so that a rare or
+#: absent value costs each page a bounded time; the page says how far it looked.
+SCANNED_FILTERS: Final = ("target", "resource_type", "result", "service", "trace_id")
 
 
 def like_escape(text: str) -> str:
@@ -108,16 +112,24 @@ class SearchReads(OverDriver):
         *,
         after_seq: int | None = None,
         limit: int | None = None,
+        seq_window: tuple[int, int] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of ``SEARCH_COLUMNS`` matching ``where`` in ``page``'s order (the sort key,
         then seq), from just past the record ``after_seq`` (keyset paging: the key of that
-        record is read again by its seq, so a cursor carries only a sequence number)."""
+        record is read again by its seq, so a cursor carries only a sequence number), and
+        only with ``first <= seq < end`` when ``seq_window`` is ``(first, end)`` (a page that
+        scans a bounded stretch of the ledger, see :data:`SCANNED_FILTERS`)."""
         columns = ", ".join('"timestamp"' if c == "timestamp" else c for c in SEARCH_COLUMNS)
-        walk = page.sort == "seq" and bool(where.values.get("action")) and self._dense(where)
+        walk = (page.sort == "seq" and bool(where.values.get("action")) and self._dense(where)) or (
+            page.sort == "actor" and self._dense(where)
+        )
         condition, params = self._where(where, -1, walk)
         key = SORT_KEYS[page.sort]
         way = "DESC" if page.descending else "ASC"
         ph = self._db.placeholder
+        if seq_window is not None:
+            condition += f" AND seq >= {ph} AND seq < {ph}"
+            params.extend(seq_window)
         if page.signals:
             condition += f" AND signal IN ({', '.join([ph] * len(page.signals))})"
             params.extend(page.signals)
@@ -130,9 +142,12 @@ class SearchReads(OverDriver):
                 condition += f" AND seq {past} {ph}"
                 params.append(after_seq)
             else:
-                condition += (f" AND ({key}, seq) {past} ((SELECT {key} FROM {self._records}"
-                              f" WHERE seq = {ph}), {ph})")  # fmt: skip
-                params.extend([after_seq, after_seq])
+                # (key, seq) past the cursor's, written so that an index on (key, seq)
+                # starts at the cursor rather than at its first entry.
+                cursor_key = f"(SELECT {key} FROM {self._records} WHERE seq = {ph})"
+                condition += (f" AND {key} {past}= {cursor_key}"
+                              f" AND ({key} {past} {cursor_key} OR seq {past} {ph})")  # fmt: skip
+                params.extend([after_seq, after_seq, after_seq])
         order = "seq" if page.sort == "seq" else f"{key} {way}, seq"
         sql = f"SELECT {columns} FROM {self._records} WHERE {condition} ORDER BY {order} {way}"
         if limit is not None:
@@ -146,11 +161,11 @@ class SearchReads(OverDriver):
         return int(next(iter(self._db.stream("counting records", sql, params)))[0])
 
     def _dense(self, where: SearchFilter) -> bool:
-        """Whether the action filter of ``where`` matches at least ``DENSE_MATCHES`` records
-        in its time window (an index-only count that stops there)."""
+        """Whether the action filter of ``where`` (without one: its time window) matches at
+        least ``DENSE_MATCHES`` records (an index-only count that stops there)."""
         ph = self._db.placeholder
-        actions = where.values["action"]
-        sql = f"action IN ({', '.join([ph] * len(actions))})"
+        actions = where.values.get("action", ())
+        sql = f"action IN ({', '.join([ph] * len(actions))})" if actions else "seq >= 0"
         params: list[Any] = list(actions)
         if where.since_ns is not None:
             sql += f" AND time_unix_nano >= {ph}"
@@ -177,6 +192,8 @@ class SearchReads(OverDriver):
             values = where.values.get(name, ())
             if values:
                 column = f"{name} || ''" if walk and name == "action" else name
+                if name == "actor" and all(values):  # the same rows, through records_actor
+                    column = SORT_KEYS["actor"]
                 sql += f" AND {column} IN ({', '.join([ph] * len(values))})"
                 params.extend(values)
         if where.seqs is not None:
