@@ -11,6 +11,7 @@ import pytest
 
 from otaudit.console import records
 from otaudit.console.records import _page, parse_view
+from otaudit.record import rfc3339_ns
 from otaudit.store.base import Store
 from retention_records import log_record
 
@@ -29,15 +30,16 @@ def _follow(store: Store, params: list[tuple[str, str]]) -> tuple[list[int], int
     view = parse_view(params)
     found: list[int] = []
     pages, looked = 0, []
-    after = None
+    after = scan = None
     while True:
-        rows, after, scanned_to = _page(store, view, after)
-        found += [int(r[0]) for r in rows]
-        looked.append(scanned_to)
+        page = _page(store, view, after, scan)
+        found += [int(r[0]) for r in page.rows]
+        looked.append(page.looked_to)
         pages += 1
-        if after is None:
+        if page.last:
             return found, pages, looked
-        assert pages < 100
+        after, scan = page.after, page.scan
+        assert pages < 400
 
 
 @pytest.mark.parametrize("direction", ["desc", "asc"])
@@ -46,6 +48,7 @@ def test_stretches_find_every_match_once(
 ) -> None:
     _fill(any_store)
     params = [("range", "24h"), ("target", "rare"), ("size", "50"), ("dir", direction)]
+    monkeypatch.setattr(records, "SCAN_BUDGET_S", 60.0)  # no page stops at its time limit
     whole, pages, _ = _follow(any_store, params)
     expected = [10, 250, 251] if direction == "asc" else [251, 250, 10]
     assert (whole, pages) == (expected, 1)
@@ -54,6 +57,26 @@ def test_stretches_find_every_match_once(
     found, pages, looked = _follow(any_store, params)
     assert found == expected
     assert pages == 8  # 300 seqs in stretches of 40
-    assert all(isinstance(edge, int) for edge in looked[:-1]) and looked[-1] is None
+    assert all(isinstance(edge, str) for edge in looked[:-1]) and looked[-1] is None
     named, _, _ = _follow(any_store, [("range", "24h"), ("name", "READ"), ("size", "50")])
     assert named == list(range(299, -1, -1))  # every record, once, newest first
+
+
+@pytest.mark.parametrize("direction", ["desc", "asc"])
+def test_time_ordered_stretches_find_every_match_once(
+    any_store: Store, monkeypatch: pytest.MonkeyPatch, direction: str
+) -> None:
+    start = _fill(any_store)
+    since = ("since", rfc3339_ns(start - 10**9))
+    params = [("range", "custom"), since, ("sort", "timestamp"), ("dir", direction),
+              ("size", "50")]  # fmt: skip
+    monkeypatch.setattr(records, "SCAN_BUDGET_S", 60.0)  # no page stops at its time limit
+    everything, pages, _ = _follow(any_store, params)  # pages that fill, then go on
+    assert sorted(everything) == list(range(300)) and pages == 6
+    rare, pages, _ = _follow(any_store, [*params, ("target", "rare")])
+    expected = [10, 250, 251] if direction == "asc" else [251, 250, 10]
+    assert (rare, pages) == (expected, 1)
+    monkeypatch.setattr(records, "SCAN_BUDGET_S", 0.0)  # one stretch a page
+    found, pages, looked = _follow(any_store, [*params, ("target", "rare")])
+    assert found == expected and pages > 3
+    assert all(isinstance(edge, str) for edge in looked[:-1])

@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from otaudit.console.web import Ctx, PageError
 from otaudit.query import json_cell
 from otaudit.readapi.params import BadRequest
+from otaudit.record import rfc3339_ns
 from otaudit.store.base import Store
 from otaudit.store.search import (
     EXACT_FILTERS,
@@ -48,9 +49,9 @@ EXPORT_BATCH: Final = 5000
 #: and starts no new stretch past this many seconds: a rare or absent value costs each
 #: page about this long, and the page says how far it looked.
 SCAN_WINDOW: Final = 50_000
-SCAN_BUDGET_S: Final = 0.15
+SCAN_BUDGET_S: Final = 0.1
 _KNOWN: Final = frozenset({*FILTERS, "name", "range", "since", "until", "sort", "dir", "size",
-                           "cursor"})  # fmt: skip
+                           "cursor", "scan"})  # fmt: skip
 _MAX_VALUE: Final = 1024
 
 
@@ -145,30 +146,63 @@ def _after(ctx: Ctx, view: View) -> int | None:
         raise PageError(400, exc.message) from None
 
 
+def _scan(ctx: Ctx, view: View) -> int | None:
+    """The stretch a page that scans in stretches starts at (``scan``, signed), or None."""
+    scan = ctx.params.get("scan")
+    if not scan:
+        return None
+    try:
+        return ctx.service.read.cursors.decode(scan, "console-scan", view.digest)
+    except BadRequest as exc:
+        raise PageError(400, exc.message) from None
+
+
 def _scanned(view: View) -> bool:
-    """Whether the view's page scans the ledger in stretches: seq order with a filter no
-    index serves (:data:`~otaudit.store.search.SCANNED_FILTERS`, the name substring)."""
-    return view.order.sort == "seq" and (
+    """Whether the view's page scans the ledger in stretches: ordered by seq or by time,
+    with a filter no index serves (:data:`~otaudit.store.search.SCANNED_FILTERS`, the name
+    substring)."""
+    return view.order.sort in ("seq", "timestamp") and (
         bool(view.order.name_contains)
         or any(view.where.values.get(name) for name in SCANNED_FILTERS)
     )
 
 
-def _page(
-    store: Store, view: View, after: int | None
-) -> tuple[list[tuple[Any, ...]], int | None, int | None]:
-    """One page of the view: its rows, the seq the next page goes on after (None: the
-    last page), and, when the page stopped at its time limit before filling, how far it
-    looked (so the next page goes on from there rather than from its last row)."""
-    rows: list[tuple[Any, ...]] = []
+@dataclass(frozen=True)
+class Page:
+    """One page of a view: its rows; where the next page goes on (the seq after which, in
+    the view's order, and for a page that scans in stretches, the stretch it starts at);
+    and how far a page that stopped at its time limit looked (shown), else None."""
+
+    rows: list[tuple[Any, ...]]
+    after: int | None = None
+    scan: int | None = None
+    looked_to: str | None = None
+
+    @property
+    def last(self) -> bool:
+        """Whether no page follows."""
+        return self.after is None and self.scan is None
+
+
+def _page(store: Store, view: View, after: int | None, scan: int | None = None) -> Page:
+    """One page of the view, from just past record ``after`` (and, for a page that scans in
+    stretches, from the stretch at ``scan``)."""
     if not _scanned(view):
-        rows += store.browse(view.where, view.order, after_seq=after, limit=view.size + 1)
-        page = rows[: view.size]
-        return page, (int(page[-1][0]) if len(rows) > view.size else None), None
+        rows = list(store.browse(view.where, view.order, after_seq=after, limit=view.size + 1))
+        return Page(rows[: view.size], int(rows[view.size - 1][0]) if len(rows) > view.size
+                    else None)  # fmt: skip
+    if view.order.sort == "seq":
+        return _seq_stretches(store, view, after)
+    return _time_stretches(store, view, after, scan)
+
+
+def _seq_stretches(store: Store, view: View, after: int | None) -> Page:
+    """Seq order in stretches of :data:`SCAN_WINDOW` seqs (a cursor is a seq either way)."""
     descending = view.order.descending
     size = store.tree_size()
     edge = (size if after is None else after) if descending else (0 if after is None else after + 1)
     deadline = time.monotonic() + SCAN_BUDGET_S
+    rows: list[tuple[Any, ...]] = []
     while len(rows) <= view.size and (edge > 0 if descending else edge < size):
         window = (
             (max(0, edge - SCAN_WINDOW), edge)
@@ -182,31 +216,82 @@ def _page(
             break
     page = rows[: view.size]
     if len(rows) > view.size:
-        return page, int(page[-1][0]), None
+        return Page(page, int(page[-1][0]))
     if edge > 0 if descending else edge < size:  # stopped at the time limit
-        return page, (edge if descending else edge - 1), edge
-    return page, None, None
+        return Page(page, edge if descending else edge - 1, None, f"seq {edge}")
+    return Page(page)
+
+
+def _time_stretches(store: Store, view: View, after: int | None, scan: int | None) -> Page:
+    """Time order in stretches of a thirty-second of the view's time range (at least a
+    minute), each narrowing the view's window, so the order is the view's own. ``scan`` is
+    where the page's first stretch starts (its top when newest first, its bottom else)."""
+    where, descending = view.where, view.order.descending
+    since = where.since_ns if where.since_ns is not None else 0
+    until = where.until_ns  # None: open above
+    now = time.time_ns()
+    width = max(60 * 10**9, ((until if until is not None else now) - since) // 32)
+    high = scan if descending and scan is not None else until
+    low = scan if not descending and scan is not None else since
+    deadline = time.monotonic() + SCAN_BUDGET_S
+    rows: list[tuple[Any, ...]] = []
+    keyset = after
+    while True:
+        if descending:
+            stretch = (max(since, (high if high is not None else now) - width), high)
+        else:
+            top: int | None = low + width if until is None else min(low + width, until)
+            if until is None and top is not None and top > now:
+                top = None  # the last stretch is open above, as the view is
+            stretch = (low, top)
+        narrowed = SearchFilter(where.values, stretch[0], stretch[1], where.seqs)
+        rows += store.browse(narrowed, view.order, after_seq=keyset,
+                             limit=view.size + 1 - len(rows))  # fmt: skip
+        if len(rows) > view.size:
+            page = rows[: view.size]
+            start = stretch[1] if descending else stretch[0]
+            return Page(page, int(page[-1][0]), start)
+        keyset = None  # every later stretch lies wholly past the cursor
+        if descending:
+            if stretch[0] <= since:
+                return Page(rows)
+            high = stretch[0]
+        else:
+            if stretch[1] is None or (until is not None and stretch[1] >= until):
+                return Page(rows)
+            low = stretch[1]
+        if time.monotonic() > deadline:
+            edge = high if descending else low
+            assert edge is not None
+            return Page(rows, None, edge, rfc3339_ns(edge))
 
 
 def records_page(ctx: Ctx) -> Response:
     """``GET /console/records``: one page of the view."""
     view = parse_view(list(ctx.params.multi_items()))
-    after = _after(ctx, view)
+    after, scan = _after(ctx, view), _scan(ctx, view)
     with ctx.service.store() as store:
-        page, next_after, scanned_to = _page(store, view, after)
-    ctx.record(f"GET /console/records {view.text}" + (f" after seq {after}" if after else ""),
-               ok=True, rows=len(page))  # fmt: skip
-    cursor = (ctx.service.read.cursors.encode("console-records", next_after, view.digest)
-              if next_after is not None else None)  # fmt: skip
+        page = _page(store, view, after, scan)
+    asked = (f" after seq {after}" if after is not None else "") + (
+        f" from {rfc3339_ns(scan)}" if scan is not None and view.order.sort == "timestamp"
+        else "")  # fmt: skip
+    ctx.record(f"GET /console/records {view.text}{asked}", ok=True, rows=len(page.rows))
+    cursors = ctx.service.read.cursors
+    following: dict[str, str | None] = {
+        "cursor": None if page.after is None
+        else cursors.encode("console-records", page.after, view.digest),
+        "scan": None if page.scan is None else cursors.encode("console-scan", page.scan,
+                                                              view.digest),
+    }  # fmt: skip
     saved = ctx.service.saved(ctx.session.owner)["views"]
     return ctx.render(
         "records.html.j2", "records", view=view, columns=SEARCH_COLUMNS,
-        rows=[dict(zip(SEARCH_COLUMNS, r, strict=True)) for r in page],
-        next_link=None if cursor is None else view.link(cursor=cursor),
-        first_link=view.link() if after is not None else None, presets=tuple(PRESETS),
-        filters=FILTERS, sizes=PAGE_SIZES, sorts=tuple(SORT_KEYS), saved=saved,
-        form={k: v for k, v in view.items}, export_query=view.link(),
-        scanned_to=scanned_to, descending=view.order.descending,
+        rows=[dict(zip(SEARCH_COLUMNS, r, strict=True)) for r in page.rows],
+        next_link=None if page.last else view.link(**following),
+        first_link=view.link() if after is not None or scan is not None else None,
+        presets=tuple(PRESETS), filters=FILTERS, sizes=PAGE_SIZES, sorts=tuple(SORT_KEYS),
+        saved=saved, form={k: v for k, v in view.items}, export_query=view.link(),
+        scanned_to=page.looked_to, descending=view.order.descending,
     )  # fmt: skip
 
 
@@ -257,7 +342,7 @@ def _jsonl_chunks(ctx: Ctx, view: View) -> Iterator[bytes]:
 
 
 def _export(ctx: Ctx, fmt: str) -> Response:
-    view = parse_view([(k, v) for k, v in ctx.params.multi_items() if k != "cursor"])
+    view = parse_view([(k, v) for k, v in ctx.params.multi_items() if k not in ("cursor", "scan")])
     ctx.record(f"GET /console/records/export.{fmt} {view.text}", ok=True)
     chunks = _csv_chunks(ctx, view) if fmt == "csv" else _jsonl_chunks(ctx, view)
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
