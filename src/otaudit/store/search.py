@@ -123,13 +123,15 @@ class SearchReads(OverDriver):
         walk = (page.sort == "seq" and bool(where.values.get("action")) and self._dense(where)) or (
             page.sort == "actor" and self._dense(where)
         )
-        condition, params = self._where(where, -1, walk)
+        # One lower bound on seq: given two, the planner may range over the looser one.
+        condition, params = self._where(where, -1 if seq_window is None else seq_window[0] - 1,
+                                        walk)  # fmt: skip
         key = SORT_KEYS[page.sort]
         way = "DESC" if page.descending else "ASC"
         ph = self._db.placeholder
         if seq_window is not None:
-            condition += f" AND seq >= {ph} AND seq < {ph}"
-            params.extend(seq_window)
+            condition += f" AND seq < {ph}"
+            params.append(seq_window[1])
         if page.signals:
             condition += f" AND signal IN ({', '.join([ph] * len(page.signals))})"
             params.extend(page.signals)
