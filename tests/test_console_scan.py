@@ -80,3 +80,18 @@ def test_time_ordered_stretches_find_every_match_once(
     found, pages, looked = _follow(any_store, [*params, ("target", "rare")])
     assert found == expected and pages > 3
     assert all(isinstance(edge, str) for edge in looked[:-1])
+
+
+def test_a_text_sort_is_offered_for_windows_it_can_sort_in_time(
+    any_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(any_store)
+    params = [("range", "24h"), ("sort", "actor"), ("dir", "asc"), ("size", "50")]
+    page = _page(any_store, parse_view(params), None)
+    assert page.notice is None and len(page.rows) == 50
+    monkeypatch.setattr(records, "SORTABLE_WINDOW", 100)  # the window holds 300
+    page = _page(any_store, parse_view(params), None)
+    assert page.notice is not None and "at most 100 records" in page.notice
+    assert [int(r[0]) for r in page.rows] == list(range(50))  # by seq instead, oldest first
+    found, _, _ = _follow(any_store, params)
+    assert found == list(range(300))

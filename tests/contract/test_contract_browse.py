@@ -119,24 +119,3 @@ def _rows_of(store: Store, where: SearchFilter, order: BrowseOrder) -> list[dict
         if len(rows) < 3:
             return out
         after = int(rows[-1][0])
-
-
-@pytest.mark.parametrize("descending", [True, False])
-def test_a_dense_window_sorted_by_actor_walks_the_actor_index_with_the_same_rows(
-    any_store: Store, monkeypatch: pytest.MonkeyPatch, descending: bool
-) -> None:
-    """Past ``DENSE_MATCHES`` records in the window, an actor-ordered browse reads them in the
-    order of the actor index (``records_actor``), the cursor's key past which it starts
-    written for that index; the rows and pages are those of the sorted read."""
-    _fill(any_store)
-    for where in (SearchFilter(since_ns=1_764_287_999_999_996_000),
-                  SearchFilter({"action": ("act.1", "act.2")}),
-                  SearchFilter({"actor": ("alice",)})):  # fmt: skip
-        order = BrowseOrder("actor", descending)
-        sorted_rows = _rows_of(any_store, where, order)
-        with monkeypatch.context() as patched:
-            patched.setattr(search, "DENSE_MATCHES", 2)
-            walked = _rows_of(any_store, where, order)
-        assert walked == sorted_rows and walked
-        keys = [("" if r["actor"] is None else r["actor"], r["seq"]) for r in walked]
-        assert keys == sorted(keys, reverse=descending)

@@ -15,7 +15,7 @@ import hashlib
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -34,6 +34,7 @@ from otaudit.store.search import (
     SCANNED_FILTERS,
     SEARCH_COLUMNS,
     SORT_KEYS,
+    SORTABLE_WINDOW,
     BrowseOrder,
     SearchFilter,
 )
@@ -177,6 +178,8 @@ class Page:
     after: int | None = None
     scan: int | None = None
     looked_to: str | None = None
+    #: Said above the rows when the page could not be what was asked (a sort refused).
+    notice: str | None = None
 
     @property
     def last(self) -> bool:
@@ -187,6 +190,16 @@ class Page:
 def _page(store: Store, view: View, after: int | None, scan: int | None = None) -> Page:
     """One page of the view, from just past record ``after`` (and, for a page that scans in
     stretches, from the stretch at ``scan``)."""
+    if view.order.sort in ("action", "actor") and not store.window_holds_at_most(
+        view.where, SORTABLE_WINDOW
+    ):
+        notice = (
+            f"Sorting by {view.order.sort} needs a time range holding at most "
+            f"{SORTABLE_WINDOW:,} records, and this one holds more: the records are shown "
+            f"by seq. Narrow the range, or filter by {view.order.sort} and sort by time."
+        )
+        by_seq = replace(view, order=replace(view.order, sort="seq"))
+        return replace(_page(store, by_seq, after, scan), notice=notice)
     if not _scanned(view):
         rows = list(store.browse(view.where, view.order, after_seq=after, limit=view.size + 1))
         return Page(rows[: view.size], int(rows[view.size - 1][0]) if len(rows) > view.size
@@ -291,7 +304,7 @@ def records_page(ctx: Ctx) -> Response:
         first_link=view.link() if after is not None or scan is not None else None,
         presets=tuple(PRESETS), filters=FILTERS, sizes=PAGE_SIZES, sorts=tuple(SORT_KEYS),
         saved=saved, form={k: v for k, v in view.items}, export_query=view.link(),
-        scanned_to=page.looked_to, descending=view.order.descending,
+        scanned_to=page.looked_to, descending=view.order.descending, notice=page.notice,
     )  # fmt: skip
 
 

@@ -283,6 +283,10 @@ class ReadStore(Protocol):
         (``first <= seq < end``) when given, streamed."""
         ...
 
+    def window_holds_at_most(self, where: SearchFilter, limit: int) -> bool:
+        """Whether the time window of ``where`` holds at most ``limit`` records."""
+        ...
+
     def count(self, where: SearchFilter) -> int:
         """How many records match ``where``."""
         ...

@@ -266,12 +266,4 @@ GRANT SELECT ON otaudit.tokens TO otaudit_writer;
     Migration(5, "resources kept once", _RESOURCES),
     Migration(6, "dedup keys found in time order", _DEDUP_IN_TIME_ORDER, online=False),
     Migration(7, "removals covered by receipts", _REMOVALS),
-    # Who did what: the actor filter and the actor order, in seq order within each actor.
-    # Building it blocks appends while it runs (as migration 3's did).
-    Migration(
-        8,
-        "records by actor",
-        "CREATE INDEX records_actor ON otaudit.records ((COALESCE(actor, '')), seq);",
-        online=False,
-    ),
 )

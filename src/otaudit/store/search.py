@@ -66,7 +66,12 @@ DENSE_MATCHES: Final = 10_000
 #: The filters no index serves: a page in seq order with one of them scans the ledger in
 #: bounded stretches (``seq_window``) rather than all of it at once, so that a rare or
 #: absent value costs each page a bounded time; the page says how far it looked.
-SCANNED_FILTERS: Final = ("target", "resource_type", "result", "service", "trace_id")
+SCANNED_FILTERS: Final = ("actor", "target", "resource_type", "result", "service", "trace_id")
+#: A browse sorted by a text column (action, actor) sorts every record of its window (no
+#: index keeps them in that order: one would cost every append); it is offered when the
+#: window holds at most this many records (counted in the time index, at most this many
+#: entries read).
+SORTABLE_WINDOW: Final = 10_000
 
 
 def like_escape(text: str) -> str:
@@ -162,7 +167,12 @@ class SearchReads(OverDriver):
         sql = f"SELECT COUNT(*) FROM {self._records} WHERE {condition}"
         return int(next(iter(self._db.stream("counting records", sql, params)))[0])
 
-    def _dense(self, where: SearchFilter) -> bool:
+    def window_holds_at_most(self, where: SearchFilter, limit: int) -> bool:
+        """Whether the time window of ``where`` holds at most ``limit`` records (counted in
+        the time index, at most ``limit + 1`` entries read)."""
+        return not self._dense(SearchFilter({}, where.since_ns, where.until_ns), limit + 1)
+
+    def _dense(self, where: SearchFilter, enough: int | None = None) -> bool:
         """Whether the action filter of ``where`` (without one: its time window) matches at
         least ``DENSE_MATCHES`` records (an index-only count that stops there)."""
         ph = self._db.placeholder
@@ -175,11 +185,10 @@ class SearchReads(OverDriver):
         if where.until_ns is not None:
             sql += f" AND time_unix_nano < {ph}"
             params.append(where.until_ns)
+        enough = DENSE_MATCHES if enough is None else enough
         count = (f"SELECT COUNT(*) FROM (SELECT 1 FROM {self._records} WHERE {sql}"
-                 f" LIMIT {DENSE_MATCHES}) AS matches")  # fmt: skip
-        return int(next(iter(self._db.stream("counting records", count, params)))[0]) >= (
-            DENSE_MATCHES
-        )
+                 f" LIMIT {int(enough)}) AS matches")  # fmt: skip
+        return int(next(iter(self._db.stream("counting records", count, params)))[0]) >= enough
 
     def _where(
         self, where: SearchFilter, after_seq: int, walk: bool = False
@@ -194,8 +203,6 @@ class SearchReads(OverDriver):
             values = where.values.get(name, ())
             if values:
                 column = f"{name} || ''" if walk and name == "action" else name
-                if name == "actor" and all(values):  # the same rows, through records_actor
-                    column = SORT_KEYS["actor"]
                 sql += f" AND {column} IN ({', '.join([ph] * len(values))})"
                 params.extend(values)
         if where.seqs is not None:

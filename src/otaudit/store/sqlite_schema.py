@@ -222,11 +222,4 @@ MIGRATIONS: Final = (
         "CREATE INDEX records_action_timestamp ON records (action, timestamp);",
     ),
     Migration(8, "removals covered by receipts", _REMOVALS),
-    # Who did what: the actor filter and the actor order of `search`, the read API and the
-    # console, in seq order within each actor (no sort, any depth).
-    Migration(
-        9,
-        "records by actor",
-        "CREATE INDEX records_actor ON records (COALESCE(actor, ''), seq);",
-    ),
 )
