@@ -94,7 +94,12 @@ pub fn utf16_cmp(a: &str, b: &str) -> Ordering {
 /// in exponent form when the decimal exponent is below -4 or at least 16
 /// (`1e+16`, `1.5e-05`, `0.0001`, `-0.0`, `123.0`).
 pub fn write_repr(out: &mut String, value: f64) {
-    let sci = format!("{value:e}"); // shortest round trip: "-1.5e-5", "1e16", "0e0"
+    // The shortest digits that round-trip, the one nearest the value, a tie to the even
+    // digit (ryu, as Python's dtoa): "562949953421312.2", "1e16", "1.5e-5". Rust's own
+    // `{:e}` breaks such ties the other way (562949953421312.3 for ...312.25).
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(value);
+    let sci = to_scientific(text);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
@@ -131,6 +136,34 @@ pub fn write_repr(out: &mut String, value: f64) {
             out.push('0');
         }
         out.push_str(".0");
+    }
+}
+
+/// ryu's text (`"1.5e-5"`, `"123.0"`, `"1e16"`, `"-0.0"`) as `mantissa e exponent`, its
+/// digits unchanged (`"1.5e-5"`, `"1.23e2"`, `"1e16"`, `"-0e0"`).
+fn to_scientific(text: &str) -> String {
+    if let Some((m, e)) = text.split_once(['e', 'E']) {
+        return format!("{m}e{e}");
+    }
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, text),
+    };
+    let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+    let frac_part = frac_part.trim_end_matches('0');
+    let all: String = format!("{int_part}{frac_part}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0');
+    let sign = if negative { "-" } else { "" };
+    if digits.is_empty() {
+        return format!("{sign}0e0");
+    }
+    let exp = int_part.len() as i32 - 1 - lead as i32;
+    let (first, rest) = digits.split_at(1);
+    if rest.is_empty() {
+        format!("{sign}{first}e{exp}")
+    } else {
+        format!("{sign}{first}.{rest}e{exp}")
     }
 }
 
@@ -228,6 +261,11 @@ mod tests {
             (5e-324, "5e-324"),
             (2.2250738585072014e-308, "2.2250738585072014e-308"),
             (f64::MAX, "1.7976931348623157e+308"),
+            (562949953421312.2, "562949953421312.2"), // a tie: the even digit, as Python
+            (0.1, "0.1"),
+            (1e-7, "1e-07"),
+            (123456.0, "123456.0"),
+            (-0.0001, "-0.0001"),
             (-1e100, "-1e+100"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "Infinity"),

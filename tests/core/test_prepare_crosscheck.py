@@ -373,6 +373,7 @@ def _varint(n: int) -> bytes:
 
 
 @example(value=-0.0)
+@example(value=562949953421312.2)  # a tie between two shortest forms: the even digit
 @example(value=5e-324)
 @EXAMPLES
 @given(value=DOUBLES)
