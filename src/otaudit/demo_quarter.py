@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from otaudit import conventions, merkle, tree
-from otaudit.access import Reader, log_request
+from otaudit.access import Reader
 from otaudit.canonical import canonical_bytes
 from otaudit.checkpoint import Checkpoint, sign_checkpoint
-from otaudit.detect.alerts import DECISIONS, note_request
-from otaudit.detect.engine import TRIAGE_ACTION, Engine
+from otaudit.detect.alerts import DECISIONS, note_request, triage_request
+from otaudit.detect.engine import Engine
 from otaudit.detect.event import Event
 from otaudit.detect.grouping import AlertGrouper, Raised
 from otaudit.detect.rules import load_rules
@@ -496,16 +496,7 @@ def _own(request: Any, received_ns: int) -> Entry:
 def triage_at(reader: Reader, alert_id: str, decision: str, note: str, at_ns: int) -> Entry:
     """The sealed record of one triage decision on an alert, made at ``at_ns`` (the record
     ``detect.alerts.triage_entry`` makes now)."""
-    attributes: dict[str, str | int] = {
-        "audit.target": alert_id,
-        "audit.result": "success",
-        "audit.alert.id": alert_id,
-        "audit.alert.decision": decision,
-        "audit.alert.note": note,
-    }
-    body = f"{reader.actor} marked alert {alert_id} {decision}"
-    request = log_request(reader, TRIAGE_ACTION, "alert", body, attributes, time_ns=at_ns)
-    return _own(request, at_ns)
+    return _own(triage_request(reader, alert_id, decision, note, time_ns=at_ns), at_ns)
 
 
 #: Triage decisions drawn for the alerts of each rule (others: :data:`_ROUTINE`).

@@ -125,8 +125,11 @@ def alert_entry(finding: Finding, raised_ns: int | None = None) -> Entry:
     return seal_request(alert_request(finding, raised_ns))
 
 
-def triage_entry(reader: Reader, alert_id: str, decision: str, note: str) -> Entry:
-    """The sealed record of one triage decision on an alert."""
+def triage_request(
+    reader: Reader, alert_id: str, decision: str, note: str, *, time_ns: int | None = None
+) -> ExportLogsServiceRequest:
+    """The OTLP log record of one triage decision on an alert, dated ``time_ns`` (default:
+    now)."""
     attributes: dict[str, str | int] = {
         "audit.target": alert_id,
         "audit.result": "success",
@@ -135,7 +138,12 @@ def triage_entry(reader: Reader, alert_id: str, decision: str, note: str) -> Ent
         "audit.alert.note": note,
     }
     body = f"{reader.actor} marked alert {alert_id} {decision}"
-    return seal_request(log_request(reader, TRIAGE_ACTION, "alert", body, attributes))
+    return log_request(reader, TRIAGE_ACTION, "alert", body, attributes, time_ns=time_ns)
+
+
+def triage_entry(reader: Reader, alert_id: str, decision: str, note: str) -> Entry:
+    """The sealed record of one triage decision on an alert."""
+    return seal_request(triage_request(reader, alert_id, decision, note))
 
 
 def record_triage(
