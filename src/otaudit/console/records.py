@@ -137,23 +137,14 @@ def parse_view(params: list[tuple[str, str]], now_ns: int | None = None) -> View
     return View(where, order, size, tuple(items), words)
 
 
-def _after(ctx: Ctx, view: View) -> int | None:
-    cursor = ctx.params.get("cursor")
-    if not cursor:
+def _position(ctx: Ctx, view: View, param: str, kind: str) -> int | None:
+    """The signed position in query parameter ``param`` (a cursor of ``kind`` made for this
+    view), or None when it is absent; PageError 400 for one this server did not make."""
+    text = ctx.params.get(param)
+    if not text:
         return None
     try:
-        return ctx.service.read.cursors.decode(cursor, "console-records", view.digest)
-    except BadRequest as exc:
-        raise PageError(400, exc.message) from None
-
-
-def _scan(ctx: Ctx, view: View) -> int | None:
-    """The stretch a page that scans in stretches starts at (``scan``, signed), or None."""
-    scan = ctx.params.get("scan")
-    if not scan:
-        return None
-    try:
-        return ctx.service.read.cursors.decode(scan, "console-scan", view.digest)
+        return ctx.service.read.cursors.decode(text, kind, view.digest)
     except BadRequest as exc:
         raise PageError(400, exc.message) from None
 
@@ -282,7 +273,9 @@ def _time_stretches(store: Store, view: View, after: int | None, scan: int | Non
 def records_page(ctx: Ctx) -> Response:
     """``GET /console/records``: one page of the view."""
     view = parse_view(list(ctx.params.multi_items()))
-    after, scan = _after(ctx, view), _scan(ctx, view)
+    # The seq the page goes on after, and the stretch a scanning page starts at.
+    after = _position(ctx, view, "cursor", "console-records")
+    scan = _position(ctx, view, "scan", "console-scan")
     with ctx.service.store() as store:
         page = _page(store, view, after, scan)
     asked = (f" after seq {after}" if after is not None else "") + (
